@@ -1,0 +1,131 @@
+"""The shapes that cross the HTTP boundary, validated once on the way in."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_BATCH = 10_000
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Timestamps without a zone are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+Role = Literal["read", "write", "admin"]
+
+
+class _In(BaseModel):
+    # Unknown fields are refused: a misspelt `tag` should not silently vanish.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ItemFields(_In):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+    description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    category: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=100)] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    published_at: Timestamp | None = None
+
+
+class ItemIn(ItemFields):
+    item_id: Id
+
+
+class ItemBatch(_In):
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    description: str | None
+    category: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemPage(BaseModel):
+    items: list[Item]
+    next_cursor: str | None
+
+
+class Upserted(BaseModel):
+    upserted: int
+
+
+class UserFields(_In):
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class User(BaseModel):
+    user_id: str
+    attributes: dict[str, Any]
+    interaction_count: int
+    last_interaction_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InteractionIn(_In):
+    user_id: Id
+    item_id: Id
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    value: float | None = None
+    timestamp: Timestamp | None = None
+    event_id: Id | None = None
+
+    def problem(self, types: frozenset[str], now: datetime) -> str | None:
+        """What is wrong with this interaction given the configured types, or None."""
+        if self.type not in types:
+            return f"type {self.type!r} is not one of {', '.join(sorted(types))}"
+        if self.value is not None and not math.isfinite(self.value):
+            return "value must be a finite number"
+        if self.type == "rating" and (self.value is None or not 1 <= self.value <= 5):
+            return "a rating needs a value from 1 to 5"
+        if self.timestamp is not None and (self.timestamp - now).total_seconds() > 300:
+            return "timestamp is in the future"
+        return None
+
+
+class InteractionBatch(_In):
+    interactions: Annotated[list[InteractionIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Accepted(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class ApiKeyIn(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    role: Role
+
+
+class ApiKey(BaseModel):
+    key_id: str
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class NewApiKey(ApiKey):
+    token: str = Field(description="The bearer token; shown once, stored only as a hash.")
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKey]

@@ -1,0 +1,203 @@
+"""One settings object, read from the environment, shared by the API and the workers.
+
+Each concern reads its own variables (``DATABASE_URL``, ``REDIS_URL``, ``S3_*``, ...). A bad
+value stops the process at start with a message naming the variable, never at first use.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import ConfigError
+
+DEFAULT_INTERACTION_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "like": 2.0,
+    "superlike": 3.0,
+    "purchase": 3.0,
+    "seen": 0.5,
+    "dislike": -2.0,
+    "hide": -3.0,
+}
+# Weight of a `rating` interaction whose value is 1, 2, 3, 4, 5; values between interpolate.
+DEFAULT_RATING_WEIGHTS: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0, 3.0)
+
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class _Section(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="DATABASE_")
+
+    url: str = "postgresql://postgres@127.0.0.1:5432/recs"
+    pool_min: Annotated[int, Field(ge=1, le=100)] = 2
+    pool_max: Annotated[int, Field(ge=1, le=200)] = 10
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+
+class RedisSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="REDIS_")
+
+    url: str = "redis://127.0.0.1:6379/0"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class S3Settings(_Section):
+    model_config = SettingsConfigDict(env_prefix="S3_")
+
+    endpoint: str = "127.0.0.1:8333"
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = "recs-index"
+    access_key: Annotated[str, Field(min_length=3)] = "recs-local"
+    secret_key: Annotated[SecretStr, Field(min_length=8)] = SecretStr("recs-local-secret")
+    secure: bool = False
+    region: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        # The minio client takes host[:port]; accept a URL too, since that is what people paste.
+        stripped = re.sub(r"^https?://", "", value).rstrip("/")
+        if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", stripped):
+            raise ValueError("must be host[:port], for example 127.0.0.1:9000")
+        return stripped
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    admin_api_key: Annotated[SecretStr | None, Field(min_length=16)] = None
+    jwt_secret: Annotated[SecretStr | None, Field(min_length=32)] = None
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+
+
+class EmbeddingSettings(_Section):
+    model_config = SettingsConfigDict(env_prefix="EMBEDDING_")
+
+    model: Annotated[str, Field(min_length=1)] = "all-MiniLM-L6-v2"
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
+
+
+class InteractionSettings(_Section):
+    """Interaction types and the weight each one gives an item in a user's profile."""
+
+    interaction_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_INTERACTION_WEIGHTS)
+    )
+    rating_weights: tuple[float, float, float, float, float] = DEFAULT_RATING_WEIGHTS
+
+    @field_validator("interaction_weights")
+    @classmethod
+    def _types(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("must name at least one interaction type")
+        for name, weight in value.items():
+            if name == "rating":
+                raise ValueError("'rating' is built in; set its weights with RATING_WEIGHTS")
+            if not _TYPE_NAME.match(name):
+                raise ValueError(f"type {name!r} must match {_TYPE_NAME.pattern}")
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of {name!r} must be a finite number")
+        return value
+
+    @field_validator("rating_weights")
+    @classmethod
+    def _finite(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(w) for w in value):
+            raise ValueError("weights must be finite numbers")
+        return value
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(self.interaction_weights) | {"rating"}
+
+    def weight(self, kind: str, value: float | None) -> float:
+        """The profile weight of one interaction; `rating` interpolates between its five points."""
+        if kind != "rating":
+            return self.interaction_weights[kind]
+        assert value is not None, "a rating carries its value"
+        low = min(int(value), 4)
+        fraction = value - low
+        return self.rating_weights[low - 1] * (1 - fraction) + self.rating_weights[low] * fraction
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    interactions: InteractionSettings = Field(default_factory=InteractionSettings)
+
+
+_SECTION_PREFIX: dict[type[BaseSettings], str] = {
+    Settings: "",
+    DatabaseSettings: "DATABASE_",
+    RedisSettings: "REDIS_",
+    S3Settings: "S3_",
+    ApiSettings: "",
+    EmbeddingSettings: "EMBEDDING_",
+    InteractionSettings: "",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; raise ConfigError naming each bad variable."""
+    sections: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if name in overrides:
+            sections[name] = overrides[name]
+            continue
+        if not (isinstance(section, type) and issubclass(section, _Section)):
+            continue
+        try:
+            sections[name] = section()
+        except ValidationError as exc:
+            problems.extend(_describe(exc, _SECTION_PREFIX[section]))
+    try:
+        settings = Settings(**sections)
+    except ValidationError as exc:
+        problems.extend(_describe(exc, ""))
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return settings
+
+
+def _describe(exc: ValidationError, prefix: str) -> list[str]:
+    described = []
+    for error in exc.errors():
+        variable = (prefix + str(error["loc"][0])).upper() if error["loc"] else prefix.rstrip("_")
+        described.append(f"{variable}: {error['msg']}")
+    return described
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

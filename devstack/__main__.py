@@ -1,0 +1,182 @@
+"""`python -m devstack run`: the whole service on this machine, with what it needs.
+
+Uses the servers the environment names, starts local ones for the rest, runs a Celery worker
+and the API, loads demo data into an empty catalog, and stops all it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from common.errors import ConfigError
+from common.settings import load_settings
+from devstack import demo
+from devstack.servers import Stack, bring_up, port_open, stop_process
+
+STATE_DIR = Path(".stack")
+READY_SECONDS = 120
+
+
+def admin_key(state_dir: Path) -> str:
+    """ADMIN_API_KEY when set; else one generated once and kept under the state folder."""
+    if key := os.environ.get("ADMIN_API_KEY"):
+        return key
+    path = state_dir / "admin_key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = "admin_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def start_children(env: dict[str, str], host: str, port: int) -> list[subprocess.Popen[bytes]]:
+    python = sys.executable
+    worker = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--hostname=recs@%h",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    api = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.api.main:create_app",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    return [worker, api]
+
+
+def wait_ready(url: str, api: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + READY_SECONDS
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            raise RuntimeError(f"the API exited with {api.returncode} before it was ready")
+        try:
+            answer = httpx.get(f"{url}/health/ready", timeout=3)
+            if answer.status_code == 200:
+                body: dict[str, Any] = answer.json()
+                return body
+            last = answer.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.3)
+    raise RuntimeError(f"the API was not ready within {READY_SECONDS}s: {last}")
+
+
+def load_demo(url: str, key: str) -> str:
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        present = client.get("/api/v1/items", params={"limit": 1}).raise_for_status().json()
+        if present["items"]:
+            return "catalog not empty: demo data not loaded"
+        items = demo.catalog()
+        client.post("/api/v1/items/batch", json={"items": items}).raise_for_status()
+        rows = demo.interactions(items)
+        for start in range(0, len(rows), 5000):
+            batch = {"interactions": rows[start : start + 5000]}
+            client.post("/api/v1/interactions/batch", json=batch).raise_for_status()
+    return f"demo data loaded: {len(items)} items, {len(rows)} interactions"
+
+
+def run() -> int:
+    key = admin_key(STATE_DIR)
+    os.environ["ADMIN_API_KEY"] = key
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host, port = settings.api.host, settings.api.port
+    if port_open(host, port):
+        print(f"error: {host}:{port} is taken; set PORT to another port", file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    stack: Stack | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        stack = bring_up(STATE_DIR)
+        env = os.environ | stack.env | {"HF_HUB_OFFLINE": "1", "ADMIN_API_KEY": key}
+        children = start_children(env, host, port)
+        url = f"http://{host}:{port}"
+        wait_ready(url, children[-1])
+        loaded = "DEMO_DATA=0: demo data skipped"
+        if os.environ.get("DEMO_DATA", "1") != "0":
+            loaded = load_demo(url, key)
+        started = ", ".join(stack.started) or "none (all configured or already running)"
+        print(
+            f"\nrecs is serving at {url}  (API docs: {url}/docs)\n"
+            f"  admin key:       {key}\n"
+            f"  servers started: {started}\n"
+            f"  {loaded}\n"
+            f"  try: curl -H 'Authorization: Bearer {key}' {url}/api/v1/items?limit=3\n"
+            "Ctrl-C stops everything started here.\n",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            for child in children:
+                if child.poll() is not None:
+                    print(f"error: {child.args[2]} exited with {child.returncode}", flush=True)
+                    return 1
+        return 0
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for child in reversed(children):
+            stop_process(child)
+        if stack is not None:
+            stack.stop()
+        print("stopped.", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "run"
+    if command == "run":
+        return run()
+    print("usage: python -m devstack run", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,79 @@
+"""Assembles the app: lifespan resources, middleware, error handling, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from common.errors import CacheUnavailable, ConfigError, ObjectStoreUnavailable
+from common.retry import wait_for
+from common.settings import Settings, get_settings
+from service.api import errors
+from service.api.deps import Resources
+from service.api.limits import BodyLimit
+from service.api.metrics import RequestMetrics
+from service.api.routes import health, items, keys, users
+from service.auth import Authenticator
+from storage.blob.s3 import S3Store
+from storage.db import create_pool
+
+log = logging.getLogger(__name__)
+
+
+async def open_resources(settings: Settings) -> Resources:
+    """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each."""
+    if settings.api.admin_api_key is None:
+        raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
+    pool = await create_pool(settings.database)
+    redis: Redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=3)
+    try:
+        await wait_for("Redis at REDIS_URL", redis.ping, failure=CacheUnavailable)
+        store = S3Store(settings.s3)
+        await wait_for(
+            "S3 at S3_ENDPOINT",
+            lambda: asyncio.to_thread(store.ensure_bucket),
+            failure=ObjectStoreUnavailable,
+        )
+    except BaseException:
+        await redis.aclose()
+        await pool.close()
+        raise
+    return Resources(settings, pool, redis, store, Authenticator(settings.api, pool))
+
+
+async def close_resources(res: Resources) -> None:
+    await res.redis.aclose()
+    await res.pool.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.resources = await open_resources(settings)
+        try:
+            yield
+        finally:
+            await close_resources(app.state.resources)
+
+    app = FastAPI(
+        title="recs",
+        version="0.1.0",
+        summary="Similar items, personalised recommendations and trending lists "
+        "from versioned vector indexes.",
+        lifespan=lifespan,
+    )
+    app.state.registry = CollectorRegistry()
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestMetrics, registry=app.state.registry)
+    for module in (health, items, users, keys):
+        app.include_router(module.router)
+    return app

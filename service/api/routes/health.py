@@ -1,0 +1,68 @@
+"""Liveness, readiness and Prometheus metrics: no credentials, so probes can reach them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import ResourcesDep
+
+router = APIRouter(tags=["service"])
+
+CHECK_SECONDS = 2.0
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", responses={503: {"description": "a backing server is down"}})
+async def ready(res: ResourcesDep) -> JSONResponse:
+    """Ready when the database, the cache and the object store all answer."""
+
+    async def database() -> None:
+        await res.pool.fetchval("SELECT 1")
+
+    async def cache() -> None:
+        await res.redis.ping()
+
+    async def object_store() -> None:
+        await asyncio.to_thread(res.store.ping)
+
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": database,
+        "cache": cache,
+        "object_store": object_store,
+    }
+    outcomes = await asyncio.gather(*(_probe(check) for check in checks.values()))
+    results = dict(zip(checks, outcomes, strict=True))
+    healthy = all(r == "ok" for r in results.values())
+    body: dict[str, Any] = {
+        "status": "ready" if healthy else "unavailable",
+        "checks": results,
+        "index_version": None,
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def _probe(check: Callable[[], Awaitable[None]]) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_SECONDS)
+    except TimeoutError:
+        return f"no answer within {CHECK_SECONDS:.0f}s"
+    except Exception as exc:
+        return f"error: {exc}"
+    return "ok"
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,76 @@
+"""Users and the interactions that shape their recommendations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from common.errors import InvalidInput, UnknownItems
+from common.models import Accepted, InteractionBatch, InteractionIn, User, UserFields
+from service.api.deps import PoolDep, SettingsDep, require
+from service.api.routes import API
+from storage import activity
+
+router = APIRouter(prefix=API, tags=["users and interactions"], dependencies=[require("write")])
+
+UserId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+class UnknownItemsInBatch(InvalidInput):
+    code = "unknown_item"
+
+
+@router.put("/users/{user_id}")
+async def put_user(user_id: UserId, fields: UserFields, pool: PoolDep) -> User:
+    """Create a user or replace its attributes."""
+    return await activity.put_user(pool, user_id, fields.attributes)
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: UserId, pool: PoolDep) -> User:
+    """A user with how many interactions it has and when it last acted."""
+    return await activity.get_user(pool, user_id)
+
+
+@router.post("/interactions", status_code=202)
+async def post_interaction(
+    interaction: InteractionIn, pool: PoolDep, settings: SettingsDep
+) -> Accepted:
+    """Record one interaction; an event_id seen before counts once."""
+    _check(settings.interactions.types, [interaction])
+    accepted, duplicates = await activity.record_interactions(pool, [interaction])
+    return Accepted(accepted=accepted, duplicates=duplicates)
+
+
+@router.post("/interactions/batch", status_code=202)
+async def post_interactions(
+    batch: InteractionBatch, pool: PoolDep, settings: SettingsDep
+) -> Accepted:
+    """Record up to 10,000 interactions: all or nothing, each bad row named."""
+    _check(settings.interactions.types, batch.interactions)
+    try:
+        accepted, duplicates = await activity.record_interactions(pool, batch.interactions)
+    except UnknownItems as exc:
+        raise UnknownItemsInBatch(exc.message, details=exc.details) from exc
+    return Accepted(accepted=accepted, duplicates=duplicates)
+
+
+def _check(types: frozenset[str], interactions: list[InteractionIn]) -> None:
+    now = datetime.now(UTC)
+    problems = [
+        {"index": n, "field": f"interactions[{n}]", "message": problem}
+        for n, row in enumerate(interactions)
+        if (problem := row.problem(types, now)) is not None
+    ]
+    if problems:
+        first = (
+            problems[0]["message"]
+            if len(interactions) == 1
+            else (
+                f"{len(problems)} interaction(s) are invalid; the first, at index "
+                f"{problems[0]['index']}: {problems[0]['message']}"
+            )
+        )
+        raise InvalidInput(first, details=problems[:100])

@@ -1,0 +1,94 @@
+"""Who is calling: a bearer API key or a signed JWT, each carrying one role.
+
+Roles nest: `admin` may do all that `write` may, and `write` all that `read` may.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import get_args
+
+import asyncpg
+import jwt
+
+from common.errors import Forbidden, Unauthorized
+from common.models import Role
+from common.settings import ApiSettings
+from storage.keys import role_of, token_digest
+
+RANK: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
+ROLES = frozenset(get_args(Role))
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+
+    def require(self, role: Role) -> None:
+        if RANK[self.role] < RANK[role]:
+            raise Forbidden(f"this needs the {role!r} role; the token has {self.role!r}")
+
+
+@dataclass
+class Authenticator:
+    """Resolves bearer tokens, remembering stored keys briefly to keep a DB read off each call.
+
+    A key revoked in this process stops working at once; other processes forget it within
+    `cache_seconds`.
+    """
+
+    settings: ApiSettings
+    pool: asyncpg.Pool
+    _cache: dict[bytes, tuple[float, Principal | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        admin = self.settings.admin_api_key
+        self._admin_digest = token_digest(admin.get_secret_value()) if admin else None
+
+    async def principal(self, authorization: str | None) -> Principal:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("send 'Authorization: Bearer <token>'")
+        if token.count(".") == 2:
+            return self._from_jwt(token)
+        digest = token_digest(token)
+        if self._admin_digest and hmac.compare_digest(digest, self._admin_digest):
+            return Principal("admin-key", "admin")
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached and cached[0] > now:
+            found = cached[1]
+        else:
+            row = await role_of(self.pool, digest)
+            found = Principal(row[0], row[1]) if row else None
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self.settings.key_cache_seconds, found)
+        if found is None:
+            raise Unauthorized("the token is not valid")
+        return found
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    def _from_jwt(self, token: str) -> Principal:
+        secret = self.settings.jwt_secret
+        if secret is None:
+            raise Unauthorized("the token is not valid")
+        try:
+            claims = jwt.decode(
+                token,
+                secret.get_secret_value(),
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub", "role"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"the token is not valid: {exc}") from exc
+        role = claims["role"]
+        if role not in ROLES:
+            raise Unauthorized("the token's role is not one of read, write, admin")
+        return Principal(str(claims["sub"]), role)

@@ -1,0 +1,112 @@
+"""Users and their interactions in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from common.errors import NotFound, UnknownItems
+from common.models import InteractionIn, User
+from storage.db import database_errors, transaction
+
+# How many unknown rows an error lists; the message still gives the total.
+_REPORTED_ROWS = 100
+
+_USER = """
+SELECT u.user_id, u.attributes, u.created_at, u.updated_at,
+       count(i.interaction_id) AS interaction_count,
+       max(i.occurred_at) AS last_interaction_at
+FROM users u LEFT JOIN interactions i ON i.user_id = u.user_id
+WHERE u.user_id = $1
+GROUP BY u.user_id
+"""
+
+
+async def put_user(pool: asyncpg.Pool, user_id: str, attributes: dict[str, Any]) -> User:
+    async with transaction(pool) as conn:
+        await conn.execute(
+            """INSERT INTO users (user_id, attributes) VALUES ($1, $2)
+               ON CONFLICT (user_id) DO UPDATE
+               SET attributes = EXCLUDED.attributes, updated_at = now()""",
+            user_id,
+            attributes,
+        )
+        row = await conn.fetchrow(_USER, user_id)
+    return User(**row)
+
+
+async def get_user(pool: asyncpg.Pool, user_id: str) -> User:
+    with database_errors():
+        row = await pool.fetchrow(_USER, user_id)
+    if row is None:
+        raise NotFound(f"user {user_id!r} does not exist")
+    return User(**row)
+
+
+async def record_interactions(
+    pool: asyncpg.Pool, interactions: Sequence[InteractionIn]
+) -> tuple[int, int]:
+    """Store interactions all or nothing; returns (accepted, duplicates).
+
+    A row whose event_id is already stored (or repeats one earlier in the batch) is a duplicate
+    and changes nothing. Unknown users are created; an unknown or deleted item fails the whole
+    call with UnknownItems, whose details name each offending row.
+    """
+    now = datetime.now(UTC)
+    # Rows are written in event_id order so that concurrent batches sharing event ids lock
+    # them in the same order and cannot deadlock; the users are sorted for the same reason.
+    order = sorted(range(len(interactions)), key=lambda n: interactions[n].event_id or "\uffff")
+    event_ids, users, items, types, values, times = [], [], [], [], [], []
+    for n in order:
+        row = interactions[n]
+        event_ids.append(row.event_id)
+        users.append(row.user_id)
+        items.append(row.item_id)
+        types.append(row.type)
+        values.append(row.value)
+        times.append(row.timestamp or now)
+
+    async with transaction(pool) as conn:
+        unknown = await conn.fetch(
+            """SELECT id FROM unnest($1::text[]) AS id
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM items WHERE item_id = id AND deleted_at IS NULL)""",
+            list(set(items)),
+        )
+        if unknown:
+            raise _unknown_items(interactions, {r["id"] for r in unknown})
+        await conn.execute(
+            "INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            sorted(set(users)),
+        )
+        status = await conn.execute(
+            """INSERT INTO interactions (event_id, user_id, item_id, type, value, occurred_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                    $5::float8[], $6::timestamptz[])
+               ON CONFLICT (event_id) DO NOTHING""",
+            event_ids,
+            users,
+            items,
+            types,
+            values,
+            times,
+        )
+    accepted = int(status.rsplit(" ", 1)[1])
+    return accepted, len(interactions) - accepted
+
+
+def _unknown_items(interactions: Sequence[InteractionIn], unknown: set[str]) -> UnknownItems:
+    rows = [
+        {"index": n, "item_id": row.item_id, "code": "unknown_item"}
+        for n, row in enumerate(interactions)
+        if row.item_id in unknown
+    ]
+    shown = ", ".join(repr(i) for i in sorted(unknown)[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return UnknownItems(
+        f"{len(rows)} interaction(s) name items the catalog does not hold: {shown}{more}",
+        details=rows[:_REPORTED_ROWS],
+    )

@@ -1,0 +1,131 @@
+"""The item catalog in PostgreSQL. Deleting keeps the row (marked) so history is never lost."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from common.errors import InvalidInput, NotFound
+from common.models import Item, ItemFields, ItemIn
+from embeddings.text import content_hash, item_text
+from storage.db import database_errors, transaction
+
+_COLUMNS = (
+    "item_id, title, description, category, tags, attributes, published_at, created_at, updated_at"
+)
+
+# One statement for any number of rows. Tags and attributes travel as JSON text because
+# unnest() would flatten an array of arrays.
+_UPSERT = """
+INSERT INTO items AS i (item_id, title, description, category, tags, attributes,
+                        published_at, content_hash)
+SELECT r.item_id, r.title, r.description, r.category,
+       ARRAY(SELECT jsonb_array_elements_text(r.tags::jsonb)), r.attributes::jsonb,
+       r.published_at, r.content_hash
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::text[])
+     AS r(item_id, title, description, category, tags, attributes, published_at, content_hash)
+ON CONFLICT (item_id) DO UPDATE SET
+    title = EXCLUDED.title, description = EXCLUDED.description,
+    category = EXCLUDED.category, tags = EXCLUDED.tags, attributes = EXCLUDED.attributes,
+    published_at = EXCLUDED.published_at, content_hash = EXCLUDED.content_hash,
+    updated_at = now(), deleted_at = NULL
+"""
+
+
+def _columns(items: Sequence[ItemIn]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for item in items:
+        text = item_text(item.title, item.description, item.category, item.tags)
+        row = (
+            item.item_id,
+            item.title,
+            item.description,
+            item.category,
+            orjson.dumps(item.tags).decode(),
+            orjson.dumps(item.attributes).decode(),
+            item.published_at,
+            content_hash(text),
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+async def upsert_items(pool: asyncpg.Pool, items: Sequence[ItemIn]) -> int:
+    """Insert or replace items in one statement; a repeated item_id keeps its last version.
+
+    Returns how many distinct items were written.
+    """
+    latest = list({item.item_id: item for item in items}.values())
+    with database_errors():
+        await pool.execute(_UPSERT, *_columns(latest))
+    return len(latest)
+
+
+async def put_item(pool: asyncpg.Pool, item_id: str, fields: ItemFields) -> Item:
+    async with transaction(pool) as conn:
+        await conn.execute(_UPSERT, *_columns([ItemIn(item_id=item_id, **fields.model_dump())]))
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE item_id = $1", item_id)
+    return Item(**row)
+
+
+async def get_item(pool: asyncpg.Pool, item_id: str) -> Item:
+    with database_errors():
+        row = await pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM items WHERE item_id = $1 AND deleted_at IS NULL", item_id
+        )
+    if row is None:
+        raise NotFound(f"item {item_id!r} does not exist")
+    return Item(**row)
+
+
+async def delete_item(pool: asyncpg.Pool, item_id: str) -> None:
+    with database_errors():
+        status = await pool.execute(
+            "UPDATE items SET deleted_at = now() WHERE item_id = $1 AND deleted_at IS NULL",
+            item_id,
+        )
+    if status == "UPDATE 0":
+        raise NotFound(f"item {item_id!r} does not exist")
+
+
+async def list_items(
+    pool: asyncpg.Pool, *, category: str | None, limit: int, cursor: str | None
+) -> tuple[list[Item], str | None]:
+    """A page of live items in item_id order, and the cursor of the next page (None at the end)."""
+    after = decode_cursor(cursor) if cursor else None
+    with database_errors():
+        rows = await pool.fetch(
+            f"""SELECT {_COLUMNS} FROM items
+                WHERE deleted_at IS NULL
+                  AND ($1::text IS NULL OR category = $1)
+                  AND ($2::text IS NULL OR item_id > $2)
+                ORDER BY item_id LIMIT $3""",
+            category,
+            after,
+            limit + 1,
+        )
+    items = [Item(**row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return items, encode_cursor(items[-1].item_id) if more else None
+
+
+def encode_cursor(item_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"after": item_id})).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        after = orjson.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("cursor is not one this service issued") from exc
+    if not isinstance(after, str):
+        raise InvalidInput("cursor is not one this service issued")
+    return after

@@ -1,0 +1,129 @@
+"""PostgreSQL: the connection pool, forward-only migrations, and driver-error translation."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import orjson
+
+from common.errors import DatabaseUnavailable
+from common.retry import wait_for
+from common.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any constant works; it only has to be the same for every process that migrates.
+_MIGRATION_LOCK = 0x7265_6373
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped in storage/migrations, in order."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply every migration not yet recorded; each in its own transaction. Returns those applied.
+
+    An advisory lock serialises processes that start together (API replicas, workers).
+    """
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        known = migrations()
+        unknown = done - {m.version for m in known}
+        if unknown:
+            raise RuntimeError(
+                f"the database has migrations {sorted(unknown)} this code does not know: "
+                "it was migrated by a newer release"
+            )
+        for migration in known:
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied.append(migration.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(
+            kind,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(settings: DatabaseSettings, *, attempts: int = 10) -> asyncpg.Pool:
+    """A pool on the configured database, waiting while the server starts; then migrate."""
+
+    async def connect() -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            settings.url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            init=_init_connection,
+            command_timeout=60,
+        )
+
+    pool = await wait_for(
+        "PostgreSQL at DATABASE_URL", connect, failure=DatabaseUnavailable, attempts=attempts
+    )
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Translate a lost or refused connection into DatabaseUnavailable."""
+    try:
+        yield
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        raise DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    with database_errors():
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from common.errors import ConfigError
+from common.settings import DEFAULT_INTERACTION_WEIGHTS, InteractionSettings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "S3_BUCKET", "S3_ACCESS_KEY",
+                 "S3_SECRET_KEY", "PORT", "HOST", "ADMIN_API_KEY", "EMBEDDING_MODEL",
+                 "INTERACTION_WEIGHTS", "RATING_WEIGHTS", "JWT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_bind_locally_on_8000() -> None:
+    settings = load_settings()
+    assert settings.api.host == "127.0.0.1"
+    assert settings.api.port == 8000
+    assert settings.interactions.interaction_weights == DEFAULT_INTERACTION_WEIGHTS
+
+
+def test_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/x")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    monkeypatch.setenv("S3_ENDPOINT", "http://minio:9000/")
+    monkeypatch.setenv("S3_BUCKET", "my-bucket")
+    monkeypatch.setenv("PORT", "9001")
+    monkeypatch.setenv("EMBEDDING_MODEL", "other-model")
+    settings = load_settings()
+    assert settings.database.url == "postgresql://u@db:5432/x"
+    assert settings.redis.url == "redis://cache:6379/2"
+    assert settings.s3.endpoint == "minio:9000"
+    assert settings.s3.bucket == "my-bucket"
+    assert settings.api.port == 9001
+    assert settings.embedding.model == "other-model"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("REDIS_URL", "http://localhost"),
+        ("PORT", "70000"),
+        ("PORT", "eighty"),
+        ("S3_BUCKET", "Bad_Bucket"),
+        ("S3_SECRET_KEY", "short"),
+        ("ADMIN_API_KEY", "tooshort"),
+        ("INTERACTION_WEIGHTS", '{"view": "heavy"}'),
+        ("INTERACTION_WEIGHTS", '{"Bad Name": 1}'),
+        ("RATING_WEIGHTS", "[1, 2, 3]"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert variable in str(raised.value)
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "0")
+    monkeypatch.setenv("REDIS_URL", "nope")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "PORT" in str(raised.value) and "REDIS_URL" in str(raised.value)
+
+
+def test_interaction_types_are_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERACTION_WEIGHTS", '{"play": 1.5, "skip": -1}')
+    interactions = load_settings().interactions
+    assert interactions.types == {"play", "skip", "rating"}
+    assert interactions.weight("skip", None) == -1
+
+
+@pytest.mark.parametrize(
+    ("value", "weight"), [(1, -2.0), (2, -1.0), (3, 1.0), (4, 2.0), (5, 3.0), (3.5, 1.5), (1.5, -1.5)]
+)
+def test_rating_weights_interpolate_between_the_five_points(value: float, weight: float) -> None:
+    assert InteractionSettings().weight("rating", value) == pytest.approx(weight)
