@@ -8,9 +8,21 @@ from common.settings import DEFAULT_INTERACTION_WEIGHTS, InteractionSettings, lo
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "S3_BUCKET", "S3_ACCESS_KEY",
-                 "S3_SECRET_KEY", "PORT", "HOST", "ADMIN_API_KEY", "EMBEDDING_MODEL",
-                 "INTERACTION_WEIGHTS", "RATING_WEIGHTS", "JWT_SECRET"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "S3_ENDPOINT",
+        "S3_BUCKET",
+        "S3_ACCESS_KEY",
+        "S3_SECRET_KEY",
+        "PORT",
+        "HOST",
+        "ADMIN_API_KEY",
+        "EMBEDDING_MODEL",
+        "INTERACTION_WEIGHTS",
+        "RATING_WEIGHTS",
+        "JWT_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -77,7 +89,8 @@ def test_interaction_types_are_configuration(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.parametrize(
-    ("value", "weight"), [(1, -2.0), (2, -1.0), (3, 1.0), (4, 2.0), (5, 3.0), (3.5, 1.5), (1.5, -1.5)]
+    ("value", "weight"),
+    [(1, -2.0), (2, -1.0), (3, 1.0), (4, 2.0), (5, 3.0), (3.5, 1.5), (1.5, -1.5)],
 )
 def test_rating_weights_interpolate_between_the_five_points(value: float, weight: float) -> None:
     assert InteractionSettings().weight("rating", value) == pytest.approx(weight)

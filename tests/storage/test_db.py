@@ -35,8 +35,12 @@ async def test_a_fresh_database_is_migrated_from_scratch(settings: Settings) -> 
         try:
             count = await pool.fetchval("SELECT count(*) FROM schema_migrations")
             assert count == len(migrations())
-            tables = {r["tablename"] for r in await pool.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            tables = {
+                r["tablename"]
+                for r in await pool.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            }
             assert {"items", "users", "interactions", "index_versions", "builds"} <= tables
         finally:
             await pool.close()

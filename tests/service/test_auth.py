@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from common.errors import Unauthorized
+from common.settings import Settings
+from service.auth import Authenticator
+from tests.helpers import assert_error
+
+READ_ROUTES = [("GET", "/api/v1/items"), ("GET", "/api/v1/items/x"), ("GET", "/api/v1/users/u")]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def make_key(client: httpx.AsyncClient, role: str) -> str:
+    answer = await client.post("/api/v1/keys", json={"name": f"{role} key", "role": role})
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["token"]
+    return token
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        *READ_ROUTES,
+        ("PUT", "/api/v1/items/x"),
+        ("POST", "/api/v1/interactions"),
+        ("GET", "/api/v1/keys"),
+    ],
+)
+async def test_no_token_is_a_401_that_reveals_nothing(
+    anonymous: httpx.AsyncClient, method: str, path: str
+) -> None:
+    answer = await anonymous.request(method, path, json={})
+    assert_error(answer, 401, "unauthorized")
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer wrong-token", "Basic dXNlcjpwYXNz", "Bearer", "test-admin-key-0123456789"]
+)
+async def test_a_wrong_token_is_a_401(anonymous: httpx.AsyncClient, header: str) -> None:
+    answer = await anonymous.get("/api/v1/items/x", headers={"Authorization": header})
+    assert_error(answer, 401, "unauthorized")
+
+
+async def test_the_admin_key_from_the_environment_works(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/keys")).status_code == 200
+
+
+async def test_roles_nest_and_are_enforced(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    read, write = await make_key(client, "read"), await make_key(client, "write")
+    admin = await make_key(client, "admin")
+
+    put = {"title": "T"}
+    assert_error(
+        await anonymous.put("/api/v1/items/x", json=put, headers=bearer(read)), 403, "forbidden"
+    )
+    assert (
+        await anonymous.put("/api/v1/items/x", json=put, headers=bearer(write))
+    ).status_code == 200
+    assert (await anonymous.get("/api/v1/items/x", headers=bearer(admin))).status_code == 200
+    assert_error(await anonymous.get("/api/v1/keys", headers=bearer(write)), 403, "forbidden")
+    assert (await anonymous.get("/api/v1/keys", headers=bearer(admin))).status_code == 200
+
+
+async def test_a_forbidden_answer_does_not_say_whether_the_thing_exists(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    read = await make_key(client, "read")
+    await client.put("/api/v1/items/exists", json={"title": "T"})
+    there = await anonymous.get("/api/v1/items/exists", headers=bearer(read))
+    absent = await anonymous.get("/api/v1/items/absent", headers=bearer(read))
+    assert there.status_code == absent.status_code == 403
+    assert there.json() == absent.json()
+
+
+async def test_auth_is_checked_before_the_body(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    read = await make_key(client, "read")
+    bad = {"no": "title"}
+    assert_error(await anonymous.put("/api/v1/items/x", json=bad), 401)
+    assert_error(await anonymous.put("/api/v1/items/x", json=bad, headers=bearer(read)), 403)
+
+
+async def test_keys_are_stored_hashed_and_listed_without_tokens(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/api/v1/keys", json={"name": "ci", "role": "write"})).json()
+    assert created["token"].startswith("rk_") and created["role"] == "write"
+    pool = client._transport.app.state.resources.pool  # type: ignore[attr-defined]
+    stored = await pool.fetchrow("SELECT * FROM api_keys WHERE key_id = $1", created["key_id"])
+    assert created["token"].encode() not in bytes(stored["token_sha256"])
+    assert len(stored["token_sha256"]) == 32
+    listed = (await client.get("/api/v1/keys")).json()["keys"]
+    assert [k["key_id"] for k in listed] == [created["key_id"]]
+    assert "token" not in listed[0]
+
+
+async def test_a_revoked_key_stops_working_at_once(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    created = (await client.post("/api/v1/keys", json={"name": "tmp", "role": "write"})).json()
+    headers = bearer(created["token"])
+    assert (await anonymous.get("/api/v1/items", headers=headers)).status_code == 200
+    assert (await client.delete(f"/api/v1/keys/{created['key_id']}")).status_code == 204
+    assert_error(await anonymous.get("/api/v1/items", headers=headers), 401)
+    assert_error(await client.delete(f"/api/v1/keys/{created['key_id']}"), 404)
+
+
+async def test_a_revoked_key_stops_working_in_other_processes_after_the_cache_time(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    created = (await client.post("/api/v1/keys", json={"name": "tmp", "role": "read"})).json()
+    other = Authenticator(
+        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.resources.pool
+    )
+    header = f"Bearer {created['token']}"
+    assert (await other.principal(header)).role == "read"
+    await client.delete(f"/api/v1/keys/{created['key_id']}")
+    with pytest.raises(Unauthorized):
+        await other.principal(header)
+
+
+@pytest.mark.parametrize("body", [{"name": "x", "role": "root"}, {"role": "read"}, {"name": ""}])
+async def test_bad_key_requests_are_refused(
+    client: httpx.AsyncClient, body: dict[str, str]
+) -> None:
+    assert_error(await client.post("/api/v1/keys", json=body), 422)
+
+
+def _jwt(secret: str, **claims: object) -> str:
+    return jwt.encode({"sub": "svc", "exp": int(time.time()) + 60, **claims}, secret, "HS256")
+
+
+async def test_signed_jwts_carry_a_role(app: FastAPI, settings: Settings) -> None:
+    secret = "s" * 40
+    auth = Authenticator(
+        settings.api.model_copy(update={"jwt_secret": SecretStr(secret)}),
+        app.state.resources.pool,
+    )
+    principal = await auth.principal(f"Bearer {_jwt(secret, role='write')}")
+    assert (principal.subject, principal.role) == ("svc", "write")
+    for token in (
+        _jwt("another-secret-of-enough-length-000000", role="write"),
+        _jwt(secret, role="superuser"),
+        _jwt(secret, role="read", exp=int(time.time()) - 10),
+        jwt.encode({"sub": "svc", "role": "admin"}, secret, "HS256"),
+    ):
+        with pytest.raises(Unauthorized):
+            await auth.principal(f"Bearer {token}")

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from common.settings import Settings
+from storage.blob.s3 import S3Store
+
+
+async def test_health_answers_without_credentials(anonymous: httpx.AsyncClient) -> None:
+    answer = await anonymous.get("/health")
+    assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+async def test_ready_checks_every_backing_server(anonymous: httpx.AsyncClient) -> None:
+    answer = await anonymous.get("/health/ready")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["checks"] == {"database": "ok", "cache": "ok", "object_store": "ok"}
+    assert "index_version" in body
+
+
+async def test_ready_is_503_and_names_the_store_that_is_down(
+    anonymous: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    resources = app.state.resources
+    healthy = resources.store
+    resources.store = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
+    try:
+        answer = await anonymous.get("/health/ready")
+    finally:
+        resources.store = healthy
+    assert answer.status_code == 503
+    checks = answer.json()["checks"]
+    assert checks["database"] == "ok" and checks["cache"] == "ok"
+    assert checks["object_store"] != "ok"
+
+
+async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/api/v1/items/some-id")
+    await client.get("/api/v1/items/another-id")
+    text = (await client.get("/metrics")).text
+    line = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("http_requests_total{")
+        and 'route="/api/v1/items/{item_id}"' in ln
+        and 'status="404"' in ln
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 2
+    assert "http_request_duration_seconds_bucket" in text
+    assert "some-id" not in text
+
+
+async def test_openapi_and_docs_are_served(anonymous: httpx.AsyncClient) -> None:
+    spec = (await anonymous.get("/openapi.json")).json()
+    for path in (
+        "/api/v1/items/{item_id}",
+        "/api/v1/items/batch",
+        "/api/v1/items",
+        "/api/v1/users/{user_id}",
+        "/api/v1/interactions",
+        "/api/v1/interactions/batch",
+    ):
+        assert path in spec["paths"]
+    assert (await anonymous.get("/docs")).status_code == 200
+
+
+async def test_unknown_routes_use_the_error_body(anonymous: httpx.AsyncClient) -> None:
+    answer = await anonymous.get("/nowhere")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_an_oversized_body_is_a_413(client: httpx.AsyncClient, app: FastAPI) -> None:
+    limit = app.state.resources.settings.api.max_body_bytes
+    answer = await client.post(
+        "/api/v1/items/batch",
+        content=b" " * (limit + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
