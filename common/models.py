@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_BATCH = 10_000
+# Clocks differ: a timestamp this far ahead of ours is still taken as now-ish.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -84,7 +85,7 @@ class InteractionIn(_In):
     user_id: Id
     item_id: Id
     type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    value: float | None = None
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
     timestamp: Timestamp | None = None
     event_id: Id | None = None
 
@@ -92,11 +93,9 @@ class InteractionIn(_In):
         """What is wrong with this interaction given the configured types, or None."""
         if self.type not in types:
             return f"type {self.type!r} is not one of {', '.join(sorted(types))}"
-        if self.value is not None and not math.isfinite(self.value):
-            return "value must be a finite number"
         if self.type == "rating" and (self.value is None or not 1 <= self.value <= 5):
             return "a rating needs a value from 1 to 5"
-        if self.timestamp is not None and (self.timestamp - now).total_seconds() > 300:
+        if self.timestamp is not None and self.timestamp > now + FUTURE_TOLERANCE:
             return "timestamp is in the future"
         return None
 

@@ -27,7 +27,7 @@ DEFAULT_INTERACTION_WEIGHTS: dict[str, float] = {
     "hide": -3.0,
 }
 # Weight of a `rating` interaction whose value is 1, 2, 3, 4, 5; values between interpolate.
-DEFAULT_RATING_WEIGHTS: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0, 3.0)
+DEFAULT_RATING_WEIGHTS: tuple[float, float, float, float, float] = (-2.0, -1.0, 1.0, 2.0, 3.0)
 
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

@@ -156,7 +156,7 @@ def run() -> int:
         while not stopping.wait(0.5):
             for child in children:
                 if child.poll() is not None:
-                    print(f"error: {child.args[2]} exited with {child.returncode}", flush=True)
+                    print(f"error: {child.args!r} exited with {child.returncode}", flush=True)
                     return 1
         return 0
     except RuntimeError as exc:

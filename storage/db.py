@@ -11,6 +11,7 @@ from importlib import resources
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from common.errors import DatabaseUnavailable
 from common.retry import wait_for
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK = 0x7265_6373
+
+# What `pool.acquire()` hands out; it behaves as a connection.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: Connection) -> list[int]:
     """Apply every migration not yet recorded; each in its own transaction. Returns those applied.
 
     An advisory lock serialises processes that start together (API replicas, workers).
@@ -83,7 +87,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(
             kind,
@@ -123,7 +127,7 @@ def database_errors() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     with database_errors():
         async with pool.acquire() as conn, conn.transaction():
             yield conn

@@ -30,6 +30,7 @@ async def create_key(pool: asyncpg.Pool, name: str, role: Role) -> NewApiKey:
             role,
             token_digest(token),
         )
+    assert row is not None
     return NewApiKey(**row, token=token)
 
 

@@ -50,7 +50,8 @@ def require(role: Role) -> params.Depends:
         principal.require(role)
         return principal
 
-    return Depends(check)
+    guard: params.Depends = Depends(check)
+    return guard
 
 
 ResourcesDep = Annotated[Resources, Depends(resources)]

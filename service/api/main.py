@@ -15,6 +15,7 @@ from common.errors import CacheUnavailable, ConfigError, ObjectStoreUnavailable
 from common.retry import wait_for
 from common.settings import Settings, get_settings
 from service.api import errors
+from service.api.body import document_bodies
 from service.api.deps import Resources
 from service.api.limits import BodyLimit
 from service.api.metrics import RequestMetrics
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, registry=app.state.registry)
     for module in (health, items, users, keys):
         app.include_router(module.router)
+    document_bodies(app)
     return app

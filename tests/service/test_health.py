@@ -64,6 +64,10 @@ async def test_openapi_and_docs_are_served(anonymous: httpx.AsyncClient) -> None
     ):
         assert path in spec["paths"]
     assert (await anonymous.get("/docs")).status_code == 200
+    batch = spec["paths"]["/api/v1/interactions/batch"]["post"]["requestBody"]
+    ref = batch["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "interactions" in spec["components"]["schemas"][ref]["properties"]
+    assert "InteractionIn" in spec["components"]["schemas"]
 
 
 async def test_unknown_routes_use_the_error_body(anonymous: httpx.AsyncClient) -> None:

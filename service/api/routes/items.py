@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from common.models import Item, ItemBatch, ItemFields, ItemPage, Upserted
+from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, require
 from service.api.routes import API
 from storage import catalog
@@ -22,8 +23,8 @@ async def put_item(item_id: ItemId, fields: ItemFields, pool: PoolDep) -> Item:
     return await catalog.put_item(pool, item_id, fields)
 
 
-@router.post("/batch")
-async def put_items(batch: ItemBatch, pool: PoolDep) -> Upserted:
+@router.post("/batch", openapi_extra=body_schema(ItemBatch))
+async def put_items(batch: Annotated[ItemBatch, json_body(ItemBatch)], pool: PoolDep) -> Upserted:
     """Create or replace up to 10,000 items in one transaction: all or nothing."""
     return Upserted(upserted=await catalog.upsert_items(pool, batch.items))
 
