@@ -128,3 +128,106 @@ class NewApiKey(ApiKey):
 
 class ApiKeyList(BaseModel):
     keys: list[ApiKey]
+
+
+class Scored(BaseModel):
+    item_id: str
+    score: float
+    reasons: list[str] | None = None
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    items: list[Scored]
+    index_version: int | None
+    strategy: str
+    variant: str | None = None
+    cached: bool
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[Scored]
+    index_version: int | None
+
+
+class TrendingList(BaseModel):
+    variant: str
+    category: str | None
+    window_hours: int
+    items: list[Scored]
+
+
+class SimilarUser(BaseModel):
+    user_id: str
+    similarity: float
+
+
+class SimilarUsers(BaseModel):
+    user_id: str
+    users: list[SimilarUser]
+    index_version: int | None
+
+
+class SearchIn(_In):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+    limit: Annotated[int, Field(ge=1, le=200)] = 10
+    category: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class SearchResults(BaseModel):
+    items: list[Scored]
+    index_version: int | None
+
+
+class Explanation(BaseModel):
+    user_id: str
+    item_id: str
+    score: float
+    rank: int | None
+    components: dict[str, float | None]
+    reasons: list[str]
+    index_version: int | None
+
+
+class BuildIn(_In):
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    force: bool = False
+    activate: bool = True
+
+
+class Build(BaseModel):
+    build_id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    stage: str
+    error: str | None = None
+    version: int | None = None
+    reason: str | None = None
+    force: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class VersionSummary(BaseModel):
+    version: int
+    created_at: datetime
+    items: int
+    users: int
+    metrics: dict[str, Any]
+    state: str
+    active: bool
+
+
+class VersionList(BaseModel):
+    active: int | None
+    versions: list[VersionSummary]
+
+
+class VersionDetail(VersionSummary):
+    manifest: dict[str, Any]
+
+
+class Activated(BaseModel):
+    active: int

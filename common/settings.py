@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -100,6 +101,31 @@ class EmbeddingSettings(_Section):
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
 
 
+class IndexSettings(_Section):
+    """How versions are built, kept, loaded and served."""
+
+    model_config = SettingsConfigDict(env_prefix="INDEX_")
+
+    data_dir: Path = Path("index_data")
+    # Exact search below this many items; HNSW at or above it.
+    exact_below: Annotated[int, Field(ge=1)] = 50_000
+    hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
+    hnsw_ef_construction: Annotated[int, Field(ge=8, le=1024)] = 80
+    hnsw_ef_search: Annotated[int, Field(ge=8, le=4096)] = 128
+    keep_versions: Annotated[int, Field(ge=1, le=100)] = 5
+    half_life_days: Annotated[float, Field(gt=0)] = 30.0
+    cold_start_min: Annotated[int, Field(ge=0)] = 3
+    # Depth of the one ranked list that `offset` pages through.
+    ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 500
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    build_time_limit: Annotated[int, Field(ge=10)] = 3_600
+    heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0
+    trending_half_life_hours: Annotated[float, Field(gt=0)] = 24.0
+    trending_window_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
+    trending_fresh_days: Annotated[float, Field(gt=0)] = 14.0
+    trending_refresh_seconds: Annotated[float, Field(ge=5)] = 60.0
+
+
 class InteractionSettings(_Section):
     """Interaction types and the weight each one gives an item in a user's profile."""
 
@@ -152,6 +178,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)
 
 
@@ -162,6 +189,7 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     S3Settings: "S3_",
     ApiSettings: "",
     EmbeddingSettings: "EMBEDDING_",
+    IndexSettings: "INDEX_",
     InteractionSettings: "",
 }
 

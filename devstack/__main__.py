@@ -55,6 +55,9 @@ def start_children(env: dict[str, str], host: str, port: int) -> list[subprocess
             "--loglevel=INFO",
             "--concurrency=1",
             "--hostname=recs@%h",
+            # Beat inside the worker: one process runs the periodic trending refresh.
+            "--beat",
+            f"--schedule={(STATE_DIR / 'celerybeat-schedule').resolve()}",
         ],
         env=env,
         start_new_session=True,

@@ -22,6 +22,9 @@ _COLUMNS = (
 # One statement for any number of rows. Tags and attributes travel as JSON text because
 # unnest() would flatten an array of arrays.
 _UPSERT = """
+WITH revived AS (
+    SELECT item_id FROM items WHERE item_id = ANY($1::text[]) AND deleted_at IS NOT NULL
+), written AS (
 INSERT INTO items AS i (item_id, title, description, category, tags, attributes,
                         published_at, content_hash)
 SELECT r.item_id, r.title, r.description, r.category,
@@ -35,6 +38,9 @@ ON CONFLICT (item_id) DO UPDATE SET
     category = EXCLUDED.category, tags = EXCLUDED.tags, attributes = EXCLUDED.attributes,
     published_at = EXCLUDED.published_at, content_hash = EXCLUDED.content_hash,
     updated_at = now(), deleted_at = NULL
+RETURNING item_id
+)
+SELECT (SELECT count(*) FROM written) AS written, ARRAY(SELECT item_id FROM revived) AS revived
 """
 
 
@@ -57,23 +63,27 @@ def _columns(items: Sequence[ItemIn]) -> list[list[Any]]:
     return columns
 
 
-async def upsert_items(pool: asyncpg.Pool, items: Sequence[ItemIn]) -> int:
+async def upsert_items(pool: asyncpg.Pool, items: Sequence[ItemIn]) -> tuple[int, list[str]]:
     """Insert or replace items in one statement; a repeated item_id keeps its last version.
 
-    Returns how many distinct items were written.
+    Returns how many distinct items were written, and which of them were deleted before.
     """
     latest = list({item.item_id: item for item in items}.values())
     with database_errors():
-        await pool.execute(_UPSERT, *_columns(latest))
-    return len(latest)
+        row = await pool.fetchrow(_UPSERT, *_columns(latest))
+    assert row is not None
+    return int(row["written"]), list(row["revived"])
 
 
-async def put_item(pool: asyncpg.Pool, item_id: str, fields: ItemFields) -> Item:
+async def put_item(pool: asyncpg.Pool, item_id: str, fields: ItemFields) -> tuple[Item, bool]:
+    """The stored item, and whether it had been deleted before."""
     async with transaction(pool) as conn:
-        await conn.execute(_UPSERT, *_columns([ItemIn(item_id=item_id, **fields.model_dump())]))
+        written = await conn.fetchrow(
+            _UPSERT, *_columns([ItemIn(item_id=item_id, **fields.model_dump())])
+        )
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE item_id = $1", item_id)
-    assert row is not None, "the row was written in this transaction"
-    return Item(**row)
+    assert row is not None and written is not None, "the row was written in this transaction"
+    return Item(**row), bool(written["revived"])
 
 
 async def get_item(pool: asyncpg.Pool, item_id: str) -> Item:

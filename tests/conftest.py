@@ -23,7 +23,9 @@ from service.api.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789"
-TABLES = "items, users, interactions, api_keys, builds, active_index, index_versions"
+TABLES = (
+    "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings"
+)
 
 
 def _point_at_test_servers() -> None:
@@ -36,6 +38,8 @@ def _point_at_test_servers() -> None:
     os.environ["ADMIN_API_KEY"] = ADMIN_KEY
     os.environ["ENVIRONMENT"] = "test"
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # The fake encoder keeps in-process builds fast; the real model has tests of its own.
+    os.environ["EMBEDDING_MODEL"] = "hashing-64"
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,25 @@
-"""What routes are handed: the pool, the cache, the caller. Route signatures stay one line."""
+"""What routes are handed: the pool, the cache, the served index, the caller.
+
+Route signatures stay one line each through the `...Dep` aliases.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import asyncpg
+from celery import Celery
 from fastapi import Depends, Request, params
 from redis.asyncio import Redis
 
 from common.models import Role
 from common.settings import Settings
+from embeddings.encoder import Encoder, make_encoder
 from service.auth import Authenticator, Principal
+from service.serving import Serving
 from storage.blob.s3 import S3Store
 
 
@@ -24,6 +32,27 @@ class Resources:
     redis: Redis
     store: S3Store
     auth: Authenticator
+    serving: Serving
+    celery: Celery
+    _encoder: Encoder | None = None
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder, created on first use: most processes never need it."""
+        if self._encoder is None:
+            self._encoder = make_encoder(self.settings.embedding.model)
+        return self._encoder
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the answer is sent; shutdown waits for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
 
 def resources(request: Request) -> Resources:
@@ -37,6 +66,10 @@ def _pool(request: Request) -> asyncpg.Pool:
 
 def _settings(request: Request) -> Settings:
     return resources(request).settings
+
+
+def _serving(request: Request) -> Serving:
+    return resources(request).serving
 
 
 async def _principal(request: Request) -> Principal:
@@ -57,3 +90,4 @@ def require(role: Role) -> params.Depends:
 ResourcesDep = Annotated[Resources, Depends(resources)]
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+ServingDep = Annotated[Serving, Depends(_serving)]

@@ -19,10 +19,12 @@ from service.api.body import document_bodies
 from service.api.deps import Resources
 from service.api.limits import BodyLimit
 from service.api.metrics import RequestMetrics
-from service.api.routes import health, items, keys, users
+from service.api.routes import health, index, items, keys, recommendations, users
 from service.auth import Authenticator
+from service.serving import Serving
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
+from workers.factory import make_celery
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,26 @@ async def open_resources(settings: Settings) -> Resources:
             lambda: asyncio.to_thread(store.ensure_bucket),
             failure=ObjectStoreUnavailable,
         )
+        serving = Serving(settings, pool, redis, store)
+        await serving.start()
     except BaseException:
         await redis.aclose()
         await pool.close()
         raise
-    return Resources(settings, pool, redis, store, Authenticator(settings.api, pool))
+    return Resources(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        store=store,
+        auth=Authenticator(settings.api, pool),
+        serving=serving,
+        celery=make_celery(settings),
+    )
 
 
 async def close_resources(res: Resources) -> None:
+    await res.serving.stop()
+    await res.drain()
     await res.redis.aclose()
     await res.pool.close()
 
@@ -75,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestMetrics, registry=app.state.registry)
-    for module in (health, items, users, keys):
+    for module in (health, recommendations, items, users, keys, index):
         app.include_router(module.router)
     document_bodies(app)
     return app

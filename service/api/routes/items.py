@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from common.models import Item, ItemBatch, ItemFields, ItemPage, Upserted
 from service.api.body import body_schema, json_body
-from service.api.deps import PoolDep, require
+from service.api.deps import PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API
-from storage import catalog
+from storage import catalog, events
+from workers.factory import EMBED_TASK
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")])
 
@@ -18,15 +23,21 @@ ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.put("/{item_id}")
-async def put_item(item_id: ItemId, fields: ItemFields, pool: PoolDep) -> Item:
-    """Create or replace one item; its embedding is refreshed by the next build."""
-    return await catalog.put_item(pool, item_id, fields)
+async def put_item(item_id: ItemId, fields: ItemFields, res: ResourcesDep) -> Item:
+    """Create or replace one item; its embedding is refreshed in the background."""
+    item, revived = await catalog.put_item(res.pool, item_id, fields)
+    await _written(res, [item_id], [item_id] if revived else [])
+    return item
 
 
 @router.post("/batch", openapi_extra=body_schema(ItemBatch))
-async def put_items(batch: Annotated[ItemBatch, json_body(ItemBatch)], pool: PoolDep) -> Upserted:
+async def put_items(
+    batch: Annotated[ItemBatch, json_body(ItemBatch)], res: ResourcesDep
+) -> Upserted:
     """Create or replace up to 10,000 items in one transaction: all or nothing."""
-    return Upserted(upserted=await catalog.upsert_items(pool, batch.items))
+    written, revived = await catalog.upsert_items(res.pool, batch.items)
+    await _written(res, [item.item_id for item in batch.items], revived)
+    return Upserted(upserted=written)
 
 
 @router.get("/{item_id}")
@@ -36,9 +47,11 @@ async def get_item(item_id: ItemId, pool: PoolDep) -> Item:
 
 
 @router.delete("/{item_id}", status_code=204)
-async def delete_item(item_id: ItemId, pool: PoolDep) -> Response:
-    """Remove an item from the catalog and from every answer; its history is kept."""
-    await catalog.delete_item(pool, item_id)
+async def delete_item(item_id: ItemId, res: ResourcesDep) -> Response:
+    """Remove an item from the catalog and from every answer at once; its history is kept."""
+    await catalog.delete_item(res.pool, item_id)
+    res.serving.item_deleted(item_id)
+    await events.publish(res.redis, "item_deleted", item_id=item_id)
     return Response(status_code=204)
 
 
@@ -54,3 +67,20 @@ async def list_items(
         pool, category=category, limit=limit, cursor=cursor
     )
     return ItemPage(items=items, next_cursor=next_cursor)
+
+
+async def _written(res: Resources, item_ids: list[str], revived: list[str]) -> None:
+    """Tell every API process about items back from deletion; schedule re-embedding."""
+    if revived:
+        for item_id in revived:
+            res.serving.item_restored(item_id)
+        await events.publish(res.redis, "item_restored", item_ids=revived)
+    res.in_background(_schedule_embedding(res, sorted(set(item_ids))))
+
+
+async def _schedule_embedding(res: Resources, item_ids: list[str]) -> None:
+    try:
+        await asyncio.to_thread(res.celery.send_task, EMBED_TASK, args=[item_ids])
+    except Exception:
+        # The next build embeds whatever is missing: a lost hint costs time, not data.
+        log.warning("could not schedule embedding of %d items", len(item_ids), exc_info=True)

@@ -16,12 +16,16 @@ from common.models import (
     User,
     UserFields,
 )
+from service import profiles
 from service.api.body import body_schema, json_body
-from service.api.deps import PoolDep, SettingsDep, require
+from service.api.deps import PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API
 from storage import activity
 
 router = APIRouter(prefix=API, tags=["users and interactions"], dependencies=[require("write")])
+
+# Users whose profiles are recomputed per database round trip.
+PROFILE_CHUNK = 500
 
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -43,28 +47,37 @@ async def get_user(user_id: UserId, pool: PoolDep) -> User:
 
 
 @router.post("/interactions", status_code=202)
-async def post_interaction(
-    interaction: InteractionIn, pool: PoolDep, settings: SettingsDep
-) -> Accepted:
-    """Record one interaction; an event_id seen before counts once."""
-    _check(settings.interactions.types, [interaction])
-    accepted, duplicates = await activity.record_interactions(pool, [interaction])
+async def post_interaction(interaction: InteractionIn, res: ResourcesDep) -> Accepted:
+    """Record one interaction; an event_id seen before counts once. The user's next answer
+    reflects it."""
+    _check(res.settings.interactions.types, [interaction])
+    accepted, duplicates = await activity.record_interactions(res.pool, [interaction])
+    if accepted:
+        await _refresh(res, [interaction.user_id])
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
 @router.post("/interactions/batch", status_code=202, openapi_extra=body_schema(InteractionBatch))
 async def post_interactions(
-    batch: Annotated[InteractionBatch, json_body(InteractionBatch)],
-    pool: PoolDep,
-    settings: SettingsDep,
+    batch: Annotated[InteractionBatch, json_body(InteractionBatch)], res: ResourcesDep
 ) -> Accepted:
-    """Record up to 10,000 interactions: all or nothing, each bad row named."""
-    _check(settings.interactions.types, batch.interactions)
+    """Record up to 10,000 interactions: all or nothing, each bad row named. The users'
+    profiles are refreshed just after the answer."""
+    _check(res.settings.interactions.types, batch.interactions)
     try:
-        accepted, duplicates = await activity.record_interactions(pool, batch.interactions)
+        accepted, duplicates = await activity.record_interactions(res.pool, batch.interactions)
     except UnknownItems as exc:
         raise UnknownItemsInBatch(exc.message, details=exc.details) from exc
+    if accepted:
+        users = sorted({row.user_id for row in batch.interactions})
+        res.in_background(_refresh(res, users))
     return Accepted(accepted=accepted, duplicates=duplicates)
+
+
+async def _refresh(res: Resources, user_ids: list[str]) -> None:
+    for start in range(0, len(user_ids), PROFILE_CHUNK):
+        chunk = user_ids[start : start + PROFILE_CHUNK]
+        await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, chunk)
 
 
 def _check(types: frozenset[str], interactions: list[InteractionIn]) -> None:

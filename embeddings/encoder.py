@@ -1,0 +1,44 @@
+"""What turns texts into vectors, and the factory that picks one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    """Encodes texts as L2-normalised float32 rows, so inner products are cosines."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """Shape (len(texts), dimension), dtype float32, each row of unit length."""
+
+
+def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
+    """L2-normalise rows in float32; all-zero rows stay zero rather than becoming NaN."""
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    normalised: Vectors = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    return normalised
+
+
+def make_encoder(name: str, batch_size: int = 128) -> Encoder:
+    """`hashing-<dim>` is the deterministic fake (tests, tiny demos); anything else is a
+    sentence-transformers model, loaded from disk only."""
+    if name.startswith("hashing-"):
+        from embeddings.hashing import HashingEncoder
+
+        return HashingEncoder(int(name.removeprefix("hashing-")))
+    from embeddings.sentence import SentenceEncoder
+
+    return SentenceEncoder(name, batch_size=batch_size)

@@ -1,0 +1,76 @@
+"""FAISS indexes over L2-normalised vectors: inner product is cosine similarity.
+
+Exact search (IndexFlatIP) below a size threshold, where a scan is fast and perfect; HNSW
+(Malkov & Yashunin, 2018) at or above it. The chosen parameters go into the manifest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from common.settings import IndexSettings
+from embeddings.encoder import Vectors
+
+
+def build(vectors: Vectors, settings: IndexSettings) -> Any:
+    """An index holding `vectors` (n, d) float32 at ids 0..n-1."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dimension = vectors.shape
+    if n < settings.exact_below:
+        index: Any = faiss.IndexFlatIP(dimension)
+    else:
+        index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.hnsw_ef_construction
+        index.hnsw.efSearch = settings.hnsw_ef_search
+    if n:
+        index.add(vectors)
+    return index
+
+
+def describe(index: Any, settings: IndexSettings) -> dict[str, Any]:
+    """The parameters of an index, as the manifest records them."""
+    params: dict[str, Any] = {
+        "metric": "inner_product",
+        "dimension": index.d,
+        "count": index.ntotal,
+    }
+    if isinstance(index, faiss.IndexHNSWFlat):
+        params |= {
+            "type": "hnsw",
+            "m": settings.hnsw_m,
+            "ef_construction": index.hnsw.efConstruction,
+            "ef_search": index.hnsw.efSearch,
+        }
+    else:
+        params["type"] = "flat"
+    return params
+
+
+def search(
+    index: Any, queries: Vectors, k: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
+    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+    if index.ntotal == 0:
+        empty = np.zeros((len(queries), 0))
+        return empty.astype(np.float32), empty.astype(np.int64)
+    if isinstance(index, faiss.IndexHNSWFlat) and index.hnsw.efSearch < k:
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # stub lags
+        params.efSearch = k
+        scores, ids = index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
+    else:
+        scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids
+
+
+def vectors_of(index: Any) -> Vectors:
+    """Every stored vector back, (ntotal, d): flat and HNSW-flat indexes keep them exactly."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)

@@ -1,0 +1,143 @@
+"""An index version in memory, and its files on disk.
+
+A version is four files plus a manifest:
+  items.faiss   item vectors, searchable (ids are row numbers)
+  users.faiss   user vectors, searchable (for similar users)
+  arrays.npz    per-item category codes and popularity; per-user interaction history (CSR)
+  ids.json      item ids, user ids and category names, in row order
+The manifest names the sha256 of each file; loading refuses a file whose digest differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import RecsError
+from embeddings.encoder import Vectors
+from indexing import ann
+
+ARTIFACTS = ("items.faiss", "users.faiss", "arrays.npz", "ids.json")
+MANIFEST = "manifest.json"
+
+
+class CorruptArtifact(RecsError):
+    code = "corrupt_artifact"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class IndexVersion:
+    """Everything ranking needs, in memory: no database round trip per item."""
+
+    manifest: dict[str, Any]
+    item_ids: list[str]
+    item_titles: list[str]  # for explanations ("because you liked <title>")
+    item_index: Any
+    category_names: list[str]
+    item_category: npt.NDArray[np.int32]  # code into category_names, -1 for none
+    popularity: npt.NDArray[np.float32]  # decayed weighted engagement at build time
+    user_ids: list[str]
+    user_index: Any
+    history_indptr: npt.NDArray[np.int64]  # user u's items: history_items[indptr[u]:indptr[u+1]]
+    history_items: npt.NDArray[np.int32]
+    history_weights: npt.NDArray[np.float32]  # net (undecayed) weight per (user, item)
+    item_vectors: Vectors = field(init=False)
+    user_vectors: Vectors = field(init=False)
+    item_row: dict[str, int] = field(init=False)
+    user_row: dict[str, int] = field(init=False)
+    category_rows: dict[str, npt.NDArray[np.int64]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.item_vectors = ann.vectors_of(self.item_index)
+        self.user_vectors = ann.vectors_of(self.user_index)
+        self.item_row = {item_id: n for n, item_id in enumerate(self.item_ids)}
+        self.user_row = {user_id: n for n, user_id in enumerate(self.user_ids)}
+        self.category_rows = {
+            name: np.flatnonzero(self.item_category == code)
+            for code, name in enumerate(self.category_names)
+        }
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest["version"])
+
+    @property
+    def data_as_of(self) -> float:
+        """Epoch seconds of the snapshot this version was built from."""
+        return float(self.manifest["data_as_of_epoch"])
+
+    def history(self, user_row: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        start, end = self.history_indptr[user_row], self.history_indptr[user_row + 1]
+        return self.history_items[start:end], self.history_weights[start:end]
+
+    def save(self, folder: Path) -> dict[str, dict[str, Any]]:
+        """Write the four artifacts; return {name: {sha256, bytes}} for the manifest."""
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.item_index, str(folder / "items.faiss"))
+        faiss.write_index(self.user_index, str(folder / "users.faiss"))
+        np.savez(
+            folder / "arrays.npz",
+            item_category=self.item_category,
+            popularity=self.popularity,
+            history_indptr=self.history_indptr,
+            history_items=self.history_items,
+            history_weights=self.history_weights,
+        )
+        ids = {
+            "items": self.item_ids,
+            "titles": self.item_titles,
+            "users": self.user_ids,
+            "categories": self.category_names,
+        }
+        (folder / "ids.json").write_text(json.dumps(ids))
+        return {
+            name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in ARTIFACTS
+        }
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, Any]) -> IndexVersion:
+        """Read a version's files, refusing any whose sha256 is not the manifest's."""
+        verify(folder, manifest)
+        ids = json.loads((folder / "ids.json").read_text())
+        with np.load(folder / "arrays.npz") as arrays:
+            loaded = {name: arrays[name] for name in arrays.files}
+        return cls(
+            manifest=manifest,
+            item_ids=ids["items"],
+            item_titles=ids["titles"],
+            item_index=faiss.read_index(str(folder / "items.faiss")),
+            category_names=ids["categories"],
+            item_category=loaded["item_category"],
+            popularity=loaded["popularity"],
+            user_ids=ids["users"],
+            user_index=faiss.read_index(str(folder / "users.faiss")),
+            history_indptr=loaded["history_indptr"],
+            history_items=loaded["history_items"],
+            history_weights=loaded["history_weights"],
+        )
+
+
+def verify(folder: Path, manifest: dict[str, Any]) -> None:
+    for name in ARTIFACTS:
+        expected = manifest["artifacts"][name]["sha256"]
+        path = folder / name
+        if not path.is_file():
+            raise CorruptArtifact(f"version {manifest['version']}: {name} is missing")
+        if sha256_of(path) != expected:
+            raise CorruptArtifact(f"version {manifest['version']}: {name} fails its sha256")

@@ -1,0 +1,201 @@
+"""From a snapshot of the catalog and interactions to a published, active index version."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+import scipy.sparse as sp
+
+from common.settings import Settings
+from embeddings.encoder import Encoder
+from indexing import ann, publish
+from indexing.artifacts import MANIFEST, IndexVersion
+from indexing.profiles import decay, type_weights, user_vectors
+from indexing.snapshot import Snapshot, embed_missing, take
+from storage import builds
+from storage.blob import BlobStore
+
+Report = Callable[[str, float], Awaitable[None]]
+Activated = Callable[[int], Awaitable[None]]
+
+
+def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
+    """The settings a version's content depends on; their digest is the fingerprint."""
+    index = settings.index
+    return {
+        "encoder": encoder.name,
+        "half_life_days": index.half_life_days,
+        "exact_below": index.exact_below,
+        "hnsw": [index.hnsw_m, index.hnsw_ef_construction, index.hnsw_ef_search],
+        "interaction_weights": dict(sorted(settings.interactions.interaction_weights.items())),
+        "rating_weights": list(settings.interactions.rating_weights),
+    }
+
+
+def fingerprint(shaping: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
+    """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller)."""
+    n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
+    weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
+    ages = decay(snapshot.times, snapshot.as_of, settings.index.half_life_days)
+    users = user_vectors(
+        snapshot.user_rows, snapshot.item_rows, weights * ages, n_users, snapshot.item_vectors
+    )
+    popularity = np.zeros(n_items, dtype=np.float32)
+    np.add.at(popularity, snapshot.item_rows, np.maximum(weights, 0) * ages)
+
+    history = sp.csr_matrix(
+        (weights, (snapshot.user_rows, snapshot.item_rows)),
+        shape=(n_users, n_items),
+        dtype=np.float32,
+    )
+    history.sum_duplicates()
+    history.sort_indices()
+
+    names = sorted({c for c in snapshot.categories if c is not None})
+    code = {name: n for n, name in enumerate(names)}
+    item_index = ann.build(snapshot.item_vectors, settings.index)
+    user_index = ann.build(users, settings.index)
+    return IndexVersion(
+        manifest={},
+        item_ids=snapshot.item_ids,
+        item_titles=snapshot.titles,
+        item_index=item_index,
+        category_names=names,
+        item_category=np.array(
+            [code[c] if c is not None else -1 for c in snapshot.categories], dtype=np.int32
+        ),
+        popularity=popularity,
+        user_ids=snapshot.user_ids,
+        user_index=user_index,
+        history_indptr=history.indptr.astype(np.int64),
+        history_items=history.indices.astype(np.int32),
+        history_weights=history.data.astype(np.float32),
+    )
+
+
+async def unchanged_since_active(
+    pool: asyncpg.Pool, snapshot_marks: dict[str, Any], shaping: str
+) -> int | None:
+    """The active version, if it was built from this same data with these same settings."""
+    active = await builds.active_version(pool)
+    if active is None:
+        return None
+    manifest = (await builds.get_version(pool, active))["manifest"]
+    same = manifest.get("fingerprint") == shaping and all(
+        manifest.get(key) == value for key, value in snapshot_marks.items()
+    )
+    return active if same else None
+
+
+async def change_marks(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Cheap marks that move whenever the catalog or the interactions change."""
+    row = await pool.fetchrow(
+        """SELECT (SELECT coalesce(max(interaction_id), 0) FROM interactions) AS last_interaction,
+                  (SELECT count(*) FROM items) AS item_rows,
+                  (SELECT coalesce(extract(epoch FROM max(greatest(updated_at, deleted_at))), 0)
+                   FROM items) AS items_changed"""
+    )
+    assert row is not None
+    return {
+        "last_interaction": int(row["last_interaction"]),
+        "item_rows": int(row["item_rows"]),
+        "items_changed": float(row["items_changed"]),
+    }
+
+
+async def build_version(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    encoder: Encoder,
+    settings: Settings,
+    report: Report,
+    *,
+    force: bool = False,
+    activate: bool = True,
+    on_activated: Activated | None = None,
+) -> tuple[int | None, str]:
+    """Embed what changed, build, upload, record and (by default) activate a version.
+
+    Returns (version, final stage). Nothing becomes visible unless every step succeeds: the
+    version is recorded only once all its files are in the store, and activated after that.
+    """
+    shaping = shaping_settings(settings, encoder)
+    digest = fingerprint(shaping)
+    marks = await change_marks(pool)
+    if not force:
+        same = await unchanged_since_active(pool, marks, digest)
+        if same is not None:
+            return same, "unchanged"
+
+    await report("embedding", 0.0)
+    await embed_missing(pool, encoder, lambda f: report("embedding", 0.6 * f))
+    await report("snapshot", 0.6)
+    snapshot = await take(pool, encoder)
+    await report("indexing", 0.65)
+    built = await asyncio.to_thread(assemble, snapshot, settings)
+
+    version = await builds.next_version(pool)
+    created = datetime.now(UTC)
+    manifest: dict[str, Any] = {
+        "version": version,
+        "created_at": created.isoformat(),
+        "data_as_of": snapshot.as_of.isoformat(),
+        "data_as_of_epoch": snapshot.as_of.timestamp(),
+        "items": len(snapshot.item_ids),
+        "users": len(snapshot.user_ids),
+        "interactions": len(snapshot.kinds),
+        "encoder": {"name": encoder.name, "dimension": encoder.dimension},
+        "fingerprint": digest,
+        "settings": shaping,
+        "item_index": ann.describe(built.item_index, settings.index),
+        "user_index": ann.describe(built.user_index, settings.index),
+        "metrics": {},
+        **marks,
+    }
+    await report("saving", 0.8)
+    folder = settings.index.data_dir / f"{version:010d}"
+    manifest["artifacts"] = await asyncio.to_thread(_save, built, folder)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+    await report("uploading", 0.85)
+    await asyncio.to_thread(publish.upload, store, folder, manifest)
+    await builds.record_version(pool, manifest)
+    if activate:
+        await report("activating", 0.95)
+        await builds.activate(pool, version)
+        if on_activated is not None:
+            await on_activated(version)
+    await retire(pool, store, settings)
+    return version, "done"
+
+
+def _save(built: IndexVersion, folder: Path) -> dict[str, dict[str, Any]]:
+    partial = folder.with_name(folder.name + ".part")
+    shutil.rmtree(partial, ignore_errors=True)
+    artifacts = built.save(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return artifacts
+
+
+async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> list[int]:
+    """Remove versions beyond the newest `keep_versions`, never the active one."""
+    removed = []
+    for version in await builds.versions_to_retire(pool, settings.index.keep_versions):
+        if await builds.mark_retired(pool, version):
+            await asyncio.to_thread(publish.remove, store, version)
+            removed.append(version)
+    return removed

@@ -1,0 +1,64 @@
+"""Versions in the object store: uploaded under their own prefix, manifest last."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from common.errors import NotFound
+from indexing.artifacts import ARTIFACTS, MANIFEST, CorruptArtifact, sha256_of, verify
+from storage.blob import BlobStore
+
+
+def prefix(version: int) -> str:
+    # Zero-padded so that listing order is version order.
+    return f"versions/{version:010d}/"
+
+
+def upload(store: BlobStore, folder: Path, manifest: dict[str, Any]) -> None:
+    """Artifacts first, manifest last: a prefix with a manifest is a complete version."""
+    for name in ARTIFACTS:
+        store.put_file(prefix(manifest["version"]) + name, folder / name)
+    store.put_bytes(prefix(manifest["version"]) + MANIFEST, json.dumps(manifest).encode())
+
+
+def fetch_manifest(store: BlobStore, version: int) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(store.get_bytes(prefix(version) + MANIFEST))
+    return manifest
+
+
+def download(store: BlobStore, version: int, data_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Bring a version into `data_dir/<version>/`, reusing files already there whose sha256
+    matches; raise CorruptArtifact if a downloaded file does not."""
+    manifest = fetch_manifest(store, version)
+    folder = data_dir / f"{version:010d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ARTIFACTS:
+        path = folder / name
+        if path.is_file() and sha256_of(path) == manifest["artifacts"][name]["sha256"]:
+            continue
+        partial = folder / f".{name}.part"
+        try:
+            store.get_file(prefix(version) + name, partial)
+        except NotFound as exc:
+            raise CorruptArtifact(f"version {version}: {name} is missing from the store") from exc
+        os.replace(partial, path)
+    verify(folder, manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    return folder, manifest
+
+
+def remove(store: BlobStore, version: int) -> int:
+    return store.delete_prefix(prefix(version))
+
+
+def prune_local(data_dir: Path, keep: set[int]) -> None:
+    """Remove local copies of versions not in `keep`."""
+    if not data_dir.is_dir():
+        return
+    for folder in data_dir.iterdir():
+        if folder.is_dir() and folder.name.isdigit() and int(folder.name) not in keep:
+            shutil.rmtree(folder, ignore_errors=True)

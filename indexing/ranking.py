@@ -1,0 +1,181 @@
+"""Retrieval over a loaded version: plain functions the API and the evaluation both call.
+
+Every ranked list is deterministic for the same inputs: scores descending, ties broken by
+row, so that `offset` pages through one stable list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from indexing import ann
+from indexing.artifacts import IndexVersion
+from indexing.profiles import Floats
+
+Rows = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What ranking knows of a user: taste vector, touched items, and how much history."""
+
+    vector: Floats | None = None
+    seen: frozenset[str] = frozenset()
+    negative: frozenset[str] = frozenset()  # net weight below zero: disliked or hidden
+    count: int = 0
+
+    @property
+    def has_taste(self) -> bool:
+        return self.vector is not None and bool(np.any(self.vector))
+
+
+@dataclass(frozen=True)
+class Ranked:
+    rows: Rows
+    scores: Floats
+    strategy: str = "personalized"
+
+    def page(self, offset: int, limit: int) -> Ranked:
+        return Ranked(
+            self.rows[offset : offset + limit], self.scores[offset : offset + limit], self.strategy
+        )
+
+
+def profile_of(version: IndexVersion, user_id: str) -> Profile:
+    """A user's profile as of the version's build; empty for a user it does not know."""
+    row = version.user_row.get(user_id)
+    if row is None:
+        return Profile()
+    items, weights = version.history(row)
+    ids = [version.item_ids[i] for i in items]
+    return Profile(
+        vector=version.user_vectors[row],
+        seen=frozenset(ids),
+        negative=frozenset(i for i, w in zip(ids, weights, strict=True) if w < 0),
+        count=len(ids),
+    )
+
+
+def _rows_of(version: IndexVersion, ids: Collection[str]) -> set[int]:
+    return {r for i in ids if (r := version.item_row.get(i)) is not None}
+
+
+def _ordered(rows: Rows, scores: Floats, depth: int) -> tuple[Rows, Floats]:
+    order = np.lexsort((rows, -scores))[:depth]
+    return rows[order], scores[order]
+
+
+def nearest(
+    version: IndexVersion,
+    query: Floats,
+    *,
+    depth: int,
+    category: str | None = None,
+    excluded: Collection[int] = (),
+) -> tuple[Rows, Floats]:
+    """Items nearest to `query` by cosine: at most `depth`, none of `excluded`."""
+    excluded = set(excluded)
+    if category is not None:
+        rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
+        scores = version.item_vectors[rows] @ query if len(rows) else np.zeros(0, np.float32)
+    else:
+        k = min(depth + len(excluded), version.item_index.ntotal)
+        found_scores, found = ann.search(version.item_index, query[None, :], k)
+        keep = found[0] >= 0
+        rows, scores = found[0][keep], found_scores[0][keep]
+    if excluded:
+        keep = np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))
+        rows, scores = rows[keep], scores[keep]
+    return _ordered(rows.astype(np.int64), scores.astype(np.float32), depth)
+
+
+def excluded_rows(
+    version: IndexVersion, profile: Profile, deleted: Collection[int], exclude_seen: bool
+) -> set[int]:
+    """Rows never to recommend to this user: deleted, disliked or hidden, and, unless asked
+    otherwise, everything they have already interacted with."""
+    rows = set(deleted) | _rows_of(version, profile.negative)
+    if exclude_seen:
+        rows |= _rows_of(version, profile.seen)
+    return rows
+
+
+def popular(
+    version: IndexVersion, *, depth: int, category: str | None, excluded: Collection[int]
+) -> Ranked:
+    """Items by decayed weighted engagement at build time: the cold-start answer."""
+    if category is not None:
+        rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
+    else:
+        rows = np.arange(len(version.item_ids), dtype=np.int64)
+    if excluded:
+        excluded = set(excluded)
+        rows = rows[np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))]
+    ranked_rows, scores = _ordered(rows, version.popularity[rows], depth)
+    return Ranked(ranked_rows, scores, "popular")
+
+
+def recommend(
+    version: IndexVersion,
+    profile: Profile,
+    *,
+    depth: int,
+    cold_start_min: int,
+    category: str | None = None,
+    exclude_seen: bool = True,
+    deleted: Collection[int] = (),
+) -> Ranked:
+    """One user's ranked list: nearest items to their taste vector, or popular items while
+    they have fewer than `cold_start_min` interactions (or no taste yet)."""
+    excluded = excluded_rows(version, profile, deleted, exclude_seen)
+    if profile.count < cold_start_min or not profile.has_taste:
+        return popular(version, depth=depth, category=category, excluded=excluded)
+    assert profile.vector is not None
+    rows, scores = nearest(
+        version, profile.vector, depth=depth, category=category, excluded=excluded
+    )
+    return Ranked(rows, scores, "personalized")
+
+
+def similar_items(
+    version: IndexVersion,
+    query: Floats,
+    *,
+    limit: int,
+    category: str | None,
+    excluded: Collection[int],
+) -> Ranked:
+    rows, scores = nearest(version, query, depth=limit, category=category, excluded=excluded)
+    return Ranked(rows, scores, "similar")
+
+
+def similar_users(
+    version: IndexVersion,
+    query: Floats,
+    *,
+    limit: int,
+    min_similarity: float | None,
+    exclude: int | None,
+) -> tuple[Rows, Floats]:
+    k = min(limit + 1, version.user_index.ntotal)
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    scores, rows = ann.search(version.user_index, query[None, :], k)
+    keep = (rows[0] >= 0) & (rows[0] != (exclude if exclude is not None else -2))
+    if min_similarity is not None:
+        keep &= scores[0] >= min_similarity
+    ranked_rows, ranked_scores = _ordered(rows[0][keep], scores[0][keep], limit)
+    return ranked_rows, ranked_scores
+
+
+def closest_in_history(version: IndexVersion, profile: Profile, row: int) -> str | None:
+    """The item the user liked that is most like `row`: the reason to show it."""
+    liked = sorted(_rows_of(version, profile.seen - profile.negative))
+    if not liked:
+        return None
+    similarity = version.item_vectors[liked] @ version.item_vectors[row]
+    return version.item_ids[liked[int(np.argmax(similarity))]]

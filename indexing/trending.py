@@ -1,0 +1,120 @@
+"""Trending lists, computed from the interactions of a recent window.
+
+With w = an interaction's type weight (negative ones count as zero), age in hours, H the
+half-life and W the window:
+  hot     sum of w * 0.5 ** (age / H)                        decayed weighted engagement
+  rising  (E_new - E_old) / (E_old + 1) * ln(1 + E_new)      growth of the newer half of the
+                                                             window over the older half, damped
+                                                             for items with little engagement
+  fresh   hot, among items published within `fresh_days`     engagement with new items
+  viral   u3 - 2 u2 + u1                                     acceleration in distinct users,
+                                                             u1..u3 the window's thirds, oldest
+                                                             first
+Items whose score is not positive are left out. Lists are computed overall and per category.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+
+from common.settings import InteractionSettings
+from indexing.profiles import type_weights
+
+VARIANTS = ("hot", "rising", "fresh", "viral")
+TOP = 1_000
+
+
+@dataclass(frozen=True)
+class Window:
+    item_ids: list[str]  # per interaction
+    categories: list[str | None]
+    published: np.ndarray  # epoch seconds per interaction's item (NaN if unknown)
+    users: list[str]
+    weights: np.ndarray
+    at: np.ndarray  # epoch seconds
+    now: float
+
+
+async def read_window(pool: asyncpg.Pool, hours: int, interactions: InteractionSettings) -> Window:
+    rows = await pool.fetch(
+        """SELECT i.item_id, it.category, i.user_id, i.type, i.value,
+                  extract(epoch FROM i.occurred_at)::float8 AS at,
+                  extract(epoch FROM coalesce(it.published_at, it.created_at))::float8
+                      AS published,
+                  extract(epoch FROM now())::float8 AS now
+           FROM interactions i JOIN items it ON it.item_id = i.item_id
+           WHERE i.occurred_at > now() - make_interval(hours => $1)
+             AND i.occurred_at <= now() AND it.deleted_at IS NULL""",
+        hours,
+    )
+    now = rows[0]["now"] if rows else 0.0
+    weights = type_weights([r["type"] for r in rows], [r["value"] for r in rows], interactions)
+    return Window(
+        item_ids=[r["item_id"] for r in rows],
+        categories=[r["category"] for r in rows],
+        published=np.array([r["published"] for r in rows], dtype=np.float64),
+        users=[r["user_id"] for r in rows],
+        weights=np.maximum(weights, 0).astype(np.float64),
+        at=np.array([r["at"] for r in rows], dtype=np.float64),
+        now=float(now),
+    )
+
+
+def scores(
+    window: Window, variant: str, *, hours: float, half_life_hours: float, fresh_days: float
+) -> dict[str, float]:
+    """Score per item for one variant (see the module docstring for the formulas)."""
+    if not window.item_ids:
+        return {}
+    age_hours = (window.now - window.at) / 3600.0
+    ids = np.array(window.item_ids, dtype=object)
+    if variant in ("hot", "fresh"):
+        contribution = window.weights * np.power(0.5, age_hours / half_life_hours)
+        if variant == "fresh":
+            new = (window.now - window.published) <= fresh_days * 86_400.0
+            contribution = np.where(new, contribution, 0.0)
+        return _sum_by(ids, contribution)
+    if variant == "rising":
+        newer = age_hours < hours / 2
+        e_new = _sum_by(ids, np.where(newer, window.weights, 0.0))
+        e_old = _sum_by(ids, np.where(newer, 0.0, window.weights))
+        return {
+            item: (e_new.get(item, 0.0) - e_old.get(item, 0.0))
+            / (e_old.get(item, 0.0) + 1)
+            * float(np.log1p(e_new.get(item, 0.0)))
+            for item in set(e_new) | set(e_old)
+        }
+    if variant == "viral":
+        third = np.minimum((age_hours / (hours / 3)).astype(int), 2)  # 0 newest .. 2 oldest
+        distinct: dict[str, list[set[str]]] = defaultdict(lambda: [set(), set(), set()])
+        for item, user, t, w in zip(
+            window.item_ids, window.users, third, window.weights, strict=True
+        ):
+            if w > 0:
+                distinct[item][int(t)].add(user)
+        return {item: float(len(u[0]) - 2 * len(u[1]) + len(u[2])) for item, u in distinct.items()}
+    raise ValueError(f"unknown trending variant {variant!r}")
+
+
+def _sum_by(ids: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    unique, inverse = np.unique(ids, return_inverse=True)
+    totals = np.bincount(inverse, weights=values, minlength=len(unique))
+    return {str(item): float(total) for item, total in zip(unique, totals, strict=True)}
+
+
+def ranked(
+    window: Window, item_scores: dict[str, float], category: str | None, top: int = TOP
+) -> list[tuple[str, float]]:
+    """Items with a positive score, best first (ties by id), optionally of one category."""
+    if category is not None:
+        in_category = {
+            i for i, c in zip(window.item_ids, window.categories, strict=True) if c == category
+        }
+        item_scores = {i: s for i, s in item_scores.items() if i in in_category}
+    positive = [(i, s) for i, s in item_scores.items() if s > 0]
+    positive.sort(key=lambda pair: (-pair[1], pair[0]))
+    return positive[:top]

@@ -1,0 +1,96 @@
+"""Index builds and versions, for ops: queue a build, watch it, list versions, roll back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from common.errors import DependencyError, InvalidInput
+from common.models import Activated, Build, BuildIn, VersionDetail, VersionList, VersionSummary
+from service.api.deps import ResourcesDep, require
+from service.api.routes import API
+from storage import builds, events
+from workers.factory import BUILD_TASK
+
+router = APIRouter(prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")])
+
+# A queued build that no worker took within this long is marked failed.
+QUEUE_TIMEOUT_SECONDS = 600.0
+
+
+@router.post("/builds", status_code=202)
+async def request_build(res: ResourcesDep, body: BuildIn | None = None) -> Build:
+    """Queue a build; while one is queued or running, that one is returned instead."""
+    body = body or BuildIn()
+    build, created = await builds.request_build(
+        res.pool,
+        body.reason,
+        body.force,
+        QUEUE_TIMEOUT_SECONDS,
+        res.settings.index.heartbeat_timeout,
+    )
+    if created:
+        try:
+            await asyncio.to_thread(
+                res.celery.send_task,
+                BUILD_TASK,
+                args=[build["build_id"]],
+                kwargs={"activate": body.activate},
+            )
+        except Exception as exc:
+            await builds.finish_build(
+                res.pool,
+                build["build_id"],
+                version=None,
+                error=f"could not queue: {exc}",
+                stage="queueing",
+            )
+            raise DependencyError(f"the task queue is unavailable: {exc}") from exc
+    return Build(**build)
+
+
+@router.get("/builds/{build_id}")
+async def get_build(build_id: Annotated[str, Path(max_length=64)], res: ResourcesDep) -> Build:
+    """A build's state, stage and progress (0..1); the version it made once it succeeded."""
+    await builds.fail_stale(
+        res.pool,
+        queue_timeout=QUEUE_TIMEOUT_SECONDS,
+        heartbeat_timeout=res.settings.index.heartbeat_timeout,
+    )
+    return Build(**await builds.get_build(res.pool, build_id))
+
+
+@router.get("/versions")
+async def list_versions(res: ResourcesDep) -> VersionList:
+    """Kept versions, newest first, and which one is active."""
+    active = await builds.active_version(res.pool)
+    return VersionList(
+        active=active,
+        versions=[
+            VersionSummary(**v, active=v["version"] == active)
+            for v in await builds.list_versions(res.pool)
+        ],
+    )
+
+
+@router.get("/versions/{version}")
+async def get_version(version: Annotated[int, Path(ge=1)], res: ResourcesDep) -> VersionDetail:
+    """One version with its manifest."""
+    active = await builds.active_version(res.pool)
+    found = await builds.get_version(res.pool, version)
+    return VersionDetail(**found, active=version == active)
+
+
+@router.post("/versions/{version}/activate")
+async def activate(version: Annotated[int, Path(ge=1)], res: ResourcesDep) -> Activated:
+    """Serve `version` everywhere (an older one is a rollback); this process swaps before
+    answering, the others within seconds."""
+    await builds.activate(res.pool, version)
+    await events.publish(res.redis, "index_activated", version=version)
+    try:
+        await res.serving.load(version)
+    except Exception as exc:
+        raise InvalidInput(f"version {version} is active but could not be loaded: {exc}") from exc
+    return Activated(active=version)

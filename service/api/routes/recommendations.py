@@ -1,0 +1,272 @@
+"""What client apps ask for: personal lists, similar items and users, trending, search."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query
+
+from common.errors import DependencyError, InvalidInput, NotFound
+from common.models import (
+    Explanation,
+    Recommendations,
+    Scored,
+    SearchIn,
+    SearchResults,
+    SimilarItems,
+    SimilarUser,
+    SimilarUsers,
+    TrendingList,
+)
+from embeddings.text import item_text
+from indexing import ranking
+from indexing.artifacts import IndexVersion
+from indexing.profiles import Floats
+from indexing.ranking import Profile, Ranked
+from indexing.trending import VARIANTS
+from service import profiles, trending
+from service.api.deps import ResourcesDep, require
+from service.api.routes import API
+from storage import catalog
+from storage.events import answers_key
+
+router = APIRouter(prefix=API, tags=["recommendations"], dependencies=[require("read")])
+
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+Category = Annotated[str | None, Query(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+ANSWER_SECONDS = 300
+
+
+@router.get("/recommendations/{user_id}")
+async def recommend(
+    user_id: Id,
+    res: ResourcesDep,
+    limit: Limit = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    category: Category = None,
+    exclude_seen: bool = True,
+    experiment_id: Annotated[str | None, Query(max_length=128)] = None,
+    explain: bool = False,
+) -> Recommendations:
+    """A user's list; unknown and new users get the popular items."""
+    version = res.serving.current
+    depth = res.settings.index.ranking_depth
+    field = f"{version.version if version else 0}|{category}|{exclude_seen}"
+    cached = await res.redis.hget(answers_key(user_id), field)
+    if cached is not None:
+        stored = orjson.loads(cached)
+        pairs = [(i, s) for i, s in stored["items"] if i not in res.serving.deleted]
+        strategy, hit = stored["strategy"], True
+        profile = await profiles.current(res.redis, version, user_id) if explain else Profile()
+    else:
+        profile = await profiles.current(res.redis, version, user_id)
+        pairs, strategy = await _ranked_ids(res, version, profile, depth, category, exclude_seen)
+        hit = False
+        async with res.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                answers_key(user_id), field, orjson.dumps({"items": pairs, "strategy": strategy})
+            )
+            pipe.expire(answers_key(user_id), ANSWER_SECONDS)
+            await pipe.execute()
+    page = pairs[offset : offset + limit]
+    items = [Scored(item_id=i, score=round(s, 6)) for i, s in page]
+    if explain:
+        for item in items:
+            item.reasons = _reasons(version, profile, item.item_id, strategy)
+    return Recommendations(
+        user_id=user_id,
+        items=items,
+        index_version=version.version if version else None,
+        strategy=strategy,
+        cached=hit,
+    )
+
+
+async def _ranked_ids(
+    res: ResourcesDep,
+    version: IndexVersion | None,
+    profile: Profile,
+    depth: int,
+    category: str | None,
+    exclude_seen: bool,
+) -> tuple[list[tuple[str, float]], str]:
+    if version is None:
+        # No index yet: popularity straight from recent interactions.
+        hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, category)
+        excluded = (
+            res.serving.deleted | profile.negative | (profile.seen if exclude_seen else frozenset())
+        )
+        return [(i, s) for i, s in hot if i not in excluded][:depth], "popular"
+    ranked = ranking.recommend(
+        version,
+        profile,
+        depth=depth,
+        cold_start_min=res.settings.index.cold_start_min,
+        category=category,
+        exclude_seen=exclude_seen,
+        deleted=res.serving.deleted_rows(version),
+    )
+    return _pairs(version, ranked), ranked.strategy
+
+
+def _pairs(version: IndexVersion, ranked: Ranked) -> list[tuple[str, float]]:
+    return [
+        (version.item_ids[r], float(s)) for r, s in zip(ranked.rows, ranked.scores, strict=True)
+    ]
+
+
+def _reasons(
+    version: IndexVersion | None, profile: Profile, item_id: str, strategy: str
+) -> list[str]:
+    if strategy == "popular" or version is None:
+        return ["popular right now"]
+    row = version.item_row.get(item_id)
+    source = ranking.closest_in_history(version, profile, row) if row is not None else None
+    title = version.item_titles[version.item_row[source]] if source else None
+    return [f"because you liked {title}"] if title else ["matches your taste"]
+
+
+@router.get("/recommendations/{user_id}/explain/{item_id}")
+async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
+    """Why an item ranks where it does for a user."""
+    version = res.serving.current
+    if version is None or item_id not in version.item_row:
+        raise NotFound(f"item {item_id!r} is not in the served index")
+    profile = await profiles.current(res.redis, version, user_id)
+    row = version.item_row[item_id]
+    content = float(version.item_vectors[row] @ profile.vector) if profile.has_taste else None
+    top = float(version.popularity.max()) or 1.0
+    popularity = float(version.popularity[row]) / top
+    pairs, strategy = await _ranked_ids(
+        res, version, profile, res.settings.index.ranking_depth, None, False
+    )
+    rank = next((n for n, (i, _) in enumerate(pairs) if i == item_id), None)
+    score = content if strategy == "personalized" and content is not None else popularity
+    return Explanation(
+        user_id=user_id,
+        item_id=item_id,
+        score=round(score, 6),
+        rank=rank,
+        components={"content": content, "popularity": popularity},
+        reasons=_reasons(version, profile, item_id, strategy),
+        index_version=version.version,
+    )
+
+
+@router.get("/items/{item_id}/similar")
+async def similar_items(
+    item_id: Id, res: ResourcesDep, limit: Limit = 10, category: Category = None
+) -> SimilarItems:
+    """Items nearest in meaning; an item newer than the index is embedded on the spot."""
+    version = res.serving.current
+    if item_id in res.serving.deleted:
+        raise NotFound(f"item {item_id!r} does not exist")
+    if version is None:
+        await catalog.get_item(res.pool, item_id)
+        return SimilarItems(item_id=item_id, items=[], index_version=None)
+    row = version.item_row.get(item_id)
+    if row is not None:
+        query = version.item_vectors[row]
+    else:
+        item = await catalog.get_item(res.pool, item_id)
+        text = item_text(item.title, item.description, item.category, item.tags)
+        query = await _encode(res, version, text)
+    excluded = set(res.serving.deleted_rows(version)) | ({row} if row is not None else set())
+    ranked = ranking.similar_items(
+        version, query, limit=limit, category=category, excluded=excluded
+    )
+    return SimilarItems(
+        item_id=item_id,
+        items=[Scored(item_id=i, score=round(s, 6)) for i, s in _pairs(version, ranked)],
+        index_version=version.version,
+    )
+
+
+@router.get("/users/{user_id}/similar")
+async def similar_users(
+    user_id: Id,
+    res: ResourcesDep,
+    limit: Limit = 10,
+    min_similarity: Annotated[float | None, Query(ge=-1, le=1)] = None,
+) -> SimilarUsers:
+    """Users whose taste vectors are nearest to this one's."""
+    version = res.serving.current
+    if version is None:
+        return SimilarUsers(user_id=user_id, users=[], index_version=None)
+    profile = await profiles.current(res.redis, version, user_id)
+    if not profile.has_taste:
+        return SimilarUsers(user_id=user_id, users=[], index_version=version.version)
+    assert profile.vector is not None
+    rows, scores = ranking.similar_users(
+        version,
+        profile.vector,
+        limit=limit,
+        min_similarity=min_similarity,
+        exclude=version.user_row.get(user_id),
+    )
+    return SimilarUsers(
+        user_id=user_id,
+        users=[
+            SimilarUser(user_id=version.user_ids[r], similarity=round(float(s), 6))
+            for r, s in zip(rows, scores, strict=True)
+        ],
+        index_version=version.version,
+    )
+
+
+@router.get("/trending")
+async def trending_items(
+    res: ResourcesDep,
+    variant: str = "hot",
+    category: Category = None,
+    limit: Limit = 10,
+    window_hours: Annotated[int | None, Query(ge=1, le=24 * 365)] = None,
+) -> TrendingList:
+    """Items trending now; see indexing/trending.py for each variant's formula."""
+    if variant not in VARIANTS:
+        raise InvalidInput(f"variant must be one of {', '.join(VARIANTS)}")
+    hours = window_hours or res.settings.index.trending_window_hours
+    found = await trending.top(res, variant, hours, category)
+    live = [(i, s) for i, s in found if i not in res.serving.deleted][:limit]
+    return TrendingList(
+        variant=variant,
+        category=category,
+        window_hours=hours,
+        items=[Scored(item_id=i, score=round(s, 6)) for i, s in live],
+    )
+
+
+@router.post("/search")
+async def search(body: SearchIn, res: ResourcesDep) -> SearchResults:
+    """Items whose text is nearest in meaning to the query."""
+    version = res.serving.current
+    if version is None:
+        return SearchResults(items=[], index_version=None)
+    query = await _encode(res, version, body.text)
+    ranked = ranking.similar_items(
+        version,
+        query,
+        limit=body.limit,
+        category=body.category,
+        excluded=res.serving.deleted_rows(version),
+    )
+    return SearchResults(
+        items=[Scored(item_id=i, score=round(s, 6)) for i, s in _pairs(version, ranked)],
+        index_version=version.version,
+    )
+
+
+async def _encode(res: ResourcesDep, version: IndexVersion, text: str) -> Floats:
+    """One text as a query vector, by the encoder the served version was built with."""
+    built_with = version.manifest["encoder"]["name"]
+    if built_with != res.settings.embedding.model:
+        raise DependencyError(
+            f"the served index was built with {built_with!r}, this process encodes with "
+            f"{res.settings.embedding.model!r}: set EMBEDDING_MODEL alike everywhere"
+        )
+    vectors = await asyncio.to_thread(res.encoder.encode, [text])
+    query: Floats = vectors[0]
+    return query

@@ -1,0 +1,156 @@
+"""The version this process serves, and the watch that swaps in a new one.
+
+A request takes `serving.current` once and uses that object throughout, so swapping the
+reference never disturbs a request in flight. A new active version is noticed through Redis
+pub/sub at once, and through polling PostgreSQL every few seconds should a message be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from common.settings import Settings
+from indexing import publish
+from indexing.artifacts import IndexVersion
+from storage import builds, events
+from storage.blob import BlobStore
+
+log = logging.getLogger(__name__)
+
+# How often the full set of deleted items is re-read, in case a message was missed.
+DELETED_RESYNC_SECONDS = 60.0
+
+
+class Serving:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, redis: Redis, store: BlobStore
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.store = store
+        self.current: IndexVersion | None = None
+        self.deleted: set[str] = set()
+        self._deleted_rows: tuple[int, frozenset[int]] | None = None
+        self._load_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.reload_deleted()
+        try:
+            await self.sync()
+        except Exception:
+            log.exception("could not load the active version at start; serving without one")
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="serving-listen"),
+            asyncio.create_task(self._poll(), name="serving-poll"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def deleted_rows(self, version: IndexVersion) -> frozenset[int]:
+        """Rows of `version` whose items are deleted now (the set is cached per version)."""
+        cached = self._deleted_rows
+        if cached is None or cached[0] != version.version:
+            rows = frozenset(r for i in self.deleted if (r := version.item_row.get(i)) is not None)
+            cached = self._deleted_rows = (version.version, rows)
+        return cached[1]
+
+    async def reload_deleted(self) -> None:
+        rows = await self.pool.fetch("SELECT item_id FROM items WHERE deleted_at IS NOT NULL")
+        self.deleted = {r["item_id"] for r in rows}
+        self._deleted_rows = None
+
+    def item_deleted(self, item_id: str) -> None:
+        self.deleted.add(item_id)
+        self._deleted_rows = None
+
+    def item_restored(self, item_id: str) -> None:
+        self.deleted.discard(item_id)
+        self._deleted_rows = None
+
+    async def sync(self) -> None:
+        """Load the active version if it is not the one served."""
+        active = await builds.active_version(self.pool)
+        if active is not None and (self.current is None or self.current.version != active):
+            await self.load(active)
+
+    async def load(self, version: int) -> None:
+        async with self._load_lock:
+            if self.current is not None and self.current.version == version:
+                return
+            data_dir = self.settings.index.data_dir
+            folder, manifest = await asyncio.to_thread(
+                publish.download, self.store, version, data_dir
+            )
+            loaded = await asyncio.to_thread(IndexVersion.load, folder, manifest)
+            previous = self.current
+            self.current = loaded
+            keep = {version} | ({previous.version} if previous else set())
+            await asyncio.to_thread(publish.prune_local, data_dir, keep)
+            log.info(
+                "serving index version %d (%d items, %d users)",
+                version,
+                len(loaded.item_ids),
+                len(loaded.user_ids),
+            )
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as channel:
+                    await channel.subscribe(events.CHANNEL)
+                    async for message in channel.listen():
+                        if message.get("type") == "message":
+                            await self._handle(orjson.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the event channel; listening again shortly", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "item_deleted":
+            self.item_deleted(event["item_id"])
+        elif kind == "item_restored":
+            for item_id in event["item_ids"]:
+                self.item_restored(item_id)
+        elif kind == "index_activated":
+            try:
+                await self.load(int(event["version"]))
+            except Exception:
+                log.exception(
+                    "could not load version %s; the poll will try again", event.get("version")
+                )
+
+    async def _poll(self) -> None:
+        since_deleted = 0.0
+        while True:
+            await asyncio.sleep(self.settings.index.poll_seconds)
+            try:
+                await self.sync()
+                since_deleted += self.settings.index.poll_seconds
+                if since_deleted >= DELETED_RESYNC_SECONDS:
+                    await self.reload_deleted()
+                    since_deleted = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning(
+                    "index poll failed; serving version %s meanwhile",
+                    self.current.version if self.current else None,
+                    exc_info=True,
+                )

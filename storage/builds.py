@@ -1,0 +1,211 @@
+"""Index builds and versions as PostgreSQL records: the bookkeeping, not the artifacts."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from common.errors import NotFound
+from storage.db import database_errors
+
+_BUILD = """build_id, state, stage, progress, reason, force, error, version,
+            created_at, started_at, finished_at, heartbeat_at"""
+
+
+async def request_build(
+    pool: asyncpg.Pool,
+    reason: str | None,
+    force: bool,
+    queue_timeout: float,
+    heartbeat_timeout: float,
+) -> tuple[dict[str, Any], bool]:
+    """Queue a build, or return the one already queued or running. (build, created)."""
+    await fail_stale(pool, queue_timeout=queue_timeout, heartbeat_timeout=heartbeat_timeout)
+    build_id = "b_" + secrets.token_hex(8)
+    with database_errors():
+        row = await pool.fetchrow(
+            f"""INSERT INTO builds (build_id, state, reason, force) VALUES ($1, 'queued', $2, $3)
+                ON CONFLICT ((true)) WHERE state IN ('queued', 'running') DO NOTHING
+                RETURNING {_BUILD}""",
+            build_id,
+            reason,
+            force,
+        )
+        if row is not None:
+            return dict(row), True
+        running = await pool.fetchrow(
+            f"SELECT {_BUILD} FROM builds WHERE state IN ('queued', 'running')"
+        )
+    if running is None:  # it finished between the two statements: ask again
+        return await request_build(pool, reason, force, queue_timeout, heartbeat_timeout)
+    return dict(running), False
+
+
+async def get_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any]:
+    with database_errors():
+        row = await pool.fetchrow(f"SELECT {_BUILD} FROM builds WHERE build_id = $1", build_id)
+    if row is None:
+        raise NotFound(f"build {build_id!r} does not exist")
+    return dict(row)
+
+
+async def fail_stale(pool: asyncpg.Pool, *, queue_timeout: float, heartbeat_timeout: float) -> int:
+    """Mark failed the builds whose worker fell silent, or that no worker took up."""
+    with database_errors():
+        status = await pool.execute(
+            """UPDATE builds SET state = 'failed', finished_at = now(),
+                   error = CASE state
+                       WHEN 'running' THEN 'the worker stopped reporting (lost or killed)'
+                       ELSE 'no worker took the build up in time' END
+               WHERE (state = 'running'
+                      AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1))
+                  OR (state = 'queued' AND created_at < now() - make_interval(secs => $2))""",
+            heartbeat_timeout,
+            queue_timeout,
+        )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def start_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any] | None:
+    """Claim a queued build for this worker; None when it is no longer queued or running
+    (it failed meanwhile, or this is a redelivery of a finished one)."""
+    with database_errors():
+        row = await pool.fetchrow(
+            f"""UPDATE builds SET state = 'running', stage = 'starting',
+                   started_at = coalesce(started_at, now()), heartbeat_at = now()
+                WHERE build_id = $1 AND state IN ('queued', 'running')
+                RETURNING {_BUILD}""",
+            build_id,
+        )
+    return dict(row) if row else None
+
+
+async def report(pool: asyncpg.Pool, build_id: str, stage: str, progress: float) -> None:
+    with database_errors():
+        await pool.execute(
+            """UPDATE builds SET stage = $2, progress = greatest(progress, $3), heartbeat_at = now()
+               WHERE build_id = $1 AND state = 'running'""",
+            build_id,
+            stage,
+            min(max(progress, 0.0), 1.0),
+        )
+
+
+async def heartbeat(pool: asyncpg.Pool, build_id: str) -> None:
+    with database_errors():
+        await pool.execute(
+            "UPDATE builds SET heartbeat_at = now() WHERE build_id = $1 AND state = 'running'",
+            build_id,
+        )
+
+
+async def finish_build(
+    pool: asyncpg.Pool, build_id: str, *, version: int | None, error: str | None, stage: str
+) -> None:
+    with database_errors():
+        await pool.execute(
+            """UPDATE builds SET state = $2, stage = $3, error = $4, version = $5,
+                   progress = CASE WHEN $4::text IS NULL THEN 1 ELSE progress END,
+                   finished_at = now()
+               WHERE build_id = $1""",
+            build_id,
+            "failed" if error else "succeeded",
+            stage,
+            error,
+            version,
+        )
+
+
+async def next_version(pool: asyncpg.Pool) -> int:
+    with database_errors():
+        return int(await pool.fetchval("SELECT nextval('index_version_seq')"))
+
+
+async def record_version(pool: asyncpg.Pool, manifest: dict[str, Any]) -> None:
+    """Record a version whose artifacts are all uploaded: only now can it be activated."""
+    with database_errors():
+        await pool.execute(
+            """INSERT INTO index_versions (version, state, created_at, items, users, manifest,
+                                           metrics)
+               VALUES ($1, 'ready', $2, $3, $4, $5, $6)""",
+            manifest["version"],
+            datetime.fromisoformat(manifest["created_at"]),
+            manifest["items"],
+            manifest["users"],
+            manifest,
+            manifest.get("metrics", {}),
+        )
+
+
+async def activate(pool: asyncpg.Pool, version: int) -> None:
+    """Point every API process at `version`: one row, changed in one statement."""
+    with database_errors():
+        status = await pool.execute(
+            """INSERT INTO active_index (singleton, version)
+               SELECT true, version FROM index_versions WHERE version = $1 AND state = 'ready'
+               ON CONFLICT (singleton) DO UPDATE
+               SET version = EXCLUDED.version, changed_at = now()""",
+            version,
+        )
+    if status.endswith(" 0"):
+        raise NotFound(f"version {version} does not exist or was removed")
+
+
+async def active_version(pool: asyncpg.Pool) -> int | None:
+    with database_errors():
+        value = await pool.fetchval("SELECT version FROM active_index")
+    return int(value) if value is not None else None
+
+
+async def list_versions(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    with database_errors():
+        rows = await pool.fetch(
+            """SELECT version, created_at, items, users, metrics, state FROM index_versions
+               WHERE state = 'ready' ORDER BY version DESC"""
+        )
+    return [dict(r) for r in rows]
+
+
+async def get_version(pool: asyncpg.Pool, version: int) -> dict[str, Any]:
+    with database_errors():
+        row = await pool.fetchrow(
+            """SELECT version, created_at, items, users, metrics, state, manifest
+               FROM index_versions WHERE version = $1 AND state = 'ready'""",
+            version,
+        )
+    if row is None:
+        raise NotFound(f"version {version} does not exist")
+    return dict(row)
+
+
+async def versions_to_retire(pool: asyncpg.Pool, keep: int) -> list[int]:
+    """Ready versions beyond the newest `keep`, never the active one."""
+    with database_errors():
+        rows = await pool.fetch(
+            """SELECT version FROM index_versions
+               WHERE state = 'ready'
+                 AND version NOT IN (SELECT version FROM active_index)
+                 AND version NOT IN (SELECT version FROM index_versions WHERE state = 'ready'
+                                     ORDER BY version DESC LIMIT $1)""",
+            keep,
+        )
+    return [int(r["version"]) for r in rows]
+
+
+async def mark_retired(pool: asyncpg.Pool, version: int) -> bool:
+    """Take a version out of service unless it became active meanwhile; True if it was.
+
+    Its artifacts may be deleted only after this returns True: from then on it can no
+    longer be activated.
+    """
+    with database_errors():
+        status = await pool.execute(
+            """UPDATE index_versions SET state = 'deleted'
+               WHERE version = $1 AND state = 'ready'
+                 AND version NOT IN (SELECT version FROM active_index)""",
+            version,
+        )
+    return status == "UPDATE 1"

@@ -1,0 +1,56 @@
+"""Trending lists kept in Redis as sorted sets, one per variant, window and category."""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.asyncio import Redis
+
+from common.settings import Settings
+from indexing import trending
+from storage.events import trending_key
+
+
+async def compute_and_store(
+    pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int, ttl: float
+) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
+    """Every variant, overall and per category, for one window; replaced atomically."""
+    window = await trending.read_window(pool, hours, settings.interactions)
+    categories: list[str | None] = [None, *sorted({c for c in window.categories if c})]
+    lists: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
+    for variant in trending.VARIANTS:
+        item_scores = trending.scores(
+            window,
+            variant,
+            hours=hours,
+            half_life_hours=settings.index.trending_half_life_hours,
+            fresh_days=settings.index.trending_fresh_days,
+        )
+        for category in categories:
+            lists[(variant, category)] = trending.ranked(window, item_scores, category)
+    async with redis.pipeline(transaction=True) as pipe:
+        for (variant, category), ranked in lists.items():
+            key = trending_key(variant, hours, category)
+            pipe.delete(key)
+            if ranked:
+                pipe.zadd(key, dict(ranked))
+            else:
+                # An empty list is remembered too, so a quiet catalog is not recomputed
+                # on every request.
+                pipe.zadd(key, {"": float("-inf")})
+            pipe.expire(key, max(1, int(ttl)))
+        await pipe.execute()
+    return lists
+
+
+async def read(
+    redis: Redis, variant: str, hours: int, category: str | None, count: int
+) -> list[tuple[str, float]] | None:
+    """The stored list, best first; None when it was never computed (or expired)."""
+    key = trending_key(variant, hours, category)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.zrevrange(key, 0, count - 1, withscores=True)
+        exists, found = await pipe.execute()
+    if not exists:
+        return None
+    return [(member.decode(), float(score)) for member, score in found if member]

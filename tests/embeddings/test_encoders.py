@@ -1,0 +1,65 @@
+"""One suite for the Encoder contract, run on the fake and on the real model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embeddings.encoder import Encoder, make_encoder, normalise
+from embeddings.text import content_hash, item_text
+
+TEXTS = [
+    "A haunted house where ghosts terrify a family at night",
+    "Ghosts haunt an old house and terrify the family inside",
+    "A romantic comedy about a wedding in Paris",
+    "",
+]
+
+
+@pytest.fixture(scope="module", params=["hashing-64", "all-MiniLM-L6-v2"])
+def encoder(request: pytest.FixtureRequest) -> Encoder:
+    return make_encoder(request.param)
+
+
+def test_rows_are_unit_float32(encoder: Encoder) -> None:
+    vectors = encoder.encode(TEXTS[:3])
+    assert vectors.shape == (3, encoder.dimension)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_similar_texts_are_closer_than_unrelated_ones(encoder: Encoder) -> None:
+    a, b, c = encoder.encode(TEXTS[:3])
+    assert a @ b > a @ c + 0.1
+
+
+def test_encoding_is_deterministic_and_batch_independent(encoder: Encoder) -> None:
+    together = encoder.encode(TEXTS[:3])
+    alone = np.vstack([encoder.encode([t]) for t in TEXTS[:3]])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_the_real_model_has_its_known_dimension() -> None:
+    assert make_encoder("all-MiniLM-L6-v2").dimension == 384
+
+
+def test_an_unknown_model_name_is_refused_clearly() -> None:
+    with pytest.raises(FileNotFoundError, match="EMBEDDING_MODEL"):
+        make_encoder("no-such-model")
+
+
+def test_normalise_keeps_zero_rows_zero() -> None:
+    out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(out, [[0.6, 0.8], [0, 0]])
+
+
+def test_item_text_and_hash_change_with_any_field() -> None:
+    base = item_text("Alien", "Space horror", "Horror", ["space"])
+    assert "Alien" in base and "Horror" in base and "space" in base and "Space horror" in base
+    variants = [
+        item_text("Aliens", "Space horror", "Horror", ["space"]),
+        item_text("Alien", "Space horror!", "Horror", ["space"]),
+        item_text("Alien", "Space horror", "Sci-Fi", ["space"]),
+        item_text("Alien", "Space horror", "Horror", ["space", "monster"]),
+    ]
+    assert len({content_hash(t) for t in [base, *variants]}) == 5

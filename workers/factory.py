@@ -1,0 +1,39 @@
+"""The Celery application for given settings: Redis broker, tasks acknowledged only once done.
+
+The API makes one to queue tasks; workers/app.py makes the one workers run.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from common.settings import Settings
+
+BUILD_TASK = "recs.build_index"
+EMBED_TASK = "recs.embed_items"
+TRENDING_TASK = "recs.refresh_trending"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("recs", broker=settings.redis.url)
+    app.conf.update(
+        # A task whose worker dies mid-run is delivered again rather than lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.index.build_time_limit + 600},
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "refresh-trending": {
+                "task": TRENDING_TASK,
+                "schedule": settings.index.trending_refresh_seconds,
+            },
+        },
+    )
+    return app

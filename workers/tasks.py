@@ -1,0 +1,176 @@
+"""Celery tasks: each reads its inputs, calls into indexing/, and records the outcome.
+
+Tasks are synchronous (Celery's model); each runs its async body in a fresh event loop with
+its own connections, since pools cannot cross loops or forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import asyncpg
+from celery.exceptions import SoftTimeLimitExceeded
+from redis.asyncio import Redis
+
+from common.errors import DependencyError
+from common.settings import Settings, get_settings
+from embeddings.encoder import Encoder, make_encoder
+from indexing.build import build_version
+from indexing.snapshot import embed_missing
+from storage import builds, events
+from storage import trending as trending_store
+from storage.blob.s3 import S3Store
+from storage.db import create_pool
+from workers.app import celery_app
+from workers.factory import BUILD_TASK, EMBED_TASK, TRENDING_TASK
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+SETTINGS = get_settings()
+MAX_RETRIES = 2
+RETRY_SECONDS = 5
+
+
+@lru_cache(maxsize=1)
+def encoder() -> Encoder:
+    """Loaded once per worker process, on its first task."""
+    return make_encoder(SETTINGS.embedding.model, SETTINGS.embedding.batch_size)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    store: S3Store
+
+
+@asynccontextmanager
+async def context() -> AsyncIterator[Context]:
+    pool = await create_pool(
+        SETTINGS.database.model_copy(update={"pool_min": 1, "pool_max": 3}), attempts=3
+    )
+    redis: Redis = Redis.from_url(SETTINGS.redis.url)
+    try:
+        yield Context(SETTINGS, pool, redis, S3Store(SETTINGS.s3))
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def run(body: Callable[[Context], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with context() as ctx:
+            return await body(ctx)
+
+    return asyncio.run(main())
+
+
+@celery_app.task(
+    name=BUILD_TASK,
+    bind=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    time_limit=SETTINGS.index.build_time_limit + 60,
+    soft_time_limit=SETTINGS.index.build_time_limit,
+)
+def build_index(self: Any, build_id: str, activate: bool = True) -> None:
+    """Build a version for `build_id`, reporting stage and progress into its builds row."""
+    attempt = self.request.retries
+    try:
+        run(lambda ctx: _build(ctx, build_id, activate, attempt))
+    except DependencyError as exc:
+        if attempt < MAX_RETRIES:
+            log.warning("build %s: %s; retrying", build_id, exc)
+            raise self.retry(exc=exc, countdown=RETRY_SECONDS) from exc
+        run(lambda ctx: _fail(ctx, build_id, f"gave up after {attempt + 1} attempts: {exc}"))
+    except SoftTimeLimitExceeded:
+        run(lambda ctx: _fail(ctx, build_id, "the build ran past its time limit"))
+    except Exception as exc:
+        log.exception("build %s failed", build_id)
+        run(lambda ctx: _fail(ctx, build_id, f"{type(exc).__name__}: {exc}"))
+
+
+async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> None:
+    claimed = await builds.start_build(ctx.pool, build_id)
+    if claimed is None:
+        log.info("build %s is no longer queued or running; nothing to do", build_id)
+        return
+    stage = "retrying" if attempt else "starting"
+    await builds.report(ctx.pool, build_id, stage, 0.0)
+
+    async def report(stage: str, progress: float) -> None:
+        await builds.report(ctx.pool, build_id, stage, progress)
+
+    async def announce(version: int) -> None:
+        await events.publish(ctx.redis, "index_activated", version=version)
+
+    async with _heartbeat(ctx, build_id):
+        version, final = await build_version(
+            ctx.pool, ctx.store, encoder(), ctx.settings, report,
+            force=bool(claimed["force"]), activate=activate, on_activated=announce,
+        )
+    await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
+    if version is not None and final == "done":
+        await trending_store.compute_and_store(
+            ctx.pool, ctx.redis, ctx.settings, ctx.settings.index.trending_window_hours,
+            2 * ctx.settings.index.trending_refresh_seconds,
+        )
+
+
+@asynccontextmanager
+async def _heartbeat(ctx: Context, build_id: str) -> AsyncIterator[None]:
+    """Keep the build's heartbeat fresh while its body runs (CPU work runs in threads)."""
+    every = max(ctx.settings.index.heartbeat_timeout / 4, 0.5)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(DependencyError):
+                await builds.heartbeat(ctx.pool, build_id)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _fail(ctx: Context, build_id: str, error: str) -> None:
+    build = await builds.get_build(ctx.pool, build_id)
+    await builds.finish_build(ctx.pool, build_id, version=None, error=error, stage=build["stage"])
+
+
+@celery_app.task(name=EMBED_TASK, acks_late=True, max_retries=3, time_limit=600)
+def embed_items(item_ids: list[str]) -> int:
+    """Embed the given items now if their text changed, so the next build has less to do."""
+
+    async def body(ctx: Context) -> int:
+        async def ignore(_: float) -> None:
+            return None
+
+        return await embed_missing(ctx.pool, encoder(), ignore, item_ids)
+
+    return run(body)
+
+
+@celery_app.task(name=TRENDING_TASK, acks_late=True, time_limit=300)
+def refresh_trending() -> None:
+    """Recompute every trending list of the default window (beat runs this periodically)."""
+
+    async def body(ctx: Context) -> None:
+        await trending_store.compute_and_store(
+            ctx.pool, ctx.redis, ctx.settings, ctx.settings.index.trending_window_hours,
+            2 * ctx.settings.index.trending_refresh_seconds,
+        )
+
+    run(body)
