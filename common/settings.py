@@ -120,6 +120,8 @@ class IndexSettings(_Section):
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     build_time_limit: Annotated[int, Field(ge=10)] = 3_600
     heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0
+    build_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    build_retry_seconds: Annotated[float, Field(ge=0)] = 10.0
     trending_half_life_hours: Annotated[float, Field(gt=0)] = 24.0
     trending_window_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
     trending_fresh_days: Annotated[float, Field(gt=0)] = 14.0

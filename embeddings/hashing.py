@@ -21,7 +21,9 @@ _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
     (
         "a an and are as at be by for from has in is it its of on or that the this to was "
-        "with about into over after before their they them his her who what where when"
+        "with about into over after before their they them his her who what where when "
+        # the labels item_text() puts before fields
+        "category tags"
     ).split()
 )
 

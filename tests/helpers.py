@@ -19,3 +19,50 @@ def assert_error(answer: httpx.Response, status: int, code: str | None = None) -
 
 def item(item_id: str, **fields: Any) -> dict[str, Any]:
     return {"item_id": item_id, "title": f"Title of {item_id}", **fields}
+
+
+async def build_now(app: Any, *, force: bool = False, activate: bool = True) -> int | None:
+    """Build a version in this process (no worker) and have the app serve it."""
+    from embeddings.encoder import make_encoder
+    from indexing.build import build_version
+
+    res = app.state.resources
+
+    async def report(stage: str, progress: float) -> None:
+        return None
+
+    version, _ = await build_version(
+        res.pool,
+        res.store,
+        make_encoder(res.settings.embedding.model),
+        res.settings,
+        report,
+        force=force,
+        activate=activate,
+    )
+    await res.serving.sync()
+    return version
+
+
+def genre_catalog(per_genre: int = 8) -> list[dict[str, Any]]:
+    """Items whose titles and tags carry their genre's words, so vectors cluster by genre."""
+    words = {
+        "Horror": ["haunted", "ghost", "blood", "scream", "zombie", "curse", "demon", "crypt"],
+        "Comedy": ["wedding", "prank", "laugh", "silly", "party", "joke", "roommate", "holiday"],
+        "Space": ["starship", "galaxy", "planet", "alien", "orbit", "rocket", "nebula", "comet"],
+        "Western": ["cowboy", "sheriff", "outlaw", "ranch", "saloon", "desert", "horse", "bounty"],
+    }
+    items = []
+    for genre, vocab in words.items():
+        for n in range(per_genre):
+            picked = [vocab[(n + k) % len(vocab)] for k in range(3)]
+            items.append(
+                {
+                    "item_id": f"{genre.lower()}-{n}",
+                    "title": f"The {picked[0]} {picked[1]}",
+                    "description": f"{genre} {' '.join(picked)}",
+                    "category": genre,
+                    "tags": [genre.lower(), *picked[1:]],
+                }
+            )
+    return items

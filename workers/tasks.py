@@ -34,8 +34,6 @@ from workers.factory import BUILD_TASK, EMBED_TASK, TRENDING_TASK
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SETTINGS = get_settings()
-MAX_RETRIES = 2
-RETRY_SECONDS = 5
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +75,7 @@ def run(body: Callable[[Context], Awaitable[T]]) -> T:
     name=BUILD_TASK,
     bind=True,
     acks_late=True,
-    max_retries=MAX_RETRIES,
+    max_retries=SETTINGS.index.build_retries,
     time_limit=SETTINGS.index.build_time_limit + 60,
     soft_time_limit=SETTINGS.index.build_time_limit,
 )
@@ -86,16 +84,18 @@ def build_index(self: Any, build_id: str, activate: bool = True) -> None:
     attempt = self.request.retries
     try:
         run(lambda ctx: _build(ctx, build_id, activate, attempt))
+        return
     except DependencyError as exc:
-        if attempt < MAX_RETRIES:
+        if attempt < SETTINGS.index.build_retries:
             log.warning("build %s: %s; retrying", build_id, exc)
-            raise self.retry(exc=exc, countdown=RETRY_SECONDS) from exc
-        run(lambda ctx: _fail(ctx, build_id, f"gave up after {attempt + 1} attempts: {exc}"))
+            raise self.retry(exc=exc, countdown=SETTINGS.index.build_retry_seconds) from exc
+        error = f"gave up after {attempt + 1} attempts: {exc}"
     except SoftTimeLimitExceeded:
-        run(lambda ctx: _fail(ctx, build_id, "the build ran past its time limit"))
+        error = "the build ran past its time limit"
     except Exception as exc:
         log.exception("build %s failed", build_id)
-        run(lambda ctx: _fail(ctx, build_id, f"{type(exc).__name__}: {exc}"))
+        error = f"{type(exc).__name__}: {exc}"
+    run(lambda ctx: _fail(ctx, build_id, error))
 
 
 async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> None:
@@ -114,13 +114,22 @@ async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> N
 
     async with _heartbeat(ctx, build_id):
         version, final = await build_version(
-            ctx.pool, ctx.store, encoder(), ctx.settings, report,
-            force=bool(claimed["force"]), activate=activate, on_activated=announce,
+            ctx.pool,
+            ctx.store,
+            encoder(),
+            ctx.settings,
+            report,
+            force=bool(claimed["force"]),
+            activate=activate,
+            on_activated=announce,
         )
     await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
     if version is not None and final == "done":
         await trending_store.compute_and_store(
-            ctx.pool, ctx.redis, ctx.settings, ctx.settings.index.trending_window_hours,
+            ctx.pool,
+            ctx.redis,
+            ctx.settings,
+            ctx.settings.index.trending_window_hours,
             2 * ctx.settings.index.trending_refresh_seconds,
         )
 
@@ -169,7 +178,10 @@ def refresh_trending() -> None:
 
     async def body(ctx: Context) -> None:
         await trending_store.compute_and_store(
-            ctx.pool, ctx.redis, ctx.settings, ctx.settings.index.trending_window_hours,
+            ctx.pool,
+            ctx.redis,
+            ctx.settings,
+            ctx.settings.index.trending_window_hours,
             2 * ctx.settings.index.trending_refresh_seconds,
         )
 

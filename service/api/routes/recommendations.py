@@ -140,8 +140,9 @@ async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
     content = float(version.item_vectors[row] @ profile.vector) if profile.has_taste else None
     top = float(version.popularity.max()) or 1.0
     popularity = float(version.popularity[row]) / top
+    # The rank in the list the user gets by default, where seen items are left out.
     pairs, strategy = await _ranked_ids(
-        res, version, profile, res.settings.index.ranking_depth, None, False
+        res, version, profile, res.settings.index.ranking_depth, None, True
     )
     rank = next((n for n, (i, _) in enumerate(pairs) if i == item_id), None)
     score = content if strategy == "personalized" and content is not None else popularity

@@ -1,0 +1,138 @@
+"""Building, publishing, retaining and loading versions against real PostgreSQL and S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from common.errors import ObjectStoreUnavailable
+from common.settings import Settings
+from embeddings.encoder import make_encoder
+from indexing import publish
+from indexing.artifacts import ARTIFACTS, CorruptArtifact, IndexVersion, sha256_of
+from indexing.build import build_version
+from storage.blob.s3 import S3Store
+from tests.helpers import build_now, genre_catalog
+
+
+@pytest.fixture
+async def catalog(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog()})
+    rows = [
+        {"user_id": f"u{n}", "item_id": f"horror-{k}", "type": "like"}
+        for n in range(3)
+        for k in range(3)
+    ]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+
+
+async def test_a_build_publishes_a_complete_verified_version(
+    catalog: None, app: FastAPI, db: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    version = await build_now(app)
+    assert version is not None
+    store = S3Store(settings.s3)
+    manifest = publish.fetch_manifest(store, version)
+    assert manifest["version"] == version
+    assert manifest["items"] == 32 and manifest["users"] == 3 and manifest["interactions"] == 9
+    assert manifest["encoder"] == {"name": "hashing-64", "dimension": 64}
+    assert manifest["item_index"]["type"] == "flat"
+    assert len(manifest["fingerprint"]) == 16
+    keys = set(store.list(publish.prefix(version)))
+    assert keys == {publish.prefix(version) + n for n in (*ARTIFACTS, "manifest.json")}
+
+    folder, fetched = publish.download(store, version, tmp_path)
+    for name in ARTIFACTS:
+        assert sha256_of(folder / name) == manifest["artifacts"][name]["sha256"]
+    loaded = IndexVersion.load(folder, fetched)
+    assert len(loaded.item_ids) == 32 and loaded.item_vectors.shape == (32, 64)
+
+    recorded = await db.fetchrow("SELECT * FROM index_versions WHERE version = $1", version)
+    assert recorded["state"] == "ready" and recorded["items"] == 32
+    assert await db.fetchval("SELECT version FROM active_index") == version
+
+
+async def test_a_corrupt_artifact_is_refused(
+    catalog: None, app: FastAPI, settings: Settings, tmp_path: Path
+) -> None:
+    version = await build_now(app)
+    assert version is not None
+    store = S3Store(settings.s3)
+    store.put_bytes(publish.prefix(version) + "ids.json", b'{"items": []}')
+    with pytest.raises(CorruptArtifact, match=r"ids\.json"):
+        publish.download(store, version, tmp_path)
+
+
+async def test_an_unchanged_catalog_is_not_rebuilt_unless_forced(
+    catalog: None, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    first = await build_now(app)
+    assert await build_now(app) == first
+    forced = await build_now(app, force=True)
+    assert forced is not None and first is not None and forced > first
+    await client.post(
+        "/api/v1/interactions", json={"user_id": "u9", "item_id": "space-1", "type": "view"}
+    )
+    changed = await build_now(app)
+    assert changed is not None and changed > forced
+
+
+async def test_unchanged_items_are_not_embedded_again(
+    catalog: None, app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await build_now(app)
+    before = {
+        r["item_id"]: r["embedded_at"]
+        for r in await db.fetch("SELECT item_id, embedded_at FROM item_embeddings")
+    }
+    await client.put("/api/v1/items/horror-0", json={"title": "A brand new title"})
+    await build_now(app)
+    after = {
+        r["item_id"]: r["embedded_at"]
+        for r in await db.fetch("SELECT item_id, embedded_at FROM item_embeddings")
+    }
+    changed = {i for i in after if after[i] != before[i]}
+    assert changed == {"horror-0"}
+
+
+async def test_only_the_newest_versions_and_the_active_one_are_kept(
+    catalog: None, app: FastAPI, settings: Settings, db: asyncpg.Pool
+) -> None:
+    keep = settings.index.keep_versions
+    first = await build_now(app)
+    assert first is not None
+    await db.execute("UPDATE active_index SET version = $1", first)
+    versions = [await build_now(app, force=True, activate=False) for _ in range(keep + 1)]
+    ready = [
+        r["version"]
+        for r in await db.fetch(
+            "SELECT version FROM index_versions WHERE state = 'ready' ORDER BY version"
+        )
+    ]
+    assert ready == sorted([first, *versions[-keep:]])
+    store = S3Store(settings.s3)
+    dropped = versions[0]
+    assert dropped is not None
+    assert store.list(publish.prefix(dropped)) == []
+    assert store.list(publish.prefix(first))
+
+
+async def test_a_build_that_cannot_upload_leaves_the_active_version(
+    catalog: None, app: FastAPI, settings: Settings, db: asyncpg.Pool
+) -> None:
+    active = await build_now(app)
+    dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
+
+    async def report(stage: str, progress: float) -> None:
+        return None
+
+    with pytest.raises(ObjectStoreUnavailable):
+        await build_version(
+            app.state.resources.pool, dead, make_encoder("hashing-64"), settings, report, force=True
+        )
+    assert await db.fetchval("SELECT version FROM active_index") == active
+    assert await db.fetchval("SELECT count(*) FROM index_versions") == 1

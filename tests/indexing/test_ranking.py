@@ -1,0 +1,115 @@
+"""Ranking on data with a known right answer: two orthogonal genres, users who like one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.settings import IndexSettings
+from indexing import ann
+from indexing.artifacts import IndexVersion
+from indexing.ranking import Profile, popular, profile_of, recommend, similar_users
+
+DIM = 8
+
+
+def vectors(n: int, axis: int, rng: np.random.Generator) -> np.ndarray:
+    base = np.zeros((n, DIM), dtype=np.float32)
+    base[:, axis] = 1.0
+    noisy = base + 0.1 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module", params=[1_000_000, 1])
+def version(request: pytest.FixtureRequest) -> IndexVersion:
+    """Items a0..a9 near axis 0, b0..b9 near axis 1; user `fan-a` liked a0..a2, `fan-b` b0.
+    Parametrised over exact and HNSW indexes (exact_below huge, then 1)."""
+    rng = np.random.default_rng(3)
+    items = np.vstack([vectors(10, 0, rng), vectors(10, 1, rng)])
+    ids = [f"a{n}" for n in range(10)] + [f"b{n}" for n in range(10)]
+    settings = IndexSettings(exact_below=request.param)
+    users = np.vstack([items[:3].mean(axis=0), items[10:11].mean(axis=0)])
+    users /= np.linalg.norm(users, axis=1, keepdims=True)
+    return IndexVersion(
+        manifest={"version": 1, "data_as_of_epoch": 0.0},
+        item_ids=ids,
+        item_titles=[f"Title {i}" for i in ids],
+        item_index=ann.build(items, settings),
+        category_names=["A", "B"],
+        item_category=np.array([0] * 10 + [1] * 10, dtype=np.int32),
+        popularity=np.arange(20, dtype=np.float32)[::-1].copy(),  # a0 most popular
+        user_ids=["fan-a", "fan-b"],
+        user_index=ann.build(users.astype(np.float32), settings),
+        history_indptr=np.array([0, 3, 4], dtype=np.int64),
+        history_items=np.array([0, 1, 2, 10], dtype=np.int32),
+        history_weights=np.array([2, 2, -2, 2], dtype=np.float32),
+    )
+
+
+def ids(version: IndexVersion, rows: np.ndarray) -> list[str]:
+    return [version.item_ids[r] for r in rows]
+
+
+def test_a_fan_gets_the_rest_of_their_genre_first(version: IndexVersion) -> None:
+    ranked = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    assert ranked.strategy == "personalized"
+    top = ids(version, ranked.rows[:7])
+    assert sorted(top) == [f"a{n}" for n in range(3, 10)]
+    assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
+
+
+def test_seen_items_are_left_out_unless_asked_but_negative_ones_always(
+    version: IndexVersion,
+) -> None:
+    profile = profile_of(version, "fan-a")
+    assert profile.negative == {"a2"}
+    default = ids(version, recommend(version, profile, depth=20, cold_start_min=1).rows)
+    assert not {"a0", "a1", "a2"} & set(default)
+    everything = ids(
+        version, recommend(version, profile, depth=20, cold_start_min=1, exclude_seen=False).rows
+    )
+    assert {"a0", "a1"} <= set(everything) and "a2" not in everything
+
+
+def test_deleted_items_never_appear(version: IndexVersion) -> None:
+    deleted = {version.item_row["a5"], version.item_row["b5"]}
+    for profile in (profile_of(version, "fan-a"), Profile()):
+        rows = recommend(version, profile, depth=20, cold_start_min=1, deleted=deleted).rows
+        assert not deleted & set(rows.tolist())
+
+
+def test_category_filter_keeps_one_category(version: IndexVersion) -> None:
+    ranked = recommend(
+        version, profile_of(version, "fan-a"), depth=20, cold_start_min=1, category="B"
+    )
+    assert ids(version, ranked.rows) and all(i.startswith("b") for i in ids(version, ranked.rows))
+
+
+def test_pages_of_one_list_never_overlap(version: IndexVersion) -> None:
+    ranked = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    first, second = ranked.page(0, 5), ranked.page(5, 5)
+    assert not set(first.rows.tolist()) & set(second.rows.tolist())
+    again = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    assert again.rows.tolist() == ranked.rows.tolist()
+
+
+def test_too_little_history_gets_popular_items(version: IndexVersion) -> None:
+    ranked = recommend(version, profile_of(version, "fan-b"), depth=5, cold_start_min=2)
+    assert ranked.strategy == "popular"
+    assert ids(version, ranked.rows) == ["a0", "a1", "a2", "a3", "a4"]
+    unknown = recommend(version, Profile(), depth=3, cold_start_min=0)
+    assert unknown.strategy == "popular"
+
+
+def test_popular_respects_exclusions(version: IndexVersion) -> None:
+    ranked = popular(version, depth=3, category=None, excluded={0, 1})
+    assert ids(version, ranked.rows) == ["a2", "a3", "a4"]
+
+
+def test_similar_users_leave_out_the_user(version: IndexVersion) -> None:
+    fan_a = profile_of(version, "fan-a")
+    assert fan_a.vector is not None
+    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=None, exclude=0)
+    assert rows.tolist() == [1]
+    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=0.9, exclude=0)
+    assert rows.tolist() == []

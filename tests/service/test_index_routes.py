@@ -1,0 +1,99 @@
+"""Versions and builds through the API; the builds here are made in this process."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.helpers import assert_error, build_now, genre_catalog
+
+
+@pytest.fixture
+async def catalog(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
+    rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+
+
+async def test_versions_list_and_detail(
+    catalog: None, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    first = await build_now(app)
+    second = await build_now(app, force=True)
+    listed = (await client.get("/api/v1/index/versions")).json()
+    assert listed["active"] == second
+    assert [v["version"] for v in listed["versions"]] == [second, first]
+    assert [v["active"] for v in listed["versions"]] == [True, False]
+    assert listed["versions"][0]["items"] == 16 and listed["versions"][0]["users"] == 1
+    detail = (await client.get(f"/api/v1/index/versions/{first}")).json()
+    assert detail["manifest"]["version"] == first
+    assert set(detail["manifest"]["artifacts"]) == {
+        "items.faiss",
+        "users.faiss",
+        "arrays.npz",
+        "ids.json",
+    }
+    assert_error(await client.get("/api/v1/index/versions/999999"), 404)
+
+
+async def test_activating_an_older_version_rolls_back(
+    catalog: None, app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    old = await build_now(app)
+    await client.put(
+        "/api/v1/items/newcomer", json={"title": "haunted ghost", "category": "Horror"}
+    )
+    new = await build_now(app)
+    similar = (await client.get("/api/v1/items/horror-1/similar", params={"limit": 20})).json()
+    assert similar["index_version"] == new
+    assert "newcomer" in {i["item_id"] for i in similar["items"]}
+
+    answer = await client.post(f"/api/v1/index/versions/{old}/activate")
+    assert answer.status_code == 200 and answer.json() == {"active": old}
+    similar = (await client.get("/api/v1/items/horror-1/similar", params={"limit": 20})).json()
+    assert similar["index_version"] == old
+    assert "newcomer" not in {i["item_id"] for i in similar["items"]}
+    recs = (await client.get("/api/v1/recommendations/fan")).json()
+    assert recs["index_version"] == old
+    assert (await client.get("/api/v1/index/versions")).json()["active"] == old
+    assert_error(await client.post("/api/v1/index/versions/999999/activate"), 404)
+
+
+async def test_a_build_request_is_queued_once(client: httpx.AsyncClient) -> None:
+    first = await client.post("/api/v1/index/builds", json={"reason": "nightly"})
+    assert first.status_code == 202
+    build = first.json()
+    assert build["state"] == "queued" and build["progress"] == 0 and build["reason"] == "nightly"
+    again = await client.post("/api/v1/index/builds", json={})
+    assert again.json()["build_id"] == build["build_id"]
+    fetched = (await client.get(f"/api/v1/index/builds/{build['build_id']}")).json()
+    assert fetched["state"] == "queued"
+    assert_error(await client.get("/api/v1/index/builds/b_nope"), 404)
+    assert_error(await client.post("/api/v1/index/builds", json={"force": "sometimes"}), 422)
+
+
+async def test_a_build_whose_worker_fell_silent_is_marked_failed(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    build = (await client.post("/api/v1/index/builds")).json()
+    await db.execute(
+        """UPDATE builds SET state = 'running', started_at = now() - interval '1 hour',
+                             heartbeat_at = now() - interval '1 hour' WHERE build_id = $1""",
+        build["build_id"],
+    )
+    fetched = (await client.get(f"/api/v1/index/builds/{build['build_id']}")).json()
+    assert fetched["state"] == "failed"
+    assert "stopped reporting" in fetched["error"]
+    fresh = (await client.post("/api/v1/index/builds")).json()
+    assert fresh["build_id"] != build["build_id"]
+
+
+async def test_index_routes_need_admin(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    token = (await client.post("/api/v1/keys", json={"name": "w", "role": "write"})).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    assert_error(await anonymous.post("/api/v1/index/builds", headers=headers), 403)
+    assert_error(await anonymous.post("/api/v1/index/versions/1/activate", headers=headers), 403)

@@ -1,0 +1,213 @@
+"""Answers through the API over a version built in this process (the fake encoder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.helpers import assert_error, build_now, genre_catalog
+
+GENRES = ("horror", "comedy", "space", "western")
+
+
+@pytest.fixture
+async def served(client: httpx.AsyncClient, app: FastAPI) -> int:
+    """32 items in four genres; fans who like one genre each; a version built and served."""
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog()})
+    rows = []
+    for genre in GENRES:
+        for fan in range(3):
+            for k in range(4):
+                rows.append(
+                    {
+                        "user_id": f"{genre}-fan-{fan}",
+                        "item_id": f"{genre}-{(fan + k) % 8}",
+                        "type": "like",
+                        "event_id": f"{genre}-{fan}-{k}",
+                    }
+                )
+    # Space is the most watched genre overall.
+    rows += [
+        {"user_id": f"viewer-{n}", "item_id": f"space-{n % 2}", "type": "view"} for n in range(10)
+    ]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    await app.state.resources.drain()
+    version = await build_now(app)
+    assert version is not None
+    return version
+
+
+def genre_of(item_id: str) -> str:
+    return item_id.split("-")[0]
+
+
+async def recs(client: httpx.AsyncClient, user: str, **params: Any) -> dict[str, Any]:
+    answer = await client.get(f"/api/v1/recommendations/{user}", params=params)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_a_fan_is_recommended_their_genre(client: httpx.AsyncClient, served: int) -> None:
+    body = await recs(client, "horror-fan-0", limit=4)
+    assert body["strategy"] == "personalized"
+    assert body["index_version"] == served
+    assert [genre_of(i["item_id"]) for i in body["items"]] == ["horror"] * 4
+    seen = {f"horror-{k}" for k in range(4)}
+    assert not seen & {i["item_id"] for i in body["items"]}
+
+
+async def test_exclude_seen_false_lets_seen_items_back(
+    client: httpx.AsyncClient, served: int
+) -> None:
+    body = await recs(client, "horror-fan-0", limit=8, exclude_seen="false")
+    assert {f"horror-{k}" for k in range(4)} & {i["item_id"] for i in body["items"]}
+
+
+async def test_an_unknown_user_gets_popular_items(client: httpx.AsyncClient, served: int) -> None:
+    body = await recs(client, "stranger", limit=2)
+    assert body["strategy"] == "popular"
+    assert {i["item_id"] for i in body["items"]} == {"space-0", "space-1"}
+
+
+async def test_five_likes_turn_a_new_user_at_once(client: httpx.AsyncClient, served: int) -> None:
+    for k in range(5):
+        answer = await client.post(
+            "/api/v1/interactions",
+            json={"user_id": "newcomer", "item_id": f"western-{k}", "type": "like"},
+        )
+        assert answer.status_code == 202
+    body = await recs(client, "newcomer", limit=3)
+    assert body["strategy"] == "personalized"
+    assert [genre_of(i["item_id"]) for i in body["items"]] == ["western"] * 3
+    assert not {f"western-{k}" for k in range(5)} & {i["item_id"] for i in body["items"]}
+
+
+async def test_a_batch_of_interactions_changes_answers_too(
+    client: httpx.AsyncClient, app: FastAPI, served: int
+) -> None:
+    rows = [{"user_id": "batcher", "item_id": f"comedy-{k}", "type": "like"} for k in range(4)]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    await app.state.resources.drain()
+    body = await recs(client, "batcher", limit=3)
+    assert [genre_of(i["item_id"]) for i in body["items"]] == ["comedy"] * 3
+
+
+async def test_a_deleted_item_leaves_every_answer_at_once(
+    client: httpx.AsyncClient, served: int
+) -> None:
+    before = await recs(client, "horror-fan-0", limit=1)
+    gone = before["items"][0]["item_id"]
+    assert (await client.delete(f"/api/v1/items/{gone}")).status_code == 204
+    after = await recs(client, "horror-fan-0", limit=20)
+    assert gone not in {i["item_id"] for i in after["items"]}
+    similar = (await client.get("/api/v1/items/horror-0/similar", params={"limit": 20})).json()
+    assert gone not in {i["item_id"] for i in similar["items"]}
+    assert_error(await client.get(f"/api/v1/items/{gone}/similar"), 404)
+
+
+async def test_offset_pages_through_one_list(client: httpx.AsyncClient, served: int) -> None:
+    whole = await recs(client, "space-fan-1", limit=12)
+    first = await recs(client, "space-fan-1", limit=6)
+    second = await recs(client, "space-fan-1", limit=6, offset=6)
+    assert first["items"] + second["items"] == whole["items"]
+    assert second["cached"] is True
+
+
+async def test_category_filter(client: httpx.AsyncClient, served: int) -> None:
+    body = await recs(client, "horror-fan-0", limit=5, category="Comedy")
+    assert body["items"] and all(genre_of(i["item_id"]) == "comedy" for i in body["items"])
+
+
+async def test_explain_gives_reasons(client: httpx.AsyncClient, served: int) -> None:
+    body = await recs(client, "horror-fan-0", limit=2, explain="true")
+    for item in body["items"]:
+        assert item["reasons"] and item["reasons"][0].startswith("because you liked ")
+    item_id = body["items"][0]["item_id"]
+    answer = (await client.get(f"/api/v1/recommendations/horror-fan-0/explain/{item_id}")).json()
+    assert answer["rank"] == 0
+    assert answer["components"]["content"] == pytest.approx(body["items"][0]["score"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 201}, "limit"), ({"offset": -1}, "offset")],
+)
+async def test_bad_parameters_are_refused(
+    client: httpx.AsyncClient, params: dict[str, int], field: str
+) -> None:
+    error = assert_error(await client.get("/api/v1/recommendations/u", params=params), 422)
+    assert field in error["message"]
+
+
+async def test_similar_items_share_their_genre(client: httpx.AsyncClient, served: int) -> None:
+    body = (await client.get("/api/v1/items/space-3/similar", params={"limit": 5})).json()
+    assert body["index_version"] == served
+    ids = [i["item_id"] for i in body["items"]]
+    assert "space-3" not in ids and len(ids) == 5
+    assert sum(genre_of(i) == "space" for i in ids) >= 4
+    assert_error(await client.get("/api/v1/items/nope/similar"), 404)
+
+
+async def test_an_item_newer_than_the_index_gets_neighbours(
+    client: httpx.AsyncClient, served: int
+) -> None:
+    await client.put("/api/v1/items/late", json={"title": "zombie crypt ghost", "tags": ["horror"]})
+    body = (await client.get("/api/v1/items/late/similar", params={"limit": 3})).json()
+    assert [genre_of(i["item_id"]) for i in body["items"]] == ["horror"] * 3
+
+
+async def test_similar_users_share_a_genre(client: httpx.AsyncClient, served: int) -> None:
+    body = (await client.get("/api/v1/users/comedy-fan-0/similar", params={"limit": 2})).json()
+    assert [u["user_id"].split("-")[0] for u in body["users"]] == ["comedy", "comedy"]
+    high = (
+        await client.get("/api/v1/users/comedy-fan-0/similar", params={"min_similarity": 0.999})
+    ).json()
+    assert all(u["similarity"] >= 0.999 for u in high["users"])
+
+
+async def test_search_finds_items_by_meaning(client: httpx.AsyncClient, served: int) -> None:
+    answer = await client.post("/api/v1/search", json={"text": "cowboy outlaw saloon", "limit": 3})
+    assert [genre_of(i["item_id"]) for i in answer.json()["items"]] == ["western"] * 3
+    assert_error(await client.post("/api/v1/search", json={"text": ""}), 422)
+
+
+async def test_trending_hot_ranks_engagement(client: httpx.AsyncClient, served: int) -> None:
+    body = (await client.get("/api/v1/trending", params={"limit": 3})).json()
+    assert body["variant"] == "hot"
+    assert len(body["items"]) == 3
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    by_category = (
+        await client.get("/api/v1/trending", params={"category": "Horror", "limit": 50})
+    ).json()
+    assert by_category["items"] and all(
+        genre_of(i["item_id"]) == "horror" for i in by_category["items"]
+    )
+    assert_error(await client.get("/api/v1/trending", params={"variant": "lukewarm"}), 422)
+
+
+async def test_without_any_version_answers_come_from_popularity(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    app.state.resources.serving.current = None
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog(2)})
+    rows = [{"user_id": f"v{n}", "item_id": "comedy-1", "type": "view"} for n in range(3)]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    body = await recs(client, "anyone")
+    assert body["strategy"] == "popular" and body["index_version"] is None
+    assert body["items"][0]["item_id"] == "comedy-1"
+
+
+async def test_a_read_key_reads_answers_but_nothing_else(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, served: int
+) -> None:
+    token = (await client.post("/api/v1/keys", json={"name": "app", "role": "read"})).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    assert (await anonymous.get("/api/v1/recommendations/u", headers=headers)).status_code == 200
+    assert (await anonymous.get("/api/v1/trending", headers=headers)).status_code == 200
+    assert_error(await anonymous.get("/api/v1/index/versions", headers=headers), 403)
+    assert_error(await anonymous.get("/api/v1/recommendations/u"), 401)
