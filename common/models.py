@@ -133,7 +133,8 @@ class ApiKeyList(BaseModel):
 class Scored(BaseModel):
     item_id: str
     score: float
-    reasons: list[str] | None = None
+    # Present only when explanations were asked for.
+    reasons: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Recommendations(BaseModel):

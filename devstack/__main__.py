@@ -26,6 +26,7 @@ from devstack.servers import Stack, bring_up, port_open, stop_process
 
 STATE_DIR = Path(".stack")
 READY_SECONDS = 120
+BUILD_SECONDS = 600
 
 
 def admin_key(state_dir: Path) -> str:
@@ -114,6 +115,34 @@ def load_demo(url: str, key: str) -> str:
     return f"demo data loaded: {len(items)} items, {len(rows)} interactions"
 
 
+def ensure_index(url: str, key: str) -> str:
+    """Build the first index version when there is a catalog but no version yet."""
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        active = client.get("/api/v1/index/versions").raise_for_status().json()["active"]
+        if active is not None:
+            return f"serving index version {active}"
+        if not client.get("/api/v1/items", params={"limit": 1}).json()["items"]:
+            return "no index yet: add items, then POST /api/v1/index/builds"
+        answer = client.post("/api/v1/index/builds", json={"reason": "first start"})
+        build = answer.raise_for_status().json()
+        deadline = time.monotonic() + BUILD_SECONDS
+        shown = ""
+        while time.monotonic() < deadline:
+            answer = client.get(f"/api/v1/index/builds/{build['build_id']}")
+            build = answer.raise_for_status().json()
+            line = f"building the first index: {build['stage']} {build['progress']:.0%}"
+            if line != shown:
+                print(line, flush=True)
+                shown = line
+            if build["state"] == "succeeded":
+                return f"serving index version {build['version']} (built now)"
+            if build["state"] == "failed":
+                raise RuntimeError(f"the first index build failed: {build['error']}")
+            time.sleep(0.5)
+    raise RuntimeError(f"the first index build took over {BUILD_SECONDS}s")
+
+
 def run() -> int:
     key = admin_key(STATE_DIR)
     os.environ["ADMIN_API_KEY"] = key
@@ -146,13 +175,15 @@ def run() -> int:
         loaded = "DEMO_DATA=0: demo data skipped"
         if os.environ.get("DEMO_DATA", "1") != "0":
             loaded = load_demo(url, key)
+        index = ensure_index(url, key)
         started = ", ".join(stack.started) or "none (all configured or already running)"
         print(
             f"\nrecs is serving at {url}  (API docs: {url}/docs)\n"
             f"  admin key:       {key}\n"
             f"  servers started: {started}\n"
             f"  {loaded}\n"
-            f"  try: curl -H 'Authorization: Bearer {key}' {url}/api/v1/items?limit=3\n"
+            f"  {index}\n"
+            f"  try: curl -H 'Authorization: Bearer {key}' {url}/api/v1/recommendations/user-0001\n"
             "Ctrl-C stops everything started here.\n",
             flush=True,
         )
@@ -162,7 +193,7 @@ def run() -> int:
                     print(f"error: {child.args!r} exited with {child.returncode}", flush=True)
                     return 1
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, httpx.HTTPError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
