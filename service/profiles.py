@@ -22,7 +22,7 @@ from common.settings import Settings
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, decay, one_user_vector, type_weights
 from indexing.ranking import Profile, profile_of
-from storage.events import answers_key, profile_key
+from storage.events import profile_key, publish
 
 PROFILE_SECONDS = 7 * 86_400
 
@@ -34,7 +34,7 @@ async def refresh(
     version: IndexVersion | None,
     user_ids: Sequence[str],
 ) -> None:
-    """Recompute and store the profiles of `user_ids`; drop their cached answers."""
+    """Recompute and store the profiles of `user_ids`, and tell every API process."""
     now = time.time()
     rows = await pool.fetch(
         """SELECT user_id, item_id, type, value, extract(epoch FROM occurred_at)::float8 AS at
@@ -53,8 +53,8 @@ async def refresh(
                 orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY),
                 ex=PROFILE_SECONDS,
             )
-            pipe.delete(answers_key(user_id))
         await pipe.execute()
+    await publish(redis, "profiles_changed", user_ids=list(user_ids))
 
 
 def _compute(

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
 import asyncpg
+import faiss
 import orjson
 from redis.asyncio import Redis
 
 from common.settings import Settings
 from indexing import publish
 from indexing.artifacts import IndexVersion
+from service.answers import AnswerCache
 from storage import builds, events
 from storage.blob import BlobStore
 
@@ -37,12 +40,16 @@ class Serving:
         self.redis = redis
         self.store = store
         self.current: IndexVersion | None = None
+        self.answers = AnswerCache()
         self.deleted: set[str] = set()
         self._deleted_rows: tuple[int, frozenset[int]] | None = None
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # One query at a time per request: OpenMP's thread team costs more than it saves
+        # there, and its spinning threads fight the event loop for the cores.
+        faiss.omp_set_num_threads(1)
         await self.reload_deleted()
         try:
             await self.sync()
@@ -98,6 +105,10 @@ class Serving:
             loaded = await asyncio.to_thread(IndexVersion.load, folder, manifest)
             previous = self.current
             self.current = loaded
+            # The version's arrays and maps live until the next swap: keep the collector
+            # from walking their hundreds of thousands of objects on every full collection.
+            gc.collect()
+            gc.freeze()
             keep = {version} | ({previous.version} if previous else set())
             await asyncio.to_thread(publish.prune_local, data_dir, keep)
             log.info(
@@ -123,7 +134,9 @@ class Serving:
 
     async def _handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "item_deleted":
+        if kind == "profiles_changed":
+            self.answers.drop(event["user_ids"])
+        elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
         elif kind == "item_restored":
             for item_id in event["item_ids"]:

@@ -15,11 +15,6 @@ def profile_key(user_id: str) -> str:
     return f"recs:profile:{user_id}"
 
 
-def answers_key(user_id: str) -> str:
-    """Cached recommendation lists of one user, one hash field per version and query."""
-    return f"recs:answers:{user_id}"
-
-
 def trending_key(variant: str, hours: int, category: str | None) -> str:
     return f"recs:trending:{variant}:{hours}:{category if category is not None else '*'}"
 

@@ -55,25 +55,31 @@ class Resources:
             await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def resources(request: Request) -> Resources:
+# Dependencies are `async def` even where they do not await: FastAPI runs plain functions in
+# a thread pool, and that hand-off costs more than these whole functions.
+def _resources(request: Request) -> Resources:
     found: Resources = request.app.state.resources
     return found
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    return resources(request).pool
+async def resources(request: Request) -> Resources:
+    return _resources(request)
 
 
-def _settings(request: Request) -> Settings:
-    return resources(request).settings
+async def _pool(request: Request) -> asyncpg.Pool:
+    return _resources(request).pool
 
 
-def _serving(request: Request) -> Serving:
-    return resources(request).serving
+async def _settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+async def _serving(request: Request) -> Serving:
+    return _resources(request).serving
 
 
 async def _principal(request: Request) -> Principal:
-    return await resources(request).auth.principal(request.headers.get("authorization"))
+    return await _resources(request).auth.principal(request.headers.get("authorization"))
 
 
 def require(role: Role) -> params.Depends:

@@ -38,6 +38,14 @@ async def test_versions_list_and_detail(
     assert_error(await client.get("/api/v1/index/versions/999999"), 404)
 
 
+async def test_readiness_names_the_served_version(
+    catalog: None, app: FastAPI, anonymous: httpx.AsyncClient
+) -> None:
+    assert (await anonymous.get("/health/ready")).json()["index_version"] is None
+    version = await build_now(app)
+    assert (await anonymous.get("/health/ready")).json()["index_version"] == version
+
+
 async def test_activating_an_older_version_rolls_back(
     catalog: None, app: FastAPI, client: httpx.AsyncClient
 ) -> None:

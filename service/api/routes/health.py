@@ -47,7 +47,7 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "ready" if healthy else "unavailable",
         "checks": results,
-        "index_version": None,
+        "index_version": res.serving.current.version if res.serving.current else None,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Query
 
 from common.errors import DependencyError, InvalidInput, NotFound
@@ -30,14 +29,12 @@ from service import profiles, trending
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API
 from storage import catalog
-from storage.events import answers_key
 
 router = APIRouter(prefix=API, tags=["recommendations"], dependencies=[require("read")])
 
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 Category = Annotated[str | None, Query(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=200)]
-ANSWER_SECONDS = 300
 
 
 @router.get("/recommendations/{user_id}")
@@ -53,24 +50,19 @@ async def recommend(
 ) -> Recommendations:
     """A user's list; unknown and new users get the popular items."""
     version = res.serving.current
-    depth = res.settings.index.ranking_depth
-    field = f"{version.version if version else 0}|{category}|{exclude_seen}"
-    cached = await res.redis.hget(answers_key(user_id), field)
-    if cached is not None:
-        stored = orjson.loads(cached)
-        pairs = [(i, s) for i, s in stored["items"] if i not in res.serving.deleted]
-        strategy, hit = stored["strategy"], True
-        profile = await profiles.current(res.redis, version, user_id) if explain else Profile()
-    else:
+    key = (user_id, version.version if version else 0, category, exclude_seen)
+    found = res.serving.answers.get(key)
+    hit = found is not None
+    profile = Profile()
+    if found is None or explain:
         profile = await profiles.current(res.redis, version, user_id)
-        pairs, strategy = await _ranked_ids(res, version, profile, depth, category, exclude_seen)
-        hit = False
-        async with res.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
-                answers_key(user_id), field, orjson.dumps({"items": pairs, "strategy": strategy})
-            )
-            pipe.expire(answers_key(user_id), ANSWER_SECONDS)
-            await pipe.execute()
+    if found is None:
+        found = await _ranked_ids(
+            res, version, profile, res.settings.index.ranking_depth, category, exclude_seen
+        )
+        res.serving.answers.put(key, found)
+    ranked, strategy = found
+    pairs = _live(ranked, res.serving.deleted, offset + limit)
     page = pairs[offset : offset + limit]
     items = [Scored(item_id=i, score=round(s, 6)) for i, s in page]
     if explain:
@@ -110,6 +102,19 @@ async def _ranked_ids(
         deleted=res.serving.deleted_rows(version),
     )
     return _pairs(version, ranked), ranked.strategy
+
+
+def _live(pairs: list[tuple[str, float]], deleted: set[str], count: int) -> list[tuple[str, float]]:
+    """The first `count` pairs whose item is not deleted (a cached list may predate it)."""
+    if not deleted:
+        return pairs[:count]
+    live = []
+    for pair in pairs:
+        if pair[0] not in deleted:
+            live.append(pair)
+            if len(live) == count:
+                break
+    return live
 
 
 def _pairs(version: IndexVersion, ranked: Ranked) -> list[tuple[str, float]]:

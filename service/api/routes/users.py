@@ -78,6 +78,7 @@ async def _refresh(res: Resources, user_ids: list[str]) -> None:
     for start in range(0, len(user_ids), PROFILE_CHUNK):
         chunk = user_ids[start : start + PROFILE_CHUNK]
         await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, chunk)
+        res.serving.answers.drop(chunk)
 
 
 def _check(types: frozenset[str], interactions: list[InteractionIn]) -> None:

@@ -1,0 +1,395 @@
+"""Serving and build figures at catalog scale, on this machine, in one run.
+
+    .venv/bin/python bench/serving.py                  # 100k items, as the targets are stated
+    .venv/bin/python bench/serving.py --items 20000    # quicker
+
+It uses its own database (`recs_bench`), Redis database 13 and bucket `recs-bench` on the
+local servers (started if missing), so it never touches `make run`'s data. Steps:
+
+1. Generate a catalog (titles from genre word lists) and interaction histories; write them
+   straight to PostgreSQL (ingest has its own benchmark).
+2. Build a version at 10% and at 100% of the catalog with the hashing encoder at the real
+   model's dimension (384): the index, profile and upload work of a build, without the
+   model's embedding time, which step 5 measures on its own.
+3. Start the API (one uvicorn process) on that version and drive it at a fixed concurrency
+   with a small keep-alive HTTP client: a trivial endpoint (/health), similar items and
+   personalised recommendations, each for a fixed time. Latency is per request, end to end.
+4. Read the API process's resident memory.
+5. Embedding throughput: the real model's raw `encode` on N item texts, beside a Celery
+   worker embedding the same N items (its model warmed first), in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common.models import InteractionIn, ItemIn  # noqa: E402
+from common.settings import load_settings  # noqa: E402
+from devstack import demo  # noqa: E402
+from devstack.servers import bring_up, stop_process  # noqa: E402
+from embeddings.encoder import make_encoder  # noqa: E402
+from embeddings.text import item_text  # noqa: E402
+from indexing.build import build_version  # noqa: E402
+from storage import activity, catalog  # noqa: E402
+from storage.blob.s3 import S3Store  # noqa: E402
+from storage.db import create_pool  # noqa: E402
+
+ADMIN = "bench-admin-key-0123456789"
+CHUNK = 10_000
+
+
+def make_items(count: int, seed: int = 1) -> list[ItemIn]:
+    rng = random.Random(seed)
+    genres = list(demo.GENRES.items())
+    items = []
+    for n in range(count):
+        genre, spec = genres[n % len(genres)]
+        words = rng.sample(spec["words"], 2)
+        items.append(
+            ItemIn(
+                item_id=f"item-{n}",
+                title=f"{rng.choice(demo.QUALIFIERS)} {words[0]} {words[1]} {n}",
+                description=spec["blurb"],
+                category=genre,
+                tags=rng.sample(spec["tags"], 3),
+            )
+        )
+    return items
+
+
+def make_interactions(items: int, users: int, per_user: int, seed: int = 2) -> list[InteractionIn]:
+    rng = random.Random(seed)
+    kinds = ["view", "click", "like", "purchase"]
+    rows = []
+    for u in range(users):
+        favourite = rng.randrange(8)
+        for _ in range(per_user):
+            n = (
+                rng.randrange(items // 8) * 8 + favourite
+                if rng.random() < 0.8
+                else rng.randrange(items)
+            )
+            rows.append(
+                InteractionIn(user_id=f"user-{u}", item_id=f"item-{n}", type=rng.choice(kinds))
+            )
+    return rows
+
+
+async def load_data(pool: asyncpg.Pool, items: list[ItemIn], rows: list[InteractionIn]) -> None:
+    for start in range(0, len(items), CHUNK):
+        await catalog.upsert_items(pool, items[start : start + CHUNK])
+    for start in range(0, len(rows), CHUNK):
+        await activity.record_interactions(pool, rows[start : start + CHUNK])
+
+
+async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, int]:
+    async def report(stage: str, progress: float) -> None:
+        return None
+
+    started = time.perf_counter()
+    version, _ = await build_version(
+        pool, S3Store(settings.s3), make_encoder("hashing-384"), settings, report, force=True
+    )
+    assert version is not None
+    return time.perf_counter() - started, version
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; light enough not to be the bottleneck."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {ADMIN}\r\n\r\n".encode()
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        return status, await self.reader.readexactly(length)
+
+
+async def load(
+    host: str, port: int, paths: list[str], concurrency: int, seconds: float
+) -> dict[str, float]:
+    latencies: list[float] = []
+    cached = 0
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def user(n: int) -> None:
+        nonlocal cached, errors
+        client = Client(host, port)
+        rng = random.Random(n)
+        while time.perf_counter() < deadline:
+            path = rng.choice(paths)
+            started = time.perf_counter()
+            status, body = await client.get(path)
+            latencies.append(time.perf_counter() - started)
+            errors += status != 200
+            cached += b'"cached":true' in body
+
+    started = time.perf_counter()
+    await asyncio.gather(*(user(n) for n in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "cached": cached / max(1, len(latencies)),
+        "errors": errors,
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def embedding_throughput(
+    pool: asyncpg.Pool, env: dict[str, str], count: int
+) -> dict[str, float]:
+    """Raw encode of `count` texts beside a warmed worker embedding the same items."""
+    from workers.factory import EMBED_TASK, make_celery
+
+    encoder = make_encoder("all-MiniLM-L6-v2")
+    items = make_items(count, seed=99)
+    for item in items:
+        object.__setattr__(item, "item_id", "embed-" + item.item_id)
+    texts = [item_text(i.title, i.description, i.category, i.tags) for i in items]
+    encoder.encode(texts[:64])  # load the model before timing
+    started = time.perf_counter()
+    encoder.encode(texts)
+    raw = count / (time.perf_counter() - started)
+
+    await catalog.upsert_items(pool, items)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env | {"EMBEDDING_MODEL": "all-MiniLM-L6-v2"},
+        start_new_session=True,
+    )
+    try:
+        celery = make_celery(load_settings())
+        encoder_name = "all-MiniLM-L6-v2"
+
+        async def embedded(ids: list[str]) -> int:
+            return int(
+                await pool.fetchval(
+                    "SELECT count(*) FROM item_embeddings WHERE encoder = $1 AND item_id = ANY($2)",
+                    encoder_name,
+                    ids,
+                )
+            )
+
+        warm = [items[0].item_id]
+        celery.send_task(EMBED_TASK, args=[warm])
+        while await embedded(warm) < 1:
+            await asyncio.sleep(0.1)
+        rest = [i.item_id for i in items[1:]]
+        started = time.perf_counter()
+        celery.send_task(EMBED_TASK, args=[rest])
+        while await embedded(rest) < len(rest):
+            await asyncio.sleep(0.05)
+        worker_rate = len(rest) / (time.perf_counter() - started)
+    finally:
+        stop_process(worker, grace=30)  # type: ignore[arg-type]
+    return {"raw_per_s": raw, "worker_per_s": worker_rate, "ratio": worker_rate / raw}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--per-user", type=int, default=25)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--embed", type=int, default=2_000, help="texts for step 5 (0 skips)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--only", help="run only endpoints whose label contains this")
+    args = parser.parse_args()
+
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
+        os.environ.pop(name, None)
+    stack = bring_up(
+        ROOT / ".stack" / "bench", database="recs_bench", redis_db=13, bucket="recs-bench"
+    )
+    try:
+        asyncio.run(run(args, stack.env))
+    finally:
+        stack.stop()
+
+
+async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
+    env = (
+        os.environ
+        | servers
+        | {
+            "ADMIN_API_KEY": ADMIN,
+            "EMBEDDING_MODEL": "hashing-384",
+            "HF_HUB_OFFLINE": "1",
+            "PORT": str(args.port),
+            "INDEX_DATA_DIR": str(ROOT / ".stack" / "bench" / "index"),
+        }
+    )
+    os.environ.update(env)
+    settings = load_settings()
+    api = None
+    try:
+        admin = await asyncpg.connect(settings.database.url)
+        await admin.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        await admin.close()
+        import redis as redis_sync
+
+        redis_sync.Redis.from_url(settings.redis.url).flushdb()
+        pool = await create_pool(settings.database)
+
+        items = make_items(args.items)
+        small = args.items // 10
+        rows = make_interactions(args.items, args.users, args.per_user)
+        early = [int(r.item_id.split("-")[1]) < small for r in rows]
+        await load_data(pool, items[:small], [r for r, e in zip(rows, early, strict=True) if e])
+        small_seconds, _ = await timed_build(pool, settings)
+        await load_data(pool, items[small:], [r for r, e in zip(rows, early, strict=True) if not e])
+        full_seconds, version = await timed_build(pool, settings)
+        print(
+            f"build (hashing-384 encoder, no model time): {small:,} items "
+            f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
+            f"{len(rows):,} interactions {full_seconds:.1f}s -> version {version}",
+            flush=True,
+        )
+
+        api_log = ROOT / ".stack" / "bench" / "api.log"
+        with api_log.open("wb") as output:
+            api = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "service.api.main:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(args.port),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{args.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=2).json()["index_version"]:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            if time.monotonic() > deadline or api.poll() is not None:
+                raise RuntimeError(f"the API did not start:\n{api_log.read_text()[-3000:]}")
+            await asyncio.sleep(0.5)
+
+        rng = random.Random(5)
+        targets = {
+            "trivial /health": ["/health"],
+            "similar items": [
+                f"/api/v1/items/item-{rng.randrange(args.items)}/similar?limit=10"
+                for _ in range(5_000)
+            ],
+            "recommendations": [
+                f"/api/v1/recommendations/user-{rng.randrange(args.users)}?limit=10"
+                for _ in range(5_000)
+            ],
+        }
+        for paths in targets.values():  # warm up: first requests load lazily
+            await load("127.0.0.1", args.port, paths, 4, 1.0)
+        print(
+            f"\nconcurrency {args.concurrency}, {args.seconds:.0f}s per round, "
+            f"{args.rounds} rounds; median of rounds (min..max)"
+        )
+        print(f"{'endpoint':18}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
+        for label, paths in targets.items():
+            if args.only and args.only not in label:
+                continue
+            rounds = [
+                await load("127.0.0.1", args.port, paths, args.concurrency, args.seconds)
+                for _ in range(args.rounds)
+            ]
+
+            def cell(key: str, fmt: str, rs: list[dict[str, float]] = rounds) -> str:
+                values = [r[key] for r in rs]
+                return (
+                    f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
+                )
+
+            print(
+                f"{label:18}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
+                f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in rounds):>8.0%}"
+                f"{sum(int(r['errors']) for r in rounds):>7}",
+                flush=True,
+            )
+        print(
+            f"\nAPI resident memory: {rss_mib(api.pid):.0f} MiB "
+            f"({args.items:,} items, {args.users:,} users, dimension 384)"
+        )
+
+        if args.embed:
+            figures = await embedding_throughput(pool, env, args.embed)
+            print(
+                f"\nembedding {args.embed:,} texts with all-MiniLM-L6-v2: raw encode "
+                f"{figures['raw_per_s']:.0f}/s, through the worker "
+                f"{figures['worker_per_s']:.0f}/s, ratio {figures['ratio']:.2f}"
+            )
+        await pool.close()
+    finally:
+        if api is not None:
+            stop_process(api)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
