@@ -169,10 +169,16 @@ async def load(
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its children (uvicorn's workers), in MiB."""
+    total = 0.0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if int(fields["Pid"]) == pid or int(fields["PPid"]) == pid:
+            total += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+    return total
 
 
 async def embedding_throughput(
@@ -247,6 +253,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--embed", type=int, default=2_000, help="texts for step 5 (0 skips)")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
     parser.add_argument("--only", help="run only endpoints whose label contains this")
     args = parser.parse_args()
 
@@ -316,6 +323,8 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                     "--no-access-log",
                     "--log-level",
                     "warning",
+                    "--workers",
+                    str(args.api_workers),
                 ],
                 cwd=ROOT,
                 env=env,

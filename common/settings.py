@@ -108,7 +108,7 @@ class IndexSettings(_Section):
 
     data_dir: Path = Path("index_data")
     # Exact search below this many items; HNSW at or above it.
-    exact_below: Annotated[int, Field(ge=1)] = 50_000
+    exact_below: Annotated[int, Field(ge=1)] = 5_000
     hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
     hnsw_ef_construction: Annotated[int, Field(ge=8, le=1024)] = 80
     hnsw_ef_search: Annotated[int, Field(ge=8, le=4096)] = 128
@@ -116,7 +116,7 @@ class IndexSettings(_Section):
     half_life_days: Annotated[float, Field(gt=0)] = 30.0
     cold_start_min: Annotated[int, Field(ge=0)] = 3
     # Depth of the one ranked list that `offset` pages through.
-    ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 500
+    ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     build_time_limit: Annotated[int, Field(ge=10)] = 3_600
     heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0

@@ -70,7 +70,15 @@ def search(
 
 
 def vectors_of(index: Any) -> Vectors:
-    """Every stored vector back, (ntotal, d): flat and HNSW-flat indexes keep them exactly."""
+    """The stored vectors, (ntotal, d), as a read-only view into the index's own memory
+    (flat and HNSW-flat indexes keep them exactly): no second copy. Valid while `index` is."""
     if index.ntotal == 0:
         return np.zeros((0, index.d), dtype=np.float32)
-    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+    flat: Any = index
+    if isinstance(index, faiss.IndexHNSWFlat):
+        flat = faiss.downcast_index(index.storage)
+    view: Vectors = faiss.rev_swig_ptr(flat.get_xb(), index.ntotal * index.d).reshape(
+        index.ntotal, index.d
+    )
+    view.flags.writeable = False
+    return view
