@@ -15,7 +15,7 @@ from embeddings.encoder import Encoder, Vectors
 from embeddings.text import item_text
 
 Progress = Callable[[float], Awaitable[None]]
-EMBED_CHUNK = 256
+EMBED_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,15 @@ async def embed_missing(
         encoder.name,
         item_ids,
     )
+    texts = [item_text(r["title"], r["description"], r["category"], r["tags"]) for r in rows]
+    # Chunks of texts of similar length pad less: the model's cost follows the longest text of
+    # each batch.
+    order = sorted(range(len(rows)), key=lambda n: len(texts[n]))
+    rows = [rows[n] for n in order]
+    texts = [texts[n] for n in order]
     for start in range(0, len(rows), EMBED_CHUNK):
         chunk = rows[start : start + EMBED_CHUNK]
-        texts = [item_text(r["title"], r["description"], r["category"], r["tags"]) for r in chunk]
-        vectors = await asyncio.to_thread(encoder.encode, texts)
+        vectors = await asyncio.to_thread(encoder.encode, texts[start : start + EMBED_CHUNK])
         await pool.execute(
             """INSERT INTO item_embeddings (encoder, item_id, content_hash, vector)
                SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[])

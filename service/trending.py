@@ -20,7 +20,10 @@ async def top(
     found = await store.read(res.redis, variant, hours, category, DEPTH)
     if found is not None:
         return found
-    default = hours == res.settings.index.trending_window_hours
-    ttl = 2 * res.settings.index.trending_refresh_seconds if default else ON_DEMAND_SECONDS
-    lists = await store.compute_and_store(res.pool, res.redis, res.settings, hours, ttl)
+    if hours == res.settings.index.trending_window_hours:
+        lists = await store.refresh_default(res.pool, res.redis, res.settings)
+    else:
+        lists = await store.compute_and_store(
+            res.pool, res.redis, res.settings, hours, ON_DEMAND_SECONDS
+        )
     return lists.get((variant, category), [])

@@ -54,3 +54,16 @@ async def read(
     if not exists:
         return None
     return [(member.decode(), float(score)) for member, score in found if member]
+
+
+async def refresh_default(
+    pool: asyncpg.Pool, redis: Redis, settings: Settings
+) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
+    """The default window's lists, kept until two refresh periods have passed."""
+    return await compute_and_store(
+        pool,
+        redis,
+        settings,
+        settings.index.trending_window_hours,
+        2 * settings.index.trending_refresh_seconds,
+    )

@@ -125,13 +125,7 @@ async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> N
         )
     await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
     if version is not None and final == "done":
-        await trending_store.compute_and_store(
-            ctx.pool,
-            ctx.redis,
-            ctx.settings,
-            ctx.settings.index.trending_window_hours,
-            2 * ctx.settings.index.trending_refresh_seconds,
-        )
+        await trending_store.refresh_default(ctx.pool, ctx.redis, ctx.settings)
 
 
 @asynccontextmanager
@@ -177,12 +171,6 @@ def refresh_trending() -> None:
     """Recompute every trending list of the default window (beat runs this periodically)."""
 
     async def body(ctx: Context) -> None:
-        await trending_store.compute_and_store(
-            ctx.pool,
-            ctx.redis,
-            ctx.settings,
-            ctx.settings.index.trending_window_hours,
-            2 * ctx.settings.index.trending_refresh_seconds,
-        )
+        await trending_store.refresh_default(ctx.pool, ctx.redis, ctx.settings)
 
     run(body)
