@@ -45,8 +45,13 @@ def admin_key(state_dir: Path) -> str:
 
 def start_children(env: dict[str, str], host: str, port: int) -> list[subprocess.Popen[bytes]]:
     python = sys.executable
+    # The worker's embedding and index builds yield the CPU to the API (niceness 10): on a
+    # small machine, serving stays quick while a build runs.
     worker = subprocess.Popen(
         [
+            "nice",
+            "-n",
+            "10",
             python,
             "-m",
             "celery",

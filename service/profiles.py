@@ -7,11 +7,14 @@ profile written after a version's snapshot supersedes what that version knows of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import numpy as np
@@ -20,10 +23,14 @@ from redis.asyncio import Redis
 
 from common.settings import Settings
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats, decay, one_user_vector, type_weights
+from indexing.profiles import Floats, decay, type_weights, user_vectors
 from indexing.ranking import Profile, profile_of
 from storage.events import profile_key, publish
 
+if TYPE_CHECKING:
+    from service.serving import Serving
+
+log = logging.getLogger(__name__)
 PROFILE_SECONDS = 7 * 86_400
 
 
@@ -34,20 +41,37 @@ async def refresh(
     version: IndexVersion | None,
     user_ids: Sequence[str],
 ) -> None:
-    """Recompute and store the profiles of `user_ids`, and tell every API process."""
+    """Recompute and store the profiles of `user_ids`, and tell every API process.
+
+    All of them at once: one query, one sparse product for the vectors, one pipeline.
+    """
     now = time.time()
     rows = await pool.fetch(
         """SELECT user_id, item_id, type, value, extract(epoch FROM occurred_at)::float8 AS at
            FROM interactions WHERE user_id = ANY($1::text[])""",
         list(user_ids),
     )
-    by_user: dict[str, list[asyncpg.Record]] = defaultdict(list)
-    for row in rows:
-        by_user[row["user_id"]].append(row)
+    position = {user_id: n for n, user_id in enumerate(user_ids)}
+    weights = type_weights(
+        [r["type"] for r in rows], [r["value"] for r in rows], settings.interactions
+    )
+    net: list[dict[str, float]] = [defaultdict(float) for _ in user_ids]
+    counts = [0] * len(user_ids)
+    for row, weight in zip(rows, weights, strict=True):
+        n = position[row["user_id"]]
+        net[n][row["item_id"]] += float(weight)
+        counts[n] += 1
+    vectors = _vectors(settings, version, rows, position, weights, now)
     async with redis.pipeline(transaction=False) as pipe:
-        for user_id in user_ids:
-            history = by_user.get(user_id, [])
-            profile = _compute(settings, version, history, now)
+        for n, user_id in enumerate(user_ids):
+            profile = {
+                "at": now,
+                "version": version.version if version else None,
+                "count": counts[n],
+                "seen": sorted(net[n]),
+                "negative": sorted(i for i, w in net[n].items() if w < 0),
+                "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
+            }
             pipe.set(
                 profile_key(user_id),
                 orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -57,37 +81,25 @@ async def refresh(
     await publish(redis, "profiles_changed", user_ids=list(user_ids))
 
 
-def _compute(
-    settings: Settings, version: IndexVersion | None, history: list[asyncpg.Record], now: float
-) -> dict[str, Any]:
-    weights = type_weights(
-        [r["type"] for r in history], [r["value"] for r in history], settings.interactions
+def _vectors(
+    settings: Settings,
+    version: IndexVersion | None,
+    rows: list[asyncpg.Record],
+    position: dict[str, int],
+    weights: Floats,
+    now: float,
+) -> Floats | None:
+    """Taste vectors of every user in `position` over the version's item vectors."""
+    if version is None:
+        return None
+    keep = [n for n, r in enumerate(rows) if r["item_id"] in version.item_row]
+    users = np.array([position[rows[n]["user_id"]] for n in keep], dtype=np.int64)
+    items = np.array([version.item_row[rows[n]["item_id"]] for n in keep], dtype=np.int64)
+    at = np.array([rows[n]["at"] for n in keep], dtype=np.float64)
+    decayed = weights[keep] * decay(
+        at, datetime.fromtimestamp(now, UTC), settings.index.half_life_days
     )
-    net: dict[str, float] = defaultdict(float)
-    for row, weight in zip(history, weights, strict=True):
-        net[row["item_id"]] += float(weight)
-    vector = None
-    if version is not None and history:
-        known = [
-            (version.item_row[r["item_id"]], n)
-            for n, r in enumerate(history)
-            if r["item_id"] in version.item_row
-        ]
-        if known:
-            rows = np.array([k for k, _ in known], dtype=np.int64)
-            at = np.array([history[n]["at"] for _, n in known], dtype=np.float64)
-            w = weights[[n for _, n in known]] * decay(
-                at, datetime.fromtimestamp(now, UTC), settings.index.half_life_days
-            )
-            vector = one_user_vector(rows, w, version.item_vectors)
-    return {
-        "at": now,
-        "version": version.version if version else None,
-        "count": len(history),
-        "seen": sorted(net),
-        "negative": sorted(i for i, w in net.items() if w < 0),
-        "vector": vector,
-    }
+    return user_vectors(users, items, decayed, len(position), version.item_vectors)
 
 
 async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
@@ -115,3 +127,65 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
                 count=int(stored["count"]),
             )
     return profile_of(version, user_id) if version is not None else Profile()
+
+
+class Refresher:
+    """Refreshes the profiles of users named by batch writes, in the background.
+
+    Users are collected into one set and drained in chunks, so a bulk import that names the
+    same users batch after batch recomputes each of them once per pass, not once per batch.
+    """
+
+    CHUNK = 500
+
+    def __init__(
+        self, pool: asyncpg.Pool, redis: Redis, settings: Settings, serving: Serving
+    ) -> None:
+        self.pool, self.redis, self.settings, self.serving = pool, redis, settings, serving
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="profile-refresher")
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def mark(self, user_ids: Iterable[str]) -> None:
+        self._dirty.update(user_ids)
+        self._idle.clear()
+        self._wake.set()
+
+    async def now(self, user_ids: Sequence[str]) -> None:
+        """Refresh these users before returning (a single interaction's write)."""
+        await refresh(self.pool, self.redis, self.settings, self.serving.current, user_ids)
+        self.serving.answers.drop(user_ids)
+
+    async def flush(self) -> None:
+        """Wait until every marked user has been refreshed."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                chunk = [self._dirty.pop() for _ in range(min(self.CHUNK, len(self._dirty)))]
+                try:
+                    await self.now(chunk)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning(
+                        "could not refresh %d profiles; retrying", len(chunk), exc_info=True
+                    )
+                    self._dirty.update(chunk)
+                    await asyncio.sleep(1.0)
+            self._idle.set()

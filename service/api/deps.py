@@ -19,6 +19,7 @@ from common.models import Role
 from common.settings import Settings
 from embeddings.encoder import Encoder, make_encoder
 from service.auth import Authenticator, Principal
+from service.profiles import Refresher
 from service.serving import Serving
 from storage.blob.s3 import S3Store
 
@@ -34,6 +35,7 @@ class Resources:
     auth: Authenticator
     serving: Serving
     celery: Celery
+    profiles: Refresher
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -51,8 +53,10 @@ class Resources:
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
+        """Wait for background work: scheduled tasks and profile refreshes."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.profiles.flush()
 
 
 # Dependencies are `async def` even where they do not await: FastAPI runs plain functions in

@@ -21,6 +21,7 @@ from service.api.limits import BodyLimit
 from service.api.metrics import RequestMetrics
 from service.api.routes import health, index, items, keys, recommendations, users
 from service.auth import Authenticator
+from service.profiles import Refresher
 from service.serving import Serving
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
@@ -45,6 +46,8 @@ async def open_resources(settings: Settings) -> Resources:
         )
         serving = Serving(settings, pool, redis, store)
         await serving.start()
+        refresher = Refresher(pool, redis, settings, serving)
+        refresher.start()
     except BaseException:
         await redis.aclose()
         await pool.close()
@@ -57,12 +60,14 @@ async def open_resources(settings: Settings) -> Resources:
         auth=Authenticator(settings.api, pool),
         serving=serving,
         celery=make_celery(settings),
+        profiles=refresher,
     )
 
 
 async def close_resources(res: Resources) -> None:
-    await res.serving.stop()
     await res.drain()
+    await res.profiles.stop()
+    await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()
 

@@ -16,16 +16,12 @@ from common.models import (
     User,
     UserFields,
 )
-from service import profiles
 from service.api.body import body_schema, json_body
-from service.api.deps import PoolDep, Resources, ResourcesDep, require
+from service.api.deps import PoolDep, ResourcesDep, require
 from service.api.routes import API
 from storage import activity
 
 router = APIRouter(prefix=API, tags=["users and interactions"], dependencies=[require("write")])
-
-# Users whose profiles are recomputed per database round trip.
-PROFILE_CHUNK = 500
 
 UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
@@ -53,7 +49,7 @@ async def post_interaction(interaction: InteractionIn, res: ResourcesDep) -> Acc
     _check(res.settings.interactions.types, [interaction])
     accepted, duplicates = await activity.record_interactions(res.pool, [interaction])
     if accepted:
-        await _refresh(res, [interaction.user_id])
+        await res.profiles.now([interaction.user_id])
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
@@ -69,16 +65,8 @@ async def post_interactions(
     except UnknownItems as exc:
         raise UnknownItemsInBatch(exc.message, details=exc.details) from exc
     if accepted:
-        users = sorted({row.user_id for row in batch.interactions})
-        res.in_background(_refresh(res, users))
+        res.profiles.mark(row.user_id for row in batch.interactions)
     return Accepted(accepted=accepted, duplicates=duplicates)
-
-
-async def _refresh(res: Resources, user_ids: list[str]) -> None:
-    for start in range(0, len(user_ids), PROFILE_CHUNK):
-        chunk = user_ids[start : start + PROFILE_CHUNK]
-        await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, chunk)
-        res.serving.answers.drop(chunk)
 
 
 def _check(types: frozenset[str], interactions: list[InteractionIn]) -> None:
