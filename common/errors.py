@@ -4,10 +4,8 @@
     ├── ConfigError                 a setting is missing or malformed (start-up only)
     ├── ClientError                 the request is wrong; nothing was changed   -> 4xx
     │   ├── InvalidInput            422 malformed field, unknown type, bad cursor
-    │   ├── BatchTooLarge           422 more rows than one batch may carry
     │   ├── UnknownItems            404 single write / 422 batch naming each bad row
     │   ├── NotFound                404
-    │   ├── Conflict                409
     │   ├── Unauthorized            401 missing or wrong token
     │   └── Forbidden               403 role too weak
     └── DependencyError             a backing server failed                     -> 503
@@ -49,11 +47,6 @@ class InvalidInput(ClientError):
     status = 422
 
 
-class BatchTooLarge(ClientError):
-    code = "batch_too_large"
-    status = 422
-
-
 class UnknownItems(ClientError):
     """Interactions that name items the catalog does not hold (or no longer holds)."""
 
@@ -64,11 +57,6 @@ class UnknownItems(ClientError):
 class NotFound(ClientError):
     code = "not_found"
     status = 404
-
-
-class Conflict(ClientError):
-    code = "conflict"
-    status = 409
 
 
 class Unauthorized(ClientError):

@@ -35,11 +35,6 @@ class Snapshot:
     values: list[float | None]
     times: npt.NDArray[np.float64]  # epoch seconds
 
-    @property
-    def changed_at(self) -> float:
-        """Latest interaction time, for telling whether anything happened since."""
-        return float(self.times.max()) if len(self.times) else 0.0
-
 
 async def embed_missing(
     pool: asyncpg.Pool, encoder: Encoder, progress: Progress, item_ids: list[str] | None = None

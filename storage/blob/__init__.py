@@ -1,11 +1,12 @@
-"""Object storage for index artifacts: one Protocol, one module per backend, picked by URL."""
+"""Object storage for index artifacts: one Protocol, one module per backend.
+
+S3 (`s3.py`) serves; the local folder (`local.py`) keeps the contract honest in tests.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
-
-from common.settings import S3Settings
 
 
 class BlobStore(Protocol):
@@ -29,14 +30,3 @@ class BlobStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key under `prefix`; return how many were removed."""
-
-
-def open_store(url: str | None, s3: S3Settings) -> BlobStore:
-    """`file:///path` for a local folder; anything else (or nothing) is the configured S3."""
-    if url and url.startswith("file://"):
-        from storage.blob.local import LocalStore
-
-        return LocalStore(Path(url.removeprefix("file://")))
-    from storage.blob.s3 import S3Store
-
-    return S3Store(s3)
