@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from common.models import InteractionIn, ItemIn  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from devstack import demo  # noqa: E402
-from devstack.servers import bring_up, stop_process  # noqa: E402
+from devstack.servers import bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import make_encoder  # noqa: E402
 from embeddings.text import item_text  # noqa: E402
 from indexing.build import build_version  # noqa: E402
@@ -199,18 +199,7 @@ async def embedding_throughput(
 
     await catalog.upsert_items(pool, items)
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--concurrency=1",
-            "--loglevel=WARNING",
-            "--without-mingle",
-            "--without-gossip",
-        ],
+        celery_worker("--loglevel=WARNING", "--without-mingle", "--without-gossip"),
         cwd=ROOT,
         env=env | {"EMBEDDING_MODEL": "all-MiniLM-L6-v2"},
         start_new_session=True,

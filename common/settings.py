@@ -161,15 +161,6 @@ class InteractionSettings(_Section):
     def types(self) -> frozenset[str]:
         return frozenset(self.interaction_weights) | {"rating"}
 
-    def weight(self, kind: str, value: float | None) -> float:
-        """The profile weight of one interaction; `rating` interpolates between its five points."""
-        if kind != "rating":
-            return self.interaction_weights[kind]
-        assert value is not None, "a rating carries its value"
-        low = min(int(value), 4)
-        fraction = value - low
-        return self.rating_weights[low - 1] * (1 - fraction) + self.rating_weights[low] * fraction
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)

@@ -22,7 +22,7 @@ import httpx
 from common.errors import ConfigError
 from common.settings import load_settings
 from devstack import demo
-from devstack.servers import Stack, bring_up, port_open, stop_process
+from devstack.servers import Stack, bring_up, celery_worker, port_open, stop_process
 
 STATE_DIR = Path(".stack")
 READY_SECONDS = 120
@@ -52,18 +52,13 @@ def start_children(env: dict[str, str], host: str, port: int) -> list[subprocess
             "nice",
             "-n",
             "10",
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--hostname=recs@%h",
-            # Beat inside the worker: one process runs the periodic trending refresh.
-            "--beat",
-            f"--schedule={(STATE_DIR / 'celerybeat-schedule').resolve()}",
+            *celery_worker(
+                "--loglevel=INFO",
+                "--hostname=recs@%h",
+                # Beat inside the worker: one process runs the periodic trending refresh.
+                "--beat",
+                f"--schedule={(STATE_DIR / 'celerybeat-schedule').resolve()}",
+            ),
         ],
         env=env,
         start_new_session=True,

@@ -29,6 +29,20 @@ from storage.blob.s3 import S3Store
 LOCAL_S3 = "127.0.0.1:8333"
 
 
+def celery_worker(*options: str) -> list[str]:
+    """The command line of a worker of this project, taking one task at a time."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "--concurrency=1",
+        *options,
+    ]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

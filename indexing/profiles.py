@@ -2,8 +2,8 @@
 
 A user's vector is the normalised sum of the vectors of the items they touched, each weighted
 by its interaction type's weight (negative for dislike and hide, so those pull away) and
-decayed with age: w = type_weight * 0.5 ** (age / half_life). The same function serves the
-build (every user at once, one sparse product) and the API (one user, just after they act).
+decayed with age: w = type_weight * 0.5 ** (age / half_life). One sparse product serves both
+the build (every user) and the API (the users who just acted).
 """
 
 from __future__ import annotations
@@ -60,12 +60,3 @@ def user_vectors(
         (weights, (user_rows, item_rows)), shape=(n_users, item_vectors.shape[0]), dtype=np.float32
     )
     return normalise(np.asarray(matrix @ item_vectors, dtype=np.float32))
-
-
-def one_user_vector(item_rows: Ints, weights: Floats, item_vectors: Vectors) -> Floats:
-    """The same as `user_vectors` for one user: shape (d,)."""
-    if len(item_rows) == 0:
-        return np.zeros(item_vectors.shape[1], dtype=np.float32)
-    summed = (weights[:, None] * item_vectors[item_rows]).sum(axis=0, keepdims=True)
-    vector: Floats = normalise(summed)[0]
-    return vector

@@ -39,11 +39,6 @@ class Ranked:
     scores: Floats
     strategy: str = "personalized"
 
-    def page(self, offset: int, limit: int) -> Ranked:
-        return Ranked(
-            self.rows[offset : offset + limit], self.scores[offset : offset + limit], self.strategy
-        )
-
 
 def profile_of(version: IndexVersion, user_id: str) -> Profile:
     """A user's profile as of the version's build; empty for a user it does not know."""

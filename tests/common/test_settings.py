@@ -4,6 +4,7 @@ import pytest
 
 from common.errors import ConfigError
 from common.settings import DEFAULT_INTERACTION_WEIGHTS, InteractionSettings, load_settings
+from indexing.profiles import type_weights
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +86,7 @@ def test_interaction_types_are_configuration(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("INTERACTION_WEIGHTS", '{"play": 1.5, "skip": -1}')
     interactions = load_settings().interactions
     assert interactions.types == {"play", "skip", "rating"}
-    assert interactions.weight("skip", None) == -1
+    assert type_weights(["skip"], [None], interactions).tolist() == [-1.0]
 
 
 @pytest.mark.parametrize(
@@ -93,4 +94,4 @@ def test_interaction_types_are_configuration(monkeypatch: pytest.MonkeyPatch) ->
     [(1, -2.0), (2, -1.0), (3, 1.0), (4, 2.0), (5, 3.0), (3.5, 1.5), (1.5, -1.5)],
 )
 def test_rating_weights_interpolate_between_the_five_points(value: float, weight: float) -> None:
-    assert InteractionSettings().weight("rating", value) == pytest.approx(weight)
+    assert type_weights(["rating"], [value], InteractionSettings())[0] == pytest.approx(weight)

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from common.settings import InteractionSettings
-from indexing.profiles import decay, one_user_vector, type_weights, user_vectors
+from indexing.profiles import decay, type_weights, user_vectors
 
 ITEMS = np.eye(4, dtype=np.float32)  # four orthogonal item vectors
+
+
+def one_user_vector(items: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    return user_vectors(np.zeros(len(items), dtype=np.int64), items, weights, 1, vectors)[0]
 
 
 def test_type_weights_follow_configuration_and_ratings_interpolate() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ from fastapi import FastAPI
 from common.models import ItemIn
 from common.settings import Settings
 from devstack import demo
+from devstack.servers import celery_worker
 from storage import catalog
 from tests.helpers import build_now
 from workers.factory import make_celery
@@ -42,19 +42,9 @@ def worker(settings: Settings, tmp_path: Path, **env: str) -> Iterator[subproces
     }
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            f"--hostname={name}",
-            "--without-mingle",
-            "--without-gossip",
-        ],
+        celery_worker(
+            "--loglevel=INFO", f"--hostname={name}", "--without-mingle", "--without-gossip"
+        ),
         cwd=ROOT,
         env=environment,
         stdout=log,
