@@ -7,7 +7,7 @@ half-life and W the window:
                                                              window over the older half, damped
                                                              for items with little engagement
   fresh   hot, among items published within `fresh_days`     engagement with new items
-  viral   u3 - 2 u2 + u1                                     acceleration in distinct users,
+  viral   u3 - 2 u2 + u1, while u3 > u2 (else 0)              acceleration in distinct users,
                                                              u1..u3 the window's thirds, oldest
                                                              first
 Items whose score is not positive are left out. Lists are computed overall and per category.
@@ -96,7 +96,11 @@ def scores(
         ):
             if w > 0:
                 distinct[item][int(t)].add(user)
-        return {item: float(len(u[0]) - 2 * len(u[1]) + len(u[2])) for item, u in distinct.items()}
+        # A shrinking audience can be "convex" too (5, 2, 1): only a growing one is viral.
+        return {
+            item: float(len(u[0]) - 2 * len(u[1]) + len(u[2])) if len(u[0]) > len(u[1]) else 0.0
+            for item, u in distinct.items()
+        }
     raise ValueError(f"unknown trending variant {variant!r}")
 
 
