@@ -117,6 +117,8 @@ class IndexSettings(_Section):
     cold_start_min: Annotated[int, Field(ge=0)] = 3
     # Depth of the one ranked list that `offset` pages through.
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
+    # Users each build ranks to evaluate itself on held-out interactions (0: no evaluation).
+    evaluate_users: Annotated[int, Field(ge=0)] = 300
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     build_time_limit: Annotated[int, Field(ge=10)] = 3_600
     heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0
@@ -126,6 +128,48 @@ class IndexSettings(_Section):
     trending_window_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
     trending_fresh_days: Annotated[float, Field(gt=0)] = 14.0
     trending_refresh_seconds: Annotated[float, Field(ge=5)] = 60.0
+
+
+class RankingSettings(_Section):
+    """How the hybrid ranker blends its sources (see indexing/hybrid.py for the formula)."""
+
+    model_config = SettingsConfigDict(env_prefix="RANKING_")
+
+    # Weight of each source for a user with a rich history; `adapt_at` positive items is
+    # where collaborative sources reach half their weight and trending and content have
+    # handed over half of their lead.
+    content_weight: Annotated[float, Field(ge=0)] = 0.3
+    collaborative_weight: Annotated[float, Field(ge=0)] = 1.0
+    cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
+    recent_weight: Annotated[float, Field(ge=0)] = 0.5
+    trending_weight: Annotated[float, Field(ge=0)] = 0.1
+    # The same for a user with no liked items yet; collaborative sources weigh 0 there.
+    cold_content_weight: Annotated[float, Field(ge=0)] = 1.0
+    cold_trending_weight: Annotated[float, Field(ge=0)] = 0.5
+    adapt_at: Annotated[float, Field(gt=0)] = 10.0
+    # How many of the newest liked items seed the "recent" source.
+    recent_items: Annotated[int, Field(ge=1, le=100)] = 5
+    # How hard items like a disliked or hidden one are pushed down.
+    negative_weight: Annotated[float, Field(ge=0)] = 0.5
+    # MMR: 1.0 ranks by relevance alone, lower values trade relevance for variety.
+    mmr_lambda: Annotated[float, Field(ge=0, le=1)] = 1.0
+    max_per_category: Annotated[int | None, Field(ge=1)] = None
+    # A user "likes" an item once its net interaction weight reaches this (a like, a click,
+    # a rating of 4, or two views with the default weights).
+    positive_min: Annotated[float, Field(gt=0)] = 2.0
+
+
+class CollaborativeSettings(_Section):
+    """Implicit-feedback ALS and item-item co-occurrence, fitted at build time."""
+
+    model_config = SettingsConfigDict(env_prefix="COLLABORATIVE_")
+
+    factors: Annotated[int, Field(ge=2, le=512)] = 32
+    regularization: Annotated[float, Field(gt=0)] = 0.05
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+    iterations: Annotated[int, Field(ge=1, le=200)] = 15
+    neighbours: Annotated[int, Field(ge=1, le=1_000)] = 100
+    seed: int = 7
 
 
 class InteractionSettings(_Section):
@@ -173,6 +217,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)
+    ranking: RankingSettings = Field(default_factory=RankingSettings)
+    collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
 
 
 _SECTION_PREFIX: dict[type[BaseSettings], str] = {
@@ -184,6 +230,8 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     EmbeddingSettings: "EMBEDDING_",
     IndexSettings: "INDEX_",
     InteractionSettings: "",
+    RankingSettings: "RANKING_",
+    CollaborativeSettings: "COLLABORATIVE_",
 }
 
 

@@ -1,9 +1,11 @@
 """An index version in memory, and its files on disk.
 
-A version is four files plus a manifest:
+A version is five files plus a manifest:
   items.faiss   item vectors, searchable (ids are row numbers)
   users.faiss   user vectors, searchable (for similar users)
-  arrays.npz    per-item category codes and popularity; per-user interaction history (CSR)
+  factors.faiss ALS item factors, searchable by inner product
+  arrays.npz    per-item category codes and popularity; per-user interaction history (CSR);
+                item-item co-occurrence neighbours (CSR)
   ids.json      item ids, user ids and category names, in row order
 The manifest names the sha256 of each file; loading refuses a file whose digest differs.
 """
@@ -19,12 +21,14 @@ from typing import Any
 import faiss
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from common.errors import RecsError
 from embeddings.encoder import Vectors
 from indexing import ann
+from indexing.collaborative import Collaborative
 
-ARTIFACTS = ("items.faiss", "users.faiss", "arrays.npz", "ids.json")
+ARTIFACTS = ("items.faiss", "users.faiss", "factors.faiss", "arrays.npz", "ids.json")
 MANIFEST = "manifest.json"
 
 
@@ -56,6 +60,8 @@ class IndexVersion:
     history_indptr: npt.NDArray[np.int64]  # user u's items: history_items[indptr[u]:indptr[u+1]]
     history_items: npt.NDArray[np.int32]
     history_weights: npt.NDArray[np.float32]  # net (undecayed) weight per (user, item)
+    history_times: npt.NDArray[np.float64] | None = None  # newest interaction per pair, epoch s
+    collaborative: Collaborative | None = None
     item_vectors: Vectors = field(init=False)
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)
@@ -85,11 +91,21 @@ class IndexVersion:
         start, end = self.history_indptr[user_row], self.history_indptr[user_row + 1]
         return self.history_items[start:end], self.history_weights[start:end]
 
+    def history_at(self, user_row: int) -> npt.NDArray[np.float64]:
+        start, end = self.history_indptr[user_row], self.history_indptr[user_row + 1]
+        if self.history_times is None:
+            return np.zeros(end - start, dtype=np.float64)
+        return self.history_times[start:end]
+
     def save(self, folder: Path) -> dict[str, dict[str, Any]]:
-        """Write the four artifacts; return {name: {sha256, bytes}} for the manifest."""
+        """Write the artifacts; return {name: {sha256, bytes}} for the manifest."""
+        if self.collaborative is None or self.history_times is None:
+            raise ValueError("only an assembled version (with its collaborative model) is saved")
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.item_index, str(folder / "items.faiss"))
         faiss.write_index(self.user_index, str(folder / "users.faiss"))
+        faiss.write_index(self.collaborative.factor_index, str(folder / "factors.faiss"))
+        neighbours = self.collaborative.neighbours
         np.savez(
             folder / "arrays.npz",
             item_category=self.item_category,
@@ -97,6 +113,13 @@ class IndexVersion:
             history_indptr=self.history_indptr,
             history_items=self.history_items,
             history_weights=self.history_weights,
+            history_times=self.history_times,
+            neighbour_indptr=neighbours.indptr,
+            neighbour_items=neighbours.indices,
+            neighbour_weights=neighbours.data,
+            collaborative_params=np.array(
+                [self.collaborative.regularization, self.collaborative.alpha]
+            ),
         )
         ids = {
             "items": self.item_ids,
@@ -117,6 +140,21 @@ class IndexVersion:
         ids = json.loads((folder / "ids.json").read_text())
         with np.load(folder / "arrays.npz") as arrays:
             loaded = {name: arrays[name] for name in arrays.files}
+        n_items = len(ids["items"])
+        regularization, alpha = (float(x) for x in loaded["collaborative_params"])
+        collaborative = Collaborative(
+            factor_index=faiss.read_index(str(folder / "factors.faiss")),
+            neighbours=sp.csr_matrix(
+                (
+                    loaded["neighbour_weights"],
+                    loaded["neighbour_items"],
+                    loaded["neighbour_indptr"],
+                ),
+                shape=(n_items, n_items),
+            ),
+            regularization=regularization,
+            alpha=alpha,
+        )
         return cls(
             manifest=manifest,
             item_ids=ids["items"],
@@ -130,6 +168,8 @@ class IndexVersion:
             history_indptr=loaded["history_indptr"],
             history_items=loaded["history_items"],
             history_weights=loaded["history_weights"],
+            history_times=loaded["history_times"],
+            collaborative=collaborative,
         )
 
 

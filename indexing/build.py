@@ -13,13 +13,14 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from common.settings import Settings
 from embeddings.encoder import Encoder
-from indexing import ann, publish
+from indexing import ann, collaborative, evaluation, publish
 from indexing.artifacts import MANIFEST, IndexVersion
-from indexing.profiles import decay, type_weights, user_vectors
+from indexing.profiles import decay, type_weights, user_decay, user_vectors
 from indexing.snapshot import Snapshot, embed_missing, take
 from storage import builds
 from storage.blob import BlobStore
@@ -38,6 +39,8 @@ def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
         "hnsw": [index.hnsw_m, index.hnsw_ef_construction, index.hnsw_ef_search],
         "interaction_weights": dict(sorted(settings.interactions.interaction_weights.items())),
         "rating_weights": list(settings.interactions.rating_weights),
+        "positive_min": settings.ranking.positive_min,
+        "collaborative": settings.collaborative.model_dump(),
     }
 
 
@@ -49,10 +52,18 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
     """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller)."""
     n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
-    ages = decay(snapshot.times, snapshot.as_of, settings.index.half_life_days)
+    half_life = settings.index.half_life_days
     users = user_vectors(
-        snapshot.user_rows, snapshot.item_rows, weights * ages, n_users, snapshot.item_vectors
+        snapshot.user_rows,
+        snapshot.item_rows,
+        weights * user_decay(snapshot.user_rows, snapshot.times, half_life),
+        n_users,
+        snapshot.item_vectors,
     )
+    # Popularity as of the newest interaction, so that a catalog whose history ended long
+    # ago still ranks by what was popular at its end.
+    newest = snapshot.times.max(initial=snapshot.as_of.timestamp())
+    ages = decay(snapshot.times, datetime.fromtimestamp(newest, UTC), half_life)
     popularity = np.zeros(n_items, dtype=np.float32)
     np.add.at(popularity, snapshot.item_rows, np.maximum(weights, 0) * ages)
 
@@ -63,11 +74,13 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
     )
     history.sum_duplicates()
     history.sort_indices()
+    latest = _max_per_pair(snapshot, n_items)
 
     names = sorted({c for c in snapshot.categories if c is not None})
     code = {name: n for n, name in enumerate(names)}
     item_index = ann.build(snapshot.item_vectors, settings.index)
     user_index = ann.build(users, settings.index)
+    liked = collaborative.positives(history, settings.ranking.positive_min)
     return IndexVersion(
         manifest={},
         item_ids=snapshot.item_ids,
@@ -83,7 +96,18 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
         history_indptr=history.indptr.astype(np.int64),
         history_items=history.indices.astype(np.int32),
         history_weights=history.data.astype(np.float32),
+        history_times=latest,
+        collaborative=collaborative.fit(liked, settings.collaborative, settings.index),
     )
+
+
+def _max_per_pair(snapshot: Snapshot, n_items: int) -> npt.NDArray[np.float64]:
+    """Newest interaction time of each (user, item) pair, in the history CSR's order."""
+    pair = snapshot.user_rows * n_items + snapshot.item_rows
+    unique, inverse = np.unique(pair, return_inverse=True)
+    newest = np.full(len(unique), -np.inf)
+    np.maximum.at(newest, inverse, snapshot.times)
+    return newest  # np.unique sorts by (user, item): the history CSR's order
 
 
 async def unchanged_since_active(
@@ -146,6 +170,8 @@ async def build_version(
     snapshot = await take(pool, encoder)
     await report("indexing", 0.65)
     built = await asyncio.to_thread(assemble, snapshot, settings)
+    await report("evaluating", 0.72)
+    metrics = await asyncio.to_thread(evaluation.self_evaluate, snapshot, settings)
 
     version = await builds.next_version(pool)
     created = datetime.now(UTC)
@@ -162,7 +188,7 @@ async def build_version(
         "settings": shaping,
         "item_index": ann.describe(built.item_index, settings.index),
         "user_index": ann.describe(built.user_index, settings.index),
-        "metrics": {},
+        "metrics": metrics,
         **marks,
     }
     await report("saving", 0.8)

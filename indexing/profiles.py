@@ -2,8 +2,10 @@
 
 A user's vector is the normalised sum of the vectors of the items they touched, each weighted
 by its interaction type's weight (negative for dislike and hide, so those pull away) and
-decayed with age: w = type_weight * 0.5 ** (age / half_life). One sparse product serves both
-the build (every user) and the API (the users who just acted).
+decayed with age: w = type_weight * 0.5 ** (age / half_life), age counted back from the user's
+own newest interaction, so a taste keeps its shape while the user is away and a returning
+user's latest acts weigh most. One sparse product serves both the build (every user) and the
+API (the users who just acted).
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def decay(
         dtype=np.float64,
     )
     age = np.maximum(as_of.timestamp() - seconds, 0.0)
+    return np.power(0.5, age / (half_life_days * 86_400.0)).astype(np.float32)
+
+
+def user_decay(user_rows: Ints, times: npt.NDArray[np.float64], half_life_days: float) -> Floats:
+    """0.5 ** (age / half_life) per interaction, age behind its user's newest interaction."""
+    if len(user_rows) == 0:
+        return np.zeros(0, dtype=np.float32)
+    newest = np.full(int(user_rows.max()) + 1, -np.inf)
+    np.maximum.at(newest, user_rows, times)
+    age = newest[user_rows] - times
     return np.power(0.5, age / (half_life_days * 86_400.0)).astype(np.float32)
 
 

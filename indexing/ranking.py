@@ -6,13 +6,14 @@ row, so that `offset` pages through one stable list.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from indexing import ann
+from common.settings import RankingSettings
+from indexing import ann, hybrid
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 
@@ -27,6 +28,7 @@ class Profile:
     seen: frozenset[str] = frozenset()
     negative: frozenset[str] = frozenset()  # net weight below zero: disliked or hidden
     count: int = 0
+    liked: tuple[str, ...] = ()  # net weight at least `positive_min`, newest first
 
     @property
     def has_taste(self) -> bool:
@@ -40,7 +42,7 @@ class Ranked:
     strategy: str = "personalized"
 
 
-def profile_of(version: IndexVersion, user_id: str) -> Profile:
+def profile_of(version: IndexVersion, user_id: str, positive_min: float = 2.0) -> Profile:
     """A user's profile as of the version's build; empty for a user it does not know."""
     row = version.user_row.get(user_id)
     if row is None:
@@ -52,7 +54,17 @@ def profile_of(version: IndexVersion, user_id: str) -> Profile:
         seen=frozenset(ids),
         negative=frozenset(i for i, w in zip(ids, weights, strict=True) if w < 0),
         count=len(ids),
+        liked=newest_first(ids, weights.tolist(), version.history_at(row).tolist(), positive_min),
     )
+
+
+def newest_first(
+    ids: Sequence[str], weights: Sequence[float], times: Sequence[float], positive_min: float
+) -> tuple[str, ...]:
+    """The liked items of one history (net weight >= positive_min), newest first (ties by id)."""
+    liked = [(t, i) for i, w, t in zip(ids, weights, times, strict=True) if w >= positive_min]
+    liked.sort(key=lambda pair: (-pair[0], pair[1]))
+    return tuple(i for _, i in liked)
 
 
 def _rows_of(version: IndexVersion, ids: Collection[str]) -> set[int]:
@@ -117,23 +129,56 @@ def popular(
 def recommend(
     version: IndexVersion,
     profile: Profile,
+    settings: RankingSettings,
     *,
     depth: int,
     cold_start_min: int,
     category: str | None = None,
     exclude_seen: bool = True,
     deleted: Collection[int] = (),
+    trending: Floats | None = None,
 ) -> Ranked:
-    """One user's ranked list: nearest items to their taste vector, or popular items while
-    they have fewer than `cold_start_min` interactions (or no taste yet)."""
+    """One user's ranked list: the hybrid blend (indexing/hybrid.py), or popular items while
+    they have fewer than `cold_start_min` interactions and neither taste nor liked items.
+
+    `trending` is a score per item row (the served trending list); build-time popularity
+    stands in when there is none.
+    """
     excluded = excluded_rows(version, profile, deleted, exclude_seen)
-    if profile.count < cold_start_min or not profile.has_taste:
+    liked = rows_in_order(version, profile.liked)
+    if profile.count < cold_start_min or not (profile.has_taste or len(liked)):
         return popular(version, depth=depth, category=category, excluded=excluded)
-    assert profile.vector is not None
-    rows, scores = nearest(
-        version, profile.vector, depth=depth, category=category, excluded=excluded
+    blended = blend_for(version, profile, settings, depth, category, excluded, trending)
+    rows, scores = hybrid.ranked(version, settings, blended, depth)
+    return Ranked(rows, scores, "hybrid")
+
+
+def blend_for(
+    version: IndexVersion,
+    profile: Profile,
+    settings: RankingSettings,
+    depth: int,
+    category: str | None,
+    excluded: Collection[int],
+    trending: Floats | None,
+    only: Rows | None = None,
+) -> hybrid.Blend:
+    return hybrid.blend(
+        version,
+        settings,
+        taste=profile.vector,
+        liked=rows_in_order(version, profile.liked),
+        rejected=np.array(sorted(_rows_of(version, profile.negative)), dtype=np.int64),
+        trending=trending if trending is not None else version.popularity,
+        depth=depth,
+        category=category,
+        excluded=excluded,
+        only=only,
     )
-    return Ranked(rows, scores, "personalized")
+
+
+def rows_in_order(version: IndexVersion, ids: Sequence[str]) -> Rows:
+    return np.array([r for i in ids if (r := version.item_row.get(i)) is not None], dtype=np.int64)
 
 
 def similar_items(
@@ -165,12 +210,3 @@ def similar_users(
         keep &= scores[0] >= min_similarity
     ranked_rows, ranked_scores = _ordered(rows[0][keep], scores[0][keep], limit)
     return ranked_rows, ranked_scores
-
-
-def closest_in_history(version: IndexVersion, profile: Profile, row: int) -> str | None:
-    """The item the user liked that is most like `row`: the reason to show it."""
-    liked = sorted(_rows_of(version, profile.seen - profile.negative))
-    if not liked:
-        return None
-    similarity = version.item_vectors[liked] @ version.item_vectors[row]
-    return version.item_ids[liked[int(np.argmax(similarity))]]

@@ -13,7 +13,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -23,8 +22,8 @@ from redis.asyncio import Redis
 
 from common.settings import Settings
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats, decay, type_weights, user_vectors
-from indexing.ranking import Profile, profile_of
+from indexing.profiles import Floats, type_weights, user_decay, user_vectors
+from indexing.ranking import Profile, newest_first, profile_of
 from storage.events import profile_key, publish
 
 if TYPE_CHECKING:
@@ -56,12 +55,15 @@ async def refresh(
         [r["type"] for r in rows], [r["value"] for r in rows], settings.interactions
     )
     net: list[dict[str, float]] = [defaultdict(float) for _ in user_ids]
+    newest: list[dict[str, float]] = [defaultdict(float) for _ in user_ids]
     counts = [0] * len(user_ids)
     for row, weight in zip(rows, weights, strict=True):
         n = position[row["user_id"]]
         net[n][row["item_id"]] += float(weight)
+        newest[n][row["item_id"]] = max(newest[n][row["item_id"]], row["at"])
         counts[n] += 1
-    vectors = _vectors(settings, version, rows, position, weights, now)
+    positive_min = settings.ranking.positive_min
+    vectors = _vectors(settings, version, rows, position, weights)
     async with redis.pipeline(transaction=False) as pipe:
         for n, user_id in enumerate(user_ids):
             profile = {
@@ -70,6 +72,9 @@ async def refresh(
                 "count": counts[n],
                 "seen": sorted(net[n]),
                 "negative": sorted(i for i, w in net[n].items() if w < 0),
+                "liked": newest_first(
+                    list(net[n]), list(net[n].values()), list(newest[n].values()), positive_min
+                ),
                 "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
             }
             pipe.set(
@@ -87,7 +92,6 @@ def _vectors(
     rows: list[asyncpg.Record],
     position: dict[str, int],
     weights: Floats,
-    now: float,
 ) -> Floats | None:
     """Taste vectors of every user in `position` over the version's item vectors."""
     if version is None:
@@ -96,13 +100,13 @@ def _vectors(
     users = np.array([position[rows[n]["user_id"]] for n in keep], dtype=np.int64)
     items = np.array([version.item_row[rows[n]["item_id"]] for n in keep], dtype=np.int64)
     at = np.array([rows[n]["at"] for n in keep], dtype=np.float64)
-    decayed = weights[keep] * decay(
-        at, datetime.fromtimestamp(now, UTC), settings.index.half_life_days
-    )
+    decayed = weights[keep] * user_decay(users, at, settings.index.half_life_days)
     return user_vectors(users, items, decayed, len(position), version.item_vectors)
 
 
-async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
+async def current(
+    redis: Redis, version: IndexVersion | None, user_id: str, positive_min: float
+) -> Profile:
     """The freshest profile: the stored one if newer than the version's snapshot."""
     raw = await redis.get(profile_key(user_id))
     if raw is not None:
@@ -117,7 +121,7 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
             elif version is not None:
                 # Computed against other item vectors: keep the history, take the version's
                 # vector for this user (or none).
-                taste = profile_of(version, user_id).vector
+                taste = profile_of(version, user_id, positive_min).vector
             else:
                 taste = None
             return Profile(
@@ -125,8 +129,9 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
                 seen=frozenset(stored["seen"]),
                 negative=frozenset(stored["negative"]),
                 count=int(stored["count"]),
+                liked=tuple(stored.get("liked", ())),
             )
-    return profile_of(version, user_id) if version is not None else Profile()
+    return profile_of(version, user_id, positive_min) if version is not None else Profile()
 
 
 class Refresher:

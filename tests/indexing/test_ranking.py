@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from common.settings import IndexSettings
+from common.settings import IndexSettings, RankingSettings
 from indexing import ann
 from indexing.artifacts import IndexVersion
-from indexing.ranking import Profile, popular, profile_of, recommend, similar_users
+from indexing.ranking import Profile, Ranked, popular, profile_of, recommend, similar_users
 
 DIM = 8
 
@@ -46,13 +48,17 @@ def version(request: pytest.FixtureRequest) -> IndexVersion:
     )
 
 
+def rank(version: IndexVersion, profile: Profile, **options: Any) -> Ranked:
+    return recommend(version, profile, RankingSettings(), **options)
+
+
 def ids(version: IndexVersion, rows: np.ndarray) -> list[str]:
     return [version.item_ids[r] for r in rows]
 
 
 def test_a_fan_gets_the_rest_of_their_genre_first(version: IndexVersion) -> None:
-    ranked = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
-    assert ranked.strategy == "personalized"
+    ranked = rank(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    assert ranked.strategy == "hybrid"
     top = ids(version, ranked.rows[:7])
     assert sorted(top) == [f"a{n}" for n in range(3, 10)]
     assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
@@ -63,10 +69,10 @@ def test_seen_items_are_left_out_unless_asked_but_negative_ones_always(
 ) -> None:
     profile = profile_of(version, "fan-a")
     assert profile.negative == {"a2"}
-    default = ids(version, recommend(version, profile, depth=20, cold_start_min=1).rows)
+    default = ids(version, rank(version, profile, depth=20, cold_start_min=1).rows)
     assert not {"a0", "a1", "a2"} & set(default)
     everything = ids(
-        version, recommend(version, profile, depth=20, cold_start_min=1, exclude_seen=False).rows
+        version, rank(version, profile, depth=20, cold_start_min=1, exclude_seen=False).rows
     )
     assert {"a0", "a1"} <= set(everything) and "a2" not in everything
 
@@ -74,30 +80,28 @@ def test_seen_items_are_left_out_unless_asked_but_negative_ones_always(
 def test_deleted_items_never_appear(version: IndexVersion) -> None:
     deleted = {version.item_row["a5"], version.item_row["b5"]}
     for profile in (profile_of(version, "fan-a"), Profile()):
-        rows = recommend(version, profile, depth=20, cold_start_min=1, deleted=deleted).rows
+        rows = rank(version, profile, depth=20, cold_start_min=1, deleted=deleted).rows
         assert not deleted & set(rows.tolist())
 
 
 def test_category_filter_keeps_one_category(version: IndexVersion) -> None:
-    ranked = recommend(
-        version, profile_of(version, "fan-a"), depth=20, cold_start_min=1, category="B"
-    )
+    ranked = rank(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1, category="B")
     assert ids(version, ranked.rows) and all(i.startswith("b") for i in ids(version, ranked.rows))
 
 
 def test_pages_of_one_list_never_overlap(version: IndexVersion) -> None:
-    ranked = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    ranked = rank(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
     first, second = ranked.rows[:5], ranked.rows[5:10]
     assert len(second) == 5 and not set(first.tolist()) & set(second.tolist())
-    again = recommend(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
+    again = rank(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1)
     assert again.rows.tolist() == ranked.rows.tolist()
 
 
 def test_too_little_history_gets_popular_items(version: IndexVersion) -> None:
-    ranked = recommend(version, profile_of(version, "fan-b"), depth=5, cold_start_min=2)
+    ranked = rank(version, profile_of(version, "fan-b"), depth=5, cold_start_min=2)
     assert ranked.strategy == "popular"
     assert ids(version, ranked.rows) == ["a0", "a1", "a2", "a3", "a4"]
-    unknown = recommend(version, Profile(), depth=3, cold_start_min=0)
+    unknown = rank(version, Profile(), depth=3, cold_start_min=0)
     assert unknown.strategy == "popular"
 
 

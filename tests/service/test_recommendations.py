@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from indexing.hybrid import SOURCES
 from tests.helpers import assert_error, build_now, genre_catalog
 
 GENRES = ("horror", "comedy", "space", "western")
@@ -53,7 +54,7 @@ async def recs(client: httpx.AsyncClient, user: str, **params: Any) -> dict[str,
 
 async def test_a_fan_is_recommended_their_genre(client: httpx.AsyncClient, served: int) -> None:
     body = await recs(client, "horror-fan-0", limit=4)
-    assert body["strategy"] == "personalized"
+    assert body["strategy"] == "hybrid"
     assert body["index_version"] == served
     assert [genre_of(i["item_id"]) for i in body["items"]] == ["horror"] * 4
     seen = {f"horror-{k}" for k in range(4)}
@@ -81,7 +82,7 @@ async def test_five_likes_turn_a_new_user_at_once(client: httpx.AsyncClient, ser
         )
         assert answer.status_code == 202
     body = await recs(client, "newcomer", limit=3)
-    assert body["strategy"] == "personalized"
+    assert body["strategy"] == "hybrid"
     assert [genre_of(i["item_id"]) for i in body["items"]] == ["western"] * 3
     assert not {f"western-{k}" for k in range(5)} & {i["item_id"] for i in body["items"]}
 
@@ -129,7 +130,12 @@ async def test_explain_gives_reasons(client: httpx.AsyncClient, served: int) -> 
     item_id = body["items"][0]["item_id"]
     answer = (await client.get(f"/api/v1/recommendations/horror-fan-0/explain/{item_id}")).json()
     assert answer["rank"] == 0
-    assert answer["components"]["content"] == pytest.approx(body["items"][0]["score"], abs=1e-5)
+    assert answer["score"] == pytest.approx(body["items"][0]["score"], abs=1e-5)
+    parts = answer["components"]
+    blended = sum(parts[f"{s}_weight"] * parts[f"{s}_scaled"] for s in SOURCES)
+    pushed = blended - parts["negative_weight"] * parts["negative_push"]
+    assert answer["score"] == pytest.approx(pushed, abs=1e-5)
+    assert parts["content"] > 0
 
 
 @pytest.mark.parametrize(

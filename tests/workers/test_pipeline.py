@@ -134,7 +134,7 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         recs = (
             await client.get("/api/v1/recommendations/horror-newbie", params={"limit": 5})
         ).json()
-        assert recs["strategy"] == "personalized"
+        assert recs["strategy"] == "hybrid"
         assert [genre[i["item_id"]] for i in recs["items"]] == ["Horror"] * 5
 
         again = (await client.post("/api/v1/index/builds", json={"force": True})).json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Path, Query
 
 from common.errors import DependencyError, InvalidInput, NotFound
@@ -20,7 +21,7 @@ from common.models import (
     TrendingList,
 )
 from embeddings.text import item_text
-from indexing import ranking
+from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
@@ -55,7 +56,7 @@ async def recommend(
     hit = found is not None
     profile = Profile()
     if found is None or explain:
-        profile = await profiles.current(res.redis, version, user_id)
+        profile = await _profile(res, version, user_id)
     if found is None:
         found = await _ranked_ids(
             res, version, profile, res.settings.index.ranking_depth, category, exclude_seen
@@ -66,8 +67,9 @@ async def recommend(
     page = pairs[offset : offset + limit]
     items = [Scored(item_id=i, score=round(s, 6)) for i, s in page]
     if explain:
+        said = await _reasons(res, version, profile, [i.item_id for i in items], strategy)
         for item in items:
-            item.reasons = _reasons(version, profile, item.item_id, strategy)
+            item.reasons = said.get(item.item_id, ["popular right now"])
     return Recommendations(
         user_id=user_id,
         items=items,
@@ -75,6 +77,23 @@ async def recommend(
         strategy=strategy,
         cached=hit,
     )
+
+
+async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str) -> Profile:
+    return await profiles.current(res.redis, version, user_id, res.settings.ranking.positive_min)
+
+
+async def _trending(res: ResourcesDep, version: IndexVersion) -> Floats | None:
+    """The served hot list as a score per row of `version`; None when nothing is trending."""
+    hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, None)
+    if not hot:
+        return None
+    scores = np.zeros(len(version.item_ids), dtype=np.float32)
+    for item_id, score in hot:
+        row = version.item_row.get(item_id)
+        if row is not None:
+            scores[row] = score
+    return scores
 
 
 async def _ranked_ids(
@@ -95,11 +114,13 @@ async def _ranked_ids(
     ranked = ranking.recommend(
         version,
         profile,
+        res.settings.ranking,
         depth=depth,
         cold_start_min=res.settings.index.cold_start_min,
         category=category,
         exclude_seen=exclude_seen,
         deleted=res.serving.deleted_rows(version),
+        trending=await _trending(res, version),
     )
     return _pairs(version, ranked), ranked.strategy
 
@@ -123,41 +144,89 @@ def _pairs(version: IndexVersion, ranked: Ranked) -> list[tuple[str, float]]:
     ]
 
 
-def _reasons(
-    version: IndexVersion | None, profile: Profile, item_id: str, strategy: str
-) -> list[str]:
+async def _blend(
+    res: ResourcesDep, version: IndexVersion, profile: Profile, extra: list[int]
+) -> hybrid.Blend:
+    """The blend behind the user's default list, with `extra` rows scored alongside."""
+    settings = res.settings
+    trend = await _trending(res, version)
+    excluded = ranking.excluded_rows(version, profile, res.serving.deleted_rows(version), True)
+    blended = ranking.blend_for(
+        version, profile, settings.ranking, settings.index.ranking_depth, None, excluded, trend
+    )
+    missing = [r for r in extra if r not in set(blended.rows.tolist())]
+    if missing:
+        rows = np.concatenate([blended.rows, np.array(missing, dtype=np.int64)])
+        blended = ranking.blend_for(
+            version, profile, settings.ranking, 0, None, (), trend, only=rows
+        )
+    return blended
+
+
+async def _reasons(
+    res: ResourcesDep,
+    version: IndexVersion | None,
+    profile: Profile,
+    item_ids: list[str],
+    strategy: str,
+) -> dict[str, list[str]]:
     if strategy == "popular" or version is None:
-        return ["popular right now"]
-    row = version.item_row.get(item_id)
-    source = ranking.closest_in_history(version, profile, row) if row is not None else None
-    title = version.item_titles[version.item_row[source]] if source else None
-    return [f"because you liked {title}"] if title else ["matches your taste"]
+        return {}
+    rows = [version.item_row[i] for i in item_ids if i in version.item_row]
+    blended = await _blend(res, version, profile, rows)
+    position = {int(r): n for n, r in enumerate(blended.rows)}
+    liked = ranking.rows_in_order(version, profile.liked)
+    recent = liked[: res.settings.ranking.recent_items]
+    return {
+        version.item_ids[r]: explanations.reasons(version, blended, position[r], liked, recent)
+        for r in rows
+    }
 
 
 @router.get("/recommendations/{user_id}/explain/{item_id}")
 async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
-    """Why an item ranks where it does for a user."""
+    """Why an item ranks where it does for a user: each source's score, weight and share."""
     version = res.serving.current
     if version is None or item_id not in version.item_row:
         raise NotFound(f"item {item_id!r} is not in the served index")
-    profile = await profiles.current(res.redis, version, user_id)
+    profile = await _profile(res, version, user_id)
     row = version.item_row[item_id]
-    content = float(version.item_vectors[row] @ profile.vector) if profile.has_taste else None
-    top = float(version.popularity.max()) or 1.0
-    popularity = float(version.popularity[row]) / top
     # The rank in the list the user gets by default, where seen items are left out.
     pairs, strategy = await _ranked_ids(
         res, version, profile, res.settings.index.ranking_depth, None, True
     )
     rank = next((n for n, (i, _) in enumerate(pairs) if i == item_id), None)
-    score = content if strategy == "personalized" and content is not None else popularity
+    if strategy == "popular":
+        top = float(version.popularity.max()) or 1.0
+        popularity = float(version.popularity[row]) / top
+        return Explanation(
+            user_id=user_id,
+            item_id=item_id,
+            score=round(popularity, 6),
+            rank=rank,
+            components={"popularity": popularity},
+            reasons=["popular right now"],
+            index_version=version.version,
+        )
+    blended = await _blend(res, version, profile, [row])
+    at = int(np.flatnonzero(blended.rows == row)[0])
+    liked = ranking.rows_in_order(version, profile.liked)
+    components: dict[str, float | None] = {}
+    for source in hybrid.SOURCES:
+        components[source] = round(float(blended.raw[source][at]), 6)
+        components[f"{source}_scaled"] = round(float(blended.scaled[source][at]), 6)
+        components[f"{source}_weight"] = round(blended.weights[source], 6)
+    components["negative_push"] = round(float(blended.push[at]), 6)
+    components["negative_weight"] = res.settings.ranking.negative_weight
     return Explanation(
         user_id=user_id,
         item_id=item_id,
-        score=round(score, 6),
+        score=round(float(blended.total[at]), 6),
         rank=rank,
-        components={"content": content, "popularity": popularity},
-        reasons=_reasons(version, profile, item_id, strategy),
+        components=components,
+        reasons=explanations.reasons(
+            version, blended, at, liked, liked[: res.settings.ranking.recent_items]
+        ),
         index_version=version.version,
     )
 
@@ -202,7 +271,7 @@ async def similar_users(
     version = res.serving.current
     if version is None:
         return SimilarUsers(user_id=user_id, users=[], index_version=None)
-    profile = await profiles.current(res.redis, version, user_id)
+    profile = await _profile(res, version, user_id)
     if not profile.has_taste:
         return SimilarUsers(user_id=user_id, users=[], index_version=version.version)
     assert profile.vector is not None

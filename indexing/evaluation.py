@@ -1,0 +1,178 @@
+"""Offline evaluation of the ranking code the API runs, on each user's newest interactions.
+
+Protocol: per user, sort interactions by time; the ones at or after the time of the
+interaction at position floor(0.8 n) are held out (ties stay together, so no pair is on both
+sides). Held-out items whose weight reaches `positive_min` are the user's positives. A version
+is assembled from the rest, every evaluated user's list is ranked by `indexing.ranking` with
+their training items excluded, and the top k is scored:
+  Recall@k  hits / min(positives, k)
+  NDCG@k    sum over hits at rank r (1-based) of 1 / log2(r + 1), over the same for a perfect list
+  MRR       1 / rank of the first hit (0 without one)
+  coverage  distinct items recommended to anyone / items in the catalog
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from common.settings import RankingSettings, Settings
+from indexing import hybrid, ranking
+from indexing.artifacts import IndexVersion
+from indexing.profiles import type_weights
+from indexing.snapshot import Snapshot
+
+Rows = npt.NDArray[np.int64]
+Truth = Mapping[int, set[int]]  # user row -> held-out positive item rows
+HOLDOUT = 0.2
+
+
+def held_out(
+    user_rows: Rows, times: npt.NDArray[np.float64], fraction: float = HOLDOUT
+) -> npt.NDArray[np.bool_]:
+    """Mask of the interactions held out: each user's newest `fraction`, ties kept together."""
+    test = np.zeros(len(user_rows), dtype=bool)
+    order = np.lexsort((np.arange(len(user_rows)), times, user_rows))
+    bounds = np.searchsorted(user_rows[order], np.arange(int(user_rows.max(initial=-1)) + 2))
+    for start, end in itertools.pairwise(bounds):
+        mine = order[start:end]
+        if len(mine) == 0:
+            continue
+        cut = int((1.0 - fraction) * len(mine))
+        if cut >= len(mine):
+            continue
+        test[mine[times[mine] >= times[mine[cut]]]] = True
+    return test
+
+
+def split(snapshot: Snapshot, settings: Settings) -> tuple[Snapshot, Truth]:
+    """The training snapshot and each user's held-out positives (rows of the same catalog)."""
+    test = held_out(snapshot.user_rows, snapshot.times)
+    weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
+    truth: dict[int, set[int]] = {}
+    for user, item in zip(
+        snapshot.user_rows[test & (weights >= settings.ranking.positive_min)],
+        snapshot.item_rows[test & (weights >= settings.ranking.positive_min)],
+        strict=True,
+    ):
+        truth.setdefault(int(user), set()).add(int(item))
+    keep = ~test
+    train = replace(
+        snapshot,
+        user_rows=snapshot.user_rows[keep],
+        item_rows=snapshot.item_rows[keep],
+        kinds=[k for k, t in zip(snapshot.kinds, test, strict=True) if not t],
+        values=[v for v, t in zip(snapshot.values, test, strict=True) if not t],
+        times=snapshot.times[keep],
+    )
+    return train, truth
+
+
+def scores(
+    lists: Mapping[int, Iterable[int]], truth: Truth, k: int, n_items: int
+) -> dict[str, float]:
+    """Recall@k, NDCG@k, MRR and coverage of top-k lists against held-out positives."""
+    recall, ndcg, mrr, shown = [], [], [], set()
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    for user, positives in truth.items():
+        top = list(lists.get(user, ()))[:k]
+        shown.update(top)
+        hits = np.array([r in positives for r in top] + [False] * (k - len(top)))
+        ideal = discount[: min(len(positives), k)].sum()
+        recall.append(hits.sum() / min(len(positives), k))
+        ndcg.append(float((hits * discount).sum() / ideal))
+        first = np.flatnonzero(hits)
+        mrr.append(1.0 / (first[0] + 1) if len(first) else 0.0)
+    return {
+        "users": float(len(truth)),
+        f"recall@{k}": float(np.mean(recall)) if recall else 0.0,
+        f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
+        "mrr": float(np.mean(mrr)) if mrr else 0.0,
+        "coverage": len(shown) / n_items if n_items else 0.0,
+    }
+
+
+def alone(settings: RankingSettings, source: str) -> RankingSettings:
+    """Ranking settings that keep only one source (same weight with any history)."""
+    zero = {f"{s}_weight": 0.0 for s in hybrid.SOURCES} | {
+        "cold_content_weight": 0.0,
+        "cold_trending_weight": 0.0,
+    }
+    one = {f"{source}_weight": 1.0}
+    if source in ("content", "trending"):
+        one[f"cold_{source}_weight"] = 1.0
+    return settings.model_copy(update=zero | one | {"negative_weight": 0.0})
+
+
+def rank_all(
+    version: IndexVersion,
+    settings: Settings,
+    ranking_settings: RankingSettings,
+    users: Iterable[int],
+    k: int,
+) -> dict[int, list[int]]:
+    """Each user's top k by the API's ranking code (the same depth the API ranks to, then
+    cut), training items excluded."""
+    lists = {}
+    for user in users:
+        profile = ranking.profile_of(version, version.user_ids[user], ranking_settings.positive_min)
+        ranked = ranking.recommend(
+            version,
+            profile,
+            ranking_settings,
+            depth=max(k, settings.index.ranking_depth),
+            cold_start_min=settings.index.cold_start_min,
+        )
+        lists[user] = ranked.rows[:k].tolist()
+    return lists
+
+
+def evaluate(
+    version: IndexVersion,
+    settings: Settings,
+    truth: Truth,
+    *,
+    k: int = 10,
+    components: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Figures for the hybrid and, with `components`, for each source alone."""
+    variants = {"hybrid": settings.ranking}
+    if components:
+        variants |= {source: alone(settings.ranking, source) for source in hybrid.SOURCES}
+    results = {}
+    for name, ranking_settings in variants.items():
+        if progress is not None:
+            progress(name)
+        lists = rank_all(version, settings, ranking_settings, truth.keys(), k)
+        results[name] = scores(lists, truth, k, len(version.item_ids))
+    return results
+
+
+def self_evaluate(snapshot: Snapshot, settings: Settings) -> dict[str, object]:
+    """A build's figures on its own newest interactions, for its manifest.
+
+    At most `evaluate_users` users (spread evenly over the user rows) are ranked, so the cost
+    stays bounded on large catalogs; 0 turns it off.
+    """
+    from indexing.build import assemble  # the build imports this module
+
+    limit = settings.index.evaluate_users
+    if limit == 0 or len(snapshot.kinds) == 0:
+        return {}
+    train, truth = split(snapshot, settings)
+    if not truth:
+        return {}
+    users = sorted(truth)
+    if len(users) > limit:
+        users = [users[int(n)] for n in np.linspace(0, len(users) - 1, limit)]
+    version = assemble(train, settings)
+    figures = evaluate(version, settings, {u: truth[u] for u in users})
+    return {
+        "protocol": f"newest {HOLDOUT:.0%} of each user's interactions held out",
+        **{name: {k: round(v, 6) for k, v in row.items()} for name, row in figures.items()},
+    }

@@ -1,0 +1,138 @@
+"""The blend's negative push and the MMR reorder, on data whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.settings import IndexSettings, RankingSettings
+from indexing import ann, diversity, hybrid
+from indexing.artifacts import IndexVersion
+from indexing.ranking import Profile, recommend
+
+DIM = 8
+
+
+def unit(*coords: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(coords)] = coords
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def version() -> IndexVersion:
+    """a0..a5 along axis 0, b0..b5 along axis 1, each tilted a little by its number."""
+    vectors = np.vstack(
+        [unit(1.0, 0.0, 0.05 * n) for n in range(6)] + [unit(0.0, 1.0, 0.05 * n) for n in range(6)]
+    )
+    ids = [f"a{n}" for n in range(6)] + [f"b{n}" for n in range(6)]
+    index = ann.build(vectors, IndexSettings())
+    return IndexVersion(
+        manifest={"version": 1, "data_as_of_epoch": 0.0},
+        item_ids=ids,
+        item_titles=ids,
+        item_index=index,
+        category_names=["A", "B"],
+        item_category=np.array([0] * 6 + [1] * 6, dtype=np.int32),
+        popularity=np.ones(12, dtype=np.float32),
+        user_ids=[],
+        user_index=ann.build(np.zeros((0, DIM), dtype=np.float32), IndexSettings()),
+        history_indptr=np.zeros(1, dtype=np.int64),
+        history_items=np.zeros(0, dtype=np.int32),
+        history_weights=np.zeros(0, dtype=np.float32),
+    )
+
+
+def names(version: IndexVersion, rows: np.ndarray) -> list[str]:
+    return [version.item_ids[r] for r in rows]
+
+
+def test_disliking_one_item_sinks_the_items_like_it(version: IndexVersion) -> None:
+    # Taste halfway between the genres: both interleave until the user dislikes b5.
+    taste = unit(1.0, 1.0)
+    settings = RankingSettings()
+    neutral = Profile(vector=taste, seen=frozenset({"a5"}), liked=("a5",), count=1)
+    disliked = Profile(
+        vector=taste,
+        seen=frozenset({"a5", "b5"}),
+        negative=frozenset({"b5"}),
+        liked=("a5",),
+        count=2,
+    )
+    before = names(version, recommend(version, neutral, settings, depth=10, cold_start_min=1).rows)
+    after = names(version, recommend(version, disliked, settings, depth=10, cold_start_min=1).rows)
+    assert any(n.startswith("b") for n in before[:5])
+    assert after[:5] == ["a0", "a1", "a2", "a3", "a4"]
+    assert all(n.startswith("b") for n in after[5:]) and "b5" not in after
+
+
+def test_the_push_is_the_scaled_closeness_to_rejected_items(version: IndexVersion) -> None:
+    settings = RankingSettings()
+    rows = np.arange(10, dtype=np.int64)  # a0..a4 is not the split: a0..a5 and b0..b3
+    rejected = np.array([version.item_row["b5"]], dtype=np.int64)
+    blended = hybrid.blend(
+        version,
+        settings,
+        taste=unit(1.0, 1.0),
+        liked=np.zeros(0, dtype=np.int64),
+        rejected=rejected,
+        trending=version.popularity,
+        depth=10,
+        only=rows,
+    )
+    closeness = np.maximum(version.item_vectors[rows] @ version.item_vectors[rejected[0]], 0)
+    expected = (closeness - closeness.min()) / (closeness.max() - closeness.min())
+    assert blended.push == pytest.approx(expected, abs=1e-6)
+    unpushed = sum(blended.weights[k] * blended.scaled[k] for k in hybrid.SOURCES)
+    assert blended.total == pytest.approx(unpushed - settings.negative_weight * expected, abs=1e-6)
+    # With no weight on the push, nothing moves.
+    flat = hybrid.blend(
+        version,
+        settings.model_copy(update={"negative_weight": 0.0}),
+        taste=unit(1.0, 1.0),
+        liked=np.zeros(0, dtype=np.int64),
+        rejected=rejected,
+        trending=version.popularity,
+        depth=10,
+        only=rows,
+    )
+    assert flat.total == pytest.approx(unpushed, abs=1e-6)
+
+
+def test_mmr_trades_relevance_for_variety_by_lambda() -> None:
+    # Items 0 and 1 are near duplicates, item 2 is different but less relevant.
+    vectors = np.vstack([unit(1.0, 0.0), unit(1.0, 0.05), unit(0.0, 1.0)])
+    rows = np.arange(3, dtype=np.int64)
+    relevance = np.array([1.0, 0.9, 0.5], dtype=np.float32)
+    no_category = np.full(3, -1, dtype=np.int32)
+    keep = diversity.rerank(rows, relevance, vectors, no_category, lam=1.0)
+    assert keep.tolist() == [0, 1, 2]
+    # lambda 0.5 after picking 0: item 1 gains 0.5*0.8 - 0.5*0.9988 < 0, item 2 gains
+    # 0.5*0 - 0.5*0 = 0, so the different item comes second.
+    varied = diversity.rerank(rows, relevance, vectors, no_category, lam=0.5)
+    assert varied.tolist() == [0, 2, 1]
+    # lambda 0.9: item 1 gains 0.9*0.8 - 0.1*0.9988 = 0.62 > 0: relevance still wins.
+    mild = diversity.rerank(rows, relevance, vectors, no_category, lam=0.9)
+    assert mild.tolist() == [0, 1, 2]
+
+
+def test_a_category_cap_holds_back_a_full_category() -> None:
+    vectors = np.vstack([unit(1.0, 0.1 * n) for n in range(4)])
+    rows = np.arange(4, dtype=np.int64)
+    relevance = np.array([4, 3, 2, 1], dtype=np.float32)
+    categories = np.array([0, 0, 0, 1], dtype=np.int32)
+    order = diversity.rerank(rows, relevance, vectors, categories, lam=1.0, max_per_category=2)
+    # Two of category 0, then category 1, then the held-back third of category 0.
+    assert order.tolist() == [0, 1, 3, 2]
+
+
+def test_the_api_ranking_applies_mmr_from_settings(version: IndexVersion) -> None:
+    taste = unit(1.0, 0.2)  # leans to genre A: relevance alone puts every a first
+    profile = Profile(vector=taste, seen=frozenset({"a5"}), liked=("a5",), count=1)
+    plain = recommend(version, profile, RankingSettings(), depth=10, cold_start_min=1)
+    assert names(version, plain.rows[:5]) == ["a0", "a1", "a2", "a3", "a4"]
+    diverse = recommend(
+        version, profile, RankingSettings(mmr_lambda=0.3), depth=10, cold_start_min=1
+    )
+    assert any(n.startswith("b") for n in names(version, diverse.rows[:3]))
+    assert sorted(diverse.rows.tolist()) == sorted(plain.rows.tolist())
