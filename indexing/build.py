@@ -67,13 +67,7 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
     popularity = np.zeros(n_items, dtype=np.float32)
     np.add.at(popularity, snapshot.item_rows, np.maximum(weights, 0) * ages)
 
-    history = sp.csr_matrix(
-        (weights, (snapshot.user_rows, snapshot.item_rows)),
-        shape=(n_users, n_items),
-        dtype=np.float32,
-    )
-    history.sum_duplicates()
-    history.sort_indices()
+    history = history_matrix(snapshot, weights)
     latest = _max_per_pair(snapshot, n_items)
 
     names = sorted({c for c in snapshot.categories if c is not None})
@@ -99,6 +93,18 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
         history_times=latest,
         collaborative=collaborative.fit(liked, settings.collaborative, settings.index),
     )
+
+
+def history_matrix(snapshot: Snapshot, weights: npt.NDArray[np.float32]) -> sp.csr_matrix:
+    """Users x items net weight of each pair touched (a pair whose weights cancel stays, at 0)."""
+    history = sp.csr_matrix(
+        (weights, (snapshot.user_rows, snapshot.item_rows)),
+        shape=(len(snapshot.user_ids), len(snapshot.item_ids)),
+        dtype=np.float32,
+    )
+    history.sum_duplicates()
+    history.sort_indices()
+    return history
 
 
 def _max_per_pair(snapshot: Snapshot, n_items: int) -> npt.NDArray[np.float64]:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from common.settings import Settings, load_settings
 from embeddings.encoder import make_encoder
 from indexing import baselines, collaborative, evaluation, movielens
-from indexing.build import assemble
+from indexing.build import assemble, history_matrix
 from indexing.profiles import type_weights
 from indexing.snapshot import Snapshot
 
@@ -32,21 +31,10 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 BATCH = 10_000
 
 
-def training_matrix(train: Snapshot, settings: Settings) -> sp.csr_matrix:
-    weights = type_weights(train.kinds, train.values, settings.interactions)
-    history = sp.csr_matrix(
-        (weights, (train.user_rows, train.item_rows)),
-        shape=(len(train.user_ids), len(train.item_ids)),
-        dtype=np.float32,
-    )
-    history.sum_duplicates()
-    return history
-
-
 def baseline_figures(
     train: Snapshot, truth: evaluation.Truth, settings: Settings, k: int
 ) -> dict[str, dict[str, float]]:
-    history = training_matrix(train, settings)
+    history = history_matrix(train, type_weights(train.kinds, train.values, settings.interactions))
     liked = collaborative.positives(history, settings.ranking.positive_min)
     seen = {u: history.indices[history.indptr[u] : history.indptr[u + 1]].tolist() for u in truth}
     n_items = liked.shape[1]

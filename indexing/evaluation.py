@@ -53,12 +53,9 @@ def split(snapshot: Snapshot, settings: Settings) -> tuple[Snapshot, Truth]:
     """The training snapshot and each user's held-out positives (rows of the same catalog)."""
     test = held_out(snapshot.user_rows, snapshot.times)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
+    positive = test & (weights >= settings.ranking.positive_min)
     truth: dict[int, set[int]] = {}
-    for user, item in zip(
-        snapshot.user_rows[test & (weights >= settings.ranking.positive_min)],
-        snapshot.item_rows[test & (weights >= settings.ranking.positive_min)],
-        strict=True,
-    ):
+    for user, item in zip(snapshot.user_rows[positive], snapshot.item_rows[positive], strict=True):
         truth.setdefault(int(user), set()).add(int(item))
     keep = ~test
     train = replace(

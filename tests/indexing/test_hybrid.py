@@ -68,34 +68,29 @@ def test_disliking_one_item_sinks_the_items_like_it(version: IndexVersion) -> No
 
 def test_the_push_is_the_scaled_closeness_to_rejected_items(version: IndexVersion) -> None:
     settings = RankingSettings()
-    rows = np.arange(10, dtype=np.int64)  # a0..a4 is not the split: a0..a5 and b0..b3
+    rows = np.arange(10, dtype=np.int64)  # a0..a5 and b0..b3, scored as given
     rejected = np.array([version.item_row["b5"]], dtype=np.int64)
-    blended = hybrid.blend(
-        version,
-        settings,
-        taste=unit(1.0, 1.0),
-        liked=np.zeros(0, dtype=np.int64),
-        rejected=rejected,
-        trending=version.popularity,
-        depth=10,
-        only=rows,
-    )
+
+    def blend(settings: RankingSettings) -> hybrid.Blend:
+        return hybrid.blend(
+            version,
+            settings,
+            taste=unit(1.0, 1.0),
+            liked=np.zeros(0, dtype=np.int64),
+            rejected=rejected,
+            trending=version.popularity,
+            depth=10,
+            only=rows,
+        )
+
+    blended = blend(settings)
     closeness = np.maximum(version.item_vectors[rows] @ version.item_vectors[rejected[0]], 0)
     expected = (closeness - closeness.min()) / (closeness.max() - closeness.min())
     assert blended.push == pytest.approx(expected, abs=1e-6)
     unpushed = sum(blended.weights[k] * blended.scaled[k] for k in hybrid.SOURCES)
     assert blended.total == pytest.approx(unpushed - settings.negative_weight * expected, abs=1e-6)
     # With no weight on the push, nothing moves.
-    flat = hybrid.blend(
-        version,
-        settings.model_copy(update={"negative_weight": 0.0}),
-        taste=unit(1.0, 1.0),
-        liked=np.zeros(0, dtype=np.int64),
-        rejected=rejected,
-        trending=version.popularity,
-        depth=10,
-        only=rows,
-    )
+    flat = blend(settings.model_copy(update={"negative_weight": 0.0}))
     assert flat.total == pytest.approx(unpushed, abs=1e-6)
 
 

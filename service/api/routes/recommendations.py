@@ -154,7 +154,8 @@ async def _blend(
     blended = ranking.blend_for(
         version, profile, settings.ranking, settings.index.ranking_depth, None, excluded, trend
     )
-    missing = [r for r in extra if r not in set(blended.rows.tolist())]
+    scored = set(blended.rows.tolist())
+    missing = [r for r in extra if r not in scored]
     if missing:
         rows = np.concatenate([blended.rows, np.array(missing, dtype=np.int64)])
         blended = ranking.blend_for(
