@@ -128,6 +128,15 @@ class IndexSettings(_Section):
     trending_window_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
     trending_fresh_days: Annotated[float, Field(gt=0)] = 14.0
     trending_refresh_seconds: Annotated[float, Field(ge=5)] = 60.0
+    # Time a build may spend choosing its blend weights and model settings on its holdout
+    # (0: serve the starting values as configured).
+    tune_seconds: Annotated[float, Field(ge=0)] = 90.0
+    # The quality gate: a build whose held-out NDCG@10 is below the active version's by more
+    # than this fraction, or not above popularity on its own holdout, is not activated.
+    gate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # The nightly build (through the gate), at this hour (UTC); off with INDEX_NIGHTLY=false.
+    nightly: bool = True
+    nightly_hour: Annotated[int, Field(ge=0, le=23)] = 3
 
 
 class RankingSettings(_Section):
@@ -135,28 +144,28 @@ class RankingSettings(_Section):
 
     model_config = SettingsConfigDict(env_prefix="RANKING_")
 
-    # Weight of each source for a user with a rich history; `adapt_at` positive items is
-    # where collaborative sources reach half their weight and trending and content have
-    # handed over half of their lead.
-    content_weight: Annotated[float, Field(ge=0)] = 0.3
+    # Starting weights of each source for a user with a rich history; each build searches
+    # around them on its own holdout (INDEX_TUNE_SECONDS) and serves what it chose. Sources
+    # are standardised per list before blending, so weights compare across sources.
+    # `adapt_at` positive items is where the rich weights count half.
+    content_weight: Annotated[float, Field(ge=0)] = 0.5
     collaborative_weight: Annotated[float, Field(ge=0)] = 1.0
+    ease_weight: Annotated[float, Field(ge=0)] = 1.0
     cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
     recent_weight: Annotated[float, Field(ge=0)] = 0.5
-    trending_weight: Annotated[float, Field(ge=0)] = 0.1
-    # The same for a user with no liked items yet; collaborative sources weigh 0 there.
+    trending_weight: Annotated[float, Field(ge=0)] = 0.25
+    # The same for a user with no positive items yet; collaborative sources weigh 0 there.
     cold_content_weight: Annotated[float, Field(ge=0)] = 1.0
     cold_trending_weight: Annotated[float, Field(ge=0)] = 0.5
-    adapt_at: Annotated[float, Field(gt=0)] = 10.0
-    # How many of the newest liked items seed the "recent" source.
-    recent_items: Annotated[int, Field(ge=1, le=100)] = 5
-    # How hard items like a disliked or hidden one are pushed down.
-    negative_weight: Annotated[float, Field(ge=0)] = 0.5
+    adapt_at: Annotated[float, Field(gt=0)] = 5.0
+    # How many of the newest positive items seed the "recent" source.
+    recent_items: Annotated[int, Field(ge=1, le=100)] = 10
+    # How hard items like a disliked or hidden one are pushed down: at 1, an item as close as
+    # can be to a rejected one sinks by the whole spread of the user's list.
+    negative_weight: Annotated[float, Field(ge=0)] = 2.0
     # MMR: 1.0 ranks by relevance alone, lower values trade relevance for variety.
     mmr_lambda: Annotated[float, Field(ge=0, le=1)] = 1.0
     max_per_category: Annotated[int | None, Field(ge=1)] = None
-    # A user "likes" an item once its net interaction weight reaches this (a like, a click,
-    # a rating of 4, or two views with the default weights).
-    positive_min: Annotated[float, Field(gt=0)] = 2.0
 
 
 class CollaborativeSettings(_Section):
@@ -164,11 +173,22 @@ class CollaborativeSettings(_Section):
 
     model_config = SettingsConfigDict(env_prefix="COLLABORATIVE_")
 
-    factors: Annotated[int, Field(ge=2, le=512)] = 32
-    regularization: Annotated[float, Field(gt=0)] = 0.05
-    alpha: Annotated[float, Field(gt=0)] = 1.0
+    # Starting values; each build searches around them on its own holdout.
+    factors: Annotated[int, Field(ge=2, le=512)] = 64
+    regularization: Annotated[float, Field(gt=0)] = 0.1
+    alpha: Annotated[float, Field(gt=0)] = 2.0
     iterations: Annotated[int, Field(ge=1, le=200)] = 15
-    neighbours: Annotated[int, Field(ge=1, le=1_000)] = 100
+    # Neighbours kept per item by the cosine and the EASE models.
+    neighbours: Annotated[int, Field(ge=1, le=2_000)] = 200
+    ease_neighbours: Annotated[int, Field(ge=1, le=5_000)] = 1_000
+    shrinkage: Annotated[float, Field(ge=0)] = 20.0
+    ease_lambda: Annotated[float, Field(gt=0)] = 200.0
+    # EASE inverts a dense matrix over this many of the most-liked items: n^2 * 4 bytes of
+    # memory (1.6 GB at 20,000) and n^3 time. Beyond them the other sources rank.
+    ease_max_items: Annotated[int, Field(ge=0, le=60_000)] = 20_000
+    # Half-life of the evidence the collaborative models learn from (0: no decay; the
+    # "recent" source and the taste vectors weigh recency in any case).
+    half_life_days: Annotated[float, Field(ge=0)] = 0.0
     seed: int = 7
 
 

@@ -5,7 +5,7 @@ A version is five files plus a manifest:
   users.faiss   user vectors, searchable (for similar users)
   factors.faiss ALS item factors, searchable by inner product
   arrays.npz    per-item category codes and popularity; per-user interaction history (CSR);
-                item-item co-occurrence neighbours (CSR)
+                item-item cosine neighbours and EASE weights (CSR)
   ids.json      item ids, user ids and category names, in row order
 The manifest names the sha256 of each file; loading refuses a file whose digest differs.
 """
@@ -24,6 +24,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from common.errors import RecsError
+from common.settings import RankingSettings
 from embeddings.encoder import Vectors
 from indexing import ann
 from indexing.collaborative import Collaborative
@@ -78,6 +79,11 @@ class IndexVersion:
             for code, name in enumerate(self.category_names)
         }
 
+    def ranking(self, base: RankingSettings) -> RankingSettings:
+        """The ranking settings this version serves: `base` with the blend its build chose."""
+        chosen = self.manifest.get("tuning", {}).get("chosen", {}).get("ranking")
+        return base.model_copy(update=chosen) if chosen else base
+
     @property
     def version(self) -> int:
         return int(self.manifest["version"])
@@ -105,7 +111,7 @@ class IndexVersion:
         faiss.write_index(self.item_index, str(folder / "items.faiss"))
         faiss.write_index(self.user_index, str(folder / "users.faiss"))
         faiss.write_index(self.collaborative.factor_index, str(folder / "factors.faiss"))
-        neighbours = self.collaborative.neighbours
+        neighbours, ease = self.collaborative.neighbours, self.collaborative.ease
         np.savez(
             folder / "arrays.npz",
             item_category=self.item_category,
@@ -117,8 +123,15 @@ class IndexVersion:
             neighbour_indptr=neighbours.indptr,
             neighbour_items=neighbours.indices,
             neighbour_weights=neighbours.data,
+            ease_indptr=ease.indptr,
+            ease_items=ease.indices,
+            ease_weights=ease.data,
             collaborative_params=np.array(
-                [self.collaborative.regularization, self.collaborative.alpha]
+                [
+                    self.collaborative.regularization,
+                    self.collaborative.alpha,
+                    self.collaborative.half_life_days,
+                ]
             ),
         )
         ids = {
@@ -141,7 +154,7 @@ class IndexVersion:
         with np.load(folder / "arrays.npz") as arrays:
             loaded = {name: arrays[name] for name in arrays.files}
         n_items = len(ids["items"])
-        regularization, alpha = (float(x) for x in loaded["collaborative_params"])
+        regularization, alpha, half_life = (float(x) for x in loaded["collaborative_params"])
         collaborative = Collaborative(
             factor_index=faiss.read_index(str(folder / "factors.faiss")),
             neighbours=sp.csr_matrix(
@@ -152,8 +165,13 @@ class IndexVersion:
                 ),
                 shape=(n_items, n_items),
             ),
+            ease=sp.csr_matrix(
+                (loaded["ease_weights"], loaded["ease_items"], loaded["ease_indptr"]),
+                shape=(n_items, n_items),
+            ),
             regularization=regularization,
             alpha=alpha,
+            half_life_days=half_life,
         )
         return cls(
             manifest=manifest,

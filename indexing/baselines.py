@@ -1,12 +1,12 @@
 """Reference recommenders the evaluation compares the hybrid with, fitted on the same split.
 
-All learn from the binary matrix X (users x items) of liked training pairs, and score every
-item for a user; training items are excluded by the caller.
-  Pop      score(i) = number of users who liked i
+All learn from a binary matrix X (users x items) of training pairs, and score every item for
+the users asked for; training items are excluded by the caller.
+  Pop      score(i) = number of users with i
   ItemKNN  score(u, i) = sum_{j in X_u} cos(j, i), each item keeping its `k` nearest
            neighbours (Sarwar et al., WWW 2001)
   EASE     B = I - P diag(1 / diag(P)), P = (X^T X + lambda I)^-1; score(u) = X_u B
-           (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019)
+           (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019), dense
 """
 
 from __future__ import annotations
@@ -15,29 +15,36 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from indexing.collaborative import cooccurrence
+from indexing.collaborative import cosine, spd_inverse_lower
 
-Scores = npt.NDArray[np.float64]
-
-
-def pop(liked: sp.csr_matrix) -> Scores:
-    """(n_items,) liked counts, the same list for everyone."""
-    return np.asarray(liked.sum(axis=0), dtype=np.float64).ravel()
+Scores = npt.NDArray[np.float32]
 
 
-def item_knn(liked: sp.csr_matrix, k: int = 100) -> Scores:
-    """(n_users, n_items) scores."""
-    return np.asarray((liked @ cooccurrence(liked, k)).todense(), dtype=np.float64)
+def pop(x: sp.csr_matrix) -> Scores:
+    """(n_items,) counts, the same list for everyone."""
+    return np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
 
 
-def ease(liked: sp.csr_matrix, lam: float = 500.0) -> Scores:
-    """(n_users, n_items) scores; a dense n_items x n_items inverse, so for small catalogs."""
-    gram = np.asarray((liked.T @ liked).todense(), dtype=np.float64)
+def item_knn(x: sp.csr_matrix, users: list[int], k: int = 100) -> Scores:
+    """(len(users), n_items) scores."""
+    return np.asarray((x[users] @ cosine(x, k, 0.0)).todense(), dtype=np.float32)
+
+
+def ease(x: sp.csr_matrix, users: list[int], lam: float = 500.0) -> Scores:
+    """(len(users), n_items) scores from the full dense B (items no one has are left out)."""
+    n_items = x.shape[1]
+    active = np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() > 0)
+    sub = sp.csr_matrix(x[:, active], dtype=np.float32)
+    gram = (sub.T @ sub).toarray().astype(np.float32)
     gram[np.diag_indices_from(gram)] += lam
-    inverse = np.linalg.inv(gram)
-    weights = inverse / -np.diag(inverse)
+    lower = spd_inverse_lower(gram)
+    inverse = np.tril(lower) + np.tril(lower, -1).T
+    del lower, gram
+    weights = inverse / -np.diag(inverse)[None, :]
     weights[np.diag_indices_from(weights)] = 0.0
-    return np.asarray(liked @ weights, dtype=np.float64)
+    scores = np.zeros((len(users), n_items), dtype=np.float32)
+    scores[:, active] = np.asarray(sub[users] @ weights, dtype=np.float32)
+    return scores
 
 
 def top_k(scores: Scores, excluded: list[int], k: int) -> list[int]:

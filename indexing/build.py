@@ -18,9 +18,10 @@ import scipy.sparse as sp
 
 from common.settings import Settings
 from embeddings.encoder import Encoder
-from indexing import ann, collaborative, evaluation, publish
+from indexing import ann, collaborative, gate, publish, tuning
 from indexing.artifacts import MANIFEST, IndexVersion
-from indexing.profiles import decay, type_weights, user_decay, user_vectors
+from indexing.collaborative import Collaborative
+from indexing.profiles import evidence, type_weights, user_decay, user_vectors
 from indexing.snapshot import Snapshot, embed_missing, take
 from storage import builds
 from storage.blob import BlobStore
@@ -39,7 +40,6 @@ def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
         "hnsw": [index.hnsw_m, index.hnsw_ef_construction, index.hnsw_ef_search],
         "interaction_weights": dict(sorted(settings.interactions.interaction_weights.items())),
         "rating_weights": list(settings.interactions.rating_weights),
-        "positive_min": settings.ranking.positive_min,
         "collaborative": settings.collaborative.model_dump(),
     }
 
@@ -48,8 +48,13 @@ def fingerprint(shaping: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
-    """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller)."""
+def assemble(
+    snapshot: Snapshot, settings: Settings, collaborative_model: Collaborative | None = None
+) -> IndexVersion:
+    """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller).
+
+    The collaborative models are fitted here unless `collaborative_model` is given.
+    """
     n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
     half_life = settings.index.half_life_days
@@ -60,38 +65,64 @@ def assemble(snapshot: Snapshot, settings: Settings) -> IndexVersion:
         n_users,
         snapshot.item_vectors,
     )
-    # Popularity as of the newest interaction, so that a catalog whose history ended long
-    # ago still ranks by what was popular at its end.
-    newest = snapshot.times.max(initial=snapshot.as_of.timestamp())
-    ages = decay(snapshot.times, datetime.fromtimestamp(newest, UTC), half_life)
+    # All-time positive weight: the cold-start list and the trending source's stand-in
+    # when no trending list is served. What is hot now is the trending lists' business.
     popularity = np.zeros(n_items, dtype=np.float32)
-    np.add.at(popularity, snapshot.item_rows, np.maximum(weights, 0) * ages)
+    np.add.at(popularity, snapshot.item_rows, np.maximum(weights, 0))
 
-    history = history_matrix(snapshot, weights)
-    latest = _max_per_pair(snapshot, n_items)
+    history, latest = history_matrix(snapshot, weights), _max_per_pair(snapshot, n_items)
+    if collaborative_model is None:
+        strength = evidence_matrix(history, latest, settings.collaborative.half_life_days)
+        collaborative_model = collaborative.fit(strength, settings.collaborative, settings.index)
 
     names = sorted({c for c in snapshot.categories if c is not None})
     code = {name: n for n, name in enumerate(names)}
-    item_index = ann.build(snapshot.item_vectors, settings.index)
-    user_index = ann.build(users, settings.index)
-    liked = collaborative.positives(history, settings.ranking.positive_min)
     return IndexVersion(
         manifest={},
         item_ids=snapshot.item_ids,
         item_titles=snapshot.titles,
-        item_index=item_index,
+        item_index=ann.build(snapshot.item_vectors, settings.index),
         category_names=names,
         item_category=np.array(
             [code[c] if c is not None else -1 for c in snapshot.categories], dtype=np.int32
         ),
         popularity=popularity,
         user_ids=snapshot.user_ids,
-        user_index=user_index,
+        user_index=ann.build(users, settings.index),
         history_indptr=history.indptr.astype(np.int64),
         history_items=history.indices.astype(np.int32),
         history_weights=history.data.astype(np.float32),
         history_times=latest,
-        collaborative=collaborative.fit(liked, settings.collaborative, settings.index),
+        collaborative=collaborative_model,
+    )
+
+
+def fit(
+    snapshot: Snapshot, settings: Settings, say: tuning.Say | None = None
+) -> tuple[IndexVersion, tuning.Tuned]:
+    """Tune on the snapshot's own holdout, then assemble on all of it with the chosen values.
+
+    The version's manifest holds the chosen values, so it serves the blend it chose."""
+    tuned = tuning.tune(snapshot, settings, assemble, snapshot_evidence, say)
+    built = assemble(snapshot, settings.model_copy(update={"collaborative": tuned.collaborative}))
+    built.manifest = {"tuning": {"chosen": tuned.chosen()}}
+    return built, tuned
+
+
+def evidence_matrix(
+    history: sp.csr_matrix, latest: npt.NDArray[np.float64], half_life_days: float
+) -> sp.csr_matrix:
+    """Users x items evidence (indexing/profiles.py) of the pairs in a history matrix."""
+    strength = evidence(history.data, latest, history.indptr, half_life_days)
+    return sp.csr_matrix((strength, history.indices, history.indptr), shape=history.shape)
+
+
+def snapshot_evidence(snapshot: Snapshot, settings: Settings) -> sp.csr_matrix:
+    weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
+    return evidence_matrix(
+        history_matrix(snapshot, weights),
+        _max_per_pair(snapshot, len(snapshot.item_ids)),
+        settings.collaborative.half_life_days,
     )
 
 
@@ -160,7 +191,9 @@ async def build_version(
     """Embed what changed, build, upload, record and (by default) activate a version.
 
     Returns (version, final stage). Nothing becomes visible unless every step succeeds: the
-    version is recorded only once all its files are in the store, and activated after that.
+    version is recorded only once all its files are in the store, and activated after that,
+    and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
+    `rejected` and the final stage is "rejected".
     """
     shaping = shaping_settings(settings, encoder)
     digest = fingerprint(shaping)
@@ -174,10 +207,11 @@ async def build_version(
     await embed_missing(pool, encoder, lambda f: report("embedding", 0.6 * f))
     await report("snapshot", 0.6)
     snapshot = await take(pool, encoder)
-    await report("indexing", 0.65)
-    built = await asyncio.to_thread(assemble, snapshot, settings)
-    await report("evaluating", 0.72)
-    metrics = await asyncio.to_thread(evaluation.self_evaluate, snapshot, settings)
+    await report("tuning", 0.65)
+    built, tuned = await asyncio.to_thread(fit, snapshot, settings)
+    active = await builds.active_version(pool)
+    active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
+    verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
 
     version = await builds.next_version(pool)
     created = datetime.now(UTC)
@@ -194,7 +228,9 @@ async def build_version(
         "settings": shaping,
         "item_index": ann.describe(built.item_index, settings.index),
         "user_index": ann.describe(built.user_index, settings.index),
-        "metrics": metrics,
+        "tuning": {"chosen": tuned.chosen(), "search": tuned.search},
+        "metrics": tuned.metrics,
+        "gate": verdict,
         **marks,
     }
     await report("saving", 0.8)
@@ -204,7 +240,11 @@ async def build_version(
 
     await report("uploading", 0.85)
     await asyncio.to_thread(publish.upload, store, folder, manifest)
-    await builds.record_version(pool, manifest)
+    passed = bool(verdict["passed"])
+    await builds.record_version(pool, manifest, "ready" if passed else "rejected")
+    if not passed:
+        await retire(pool, store, settings)
+        return version, "rejected"
     if activate:
         await report("activating", 0.95)
         await builds.activate(pool, version)

@@ -1,17 +1,33 @@
-"""Collaborative signals fitted at build time: implicit-feedback ALS and item co-occurrence.
+"""Collaborative models fitted at build time: implicit ALS, EASE and shrunk item-item cosine.
 
-Both learn from the same binary matrix P (users x items): P[u, i] = 1 when user u's net
-interaction weight on item i reaches `positive_min` (they liked it), else 0.
+All three learn from every positive interaction, whatever its type. The evidence of a
+(user, item) pair is e = w * 0.5 ** (age / half_life) when its net weight w is above 0
+(indexing/profiles.py, `evidence`; no decay with half_life 0): a view, two views, a purchase,
+a rating of 4 all count, more the heavier, the more repeated and the more recent. X is the
+users x items matrix of that evidence.
 
 ALS: Hu, Koren and Volinsky, "Collaborative Filtering for Implicit Feedback Datasets"
-(ICDM 2008), fitted with the `implicit` package. Item factors Y (n_items x f) are served from a
-FAISS inner-product index; a user's factors are solved here from their liked items, so a user
-who acted a moment ago is scored with their current history, not the one the build saw:
-    x_u = (Y^T Y + reg I + sum_{i in P_u} (c - 1) y_i y_i^T)^-1  sum_{i in P_u} c y_i,  c = alpha
+(ICDM 2008), fitted with the `implicit` package on confidences c = 1 + alpha * e. Item
+factors Y (n_items x f) are served from a FAISS inner-product index; a user's factors are
+solved from their current positive items, so a user who acted a moment ago is scored with
+their current history, not the one the build saw:
+    x_u = (Y^T Y + reg I + sum_{i in X_u} (c_i - 1) y_i y_i^T)^-1  sum_{i in X_u} c_i y_i
 
-Co-occurrence: cosine between item columns of P, keeping each item's `neighbours` most similar
-items (Sarwar et al., "Item-based collaborative filtering", WWW 2001):
-    sim(i, j) = |users who liked i and j| / sqrt(|liked i| |liked j|)
+EASE: Steck, "Embarrassingly Shallow Autoencoders for Sparse Data" (WWW 2019), on the
+weighted X:
+    P = (X^T X + lambda I)^-1,  B = I - P diag(1 / diag(P)),  score(u) = X_u B
+fitted over the `ease_max_items` items with the most positive users (the dense inverse is
+n^2 memory and n^3 time); beyond them EASE has no opinion and the other sources speak. Each
+row of B keeps its `ease_neighbours` weights largest in magnitude (the negative ones say
+"explained away", and dropping them costs more than dropping small positive ones), so
+serving is a sparse row sum.
+
+Cosine with shrinkage (Sarwar et al., WWW 2001; shrinkage after Bell and Koren, 2007), over
+the item columns of X:
+    sim(i, j) = X_i . X_j / (|X_i| |X_j| + shrink)
+so two co-occurrences cannot outrank two hundred. Each item keeps its `neighbours` most
+similar items; the co-occurrence source scores X_u S, the recent source the same over the
+newest positive items.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.linalg
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
@@ -33,106 +50,211 @@ Rows = npt.NDArray[np.int64]
 
 @dataclass
 class Collaborative:
-    """What a version serves of the collaborative model."""
+    """What a version serves of the collaborative models."""
 
-    factor_index: Any  # FAISS inner-product index over the item factors Y, (n_items, f)
-    neighbours: sp.csr_matrix  # (n_items, n_items) float32, top-k cosine per row
+    factor_index: Any  # FAISS inner-product index over the ALS item factors Y, (n_items, f)
+    neighbours: sp.csr_matrix  # (n_items, n_items) float32, top-k shrunk cosine per row
+    ease: sp.csr_matrix  # (n_items, n_items) float32, top-k EASE weights per row
     regularization: float
     alpha: float
+    half_life_days: float = 0.0  # of the evidence (indexing/profiles.py); 0: no decay
     item_factors: Floats = field(init=False)  # a view into factor_index's storage
     gram: npt.NDArray[np.float64] = field(init=False)  # Y^T Y, (f, f)
+    in_ease: npt.NDArray[np.bool_] = field(init=False)  # items with EASE weights, (n_items,)
 
     def __post_init__(self) -> None:
         self.item_factors = ann.vectors_of(self.factor_index)
         y = self.item_factors.astype(np.float64)
         self.gram = y.T @ y
+        self.in_ease = np.diff(self.ease.indptr) > 0
 
-    def user_factors(self, liked: Rows) -> Floats:
-        """A user's factors from the rows of the items they liked: shape (f,)."""
+    def user_factors(self, rows: Rows, evidence: Floats | None = None) -> Floats:
+        """A user's ALS factors from their positive items' rows and evidence: shape (f,)."""
         f = self.item_factors.shape[1]
-        if len(liked) == 0:
+        if len(rows) == 0:
             return np.zeros(f, dtype=np.float32)
-        y = self.item_factors[liked].astype(np.float64)
-        a = self.gram + self.regularization * np.eye(f) + (self.alpha - 1.0) * (y.T @ y)
-        b = self.alpha * y.sum(axis=0)
+        if evidence is None:
+            evidence = np.ones(len(rows), dtype=np.float32)
+        confidence = 1.0 + self.alpha * evidence.astype(np.float64)
+        y = self.item_factors[rows].astype(np.float64)
+        a = self.gram + self.regularization * np.eye(f) + (y.T * (confidence - 1.0)) @ y
+        b = confidence @ y
         return np.linalg.solve(a, b).astype(np.float32)
 
-    def neighbour_scores(self, liked: Rows, weights: Floats | None = None) -> sp.csr_matrix:
-        """One row (1 x n_items): sum over liked items of weight * their neighbour row."""
-        if weights is None:
-            weights = np.ones(len(liked), dtype=np.float32)
-        picked = sp.csr_matrix(
-            (weights, (np.zeros(len(liked), dtype=np.int64), liked)),
-            shape=(1, self.neighbours.shape[0]),
-            dtype=np.float32,
-        )
-        result: sp.csr_matrix = picked @ self.neighbours
-        return result
+    def neighbour_scores(self, rows: Rows, weights: Floats | None = None) -> Floats:
+        """(n_items,): sum over the given items of weight * their cosine neighbour row."""
+        return _row_sum(self.neighbours, rows, weights)
+
+    def ease_scores(self, rows: Rows, evidence: Floats | None = None) -> Floats:
+        """(n_items,): X_u B for a user whose positive items are `rows`."""
+        return _row_sum(self.ease, rows, evidence)
+
+    def item_item_scores(self, rows: Rows, weights: Floats) -> Floats:
+        """(n_items,): sum of weight * the item's EASE row, or its cosine row where EASE does
+        not cover the item (the recent source)."""
+        covered = self.in_ease[rows]
+        scores = _row_sum(self.ease, rows[covered], weights[covered])
+        if not covered.all():
+            scores += _row_sum(self.neighbours, rows[~covered], weights[~covered])
+        return scores
 
 
-def positives(history: sp.csr_matrix, positive_min: float) -> sp.csr_matrix:
-    """Binary users x items matrix of the pairs whose net weight reaches `positive_min`."""
-    liked = (history >= positive_min).astype(np.float32)
-    liked.eliminate_zeros()
-    return sp.csr_matrix(liked)
+def _row_sum(matrix: sp.csr_matrix, rows: Rows, weights: Floats | None) -> Floats:
+    if weights is None:
+        weights = np.ones(len(rows), dtype=np.float32)
+    picked = sp.csr_matrix(
+        (weights, (np.zeros(len(rows), dtype=np.int64), rows)),
+        shape=(1, matrix.shape[0]),
+        dtype=np.float32,
+    )
+    summed: Floats = (picked @ matrix).toarray().ravel().astype(np.float32)
+    return summed
+
+
+def positive_part(evidence: sp.csr_matrix) -> sp.csr_matrix:
+    """X: the pairs whose evidence is above 0, with their evidence."""
+    positive = sp.csr_matrix(evidence.multiply(evidence > 0), dtype=np.float32)
+    positive.eliminate_zeros()
+    return positive
 
 
 def fit(
-    liked: sp.csr_matrix, settings: CollaborativeSettings, index: IndexSettings
+    evidence: sp.csr_matrix, settings: CollaborativeSettings, index: IndexSettings
 ) -> Collaborative:
-    """Fit ALS and co-occurrence on a binary users x items matrix."""
+    """Fit ALS, EASE and the cosine neighbours on a users x items evidence matrix."""
+    x = positive_part(evidence)
     return Collaborative(
-        factor_index=ann.build(_als(liked, settings), index),
-        neighbours=cooccurrence(liked, settings.neighbours),
+        factor_index=ann.build(als(x, settings), index),
+        neighbours=cosine(x, settings.neighbours, settings.shrinkage),
+        ease=ease(x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours),
         regularization=settings.regularization,
         alpha=settings.alpha,
+        half_life_days=settings.half_life_days,
     )
 
 
-def _als(liked: sp.csr_matrix, settings: CollaborativeSettings) -> Floats:
-    n_users, n_items = liked.shape
-    if liked.nnz == 0 or n_users < 2:
+def als(evidence: sp.csr_matrix, settings: CollaborativeSettings) -> Floats:
+    """Item factors (n_items, f) fitted on confidences 1 + alpha * evidence."""
+    n_users, n_items = evidence.shape
+    positive = positive_part(evidence)
+    if positive.nnz == 0 or n_users < 2:
         return np.zeros((n_items, settings.factors), dtype=np.float32)
     from implicit.cpu.als import AlternatingLeastSquares
 
+    confidence = positive.copy()
+    confidence.data = 1.0 + settings.alpha * confidence.data
     # implicit warns (and runs slower) when BLAS runs threads inside its own threads.
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
             factors=settings.factors,
             regularization=settings.regularization,
-            alpha=settings.alpha,
+            alpha=1.0,  # the confidences above already carry alpha
             iterations=settings.iterations,
             random_state=settings.seed,
         )
-        model.fit(liked, show_progress=False)
+        model.fit(confidence, show_progress=False)
     return np.ascontiguousarray(model.item_factors, dtype=np.float32)
 
 
-def cooccurrence(liked: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Top-`k` cosine neighbours of each item (no item is its own neighbour)."""
-    n_items = liked.shape[1]
-    by_item = sp.csr_matrix(liked.T, dtype=np.float32)
-    counts = np.asarray(by_item.sum(axis=1)).ravel()
-    scale = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0).astype(np.float32)
-    normed = sp.diags(scale) @ by_item
-    rows, cols, vals = [], [], []
+def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
+    """Top-`k` shrunk cosine neighbours of each item (no item is its own neighbour)."""
+    n_items = x.shape[1]
+    by_item = sp.csr_matrix(x.T, dtype=np.float32)
+    norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1), dtype=np.float32).ravel())
+    rows: list[Rows] = []
+    cols: list[Rows] = []
+    vals: list[Floats] = []
     # Blocks of items keep the dense intermediate small for large catalogs.
     block = max(1, 2_000_000 // max(n_items, 1))
+    transposed = sp.csr_matrix(by_item.T)
     for start in range(0, n_items, block):
-        sims = (normed[start : start + block] @ normed.T).toarray()
-        for offset, row in enumerate(sims):
-            item = start + offset
-            row[item] = 0.0
-            nonzero = np.flatnonzero(row > 0)
-            if len(nonzero) > k:
-                nonzero = nonzero[np.argpartition(-row[nonzero], k - 1)[:k]]
-            rows.append(np.full(len(nonzero), item, dtype=np.int64))
-            cols.append(nonzero)
-            vals.append(row[nonzero])
-    if not rows:
+        stop = min(start + block, n_items)
+        counts = (by_item[start:stop] @ transposed).toarray()
+        sims = counts / (norms[start:stop, None] * norms[None, :] + shrink + 1e-9)
+        sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        _keep_top(sims, k, start, rows, cols, vals)
+    return _csr(rows, cols, vals, n_items)
+
+
+def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:
+    """EASE weights B over the `max_items` items most users liked, each row's `k` largest
+    in magnitude."""
+    n_items = x.shape[1]
+    counts = np.diff(sp.csc_matrix(x).indptr)
+    active = np.flatnonzero(counts > 0)
+    if len(active) > max_items:
+        active = np.sort(active[np.argsort(-counts[active], kind="stable")[:max_items]])
+    if len(active) < 2:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    sub = sp.csr_matrix(x[:, active], dtype=np.float32)
+    gram = (sub.T @ sub).toarray().astype(np.float32)
+    gram[np.diag_indices_from(gram)] += lam
+    lower = spd_inverse_lower(gram)  # P, lower triangle only; gram's memory is reused
+    n, diagonal = len(active), np.diag(lower).copy()
+    columns = np.arange(n)
+    rows: list[Rows] = []
+    cols: list[Rows] = []
+    vals: list[Floats] = []
+    block = max(1, 4_000_000 // n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        mine = np.arange(start, stop)
+        full = np.where(columns[None, :] > mine[:, None], lower[:, start:stop].T, lower[start:stop])
+        weights = full / -diagonal[None, :]
+        weights[mine - start, mine] = 0.0
+        _keep_top(weights, k, start, rows, cols, vals, by_magnitude=True)
+    coo = _csr(rows, cols, vals, n).tocoo()
     return sp.csr_matrix(
+        (coo.data, (active[coo.row], active[coo.col])), shape=(n_items, n_items), dtype=np.float32
+    )
+
+
+def spd_inverse_lower(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The lower triangle of a symmetric positive definite matrix's inverse (Cholesky),
+    computed in the matrix's own memory."""
+    matrix = matrix.T  # Fortran order, the same symmetric matrix: LAPACK works in place
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (matrix,))
+    factor, info = potrf(matrix, lower=True, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix is not positive definite ({info})")
+    inverse, info = potri(factor, lower=True, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE inverse failed ({info})")
+    result: npt.NDArray[np.float32] = inverse
+    return result
+
+
+def _keep_top(
+    block: npt.NDArray[Any],
+    k: int,
+    first_row: int,
+    rows: list[Rows],
+    cols: list[Rows],
+    vals: list[Floats],
+    by_magnitude: bool = False,
+) -> None:
+    """Append each row's `k` largest entries as COO parts: above 0, or by magnitude."""
+    n = block.shape[1]
+    if k < n:
+        key = -np.abs(block) if by_magnitude else -block
+        top = np.argpartition(key, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(n), block.shape)
+    picked = np.take_along_axis(block, top, axis=1)
+    keep = picked != 0 if by_magnitude else picked > 0
+    row_of = np.broadcast_to(np.arange(first_row, first_row + block.shape[0])[:, None], top.shape)
+    rows.append(row_of[keep].astype(np.int64))
+    cols.append(top[keep].astype(np.int64))
+    vals.append(picked[keep].astype(np.float32))
+
+
+def _csr(rows: list[Rows], cols: list[Rows], vals: list[Floats], n: int) -> sp.csr_matrix:
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    matrix = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_items, n_items),
+        shape=(n, n),
         dtype=np.float32,
     )
+    matrix.sort_indices()
+    return matrix

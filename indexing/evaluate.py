@@ -1,10 +1,12 @@
-"""`python -m indexing.evaluate`: the evaluation protocol on MovieLens, with baselines.
+"""`python -m indexing.evaluate`: the evaluation protocols (indexing/datasets.py), with
+baselines, on ml-latest-small as ratings, the same as views only, and Book-Crossing.
 
-In process (default): split, assemble a version from the training part exactly as a build
-does, rank every evaluated user with the API's ranking code, and fit Pop, ItemKNN and EASE on
-the same training part. With --http URL: send the training part through the batch endpoints
-of a running service, build through the API, and score the lists GET
-/api/v1/recommendations/{user_id} answers (the baselines are still fitted here).
+In process (default): split, fit a version from the training part exactly as a build does
+(tuning on its own holdout included), rank every evaluated user with the API's ranking code,
+and fit Pop, ItemKNN and EASE on the same training part. With --http URL: send the training
+part of one dataset through the batch endpoints of a running service with an empty database,
+build through the API, and score the lists GET /api/v1/recommendations/{user_id} answers
+(the baselines are still fitted here).
 """
 
 from __future__ import annotations
@@ -19,80 +21,116 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from common.settings import Settings, load_settings
 from embeddings.encoder import make_encoder
-from indexing import baselines, collaborative, evaluation, movielens
-from indexing.build import assemble, history_matrix
-from indexing.profiles import type_weights
+from indexing import baselines, datasets, evaluation
+from indexing.build import fit
 from indexing.snapshot import Snapshot
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BATCH = 10_000
+Figures = dict[str, dict[str, float]]
 
 
 def baseline_figures(
-    train: Snapshot, truth: evaluation.Truth, settings: Settings, k: int
-) -> dict[str, dict[str, float]]:
-    history = history_matrix(train, type_weights(train.kinds, train.values, settings.interactions))
-    liked = collaborative.positives(history, settings.ranking.positive_min)
-    seen = {u: history.indices[history.indptr[u] : history.indptr[u + 1]].tolist() for u in truth}
-    n_items = liked.shape[1]
-    popular = baselines.pop(liked)
-    results = {"Pop": {u: baselines.top_k(popular, seen[u], k) for u in truth}}
-    for name, fitted in (("ItemKNN", baselines.item_knn(liked)), ("EASE", baselines.ease(liked))):
-        results[name] = {u: baselines.top_k(fitted[u], seen[u], k) for u in truth}
-    return {name: evaluation.scores(lists, truth, k, n_items) for name, lists in results.items()}
+    train: Snapshot, truth: evaluation.Truth, k: int, stars: bool, say: Any = None
+) -> Figures:
+    """Pop, ItemKNN and EASE on the binary matrix of all training pairs and, for ratings,
+    also on the pairs rated 4 and above (the stronger of the two is the bar)."""
+    n_users, n_items = len(train.user_ids), len(train.item_ids)
+    inputs = {"": np.ones(len(train.kinds), dtype=bool)}
+    if stars:
+        inputs[" 4+"] = np.array([v is not None and v >= 4 for v in train.values])
+    seen = sp.csr_matrix(
+        (np.ones(len(train.kinds), dtype=np.float32), (train.user_rows, train.item_rows)),
+        shape=(n_users, n_items),
+    )
+    users = sorted(truth)
+    excluded = {u: seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist() for u in users}
+    results: Figures = {}
+    for suffix, mask in inputs.items():
+        x = sp.csr_matrix(
+            (
+                np.ones(int(mask.sum()), dtype=np.float32),
+                (train.user_rows[mask], train.item_rows[mask]),
+            ),
+            shape=(n_users, n_items),
+        )
+        x.data[:] = 1.0
+        popular = baselines.pop(x)
+        fitted = {
+            "Pop": np.broadcast_to(popular, (len(users), n_items)),
+            "ItemKNN": baselines.item_knn(x, users),
+            "EASE": baselines.ease(x, users),
+        }
+        for name, scored in fitted.items():
+            if say is not None:
+                say(f"baseline {name}{suffix}")
+            lists = {u: baselines.top_k(scored[n], excluded[u], k) for n, u in enumerate(users)}
+            results[name + suffix] = evaluation.scores(lists, truth, k, n_items)
+    return results
 
 
-def in_process(settings: Settings, movies: movielens.Movies, k: int) -> dict[str, dict[str, float]]:
+def in_process(settings: Settings, dataset: datasets.Dataset, k: int) -> Figures:
     encoder = make_encoder(settings.embedding.model, settings.embedding.batch_size)
-    vectors = movielens.embed(movies, encoder, settings.index.data_dir / "evaluation")
-    train, truth = evaluation.split(movielens.snapshot(movies, vectors), settings)
-    version = assemble(train, settings)
+    vectors = datasets.embed(dataset, encoder, settings.index.data_dir / "evaluation")
+    whole, test = datasets.snapshot(dataset, vectors)
+    train, truth = evaluation.split(whole, settings, test, dataset.positive)
+    started = time.monotonic()
+    version, tuned = fit(train, settings, _say)
+    _say(f"fitted in {time.monotonic() - started:.0f} s; chosen: {tuned.chosen()}")
+    version.manifest |= {"version": 0, "data_as_of_epoch": train.as_of.timestamp()}
     figures = evaluation.evaluate(
         version, settings, truth, k=k, progress=lambda name: _say(f"ranking: {name}")
     )
-    _say("fitting baselines")
-    return figures | baseline_figures(train, truth, settings, k)
+    return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating", _say)
 
 
-def over_http(
-    settings: Settings, movies: movielens.Movies, k: int, url: str, key: str
-) -> dict[str, dict[str, float]]:
+def over_http(settings: Settings, dataset: datasets.Dataset, k: int, url: str, key: str) -> Figures:
     import httpx
 
-    blank = np.zeros((len(movies.item_ids), 1), dtype=np.float32)
-    train, truth = evaluation.split(movielens.snapshot(movies, blank), settings)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as api:
+    blank = np.zeros((len(dataset.item_ids), 1), dtype=np.float32)
+    whole, test = datasets.snapshot(dataset, blank)
+    train, truth = evaluation.split(whole, settings, test, dataset.positive)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as api:
         items = [
-            {"item_id": i, "title": t, "category": c, "tags": g}
-            for i, t, c, g in zip(
-                movies.item_ids, movies.titles, movies.categories, movies.genres, strict=True
+            {"item_id": i, "title": t, "category": c, "tags": g, "description": d}
+            for i, t, c, g, d in zip(
+                dataset.item_ids,
+                dataset.titles,
+                dataset.categories,
+                dataset.tags,
+                dataset.descriptions,
+                strict=True,
             )
         ]
         for chunk in _chunks(items):
             _ok(api.post("/api/v1/items/batch", json={"items": chunk}))
         _say(f"sent {len(items)} items")
-        rows = [
-            {
+        rows = []
+        for u, i, kind, v, t in zip(
+            train.user_rows, train.item_rows, train.kinds, train.values, train.times, strict=True
+        ):
+            row = {
                 "user_id": train.user_ids[u],
                 "item_id": train.item_ids[i],
-                "type": "rating",
-                "value": v,
+                "type": kind,
                 "timestamp": datetime.fromtimestamp(t, UTC).isoformat(),
-                "event_id": f"movielens-{train.user_ids[u]}-{train.item_ids[i]}-{int(t)}",
+                "event_id": f"{dataset.name}-{train.user_ids[u]}-{train.item_ids[i]}-{int(t)}",
             }
-            for u, i, v, t in zip(
-                train.user_rows, train.item_rows, train.values, train.times, strict=True
-            )
-        ]
+            if v is not None:
+                row["value"] = v
+            rows.append(row)
         for chunk in _chunks(rows):
             _ok(api.post("/api/v1/interactions/batch", json={"interactions": chunk}))
-        _say(f"sent {len(rows)} training ratings")
+        _say(f"sent {len(rows)} training interactions")
         build = _ok(api.post("/api/v1/index/builds", json={"reason": "evaluation", "force": True}))
         state = _wait_for_build(api, build["build_id"])
-        _say(f"built version {state['version']}")
+        _say(f"built version {state['version']} ({state['stage']})")
+        if state["stage"] == "rejected":
+            _ok(api.post(f"/api/v1/index/versions/{state['version']}/activate"))
         row_of = {item_id: n for n, item_id in enumerate(train.item_ids)}
         lists = {}
         for user in truth:
@@ -100,9 +138,9 @@ def over_http(
                 api.get(f"/api/v1/recommendations/{train.user_ids[user]}", params={"limit": k})
             )
             lists[user] = [row_of[i["item_id"]] for i in answer["items"] if i["item_id"] in row_of]
-    figures = {"hybrid (HTTP)": evaluation.scores(lists, truth, k, len(movies.item_ids))}
+    figures = {"hybrid (HTTP)": evaluation.scores(lists, truth, k, len(dataset.item_ids))}
     _say("fitting baselines")
-    return figures | baseline_figures(train, truth, settings, k)
+    return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating")
 
 
 def _wait_for_build(api: Any, build_id: str) -> dict[str, Any]:
@@ -133,31 +171,50 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def table(figures: dict[str, dict[str, float]], k: int) -> str:
+def table(figures: Figures, k: int) -> str:
     columns = ["users", f"recall@{k}", f"ndcg@{k}", "mrr", "coverage"]
     lines = [f"{'':16}" + "".join(f"{c:>12}" for c in columns)]
     for name, row in figures.items():
         cells = [f"{int(row['users']):>12}"] + [f"{row[c]:>12.4f}" for c in columns[1:]]
         lines.append(f"{name:16}" + "".join(cells))
+    best = max(
+        (row[f"ndcg@{k}"] for name, row in figures.items() if name.split()[0] in BASELINES),
+        default=0.0,
+    )
+    ours = next((row[f"ndcg@{k}"] for name, row in figures.items() if "hybrid" in name), None)
+    if ours is not None and best > 0:
+        lines.append(f"hybrid / best baseline NDCG@{k}: {ours / best:.3f}")
     return "\n".join(lines)
+
+
+BASELINES = ("Pop", "ItemKNN", "EASE")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m indexing.evaluate", description=__doc__)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-latest-small folder")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder of ml-latest-small/, book-crossing/"
+    )
+    parser.add_argument(
+        "--dataset", choices=datasets.NAMES, action="append", help="default: all (in process)"
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--http", metavar="URL", help="evaluate a running service instead")
     parser.add_argument("--key", default=os.environ.get("ADMIN_API_KEY"), help="admin API key")
     args = parser.parse_args(argv)
     settings = load_settings()
-    movies = movielens.read(args.data)
-    if args.http:
-        if not args.key:
-            raise SystemExit("--http needs an admin key (--key or ADMIN_API_KEY)")
-        figures = over_http(settings, movies, args.k, args.http, args.key)
-    else:
-        figures = in_process(settings, movies, args.k)
-    print(table(figures, args.k))
+    names = args.dataset or list(datasets.NAMES)
+    if args.http and len(names) != 1:
+        raise SystemExit("--http evaluates one --dataset, against a service with an empty database")
+    if args.http and not args.key:
+        raise SystemExit("--http needs an admin key (--key or ADMIN_API_KEY)")
+    for name in names:
+        dataset = datasets.load(name, args.data)
+        if args.http:
+            figures = over_http(settings, dataset, args.k, args.http, args.key)
+        else:
+            figures = in_process(settings, dataset, args.k)
+        print(f"## {name}\n{table(figures, args.k)}\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Offline evaluation of the ranking code the API runs, on each user's newest interactions.
 
 Protocol: per user, sort interactions by time; the ones at or after the time of the
-interaction at position floor(0.8 n) are held out (ties stay together, so no pair is on both
-sides). Held-out items whose weight reaches `positive_min` are the user's positives. A version
-is assembled from the rest, every evaluated user's list is ranked by `indexing.ranking` with
-their training items excluded, and the top k is scored:
+interaction at position floor(0.8 n) are held out (ties stay together). The user's positives
+are the held-out items not already in their training history whose interaction weight is
+positive and at least the median positive held-out weight of the whole data: every held-out
+view where all events are views, ratings of 4 and above where ratings run 1 to 5, with no
+threshold a view-only history could miss. A version is assembled from the rest, every
+evaluated user's list is ranked by `indexing.ranking` with their training items excluded,
+and the top k is scored:
   Recall@k  hits / min(positives, k)
   NDCG@k    sum over hits at rank r (1-based) of 1 / log2(r + 1), over the same for a perfect list
   MRR       1 / rank of the first hit (0 without one)
@@ -49,15 +52,35 @@ def held_out(
     return test
 
 
-def split(snapshot: Snapshot, settings: Settings) -> tuple[Snapshot, Truth]:
-    """The training snapshot and each user's held-out positives (rows of the same catalog)."""
-    test = held_out(snapshot.user_rows, snapshot.times)
-    weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
-    positive = test & (weights >= settings.ranking.positive_min)
-    truth: dict[int, set[int]] = {}
-    for user, item in zip(snapshot.user_rows[positive], snapshot.item_rows[positive], strict=True):
-        truth.setdefault(int(user), set()).add(int(item))
+def split(
+    snapshot: Snapshot,
+    settings: Settings,
+    test: npt.NDArray[np.bool_] | None = None,
+    positive: npt.NDArray[np.bool_] | None = None,
+) -> tuple[Snapshot, Truth]:
+    """The training snapshot and each user's held-out positives (rows of the same catalog).
+
+    `test` (held out) and `positive` (a held-out positive) are masks over the snapshot's
+    interactions; by default the newest 20% of each user and the median rule above.
+    """
+    if test is None:
+        test = held_out(snapshot.user_rows, snapshot.times)
+    if positive is None:
+        weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
+        good = weights[test & (weights > 0)]
+        bar = float(np.median(good)) if len(good) else np.inf
+        positive = (weights > 0) & (weights >= bar)
     keep = ~test
+    trained = set(
+        zip(snapshot.user_rows[keep].tolist(), snapshot.item_rows[keep].tolist(), strict=True)
+    )
+    truth: dict[int, set[int]] = {}
+    chosen = test & positive
+    for user, item in zip(
+        snapshot.user_rows[chosen].tolist(), snapshot.item_rows[chosen].tolist(), strict=True
+    ):
+        if (user, item) not in trained:
+            truth.setdefault(user, set()).add(item)
     train = replace(
         snapshot,
         user_rows=snapshot.user_rows[keep],
@@ -108,22 +131,28 @@ def alone(settings: RankingSettings, source: str) -> RankingSettings:
 def rank_all(
     version: IndexVersion,
     settings: Settings,
-    ranking_settings: RankingSettings,
+    ranking_settings: RankingSettings | None,
     users: Iterable[int],
     k: int,
 ) -> dict[int, list[int]]:
     """Each user's top k by the API's ranking code (the same depth the API ranks to, then
-    cut), training items excluded."""
+    cut), training items excluded. No ranking settings: the popular list, as a new user
+    gets it."""
     lists = {}
     for user in users:
-        profile = ranking.profile_of(version, version.user_ids[user], ranking_settings.positive_min)
-        ranked = ranking.recommend(
-            version,
-            profile,
-            ranking_settings,
-            depth=max(k, settings.index.ranking_depth),
-            cold_start_min=settings.index.cold_start_min,
-        )
+        profile = ranking.profile_of(version, version.user_ids[user])
+        depth = max(k, settings.index.ranking_depth)
+        if ranking_settings is None:
+            excluded = ranking.excluded_rows(version, profile, (), True)
+            ranked = ranking.popular(version, depth=k, category=None, excluded=excluded)
+        else:
+            ranked = ranking.recommend(
+                version,
+                profile,
+                ranking_settings,
+                depth=depth,
+                cold_start_min=settings.index.cold_start_min,
+            )
         lists[user] = ranked.rows[:k].tolist()
     return lists
 
@@ -137,10 +166,12 @@ def evaluate(
     components: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Figures for the hybrid and, with `components`, for each source alone."""
-    variants = {"hybrid": settings.ranking}
+    """Figures for the hybrid as the version serves it and, with `components`, for each
+    source alone and for the popular list."""
+    variants: dict[str, RankingSettings | None] = {"hybrid": version.ranking(settings.ranking)}
     if components:
         variants |= {source: alone(settings.ranking, source) for source in hybrid.SOURCES}
+        variants["popular"] = None
     results = {}
     for name, ranking_settings in variants.items():
         if progress is not None:
@@ -150,26 +181,5 @@ def evaluate(
     return results
 
 
-def self_evaluate(snapshot: Snapshot, settings: Settings) -> dict[str, object]:
-    """A build's figures on its own newest interactions, for its manifest.
-
-    At most `evaluate_users` users (spread evenly over the user rows) are ranked, so the cost
-    stays bounded on large catalogs; 0 turns it off.
-    """
-    from indexing.build import assemble  # the build imports this module
-
-    limit = settings.index.evaluate_users
-    if limit == 0 or len(snapshot.kinds) == 0:
-        return {}
-    train, truth = split(snapshot, settings)
-    if not truth:
-        return {}
-    users = sorted(truth)
-    if len(users) > limit:
-        users = [users[int(n)] for n in np.linspace(0, len(users) - 1, limit)]
-    version = assemble(train, settings)
-    figures = evaluate(version, settings, {u: truth[u] for u in users})
-    return {
-        "protocol": f"newest {HOLDOUT:.0%} of each user's interactions held out",
-        **{name: {k: round(v, 6) for k, v in row.items()} for name, row in figures.items()},
-    }
+def rounded(figures: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    return {name: {k: round(v, 6) for k, v in row.items()} for name, row in figures.items()}

@@ -7,8 +7,9 @@ import numpy as np
 from indexing.artifacts import IndexVersion
 from indexing.hybrid import SOURCES, Blend, Rows
 
-# A source is named as a reason when it gives at least this share of the item's score.
-SHARE = 0.25
+# Besides the strongest source, a second is named when it gives at least this share of the
+# item's positive score.
+SHARE = 0.2
 
 
 def contributions(blended: Blend, position: int) -> dict[str, float]:
@@ -25,7 +26,7 @@ def reasons(
     row = int(blended.rows[position])
     said: list[str] = []
     for source, value in sorted(parts.items(), key=lambda kv: -kv[1]):
-        if value <= 0 or value < SHARE * total or len(said) == 2:
+        if value <= 0 or (said and value < SHARE * total) or len(said) == 2:
             continue
         text = _say(version, source, row, liked, recent)
         if text is not None and text not in said:
@@ -48,8 +49,10 @@ def _closest(version: IndexVersion, source: str, row: int, pool: Rows) -> int | 
     """The item of `pool` that most explains `row` for this source."""
     if len(pool) == 0:
         return None
-    if source in ("cooccurrence", "recent") and version.collaborative is not None:
-        strength = np.asarray(version.collaborative.neighbours[pool][:, row].todense()).ravel()
+    collab = version.collaborative
+    if source in ("ease", "cooccurrence", "recent") and collab is not None:
+        matrix = collab.neighbours if source == "cooccurrence" else collab.ease
+        strength = np.asarray(matrix[pool][:, row].todense()).ravel()
         if strength.max(initial=0.0) > 0:
             return int(pool[int(np.argmax(strength))])
     similarity = version.item_vectors[pool] @ version.item_vectors[row]

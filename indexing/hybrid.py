@@ -1,19 +1,27 @@
 """The hybrid ranker: candidates from several sources, blended, pushed, diversified.
 
-Sources, each a score per candidate item c for user u:
+Sources, each a score per candidate item c for user u (indexing/collaborative.py fits them):
   content        cos(v_u, e_c): the user's taste vector against the item's embedding
-  collaborative  x_u . y_c: ALS factors (x_u solved from the user's liked items)
-  cooccurrence   sum over liked items j of sim(j, c): item-item co-occurrence cosine
-  recent         the same sum over the user's `recent_items` newest liked items, the k-th
-                 newest weighted 0.5 ** (k / (recent_items / 2))
+  collaborative  x_u . y_c: ALS factors, x_u solved from the user's positive items
+  ease           sum over positive items j of e_j B[j, c]: EASE item-item weights
+  cooccurrence   sum over positive items j of e_j sim(j, c): shrunk item-item cosine
+  recent         sum over the user's `recent_items` newest positive items j, the k-th newest
+                 weighted 0.5 ** (k / (recent_items / 2)), of e_j B[j, c] (e_j sim(j, c)
+                 where EASE does not cover j): what follows the latest tastes
+(e_j: the evidence of the user's item j, indexing/profiles.py)
   trending       the served trending score (or build-time popularity when none is served)
-Candidates are the union of each source's top `depth` items. Each source's scores are min-max
-scaled to [0, 1] over the candidates, then blended:
-  score(c) = sum_k w_k(n) * scaled_k(c) - negative_weight * push(c)
-  w_k(n)   = h * rich_k + (1 - h) * cold_k,  h = n / (n + adapt_at),  n = liked items
+Candidates are the union of each source's top `depth` items. Each source's scores are
+standardised over the candidates, z = (s - mean) / std (0 where a source is flat), so one
+noisy maximum cannot squeeze every other score towards 0 as min-max scaling would. Then
+  score(c) = b(c) - negative_weight * push(c) * (max b - min b),  b(c) = sum_k w_k(n) * z_k(c)
+  w_k(n)   = h * rich_k + (1 - h) * cold_k,  h = n / (n + adapt_at),  n = positive items
 so with little history content and trending lead, and with a rich one the collaborative
-sources do. push(c) = max over disliked or hidden items d of cos(e_c, e_d), scaled to [0, 1]:
-items like what the user rejected sink, not only the rejected items themselves.
+sources do; each build chooses the weights on its own holdout (indexing/tuning.py).
+push(c) = max(0, max_d cos(e_c, e_d) - max(0, max_j cos(e_c, e_j))) over disliked or hidden
+items d and the newest PUSH_LIKED positive items j: items more like what the user rejected
+than like anything they liked sink, not only the rejected items themselves, while a disliked
+film does not sink a genre the user otherwise loves. With negative_weight 1, an item as close
+as can be to a rejected one and unlike any liked one sinks by the whole spread of the list.
 """
 
 from __future__ import annotations
@@ -30,7 +38,11 @@ from indexing.artifacts import IndexVersion
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
-SOURCES = ("content", "collaborative", "cooccurrence", "recent", "trending")
+SOURCES = ("content", "collaborative", "ease", "cooccurrence", "recent", "trending")
+# The newest positive items a candidate's closeness to rejected items is weighed against.
+PUSH_LIKED = 20
+# Sources that need history: they weigh nothing for a user without positive items.
+COLD = ("content", "recent", "trending")
 
 
 @dataclass(frozen=True)
@@ -39,30 +51,26 @@ class Blend:
 
     rows: Rows
     raw: dict[str, Floats]  # source -> raw score per candidate
-    scaled: dict[str, Floats]  # source -> min-max scaled score per candidate
-    push: Floats  # scaled similarity to rejected items
+    scaled: dict[str, Floats]  # source -> standardised score per candidate
+    push: Floats  # closeness to rejected items
     weights: dict[str, float]
     total: Floats
 
 
 def weights_for(settings: RankingSettings, liked: int) -> dict[str, float]:
-    """Each source's weight for a user with `liked` liked items (see the module docstring)."""
+    """Each source's weight for a user with `liked` positive items (see the docstring)."""
     h = liked / (liked + settings.adapt_at)
-    rich = {
-        "content": settings.content_weight,
-        "collaborative": settings.collaborative_weight,
-        "cooccurrence": settings.cooccurrence_weight,
-        "recent": settings.recent_weight,
-        "trending": settings.trending_weight,
-    }
     cold = {
         "content": settings.cold_content_weight,
-        "collaborative": 0.0,
-        "cooccurrence": 0.0,
         "recent": settings.recent_weight,
         "trending": settings.cold_trending_weight,
     }
-    return {k: h * rich[k] + (1.0 - h) * cold[k] for k in SOURCES}
+    return {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
+
+
+def rich_weight(settings: RankingSettings, source: str) -> float:
+    weight: float = getattr(settings, f"{source}_weight")
+    return weight
 
 
 def recent_weights(count: int, settings: RankingSettings) -> Floats:
@@ -71,11 +79,14 @@ def recent_weights(count: int, settings: RankingSettings) -> Floats:
     return weights
 
 
-def _scaled(values: Floats) -> Floats:
-    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
-    if high - low <= 1e-12:
-        return np.zeros_like(values)
-    return ((values - low) / (high - low)).astype(np.float32)
+def standardised(values: Floats) -> Floats:
+    """(values - mean) / std over the candidates; zeros where the values do not vary."""
+    if len(values) == 0:
+        return values.astype(np.float32)
+    spread = float(values.std())
+    if spread <= 1e-9:
+        return np.zeros_like(values, dtype=np.float32)
+    return ((values - float(values.mean())) / spread).astype(np.float32)
 
 
 def _top(scores: Floats, depth: int) -> Rows:
@@ -91,6 +102,7 @@ def blend(
     *,
     taste: Floats | None,
     liked: Rows,
+    evidence: Floats,
     rejected: Rows,
     trending: Floats,
     depth: int,
@@ -98,26 +110,32 @@ def blend(
     excluded: Collection[int] = (),
     only: Rows | None = None,
 ) -> Blend:
-    """Score the user's candidates (or exactly the rows in `only`) from every source."""
+    """Score the user's candidates (or exactly the rows in `only`) from every source.
+
+    `liked` are the user's positive items, newest first, and `evidence` their strength.
+    """
     n_items = len(version.item_ids)
     collab = version.collaborative
     has_taste = taste is not None and bool(np.any(taste))
-    factors = collab.user_factors(liked) if collab is not None and len(liked) else None
-    recent = liked[: settings.recent_items]
-    cooc = recent_sum = None
+    full: dict[str, Floats] = {}  # sources scored over the whole catalog by a row sum
+    factors = None
     if collab is not None and len(liked):
-        cooc = np.asarray(collab.neighbour_scores(liked).todense()).ravel()
-        recent_sum = np.asarray(
-            collab.neighbour_scores(recent, recent_weights(len(recent), settings)).todense()
-        ).ravel()
+        factors = collab.user_factors(liked, evidence)
+        full["ease"] = collab.ease_scores(liked, evidence)
+        full["cooccurrence"] = collab.neighbour_scores(liked, evidence)
+        recent = liked[: settings.recent_items]
+        full["recent"] = collab.item_item_scores(
+            recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
+        )
 
     if only is not None:
         rows = np.asarray(only, dtype=np.int64)
     elif category is not None:
         rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
     else:
-        found: list[Rows] = [_top(trending, depth)]
         k = depth + len(excluded)
+        found: list[Rows] = [_top(trending, k)]
+        found += [_top(scores, k) for scores in full.values()]
         if has_taste:
             assert taste is not None
             _, hits = ann.search(version.item_index, taste[None, :], k)
@@ -125,36 +143,44 @@ def blend(
         if factors is not None and collab is not None and np.any(factors):
             _, hits = ann.search(collab.factor_index, factors[None, :], k)
             found.append(hits[0][hits[0] >= 0].astype(np.int64))
-        for summed in (cooc, recent_sum):
-            if summed is not None:
-                found.append(_top(summed, k))
-        rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        rows = np.unique(np.concatenate(found))
     if excluded and len(rows):
         excluded = set(excluded)
         rows = rows[np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))]
     rows = rows[rows < n_items]
 
     zeros = np.zeros(len(rows), dtype=np.float32)
-    raw = {
-        "content": version.item_vectors[rows] @ taste if has_taste and taste is not None else zeros,
-        "collaborative": (
-            collab.item_factors[rows] @ factors
-            if collab is not None and factors is not None
-            else zeros
-        ),
-        "cooccurrence": cooc[rows].astype(np.float32) if cooc is not None else zeros,
-        "recent": recent_sum[rows].astype(np.float32) if recent_sum is not None else zeros,
-        "trending": trending[rows].astype(np.float32),
-    }
-    scaled = {k: _scaled(v) for k, v in raw.items()}
+    raw = {source: full[source][rows] if source in full else zeros for source in SOURCES}
+    raw["trending"] = trending[rows].astype(np.float32)
+    if has_taste and taste is not None:
+        raw["content"] = version.item_vectors[rows] @ taste
+    if collab is not None and factors is not None:
+        raw["collaborative"] = collab.item_factors[rows] @ factors
+    scaled = {k: standardised(v) for k, v in raw.items()}
     push = zeros
     if len(rejected) and len(rows):
-        closest = (version.item_vectors[rows] @ version.item_vectors[rejected].T).max(axis=1)
-        push = _scaled(np.maximum(closest, 0.0).astype(np.float32))
+        candidates = version.item_vectors[rows]
+        closest = (candidates @ version.item_vectors[rejected].T).max(axis=1)
+        if len(liked):
+            kept = liked[:PUSH_LIKED]
+            closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
+        push = np.maximum(closest, 0.0).astype(np.float32)
     weights = weights_for(settings, len(liked))
-    total = sum((weights[k] * scaled[k] for k in SOURCES), start=zeros.copy())
-    total = (total - settings.negative_weight * push).astype(np.float32)
-    return Blend(rows, raw, scaled, push, weights, total)
+    return Blend(rows, raw, scaled, push, weights, combine(scaled, push, weights, settings))
+
+
+def combine(
+    scaled: dict[str, Floats], push: Floats, weights: dict[str, float], settings: RankingSettings
+) -> Floats:
+    """sum_k w_k z_k, less negative_weight * push * (the spread of that sum over the list)."""
+    total = np.zeros(len(push), dtype=np.float32)
+    for source in SOURCES:
+        if weights[source]:
+            total += np.float32(weights[source]) * scaled[source]
+    if settings.negative_weight and len(total) and push.any():
+        spread = float(total.max() - total.min()) or 1.0
+        total -= np.float32(settings.negative_weight * spread) * push
+    return total
 
 
 def ranked(

@@ -72,3 +72,29 @@ def user_vectors(
         (weights, (user_rows, item_rows)), shape=(n_users, item_vectors.shape[0]), dtype=np.float32
     )
     return normalise(np.asarray(matrix @ item_vectors, dtype=np.float32))
+
+
+def evidence(
+    weights: Floats, times: npt.NDArray[np.float64], indptr: Ints, half_life_days: float
+) -> Floats:
+    """How strongly each (user, item) pair says the user wants the item, for the
+    collaborative sources: e = w * 0.5 ** (age / half_life) where the pair's net weight w is
+    above 0, else 0; age is the time from the pair's newest interaction to its user's newest
+    (no decay with half_life 0).
+
+    Pairs are given user by user, as a CSR's data: user u's pairs are [indptr[u], indptr[u+1]).
+    So repetition (a net weight that sums every act), the type's weight and recency all grow
+    it, and one view is evidence too.
+    """
+    if len(weights) == 0:
+        return np.zeros(0, dtype=np.float32)
+    counts = np.diff(indptr)
+    starts = indptr[:-1][counts > 0]
+    newest = np.repeat(np.maximum.reduceat(times, starts), counts[counts > 0])
+    if half_life_days > 0:
+        # Floored so that a positive pair from long ago stays positive, however faint.
+        fade = np.maximum(np.power(0.5, (newest - times) / (half_life_days * 86_400.0)), 1e-6)
+    else:
+        fade = np.ones(len(times))
+    strength: Floats = np.where(weights > 0, weights * fade, 0.0).astype(np.float32)
+    return strength

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from common.settings import RankingSettings
 from indexing import ann, hybrid
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats
+from indexing.profiles import Floats, evidence
 
 Rows = npt.NDArray[np.int64]
 
@@ -28,7 +28,8 @@ class Profile:
     seen: frozenset[str] = frozenset()
     negative: frozenset[str] = frozenset()  # net weight below zero: disliked or hidden
     count: int = 0
-    liked: tuple[str, ...] = ()  # net weight at least `positive_min`, newest first
+    liked: tuple[str, ...] = ()  # net weight above zero (any positive type), newest first
+    evidence: tuple[float, ...] = ()  # of each liked item (indexing/profiles.py), same order
 
     @property
     def has_taste(self) -> bool:
@@ -42,29 +43,43 @@ class Ranked:
     strategy: str = "personalized"
 
 
-def profile_of(version: IndexVersion, user_id: str, positive_min: float = 2.0) -> Profile:
+def profile_of(version: IndexVersion, user_id: str) -> Profile:
     """A user's profile as of the version's build; empty for a user it does not know."""
     row = version.user_row.get(user_id)
     if row is None:
         return Profile()
     items, weights = version.history(row)
     ids = [version.item_ids[i] for i in items]
+    half_life = version.collaborative.half_life_days if version.collaborative else 0.0
+    liked, strength = newest_first(ids, weights, version.history_at(row), half_life)
     return Profile(
         vector=version.user_vectors[row],
         seen=frozenset(ids),
-        negative=frozenset(i for i, w in zip(ids, weights, strict=True) if w < 0),
+        negative=frozenset(i for i, w in zip(ids, weights.tolist(), strict=True) if w < 0),
         count=len(ids),
-        liked=newest_first(ids, weights.tolist(), version.history_at(row).tolist(), positive_min),
+        liked=liked,
+        evidence=strength,
     )
 
 
 def newest_first(
-    ids: Sequence[str], weights: Sequence[float], times: Sequence[float], positive_min: float
-) -> tuple[str, ...]:
-    """The liked items of one history (net weight >= positive_min), newest first (ties by id)."""
-    liked = [(t, i) for i, w, t in zip(ids, weights, times, strict=True) if w >= positive_min]
-    liked.sort(key=lambda pair: (-pair[0], pair[1]))
-    return tuple(i for _, i in liked)
+    ids: Sequence[str],
+    weights: Floats,
+    times: npt.NDArray[np.float64],
+    half_life_days: float,
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """One history's positive items (net weight above 0), newest first (ties by id), with
+    the evidence of each."""
+    weights = np.asarray(weights, dtype=np.float32)
+    times = np.asarray(times, dtype=np.float64)
+    strength = evidence(weights, times, np.array([0, len(ids)], dtype=np.int64), half_life_days)
+    liked = [
+        (-float(t), i, float(e))
+        for i, w, t, e in zip(ids, weights, times, strength, strict=True)
+        if w > 0
+    ]
+    liked.sort(key=lambda entry: (entry[0], entry[1]))
+    return tuple(i for _, i, _ in liked), tuple(e for _, _, e in liked)
 
 
 def _rows_of(version: IndexVersion, ids: Collection[str]) -> set[int]:
@@ -139,13 +154,13 @@ def recommend(
     trending: Floats | None = None,
 ) -> Ranked:
     """One user's ranked list: the hybrid blend (indexing/hybrid.py), or popular items while
-    they have fewer than `cold_start_min` interactions and neither taste nor liked items.
+    they have fewer than `cold_start_min` interactions and neither taste nor positive items.
 
     `trending` is a score per item row (the served trending list); build-time popularity
     stands in when there is none.
     """
     excluded = excluded_rows(version, profile, deleted, exclude_seen)
-    liked = rows_in_order(version, profile.liked)
+    liked, _ = positives_in(version, profile)
     if profile.count < cold_start_min or not (profile.has_taste or len(liked)):
         return popular(version, depth=depth, category=category, excluded=excluded)
     blended = blend_for(version, profile, settings, depth, category, excluded, trending)
@@ -163,17 +178,36 @@ def blend_for(
     trending: Floats | None,
     only: Rows | None = None,
 ) -> hybrid.Blend:
+    liked, strength = positives_in(version, profile)
     return hybrid.blend(
         version,
         settings,
         taste=profile.vector,
-        liked=rows_in_order(version, profile.liked),
+        liked=liked,
+        evidence=strength,
         rejected=np.array(sorted(_rows_of(version, profile.negative)), dtype=np.int64),
         trending=trending if trending is not None else version.popularity,
         depth=depth,
         category=category,
         excluded=excluded,
         only=only,
+    )
+
+
+def positives_in(version: IndexVersion, profile: Profile) -> tuple[Rows, Floats]:
+    """Rows of the user's positive items that the version holds, newest first, with the
+    evidence of each."""
+    strength = profile.evidence
+    if len(strength) != len(profile.liked):  # a profile stored before evidence was kept
+        strength = (1.0,) * len(profile.liked)
+    pairs = [
+        (r, e)
+        for i, e in zip(profile.liked, strength, strict=True)
+        if (r := version.item_row.get(i)) is not None
+    ]
+    return (
+        np.array([r for r, _ in pairs], dtype=np.int64),
+        np.array([e for _, e in pairs], dtype=np.float32),
     )
 
 

@@ -62,19 +62,24 @@ async def refresh(
         net[n][row["item_id"]] += float(weight)
         newest[n][row["item_id"]] = max(newest[n][row["item_id"]], row["at"])
         counts[n] += 1
-    positive_min = settings.ranking.positive_min
+    half_life = version.collaborative.half_life_days if version and version.collaborative else 0.0
     vectors = _vectors(settings, version, rows, position, weights)
     async with redis.pipeline(transaction=False) as pipe:
         for n, user_id in enumerate(user_ids):
+            liked, strength = newest_first(
+                list(net[n]),
+                np.fromiter(net[n].values(), dtype=np.float32, count=len(net[n])),
+                np.fromiter(newest[n].values(), dtype=np.float64, count=len(newest[n])),
+                half_life,
+            )
             profile = {
                 "at": now,
                 "version": version.version if version else None,
                 "count": counts[n],
                 "seen": sorted(net[n]),
                 "negative": sorted(i for i, w in net[n].items() if w < 0),
-                "liked": newest_first(
-                    list(net[n]), list(net[n].values()), list(newest[n].values()), positive_min
-                ),
+                "liked": liked,
+                "evidence": strength,
                 "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
             }
             pipe.set(
@@ -104,9 +109,7 @@ def _vectors(
     return user_vectors(users, items, decayed, len(position), version.item_vectors)
 
 
-async def current(
-    redis: Redis, version: IndexVersion | None, user_id: str, positive_min: float
-) -> Profile:
+async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
     """The freshest profile: the stored one if newer than the version's snapshot."""
     raw = await redis.get(profile_key(user_id))
     if raw is not None:
@@ -121,7 +124,7 @@ async def current(
             elif version is not None:
                 # Computed against other item vectors: keep the history, take the version's
                 # vector for this user (or none).
-                taste = profile_of(version, user_id, positive_min).vector
+                taste = profile_of(version, user_id).vector
             else:
                 taste = None
             return Profile(
@@ -130,8 +133,9 @@ async def current(
                 negative=frozenset(stored["negative"]),
                 count=int(stored["count"]),
                 liked=tuple(stored.get("liked", ())),
+                evidence=tuple(stored.get("evidence", ())),
             )
-    return profile_of(version, user_id, positive_min) if version is not None else Profile()
+    return profile_of(version, user_id) if version is not None else Profile()
 
 
 class Refresher:

@@ -11,6 +11,9 @@ import asyncpg
 from common.errors import NotFound
 from storage.db import database_errors
 
+# A queued build that no worker took within this long is marked failed.
+QUEUE_TIMEOUT_SECONDS = 600.0
+
 _BUILD = """build_id, state, stage, progress, reason, force, error, version,
             created_at, started_at, finished_at, heartbeat_at"""
 
@@ -124,28 +127,37 @@ async def next_version(pool: asyncpg.Pool) -> int:
         return int(await pool.fetchval("SELECT nextval('index_version_seq')"))
 
 
-async def record_version(pool: asyncpg.Pool, manifest: dict[str, Any]) -> None:
-    """Record a version whose artifacts are all uploaded: only now can it be activated."""
+async def record_version(
+    pool: asyncpg.Pool, manifest: dict[str, Any], state: str = "ready"
+) -> None:
+    """Record a version whose artifacts are all uploaded: only now can it be activated.
+
+    `rejected` records one the quality gate held back: activated only when asked for."""
     with database_errors():
         await pool.execute(
             """INSERT INTO index_versions (version, state, created_at, items, users, manifest,
                                            metrics)
-               VALUES ($1, 'ready', $2, $3, $4, $5, $6)""",
+               VALUES ($1, $7, $2, $3, $4, $5, $6)""",
             manifest["version"],
             datetime.fromisoformat(manifest["created_at"]),
             manifest["items"],
             manifest["users"],
             manifest,
             manifest.get("metrics", {}),
+            state,
         )
 
 
 async def activate(pool: asyncpg.Pool, version: int) -> None:
-    """Point every API process at `version`: one row, changed in one statement."""
+    """Point every API process at `version`: one row, changed in one statement. A rejected
+    version asked for by name becomes ready: someone chose to serve it."""
     with database_errors():
         status = await pool.execute(
-            """INSERT INTO active_index (singleton, version)
-               SELECT true, version FROM index_versions WHERE version = $1 AND state = 'ready'
+            """WITH chosen AS (
+                   UPDATE index_versions SET state = 'ready'
+                   WHERE version = $1 AND state IN ('ready', 'rejected') RETURNING version)
+               INSERT INTO active_index (singleton, version)
+               SELECT true, version FROM chosen
                ON CONFLICT (singleton) DO UPDATE
                SET version = EXCLUDED.version, changed_at = now()""",
             version,
@@ -164,7 +176,7 @@ async def list_versions(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     with database_errors():
         rows = await pool.fetch(
             """SELECT version, created_at, items, users, metrics, state FROM index_versions
-               WHERE state = 'ready' ORDER BY version DESC"""
+               WHERE state IN ('ready', 'rejected') ORDER BY version DESC"""
         )
     return [dict(r) for r in rows]
 
@@ -173,7 +185,7 @@ async def get_version(pool: asyncpg.Pool, version: int) -> dict[str, Any]:
     with database_errors():
         row = await pool.fetchrow(
             """SELECT version, created_at, items, users, metrics, state, manifest
-               FROM index_versions WHERE version = $1 AND state = 'ready'""",
+               FROM index_versions WHERE version = $1 AND state IN ('ready', 'rejected')""",
             version,
         )
     if row is None:
@@ -182,13 +194,14 @@ async def get_version(pool: asyncpg.Pool, version: int) -> dict[str, Any]:
 
 
 async def versions_to_retire(pool: asyncpg.Pool, keep: int) -> list[int]:
-    """Ready versions beyond the newest `keep`, never the active one."""
+    """Kept versions (ready or rejected) beyond the newest `keep`, never the active one."""
     with database_errors():
         rows = await pool.fetch(
             """SELECT version FROM index_versions
-               WHERE state = 'ready'
+               WHERE state IN ('ready', 'rejected')
                  AND version NOT IN (SELECT version FROM active_index)
-                 AND version NOT IN (SELECT version FROM index_versions WHERE state = 'ready'
+                 AND version NOT IN (SELECT version FROM index_versions
+                                     WHERE state IN ('ready', 'rejected')
                                      ORDER BY version DESC LIMIT $1)""",
             keep,
         )
@@ -204,7 +217,7 @@ async def mark_retired(pool: asyncpg.Pool, version: int) -> bool:
     with database_errors():
         status = await pool.execute(
             """UPDATE index_versions SET state = 'deleted'
-               WHERE version = $1 AND state = 'ready'
+               WHERE version = $1 AND state IN ('ready', 'rejected')
                  AND version NOT IN (SELECT version FROM active_index)""",
             version,
         )

@@ -6,12 +6,14 @@ The API makes one to queue tasks; workers/app.py makes the one workers run.
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from common.settings import Settings
 
 BUILD_TASK = "recs.build_index"
 EMBED_TASK = "recs.embed_items"
 TRENDING_TASK = "recs.refresh_trending"
+NIGHTLY_TASK = "recs.nightly_build"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -29,11 +31,22 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "refresh-trending": {
-                "task": TRENDING_TASK,
-                "schedule": settings.index.trending_refresh_seconds,
-            },
-        },
+        beat_schedule=schedule(settings),
     )
     return app
+
+
+def schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    """What beat runs: the trending refresh, and the nightly build unless turned off."""
+    entries: dict[str, dict[str, object]] = {
+        "refresh-trending": {
+            "task": TRENDING_TASK,
+            "schedule": settings.index.trending_refresh_seconds,
+        },
+    }
+    if settings.index.nightly:
+        entries["nightly-build"] = {
+            "task": NIGHTLY_TASK,
+            "schedule": crontab(minute=0, hour=settings.index.nightly_hour),
+        }
+    return entries

@@ -29,7 +29,7 @@ from storage import trending as trending_store
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
 from workers.app import celery_app
-from workers.factory import BUILD_TASK, EMBED_TASK, TRENDING_TASK
+from workers.factory import BUILD_TASK, EMBED_TASK, NIGHTLY_TASK, TRENDING_TASK
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,6 +151,26 @@ async def _heartbeat(ctx: Context, build_id: str) -> AsyncIterator[None]:
 async def _fail(ctx: Context, build_id: str, error: str) -> None:
     build = await builds.get_build(ctx.pool, build_id)
     await builds.finish_build(ctx.pool, build_id, version=None, error=error, stage=build["stage"])
+
+
+@celery_app.task(name=NIGHTLY_TASK, acks_late=True, time_limit=120)
+def nightly_build() -> str:
+    """Queue the nightly build (beat runs this); like any build it goes live only through
+    the quality gate. Returns the build's id (the one already in flight, if any)."""
+
+    async def body(ctx: Context) -> tuple[dict[str, Any], bool]:
+        return await builds.request_build(
+            ctx.pool,
+            "nightly",
+            False,
+            builds.QUEUE_TIMEOUT_SECONDS,
+            ctx.settings.index.heartbeat_timeout,
+        )
+
+    build, created = run(body)
+    if created:
+        build_index.delay(build["build_id"])
+    return str(build["build_id"])
 
 
 @celery_app.task(name=EMBED_TASK, acks_late=True, max_retries=3, time_limit=600)

@@ -66,17 +66,21 @@ def test_disliking_one_item_sinks_the_items_like_it(version: IndexVersion) -> No
     assert all(n.startswith("b") for n in after[5:]) and "b5" not in after
 
 
-def test_the_push_is_the_scaled_closeness_to_rejected_items(version: IndexVersion) -> None:
+def test_the_push_is_the_closeness_to_rejected_items_times_the_spread(
+    version: IndexVersion,
+) -> None:
     settings = RankingSettings()
     rows = np.arange(10, dtype=np.int64)  # a0..a5 and b0..b3, scored as given
     rejected = np.array([version.item_row["b5"]], dtype=np.int64)
+    liked = np.array([version.item_row["a5"]], dtype=np.int64)
 
     def blend(settings: RankingSettings) -> hybrid.Blend:
         return hybrid.blend(
             version,
             settings,
             taste=unit(1.0, 1.0),
-            liked=np.zeros(0, dtype=np.int64),
+            liked=liked,
+            evidence=np.ones(1, dtype=np.float32),
             rejected=rejected,
             trending=version.popularity,
             depth=10,
@@ -84,11 +88,16 @@ def test_the_push_is_the_scaled_closeness_to_rejected_items(version: IndexVersio
         )
 
     blended = blend(settings)
-    closeness = np.maximum(version.item_vectors[rows] @ version.item_vectors[rejected[0]], 0)
-    expected = (closeness - closeness.min()) / (closeness.max() - closeness.min())
-    assert blended.push == pytest.approx(expected, abs=1e-6)
+    to_rejected = version.item_vectors[rows] @ version.item_vectors[rejected[0]]
+    to_liked = np.maximum(version.item_vectors[rows] @ version.item_vectors[liked[0]], 0)
+    closeness = np.maximum(to_rejected - to_liked, 0)
+    assert closeness[version.item_row["b0"]] > 0.9 and closeness[version.item_row["a0"]] == 0
+    assert blended.push == pytest.approx(closeness, abs=1e-6)
     unpushed = sum(blended.weights[k] * blended.scaled[k] for k in hybrid.SOURCES)
-    assert blended.total == pytest.approx(unpushed - settings.negative_weight * expected, abs=1e-6)
+    spread = unpushed.max() - unpushed.min()
+    assert spread > 0
+    expected = unpushed - settings.negative_weight * spread * closeness
+    assert blended.total == pytest.approx(expected, abs=1e-5)
     # With no weight on the push, nothing moves.
     flat = blend(settings.model_copy(update={"negative_weight": 0.0}))
     assert flat.total == pytest.approx(unpushed, abs=1e-6)

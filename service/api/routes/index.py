@@ -16,9 +16,6 @@ from workers.factory import BUILD_TASK
 
 router = APIRouter(prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")])
 
-# A queued build that no worker took within this long is marked failed.
-QUEUE_TIMEOUT_SECONDS = 600.0
-
 
 @router.post("/builds", status_code=202)
 async def request_build(res: ResourcesDep, body: BuildIn | None = None) -> Build:
@@ -28,7 +25,7 @@ async def request_build(res: ResourcesDep, body: BuildIn | None = None) -> Build
         res.pool,
         body.reason,
         body.force,
-        QUEUE_TIMEOUT_SECONDS,
+        builds.QUEUE_TIMEOUT_SECONDS,
         res.settings.index.heartbeat_timeout,
     )
     if created:
@@ -56,7 +53,7 @@ async def get_build(build_id: Annotated[str, Path(max_length=64)], res: Resource
     """A build's state, stage and progress (0..1); the version it made once it succeeded."""
     await builds.fail_stale(
         res.pool,
-        queue_timeout=QUEUE_TIMEOUT_SECONDS,
+        queue_timeout=builds.QUEUE_TIMEOUT_SECONDS,
         heartbeat_timeout=res.settings.index.heartbeat_timeout,
     )
     return Build(**await builds.get_build(res.pool, build_id))

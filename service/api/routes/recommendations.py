@@ -80,7 +80,7 @@ async def recommend(
 
 
 async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str) -> Profile:
-    return await profiles.current(res.redis, version, user_id, res.settings.ranking.positive_min)
+    return await profiles.current(res.redis, version, user_id)
 
 
 async def _trending(res: ResourcesDep, version: IndexVersion) -> Floats | None:
@@ -114,7 +114,7 @@ async def _ranked_ids(
     ranked = ranking.recommend(
         version,
         profile,
-        res.settings.ranking,
+        version.ranking(res.settings.ranking),
         depth=depth,
         cold_start_min=res.settings.index.cold_start_min,
         category=category,
@@ -149,18 +149,17 @@ async def _blend(
 ) -> hybrid.Blend:
     """The blend behind the user's default list, with `extra` rows scored alongside."""
     settings = res.settings
+    served = version.ranking(settings.ranking)
     trend = await _trending(res, version)
     excluded = ranking.excluded_rows(version, profile, res.serving.deleted_rows(version), True)
     blended = ranking.blend_for(
-        version, profile, settings.ranking, settings.index.ranking_depth, None, excluded, trend
+        version, profile, served, settings.index.ranking_depth, None, excluded, trend
     )
     scored = set(blended.rows.tolist())
     missing = [r for r in extra if r not in scored]
     if missing:
         rows = np.concatenate([blended.rows, np.array(missing, dtype=np.int64)])
-        blended = ranking.blend_for(
-            version, profile, settings.ranking, 0, None, (), trend, only=rows
-        )
+        blended = ranking.blend_for(version, profile, served, 0, None, (), trend, only=rows)
     return blended
 
 
@@ -218,7 +217,7 @@ async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
         components[f"{source}_scaled"] = round(float(blended.scaled[source][at]), 6)
         components[f"{source}_weight"] = round(blended.weights[source], 6)
     components["negative_push"] = round(float(blended.push[at]), 6)
-    components["negative_weight"] = res.settings.ranking.negative_weight
+    components["negative_weight"] = version.ranking(res.settings.ranking).negative_weight
     return Explanation(
         user_id=user_id,
         item_id=item_id,

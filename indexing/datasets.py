@@ -1,0 +1,185 @@
+"""Public datasets as snapshots, with the held-out part their protocol names.
+
+  ml-ratings  MovieLens (ml-latest-small layout): every rating a `rating` interaction (values
+              below the API's 1..5 raised to 1); each user's newest 20% held out; held-out
+              ratings of 4 and above are the positives.
+  ml-views    the same split, each training rating sent as one `view` with no value: the
+              implicit shape. The positives are unchanged.
+  bookx       Book-Crossing as filtered by caserec (implicit history, no timestamps): per user
+              a random 20% of their books held out (random.Random(7), users in sorted order,
+              each user's items sorted then shuffled); training pairs are one `view` each, a
+              minute apart in the shuffled order. Every held-out book is a positive.
+Items carry their title, tags (genres, or the author), a category (the first genre) and, for
+books, a description "title by author, publisher year".
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings.encoder import Encoder, Vectors
+from embeddings.text import item_text
+from indexing.evaluation import held_out
+from indexing.snapshot import EMBED_CHUNK, Snapshot
+
+NAMES = ("ml-ratings", "ml-views", "bookx")
+BOOKX_START = datetime(2004, 8, 1, tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    item_ids: list[str]
+    titles: list[str]
+    categories: list[str | None]
+    tags: list[list[str]]
+    descriptions: list[str | None]
+    users: list[str]  # per interaction
+    items: list[str]
+    kinds: list[str]
+    values: list[float | None]
+    times: list[float]
+    positive: npt.NDArray[np.bool_]  # would be a positive if held out
+    test: npt.NDArray[np.bool_] | None = None  # held out; None: each user's newest 20%
+
+    def texts(self) -> list[str]:
+        return [
+            item_text(title, description, category, tags)
+            for title, description, category, tags in zip(
+                self.titles, self.descriptions, self.categories, self.tags, strict=True
+            )
+        ]
+
+
+def load(name: str, data: Path) -> Dataset:
+    """One dataset by name, from the folder that holds ml-latest-small/ and book-crossing/."""
+    if name == "ml-ratings":
+        return movielens(data / "ml-latest-small", views=False)
+    if name == "ml-views":
+        return movielens(data / "ml-latest-small", views=True)
+    if name == "bookx":
+        return book_crossing(data / "book-crossing")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+
+
+def movielens(folder: Path, views: bool) -> Dataset:
+    with (folder / "movies.csv").open(newline="", encoding="utf-8") as f:
+        movies = list(csv.DictReader(f))
+    with (folder / "ratings.csv").open(newline="", encoding="utf-8") as f:
+        ratings = list(csv.DictReader(f))
+    genres = [[] if m["genres"] == "(no genres listed)" else m["genres"].split("|") for m in movies]
+    stars = [max(1.0, float(r["rating"])) for r in ratings]
+    return Dataset(
+        name="ml-views" if views else "ml-ratings",
+        item_ids=[m["movieId"] for m in movies],
+        titles=[m["title"] for m in movies],
+        categories=[g[0] if g else None for g in genres],
+        tags=genres,
+        descriptions=[None] * len(movies),
+        users=[r["userId"] for r in ratings],
+        items=[r["movieId"] for r in ratings],
+        kinds=["view" if views else "rating"] * len(ratings),
+        values=[None] * len(ratings) if views else list(stars),
+        times=[float(r["timestamp"]) for r in ratings],
+        positive=np.array(stars) >= 4.0,
+    )
+
+
+def book_crossing(folder: Path) -> Dataset:
+    books: dict[str, tuple[str, str, str]] = {}
+    with (folder / "items_info.dat").open(encoding="utf-8", errors="replace") as f:
+        next(f)
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 6:
+                continue
+            # "&amp" splits a few publishers into two fields; image URLs follow.
+            publisher = "&".join(p.strip() for p in fields[5:] if p and not p.startswith("http"))
+            title, author, year = fields[2], fields[3], fields[4]
+            books[fields[0]] = (title, author, f"{title} by {author}, {publisher} {year}")
+    history: dict[str, list[str]] = {}
+    with (folder / "book_history.dat").open(encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            user, item, _ = line.split("\t")
+            if item in books:
+                history.setdefault(user, []).append(item)
+    rng = random.Random(7)
+    users, items, times, test = [], [], [], []
+    for user in sorted(history, key=int):
+        mine = sorted(set(history[user]), key=int)
+        rng.shuffle(mine)
+        held = round(0.2 * len(mine))
+        for n, item in enumerate(mine):
+            users.append(user)
+            items.append(item)
+            times.append(BOOKX_START + 60.0 * n)
+            test.append(n < held)
+    ids = sorted(books, key=int)
+    return Dataset(
+        name="bookx",
+        item_ids=ids,
+        titles=[books[i][0] for i in ids],
+        categories=[None] * len(ids),
+        tags=[[books[i][1]] if books[i][1] else [] for i in ids],
+        descriptions=[books[i][2] for i in ids],
+        users=users,
+        items=items,
+        kinds=["view"] * len(users),
+        values=[None] * len(users),
+        times=times,
+        positive=np.ones(len(users), dtype=bool),
+        test=np.array(test, dtype=bool),
+    )
+
+
+def embed(dataset: Dataset, encoder: Encoder, cache: Path | None) -> Vectors:
+    """Item vectors, shortest texts first in chunks (as the worker does), cached by content."""
+    texts = dataset.texts()
+    digest = hashlib.sha256("\n\0".join([encoder.name, *texts]).encode()).hexdigest()[:16]
+    path = cache / f"{dataset.name.split('-')[0]}-{digest}.npy" if cache is not None else None
+    if path is not None and path.is_file():
+        cached: Vectors = np.load(path)
+        return cached
+    order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+    vectors = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
+    for start in range(0, len(order), EMBED_CHUNK):
+        chunk = order[start : start + EMBED_CHUNK]
+        vectors[chunk] = encoder.encode([texts[n] for n in chunk])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+    return vectors
+
+
+def snapshot(dataset: Dataset, vectors: Vectors) -> tuple[Snapshot, npt.NDArray[np.bool_]]:
+    """The whole dataset as a snapshot, and the mask of its held-out interactions."""
+    item_row = {item_id: n for n, item_id in enumerate(dataset.item_ids)}
+    user_ids = sorted(set(dataset.users), key=int)
+    user_row = {user_id: n for n, user_id in enumerate(user_ids)}
+    times = np.array(dataset.times, dtype=np.float64)
+    user_rows = np.array([user_row[u] for u in dataset.users], dtype=np.int64)
+    whole = Snapshot(
+        as_of=datetime.fromtimestamp(float(times.max(initial=0.0)), UTC),
+        item_ids=dataset.item_ids,
+        titles=dataset.titles,
+        categories=dataset.categories,
+        published=np.full(len(dataset.item_ids), np.nan),
+        item_vectors=vectors,
+        user_ids=user_ids,
+        user_rows=user_rows,
+        item_rows=np.array([item_row[i] for i in dataset.items], dtype=np.int64),
+        kinds=dataset.kinds,
+        values=dataset.values,
+        times=times,
+    )
+    test = dataset.test if dataset.test is not None else held_out(user_rows, times)
+    return whole, test

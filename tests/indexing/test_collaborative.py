@@ -1,0 +1,106 @@
+"""The collaborative models against their formulas, on small data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from common.settings import CollaborativeSettings, IndexSettings
+from indexing import ann, collaborative
+from indexing.profiles import evidence
+
+
+def random_matrix(users: int, items: int, density: float, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < density) * rng.integers(1, 4, (users, items))
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def test_ease_is_steck_closed_form_when_every_weight_is_kept() -> None:
+    x = random_matrix(200, 40, 0.15, seed=1)
+    lam = 25.0
+    weights = collaborative.ease(x, lam, max_items=1_000, k=40).toarray()
+    dense = x.toarray().astype(np.float64)
+    p = np.linalg.inv(dense.T @ dense + lam * np.eye(40))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    assert weights == pytest.approx(b, abs=1e-4)
+
+
+def test_ease_covers_only_the_most_liked_items_beyond_its_size() -> None:
+    x = random_matrix(300, 60, 0.1, seed=2)
+    users_per_item = np.diff(sp.csc_matrix(x).indptr)
+    covered = np.flatnonzero(np.abs(collaborative.ease(x, 10.0, 20, 60).toarray()).sum(axis=0))
+    assert len(covered) <= 20
+    assert users_per_item[covered].min() >= np.sort(users_per_item)[-20]
+
+
+def test_each_ease_row_keeps_its_weights_largest_in_magnitude() -> None:
+    x = random_matrix(200, 40, 0.2, seed=3)
+    full = collaborative.ease(x, 10.0, 1_000, 40).toarray()
+    kept = collaborative.ease(x, 10.0, 1_000, 5).toarray()
+    for row, top in zip(full, kept, strict=True):
+        assert np.count_nonzero(top) == 5
+        strongest = sorted(np.abs(row))[-5:]
+        assert sorted(np.abs(top[top != 0])) == pytest.approx(strongest)
+
+
+def test_shrinkage_lets_two_hundred_co_occurrences_outrank_two() -> None:
+    # Items 0 and 1 share their only 2 users; items 2 and 3 share 200 of their 250.
+    rows, cols = [], []
+    for user in range(2):
+        rows += [user, user]
+        cols += [0, 1]
+    for user in range(2, 302):
+        shared = user < 202
+        picked = [2, 3] if shared else [2 if user % 2 else 3]
+        rows += [user] * len(picked)
+        cols += picked
+    x = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(302, 4))
+    plain = collaborative.cosine(x, 3, shrink=0.0).toarray()
+    assert plain[0, 1] == pytest.approx(1.0) and plain[0, 1] > plain[2, 3]
+    shrunk = collaborative.cosine(x, 3, shrink=20.0).toarray()
+    assert shrunk[2, 3] > shrunk[0, 1]
+    assert shrunk[0, 1] == pytest.approx(2 / (2 + 20))
+    assert shrunk[2, 3] == pytest.approx(200 / (250 + 20))
+
+
+def test_a_users_factors_solve_the_confidence_weighted_least_squares() -> None:
+    """x_u minimises sum_i c_i (p_i - x . y_i)^2 + reg |x|^2, c_i = 1 + alpha e_i on the user's
+    items (p_i = 1) and 1 elsewhere (p_i = 0): Hu, Koren and Volinsky's objective."""
+    x = random_matrix(60, 30, 0.2, seed=4)
+    settings = CollaborativeSettings(factors=6, regularization=0.3, alpha=2.0, iterations=5)
+    model = collaborative.fit(x, settings, IndexSettings())
+    y = model.item_factors.astype(np.float64)
+    rows = np.array([3, 7, 11], dtype=np.int64)
+    strength = np.array([1.0, 3.0, 0.5], dtype=np.float32)
+    c = np.ones(30)
+    c[rows] += settings.alpha * strength
+    p = np.zeros(30)
+    p[rows] = 1.0
+    expected = np.linalg.solve(y.T @ (c[:, None] * y) + 0.3 * np.eye(6), y.T @ (c * p))
+    assert model.user_factors(rows, strength) == pytest.approx(expected, rel=1e-3, abs=1e-5)
+
+
+def test_evidence_grows_with_weight_repetition_and_recency() -> None:
+    day = 86_400.0
+    # One user: a view, two views (net 2), a purchase, a view 30 days before the rest, a dislike.
+    weights = np.array([1.0, 2.0, 3.0, 1.0, -2.0], dtype=np.float32)
+    times = np.array([30, 30, 30, 0, 30], dtype=np.float64) * day
+    indptr = np.array([0, 5], dtype=np.int64)
+    plain = evidence(weights, times, indptr, half_life_days=0.0)
+    assert plain.tolist() == [1.0, 2.0, 3.0, 1.0, 0.0]
+    faded = evidence(weights, times, indptr, half_life_days=30.0)
+    assert faded[:3].tolist() == [1.0, 2.0, 3.0]
+    assert faded[3] == pytest.approx(0.5) and faded[4] == 0.0
+
+
+def test_a_view_only_history_is_collaborative_evidence() -> None:
+    views = random_matrix(80, 25, 0.2, seed=5)
+    views.data[:] = 1.0
+    model = collaborative.fit(views, CollaborativeSettings(factors=4), IndexSettings())
+    rows = views.indices[views.indptr[0] : views.indptr[1]].astype(np.int64)
+    assert np.any(model.user_factors(rows))
+    assert model.ease_scores(rows).any() and model.neighbour_scores(rows).any()
+    assert ann.vectors_of(model.factor_index).shape == (25, 4)
