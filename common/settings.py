@@ -117,8 +117,9 @@ class IndexSettings(_Section):
     cold_start_min: Annotated[int, Field(ge=0)] = 3
     # Depth of the one ranked list that `offset` pages through.
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
-    # Users each build ranks to evaluate itself on held-out interactions (0: no evaluation).
-    evaluate_users: Annotated[int, Field(ge=0)] = 300
+    # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).
+    # The more, the smaller the gain a build can tell from noise.
+    evaluate_users: Annotated[int, Field(ge=0)] = 2_000
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     build_time_limit: Annotated[int, Field(ge=10)] = 3_600
     heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0

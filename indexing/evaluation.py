@@ -17,7 +17,7 @@ and the top k is scored:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -92,19 +92,25 @@ def split(
     return train, truth
 
 
+def ndcg_of(top: Iterable[int], positives: Collection[int], k: int) -> float:
+    """NDCG@k of one top-k list against one user's held-out positives."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    hits = np.array([r in positives for r in list(top)[:k]], dtype=bool)
+    gain = float(discount[: len(hits)][hits].sum())
+    return gain / float(discount[: min(len(positives), k)].sum())
+
+
 def scores(
     lists: Mapping[int, Iterable[int]], truth: Truth, k: int, n_items: int
 ) -> dict[str, float]:
     """Recall@k, NDCG@k, MRR and coverage of top-k lists against held-out positives."""
     recall, ndcg, mrr, shown = [], [], [], set()
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
     for user, positives in truth.items():
         top = list(lists.get(user, ()))[:k]
         shown.update(top)
         hits = np.array([r in positives for r in top] + [False] * (k - len(top)))
-        ideal = discount[: min(len(positives), k)].sum()
         recall.append(hits.sum() / min(len(positives), k))
-        ndcg.append(float((hits * discount).sum() / ideal))
+        ndcg.append(ndcg_of(top, positives, k))
         first = np.flatnonzero(hits)
         mrr.append(1.0 / (first[0] + 1) if len(first) else 0.0)
     return {
@@ -164,11 +170,14 @@ def evaluate(
     *,
     k: int = 10,
     components: bool = True,
+    with_hybrid: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Figures for the hybrid as the version serves it and, with `components`, for each
     source alone and for the popular list."""
-    variants: dict[str, RankingSettings | None] = {"hybrid": version.ranking(settings.ranking)}
+    variants: dict[str, RankingSettings | None] = {}
+    if with_hybrid:
+        variants["hybrid"] = version.ranking(settings.ranking)
     if components:
         variants |= {source: alone(settings.ranking, source) for source in hybrid.SOURCES}
         variants["popular"] = None
