@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -231,6 +232,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     environment: Literal["development", "test", "production"] = "development"
+    # Names this deployment among others that share a Redis server (pub/sub ignores the
+    # database number). Unset: derived from the PostgreSQL database and the S3 bucket.
+    deployment_name: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.:/@+-]{1,200}$")] = None
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
@@ -240,6 +244,24 @@ class Settings(BaseSettings):
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
+
+    @property
+    def event_namespace(self) -> str:
+        """What this deployment's events carry and its channel is named by: the Redis
+        database number and the deployment's name."""
+        name = self.deployment_name
+        if name is None:
+            database = urlsplit(self.database.url)
+            where = f"{database.hostname or 'localhost'}:{database.port or 5432}"
+            name = f"{where}{database.path or '/'}+{self.s3.endpoint}/{self.s3.bucket}"
+        return f"{_redis_database(self.redis.url)}:{name}"
+
+
+def _redis_database(url: str) -> int:
+    """The database number a Redis URL selects: its path (redis://host/3) or ?db=3."""
+    parts = urlsplit(url)
+    number = parse_qs(parts.query).get("db", [parts.path.strip("/") or "0"])[0]
+    return int(number) if number.isdigit() else 0
 
 
 _SECTION_PREFIX: dict[type[BaseSettings], str] = {

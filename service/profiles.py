@@ -88,7 +88,7 @@ async def refresh(
                 ex=PROFILE_SECONDS,
             )
         await pipe.execute()
-    await publish(redis, "profiles_changed", user_ids=list(user_ids))
+    await publish(redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids))
 
 
 def _vectors(

@@ -3,6 +3,10 @@
 A request takes `serving.current` once and uses that object throughout, so swapping the
 reference never disturbs a request in flight. A new active version is noticed through Redis
 pub/sub at once, and through polling PostgreSQL every few seconds should a message be lost.
+Messages are heard on this deployment's own channel only, and one naming another namespace
+is ignored. An `index_activated` message is a hint, never an order: it makes the process
+read the active version from its own database, so a stray or replayed message can never
+make it serve a version that is not active.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Serving:
         self.pool = pool
         self.redis = redis
         self.store = store
+        self.namespace = settings.event_namespace
         self.current: IndexVersion | None = None
         self.answers = AnswerCache()
         self.deleted: set[str] = set()
@@ -122,7 +127,7 @@ class Serving:
         while True:
             try:
                 async with self.redis.pubsub() as channel:
-                    await channel.subscribe(events.CHANNEL)
+                    await channel.subscribe(events.channel(self.namespace))
                     async for message in channel.listen():
                         if message.get("type") == "message":
                             await self._handle(orjson.loads(message["data"]))
@@ -133,6 +138,8 @@ class Serving:
                 await asyncio.sleep(1.0)
 
     async def _handle(self, event: dict[str, Any]) -> None:
+        if event.get("namespace") != self.namespace:
+            return
         kind = event.get("type")
         if kind == "profiles_changed":
             self.answers.drop(event["user_ids"])
@@ -143,11 +150,9 @@ class Serving:
                 self.item_restored(item_id)
         elif kind == "index_activated":
             try:
-                await self.load(int(event["version"]))
+                await self.sync()
             except Exception:
-                log.exception(
-                    "could not load version %s; the poll will try again", event.get("version")
-                )
+                log.exception("could not load the active version; the poll will try again")
 
     async def _poll(self) -> None:
         since_deleted = 0.0

@@ -1,4 +1,9 @@
-"""Redis keys and the pub/sub channel that keep every API process in step."""
+"""Redis keys and the pub/sub channel that keep every API process in step.
+
+Keys live in the deployment's Redis database, but pub/sub is global to the server: so each
+deployment has its own channel, named by its namespace (`Settings.event_namespace`: the Redis
+database number and the deployment's name), and every message carries that namespace too.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-
-CHANNEL = "recs:events"
 
 
 def profile_key(user_id: str) -> str:
@@ -19,5 +22,10 @@ def trending_key(variant: str, hours: int, category: str | None) -> str:
     return f"recs:trending:{variant}:{hours}:{category if category is not None else '*'}"
 
 
-async def publish(redis: Redis, kind: str, **fields: Any) -> None:
-    await redis.publish(CHANNEL, orjson.dumps({"type": kind, **fields}))
+def channel(namespace: str) -> str:
+    return f"recs:{namespace}:events"
+
+
+async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> None:
+    message = {"type": kind, "namespace": namespace, **fields}
+    await redis.publish(channel(namespace), orjson.dumps(message))

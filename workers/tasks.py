@@ -110,7 +110,9 @@ async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> N
         await builds.report(ctx.pool, build_id, stage, progress)
 
     async def announce(version: int) -> None:
-        await events.publish(ctx.redis, "index_activated", version=version)
+        await events.publish(
+            ctx.redis, ctx.settings.event_namespace, "index_activated", version=version
+        )
 
     async with _heartbeat(ctx, build_id):
         version, final = await build_version(

@@ -23,6 +23,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "INTERACTION_WEIGHTS",
         "RATING_WEIGHTS",
         "JWT_SECRET",
+        "DEPLOYMENT_NAME",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -95,3 +96,20 @@ def test_interaction_types_are_configuration(monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_rating_weights_interpolate_between_the_five_points(value: float, weight: float) -> None:
     assert type_weights(["rating"], [value], InteractionSettings())[0] == pytest.approx(weight)
+
+
+def test_each_deployment_has_its_own_event_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db:5433/shop")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/9")
+    monkeypatch.setenv("S3_BUCKET", "shop-index")
+    derived = load_settings().event_namespace
+    assert derived == "9:db:5433/shop+127.0.0.1:8333/shop-index"
+    assert "secret" not in derived
+    monkeypatch.setenv("S3_BUCKET", "staging-index")
+    assert load_settings().event_namespace != derived  # another bucket, another deployment
+    monkeypatch.setenv("REDIS_URL", "unix:///run/redis.sock?db=4")
+    monkeypatch.setenv("DEPLOYMENT_NAME", "staging")
+    assert load_settings().event_namespace == "4:staging"
+    monkeypatch.setenv("DEPLOYMENT_NAME", "no spaces")
+    with pytest.raises(ConfigError, match="DEPLOYMENT_NAME"):
+        load_settings()

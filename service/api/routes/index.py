@@ -85,7 +85,9 @@ async def activate(version: Annotated[int, Path(ge=1)], res: ResourcesDep) -> Ac
     """Serve `version` everywhere (an older one is a rollback); this process swaps before
     answering, the others within seconds."""
     await builds.activate(res.pool, version)
-    await events.publish(res.redis, "index_activated", version=version)
+    await events.publish(
+        res.redis, res.settings.event_namespace, "index_activated", version=version
+    )
     try:
         await res.serving.load(version)
     except Exception as exc:
