@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_BATCH = 10_000
@@ -19,8 +20,63 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Caps on free-form `attributes`, so one item cannot be megabytes of JSON or nest past what
+# the JSON codecs handle.
+MAX_ATTRIBUTES_BYTES = 64 * 1024
+MAX_ATTRIBUTES_DEPTH = 8
+MAX_ATTRIBUTES_ENTRIES = 1_000
+INT64 = 2**63
+
+
+def _text(value: str) -> str:
+    """PostgreSQL cannot store NUL in text: refuse it here, as bad input."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _id(value: str) -> str:
+    """Ids appear in URL paths: a '/' or a control character would make one unaddressable."""
+    if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain '/' or control characters")
+    return value
+
+
+def _attributes(value: dict[str, Any]) -> dict[str, Any]:
+    entries = 0
+
+    def walk(node: Any, depth: int) -> None:
+        nonlocal entries
+        if depth > MAX_ATTRIBUTES_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+        if isinstance(node, dict):
+            children = list(node.values())
+            for key in node:
+                _text(key)
+        elif isinstance(node, list):
+            children = node
+        else:
+            children = []
+            if isinstance(node, str):
+                _text(node)
+            elif isinstance(node, int) and not -INT64 <= node < INT64:
+                raise ValueError("integers must fit in 64 bits")
+        entries += len(children)
+        if entries > MAX_ATTRIBUTES_ENTRIES:
+            raise ValueError(f"has more than {MAX_ATTRIBUTES_ENTRIES} keys and elements")
+        for child in children:
+            walk(child, depth + 1)
+
+    walk(value, 1)
+    if len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"is larger than {MAX_ATTRIBUTES_BYTES // 1024} KiB as JSON")
+    return value
+
+
+Text = AfterValidator(_text)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, AfterValidator(_id)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
+Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
 Role = Literal["read", "write", "admin"]
 
@@ -31,11 +87,11 @@ class _In(BaseModel):
 
 
 class ItemFields(_In):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
-    description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
-    category: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    title: Annotated[str, StringConstraints(min_length=1, max_length=1_000), Text]
+    description: Annotated[str, StringConstraints(max_length=20_000), Text] | None = None
+    category: Tag | None = None
     tags: Annotated[list[Tag], Field(max_length=100)] = Field(default_factory=list)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     published_at: Timestamp | None = None
 
 
@@ -69,7 +125,7 @@ class Upserted(BaseModel):
 
 
 class UserFields(_In):
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class User(BaseModel):
@@ -84,7 +140,7 @@ class User(BaseModel):
 class InteractionIn(_In):
     user_id: Id
     item_id: Id
-    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32), Text]
     value: Annotated[float, Field(allow_inf_nan=False)] | None = None
     timestamp: Timestamp | None = None
     event_id: Id | None = None
@@ -110,7 +166,7 @@ class Accepted(BaseModel):
 
 
 class ApiKeyIn(_In):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    name: Tag
     role: Role
 
 
@@ -171,9 +227,9 @@ class SimilarUsers(BaseModel):
 
 
 class SearchIn(_In):
-    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000), Text]
     limit: Annotated[int, Field(ge=1, le=200)] = 10
-    category: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    category: Tag | None = None
 
 
 class SearchResults(BaseModel):
@@ -192,7 +248,7 @@ class Explanation(BaseModel):
 
 
 class BuildIn(_In):
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=500), Text] | None = None
     force: bool = False
     activate: bool = True
 

@@ -14,6 +14,8 @@ from service.api.routes import API
 from storage import builds, events
 from workers.factory import BUILD_TASK
 
+# Versions are bigint in PostgreSQL: a larger number is bad input, not a server error.
+VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 router = APIRouter(prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")])
 
 
@@ -73,7 +75,7 @@ async def list_versions(res: ResourcesDep) -> VersionList:
 
 
 @router.get("/versions/{version}")
-async def get_version(version: Annotated[int, Path(ge=1)], res: ResourcesDep) -> VersionDetail:
+async def get_version(version: VersionId, res: ResourcesDep) -> VersionDetail:
     """One version with its manifest."""
     active = await builds.active_version(res.pool)
     found = await builds.get_version(res.pool, version)
@@ -81,7 +83,7 @@ async def get_version(version: Annotated[int, Path(ge=1)], res: ResourcesDep) ->
 
 
 @router.post("/versions/{version}/activate")
-async def activate(version: Annotated[int, Path(ge=1)], res: ResourcesDep) -> Activated:
+async def activate(version: VersionId, res: ResourcesDep) -> Activated:
     """Serve `version` everywhere (an older one is a rollback); this process swaps before
     answering, the others within seconds."""
     await builds.activate(res.pool, version)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from common.models import Item, ItemBatch, ItemFields, ItemPage, Upserted
+from common.models import Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
 from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")])
 
-ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+ItemId = Annotated[str, Path(min_length=1, max_length=128), Text]
 
 
 @router.put("/{item_id}")
@@ -58,9 +58,9 @@ async def delete_item(item_id: ItemId, res: ResourcesDep) -> Response:
 @router.get("")
 async def list_items(
     pool: PoolDep,
-    category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=128), Text] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    cursor: Annotated[str | None, Query(max_length=1024), Text] = None,
 ) -> ItemPage:
     """Live items in item_id order; pass `next_cursor` back to get the next page."""
     items, next_cursor = await catalog.list_items(

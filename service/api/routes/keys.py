@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from common.models import ApiKeyIn, ApiKeyList, NewApiKey
+from common.models import ApiKeyIn, ApiKeyList, NewApiKey, Text
 from service.api.deps import PoolDep, ResourcesDep, require
 from service.api.routes import API
 from storage import keys
@@ -28,7 +28,7 @@ async def list_keys(pool: PoolDep) -> ApiKeyList:
 
 @router.delete("/{key_id}", status_code=204)
 async def revoke_key(
-    key_id: Annotated[str, Path(min_length=1, max_length=64)], res: ResourcesDep
+    key_id: Annotated[str, Path(min_length=1, max_length=64), Text], res: ResourcesDep
 ) -> Response:
     """Revoke a key: it stops working here at once and everywhere within seconds."""
     await keys.revoke_key(res.pool, key_id)

@@ -18,6 +18,7 @@ from common.models import (
     SimilarItems,
     SimilarUser,
     SimilarUsers,
+    Text,
     TrendingList,
 )
 from embeddings.text import item_text
@@ -33,8 +34,8 @@ from storage import catalog
 
 router = APIRouter(prefix=API, tags=["recommendations"], dependencies=[require("read")])
 
-Id = Annotated[str, Path(min_length=1, max_length=128)]
-Category = Annotated[str | None, Query(min_length=1, max_length=128)]
+Id = Annotated[str, Path(min_length=1, max_length=128), Text]
+Category = Annotated[str | None, Query(min_length=1, max_length=128), Text]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
@@ -46,7 +47,7 @@ async def recommend(
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     category: Category = None,
     exclude_seen: bool = True,
-    experiment_id: Annotated[str | None, Query(max_length=128)] = None,
+    experiment_id: Annotated[str | None, Query(max_length=128), Text] = None,
     explain: bool = False,
 ) -> Recommendations:
     """A user's list; unknown and new users get the popular items."""

@@ -13,6 +13,7 @@ from common.models import (
     Accepted,
     InteractionBatch,
     InteractionIn,
+    Text,
     User,
     UserFields,
 )
@@ -23,7 +24,7 @@ from storage import activity
 
 router = APIRouter(prefix=API, tags=["users and interactions"], dependencies=[require("write")])
 
-UserId = Annotated[str, Path(min_length=1, max_length=128)]
+UserId = Annotated[str, Path(min_length=1, max_length=128), Text]
 
 
 class UnknownItemsInBatch(InvalidInput):

@@ -1,0 +1,111 @@
+"""Input that once reached PostgreSQL or the JSON codecs and answered 500 is a 4xx that names
+the problem, and nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.helpers import assert_error, item
+
+
+def nested(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    for _ in range(depth):
+        node = {"a": node}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"title": "bad\x00title"}, "NUL"),
+        ({"title": "T", "description": "a\x00b"}, "NUL"),
+        ({"title": "T", "tags": ["ok", "b\x00d"]}, "NUL"),
+        ({"title": "T", "attributes": {"k\x00": 1}}, "NUL"),
+        ({"title": "T", "attributes": {"k": ["x\x00"]}}, "NUL"),
+        ({"title": "T", "attributes": {"big": 2**64}}, "64 bits"),
+        ({"title": "T", "attributes": {"small": -(2**63) - 1}}, "64 bits"),
+        ({"title": "T", "attributes": nested(20)}, "deeper than 8"),
+        ({"title": "T", "attributes": {str(n): n for n in range(5_000)}}, "more than 1000"),
+        ({"title": "T", "attributes": {"blob": "x" * 100_000}}, "larger than 64 KiB"),
+    ],
+)
+async def test_bad_item_fields_are_refused_by_name(
+    client: httpx.AsyncClient, db: asyncpg.Pool, fields: dict[str, Any], named: str
+) -> None:
+    error = assert_error(await client.put("/api/v1/items/x", json=fields), 422, "invalid_request")
+    assert named in str(error), error
+    batch = {"items": [item("fine"), {"item_id": "y", **fields}]}
+    assert_error(await client.post("/api/v1/items/batch", json=batch), 422)
+    assert await db.fetchval("SELECT count(*) FROM items") == 0
+
+
+@pytest.mark.parametrize("depth", [200, 300, 10_000])
+async def test_json_nested_hundreds_deep_is_a_4xx(
+    client: httpx.AsyncClient, db: asyncpg.Pool, depth: int
+) -> None:
+    body = '{"title": "T", "attributes": ' + '{"a": ' * depth + "{}" + "}" * depth + "}"
+    headers = {"Content-Type": "application/json"}
+    answer = await client.put("/api/v1/items/x", content=body, headers=headers)
+    assert answer.status_code in (400, 422), answer.text
+    assert any(why in answer.text for why in ("recursion", "deeper than 8", "parsing the body"))
+    assert await db.fetchval("SELECT count(*) FROM items") == 0
+
+
+async def test_attributes_at_the_caps_are_kept(client: httpx.AsyncClient) -> None:
+    attributes = {"deep": nested(6), "big": 2**63 - 1, "list": list(range(900))}
+    answer = await client.put("/api/v1/items/x", json={"title": "T", "attributes": attributes})
+    assert answer.status_code == 200, answer.text
+    assert (await client.get("/api/v1/items/x")).json()["attributes"] == attributes
+
+
+@pytest.mark.parametrize("bad_id", ["a/b", "tab\there", "nul\x00", "\x7f"])
+async def test_ids_that_could_not_be_addressed_are_refused(
+    client: httpx.AsyncClient, db: asyncpg.Pool, bad_id: str
+) -> None:
+    error = assert_error(
+        await client.post("/api/v1/items/batch", json={"items": [item(bad_id)]}), 422
+    )
+    assert "control characters" in str(error) or "NUL" in str(error), error
+    row = {"user_id": bad_id, "item_id": "x", "type": "view"}
+    assert_error(await client.post("/api/v1/interactions", json=row), 422)
+    assert await db.fetchval("SELECT count(*) FROM items") == 0
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/items/a%00b",
+        "/api/v1/users/a%00b",
+        "/api/v1/recommendations/a%00b",
+        "/api/v1/items?category=a%00b",
+        "/api/v1/trending?category=a%00b",
+        f"/api/v1/index/versions/{2**63}",
+        f"/api/v1/index/versions/{10**30}",
+    ],
+)
+async def test_bad_path_and_query_values_are_a_422(client: httpx.AsyncClient, path: str) -> None:
+    assert_error(await client.get(path), 422, "invalid_request")
+
+
+async def test_a_version_id_out_of_range_cannot_be_activated(client: httpx.AsyncClient) -> None:
+    assert_error(await client.post(f"/api/v1/index/versions/{2**63}/activate"), 422)
+
+
+async def test_nul_in_an_interaction_is_refused(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    await client.put("/api/v1/items/x", json={"title": "T"})
+    for row in (
+        {"user_id": "u", "item_id": "x", "type": "vi\x00ew"},
+        {"user_id": "u", "item_id": "x", "type": "view", "event_id": "e\x00"},
+    ):
+        assert_error(await client.post("/api/v1/interactions", json=row), 422)
+        batch = {"interactions": [row]}
+        assert_error(await client.post("/api/v1/interactions/batch", json=batch), 422)
+    assert await db.fetchval("SELECT count(*) FROM interactions") == 0
