@@ -100,28 +100,39 @@ class Serving:
             await self.load(active)
 
     async def load(self, version: int) -> None:
+        """Serve `version` (downloaded and verified first), unless it is already served."""
         async with self._load_lock:
             if self.current is not None and self.current.version == version:
                 return
-            data_dir = self.settings.index.data_dir
-            folder, manifest = await asyncio.to_thread(
-                publish.download, self.store, version, data_dir
-            )
-            loaded = await asyncio.to_thread(IndexVersion.load, folder, manifest)
-            previous = self.current
-            self.current = loaded
-            # The version's arrays and maps live until the next swap: keep the collector
-            # from walking their hundreds of thousands of objects on every full collection.
-            gc.collect()
-            gc.freeze()
-            keep = {version} | ({previous.version} if previous else set())
-            await asyncio.to_thread(publish.prune_local, data_dir, keep)
-            log.info(
-                "serving index version %d (%d items, %d users)",
-                version,
-                len(loaded.item_ids),
-                len(loaded.user_ids),
-            )
+            await self._swap(await self.prepare(version))
+
+    async def prepare(self, version: int) -> IndexVersion:
+        """`version` downloaded, verified and read, but not served yet."""
+        data_dir = self.settings.index.data_dir
+        folder, manifest = await asyncio.to_thread(publish.download, self.store, version, data_dir)
+        return await asyncio.to_thread(IndexVersion.load, folder, manifest)
+
+    async def serve(self, loaded: IndexVersion) -> None:
+        """Serve a prepared version (if another has not taken its place meanwhile)."""
+        async with self._load_lock:
+            if self.current is None or self.current.version != loaded.version:
+                await self._swap(loaded)
+
+    async def _swap(self, loaded: IndexVersion) -> None:
+        previous = self.current
+        self.current = loaded
+        # The version's arrays and maps live until the next swap: keep the collector
+        # from walking their hundreds of thousands of objects on every full collection.
+        gc.collect()
+        gc.freeze()
+        keep = {loaded.version} | ({previous.version} if previous else set())
+        await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
+        log.info(
+            "serving index version %d (%d items, %d users)",
+            loaded.version,
+            len(loaded.item_ids),
+            len(loaded.user_ids),
+        )
 
     async def _listen(self) -> None:
         while True:

@@ -11,6 +11,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.errors import CacheUnavailable
 
 
 def profile_key(user_id: str) -> str:
@@ -28,4 +31,7 @@ def channel(namespace: str) -> str:
 
 async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> None:
     message = {"type": kind, "namespace": namespace, **fields}
-    await redis.publish(channel(namespace), orjson.dumps(message))
+    try:
+        await redis.publish(channel(namespace), orjson.dumps(message))
+    except (RedisError, OSError) as exc:
+        raise CacheUnavailable(f"Redis is unavailable: could not announce {kind}: {exc}") from exc

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from indexing import publish
+from storage.blob.s3 import S3Store
 from tests.helpers import assert_error, build_now, genre_catalog
 
 
@@ -135,3 +140,44 @@ async def test_index_routes_need_admin(
     headers = {"Authorization": f"Bearer {token['token']}"}
     assert_error(await anonymous.post("/api/v1/index/builds", headers=headers), 403)
     assert_error(await anonymous.post("/api/v1/index/versions/1/activate", headers=headers), 403)
+
+
+async def test_an_activation_whose_files_are_gone_changes_nothing(
+    catalog: None, app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    old = await build_now(app)
+    new = await build_now(app, force=True)
+    assert old is not None and new is not None
+    res = app.state.resources
+    publish.remove(res.store, old)
+    error = assert_error(await client.post(f"/api/v1/index/versions/{old}/activate"), 422)
+    assert f"version {old} cannot be served" in error["message"]
+    assert await db.fetchval("SELECT version FROM active_index") == new
+    assert res.serving.current.version == new
+    assert (await client.get("/api/v1/recommendations/fan")).json()["index_version"] == new
+
+
+async def test_an_activation_while_the_store_is_down_is_a_503_and_changes_nothing(
+    catalog: None,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old = await build_now(app)
+    new = await build_now(app, force=True)
+    res = app.state.resources
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    dead = S3Store(res.settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{closed}"}))
+    monkeypatch.setattr(res.serving, "store", dead)
+    started = time.monotonic()
+    answer = await client.post(f"/api/v1/index/versions/{old}/activate")
+    assert_error(answer, 503, "object_store_unavailable")
+    assert time.monotonic() - started < 5
+    assert await db.fetchval("SELECT version FROM active_index") == new
+    assert res.serving.current.version == new
+    monkeypatch.undo()
+    assert (await client.post(f"/api/v1/index/versions/{old}/activate")).status_code == 200
+    assert res.serving.current.version == old

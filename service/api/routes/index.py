@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from common.errors import DependencyError, InvalidInput
+from common.errors import CacheUnavailable, DependencyError, InvalidInput, NotFound
 from common.models import Activated, Build, BuildIn, VersionDetail, VersionList, VersionSummary
+from indexing.artifacts import CorruptArtifact
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API
 from storage import builds, events
 from workers.factory import BUILD_TASK
+
+log = logging.getLogger(__name__)
 
 # Versions are bigint in PostgreSQL: a larger number is bad input, not a server error.
 VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -84,14 +88,21 @@ async def get_version(version: VersionId, res: ResourcesDep) -> VersionDetail:
 
 @router.post("/versions/{version}/activate")
 async def activate(version: VersionId, res: ResourcesDep) -> Activated:
-    """Serve `version` everywhere (an older one is a rollback); this process swaps before
-    answering, the others within seconds."""
-    await builds.activate(res.pool, version)
-    await events.publish(
-        res.redis, res.settings.event_namespace, "index_activated", version=version
-    )
+    """Serve `version` everywhere (an older one is a rollback). Its files are downloaded and
+    verified before anything changes, so a refused activation leaves the active version as
+    it was; this process swaps before answering, the others within seconds."""
+    await builds.get_version(res.pool, version)
     try:
-        await res.serving.load(version)
-    except Exception as exc:
-        raise InvalidInput(f"version {version} is active but could not be loaded: {exc}") from exc
+        loaded = await res.serving.prepare(version)
+    except (CorruptArtifact, NotFound) as exc:
+        raise InvalidInput(f"version {version} cannot be served: {exc}") from exc
+    await builds.activate(res.pool, version)
+    await res.serving.serve(loaded)
+    try:
+        await events.publish(
+            res.redis, res.settings.event_namespace, "index_activated", version=version
+        )
+    except CacheUnavailable:
+        # Done all the same: the other processes' poll of PostgreSQL finds it.
+        log.warning("could not announce version %d; the others will poll for it", version)
     return Activated(active=version)
