@@ -91,7 +91,9 @@ class ApiSettings(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     admin_api_key: Annotated[SecretStr | None, Field(min_length=16)] = None
     jwt_secret: Annotated[SecretStr | None, Field(min_length=32)] = None
+    # Request bodies larger than these get a 413: the batch routes', and every other route's.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    body_limit_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
 
 

@@ -83,6 +83,10 @@ async def _serving(request: Request) -> Serving:
 
 
 async def _principal(request: Request) -> Principal:
+    """The caller AuthenticateFirst resolved before the body was read."""
+    found = getattr(request.state, "principal", None)
+    if isinstance(found, Principal):
+        return found
     return await _resources(request).auth.principal(request.headers.get("authorization"))
 
 

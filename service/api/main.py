@@ -17,9 +17,9 @@ from common.settings import Settings, get_settings
 from service.api import errors
 from service.api.body import document_bodies
 from service.api.deps import Resources
-from service.api.limits import BodyLimit
+from service.api.limits import AuthenticateFirst, BodyLimit
 from service.api.metrics import RequestMetrics
-from service.api.routes import health, index, items, keys, recommendations, users
+from service.api.routes import API, health, index, items, keys, recommendations, users
 from service.auth import Authenticator
 from service.profiles import Refresher
 from service.serving import Serving
@@ -92,7 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.registry = CollectorRegistry()
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # The last added runs first: metrics, then the size limit, then the token.
+    app.add_middleware(AuthenticateFirst, prefix=API + "/")
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api.body_limit_bytes,
+        batch_bytes=settings.api.max_body_bytes,
+    )
     app.add_middleware(RequestMetrics, registry=app.state.registry)
     for module in (health, recommendations, items, users, keys, index):
         app.include_router(module.router)
