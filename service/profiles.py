@@ -3,6 +3,10 @@
 The API recomputes the touched users' vectors from their full history against the served
 version's item vectors and keeps them in Redis, where every API process reads them. A
 profile written after a version's snapshot supersedes what that version knows of the user.
+Every write queues its users in PostgreSQL in its own transaction (storage/activity.py), and
+a user leaves the queue only once their profile is stored: a crash after the 202 or a Redis
+outage delays a refresh, never loses one. With Redis down, reads fall back to the profile
+the served version holds.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -20,10 +24,13 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
+from common.errors import CacheUnavailable
 from common.settings import Settings
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, type_weights, user_decay, user_vectors
 from indexing.ranking import Profile, newest_first, profile_of
+from storage import activity
+from storage.cache import redis_errors
 from storage.events import profile_key, publish
 
 if TYPE_CHECKING:
@@ -87,7 +94,8 @@ async def refresh(
                 orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY),
                 ex=PROFILE_SECONDS,
             )
-        await pipe.execute()
+        with redis_errors("storing profiles"):
+            await pipe.execute()
     await publish(redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids))
 
 
@@ -110,8 +118,14 @@ def _vectors(
 
 
 async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
-    """The freshest profile: the stored one if newer than the version's snapshot."""
-    raw = await redis.get(profile_key(user_id))
+    """The freshest profile: the stored one if newer than the version's snapshot; the
+    version's own when Redis cannot be reached."""
+    try:
+        with redis_errors("reading a profile"):
+            raw = await redis.get(profile_key(user_id))
+    except CacheUnavailable:
+        log.warning("Redis is unavailable: serving %r from the version's profile", user_id)
+        raw = None
     if raw is not None:
         stored = orjson.loads(raw)
         newer = version is None or stored["at"] >= version.data_as_of
@@ -139,62 +153,65 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
 
 
 class Refresher:
-    """Refreshes the profiles of users named by batch writes, in the background.
+    """Drains the queue of users whose profiles are behind (storage/activity.py).
 
-    Users are collected into one set and drained in chunks, so a bulk import that names the
-    same users batch after batch recomputes each of them once per pass, not once per batch.
+    Every API process drains it, woken by its own writes and every POLL_SECONDS otherwise,
+    so users queued by a process that died are refreshed by the others, or by it after a
+    restart. Two processes may refresh the same user at once; the result is the same.
     """
 
     CHUNK = 500
+    POLL_SECONDS = 5.0
 
     def __init__(
         self, pool: asyncpg.Pool, redis: Redis, settings: Settings, serving: Serving
     ) -> None:
         self.pool, self.redis, self.settings, self.serving = pool, redis, settings, serving
-        self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._wake.set()  # users a stopped process left queued are refreshed at once
         self._task = asyncio.create_task(self._run(), name="profile-refresher")
 
     async def stop(self) -> None:
-        await self.flush()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        try:
+            await self.flush()
+        except Exception:
+            log.warning("profiles left queued at shutdown; the next start refreshes them")
 
-    def mark(self, user_ids: Iterable[str]) -> None:
-        self._dirty.update(user_ids)
-        self._idle.clear()
+    def mark(self) -> None:
+        """Users were queued: drain soon."""
         self._wake.set()
 
     async def now(self, user_ids: Sequence[str]) -> None:
         """Refresh these users before returning (a single interaction's write)."""
+        queued = await activity.queued_for(self.pool, user_ids)
+        await self._refresh([u for u, _ in queued] or list(user_ids))
+        await activity.refreshed(self.pool, queued)
+
+    async def flush(self) -> None:
+        """Refresh every queued user (in chunks) until the queue is empty."""
+        while queued := await activity.queued_refreshes(self.pool, self.CHUNK):
+            await self._refresh([u for u, _ in queued])
+            await activity.refreshed(self.pool, queued)
+
+    async def _refresh(self, user_ids: Sequence[str]) -> None:
         await refresh(self.pool, self.redis, self.settings, self.serving.current, user_ids)
         self.serving.answers.drop(user_ids)
 
-    async def flush(self) -> None:
-        """Wait until every marked user has been refreshed."""
-        await self._idle.wait()
-
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.POLL_SECONDS)
             self._wake.clear()
-            while self._dirty:
-                chunk = [self._dirty.pop() for _ in range(min(self.CHUNK, len(self._dirty)))]
-                try:
-                    await self.now(chunk)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning(
-                        "could not refresh %d profiles; retrying", len(chunk), exc_info=True
-                    )
-                    self._dirty.update(chunk)
-                    await asyncio.sleep(1.0)
-            self._idle.set()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not refresh queued profiles (%s); they stay queued", exc)

@@ -22,6 +22,7 @@ import faiss
 import orjson
 from redis.asyncio import Redis
 
+from common.errors import CacheUnavailable
 from common.settings import Settings
 from indexing import publish
 from indexing.artifacts import IndexVersion
@@ -71,6 +72,14 @@ class Serving:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def announce(self, kind: str, **fields: Any) -> None:
+        """Tell this deployment's other processes. With Redis down the change stands: they
+        find a new active version by their poll, deleted items by their resync."""
+        try:
+            await events.publish(self.redis, self.namespace, kind, **fields)
+        except CacheUnavailable as exc:
+            log.warning("could not announce %s; the others will find it by polling: %s", kind, exc)
 
     def deleted_rows(self, version: IndexVersion) -> frozenset[int]:
         """Rows of `version` whose items are deleted now (the set is cached per version)."""

@@ -95,8 +95,46 @@ async def record_interactions(
             values,
             times,
         )
-    accepted = int(status.rsplit(" ", 1)[1])
+        accepted = int(status.rsplit(" ", 1)[1])
+        if accepted:
+            # Sorted, like the users above: concurrent batches lock these rows in one order.
+            await conn.execute(
+                """INSERT INTO profile_refresh (user_id) SELECT unnest($1::text[])
+                   ON CONFLICT (user_id) DO UPDATE SET queued_at = clock_timestamp()""",
+                sorted(set(users)),
+            )
     return accepted, len(interactions) - accepted
+
+
+async def queued_refreshes(pool: asyncpg.Pool, limit: int) -> list[tuple[str, datetime]]:
+    """Up to `limit` users whose profiles wait for a refresh, oldest first."""
+    with database_errors():
+        rows = await pool.fetch(
+            "SELECT user_id, queued_at FROM profile_refresh ORDER BY queued_at LIMIT $1", limit
+        )
+    return [(r["user_id"], r["queued_at"]) for r in rows]
+
+
+async def queued_for(pool: asyncpg.Pool, user_ids: Sequence[str]) -> list[tuple[str, datetime]]:
+    """Which of these users wait for a refresh, with when they were queued."""
+    with database_errors():
+        rows = await pool.fetch(
+            "SELECT user_id, queued_at FROM profile_refresh WHERE user_id = ANY($1::text[])",
+            list(user_ids),
+        )
+    return [(r["user_id"], r["queued_at"]) for r in rows]
+
+
+async def refreshed(pool: asyncpg.Pool, done: Sequence[tuple[str, datetime]]) -> None:
+    """Take users off the queue, unless a newer interaction queued them again meanwhile."""
+    with database_errors():
+        await pool.execute(
+            """DELETE FROM profile_refresh p
+               USING unnest($1::text[], $2::timestamptz[]) AS d(user_id, queued_at)
+               WHERE p.user_id = d.user_id AND p.queued_at = d.queued_at""",
+            [u for u, _ in done],
+            [t for _, t in done],
+        )
 
 
 def _unknown_items(interactions: Sequence[InteractionIn], unknown: set[str]) -> UnknownItems:

@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from common.errors import CacheUnavailable
+from storage.cache import redis_errors
 
 
 def profile_key(user_id: str) -> str:
@@ -31,7 +30,5 @@ def channel(namespace: str) -> str:
 
 async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> None:
     message = {"type": kind, "namespace": namespace, **fields}
-    try:
+    with redis_errors(f"announcing {kind}"):
         await redis.publish(channel(namespace), orjson.dumps(message))
-    except (RedisError, OSError) as exc:
-        raise CacheUnavailable(f"Redis is unavailable: could not announce {kind}: {exc}") from exc

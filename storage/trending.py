@@ -7,7 +7,10 @@ from redis.asyncio import Redis
 
 from common.settings import Settings
 from indexing import trending
+from storage.cache import redis_errors
 from storage.events import trending_key
+
+Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
 async def compute_and_store(
@@ -27,6 +30,17 @@ async def compute_and_store(
         )
         for category in categories:
             lists[(variant, category)] = trending.ranked(window, item_scores, category)
+    with redis_errors("storing trending lists"):
+        await _store(redis, lists, hours, ttl)
+    return lists
+
+
+async def _store(
+    redis: Redis,
+    lists: dict[tuple[str, str | None], list[tuple[str, float]]],
+    hours: int,
+    ttl: float,
+) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         for (variant, category), ranked in lists.items():
             key = trending_key(variant, hours, category)
@@ -39,7 +53,6 @@ async def compute_and_store(
                 pipe.zadd(key, {"": float("-inf")})
             pipe.expire(key, max(1, int(ttl)))
         await pipe.execute()
-    return lists
 
 
 async def read(
@@ -47,10 +60,11 @@ async def read(
 ) -> list[tuple[str, float]] | None:
     """The stored list, best first; None when it was never computed (or expired)."""
     key = trending_key(variant, hours, category)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(key)
-        pipe.zrevrange(key, 0, count - 1, withscores=True)
-        exists, found = await pipe.execute()
+    with redis_errors("reading a trending list"):
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.exists(key)
+            pipe.zrevrange(key, 0, count - 1, withscores=True)
+            exists, found = await pipe.execute()
     if not exists:
         return None
     return [(member.decode(), float(score)) for member, score in found if member]

@@ -24,7 +24,8 @@ from service.api.main import create_app
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789"
 TABLES = (
-    "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings"
+    "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
+    " profile_refresh"
 )
 
 

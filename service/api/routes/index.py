@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from common.errors import CacheUnavailable, DependencyError, InvalidInput, NotFound
+from common.errors import DependencyError, InvalidInput, NotFound
 from common.models import Activated, Build, BuildIn, VersionDetail, VersionList, VersionSummary
 from indexing.artifacts import CorruptArtifact
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API
-from storage import builds, events
+from storage import builds
 from workers.factory import BUILD_TASK
-
-log = logging.getLogger(__name__)
 
 # Versions are bigint in PostgreSQL: a larger number is bad input, not a server error.
 VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -98,11 +95,5 @@ async def activate(version: VersionId, res: ResourcesDep) -> Activated:
         raise InvalidInput(f"version {version} cannot be served: {exc}") from exc
     await builds.activate(res.pool, version)
     await res.serving.serve(loaded)
-    try:
-        await events.publish(
-            res.redis, res.settings.event_namespace, "index_activated", version=version
-        )
-    except CacheUnavailable:
-        # Done all the same: the other processes' poll of PostgreSQL finds it.
-        log.warning("could not announce version %d; the others will poll for it", version)
+    await res.serving.announce("index_activated", version=version)
     return Activated(active=version)

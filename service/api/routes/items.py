@@ -12,7 +12,7 @@ from common.models import Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
 from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API
-from storage import catalog, events
+from storage import catalog
 from workers.factory import EMBED_TASK
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def delete_item(item_id: ItemId, res: ResourcesDep) -> Response:
     """Remove an item from the catalog and from every answer at once; its history is kept."""
     await catalog.delete_item(res.pool, item_id)
     res.serving.item_deleted(item_id)
-    await events.publish(res.redis, res.settings.event_namespace, "item_deleted", item_id=item_id)
+    await res.serving.announce("item_deleted", item_id=item_id)
     return Response(status_code=204)
 
 
@@ -74,9 +74,7 @@ async def _written(res: Resources, item_ids: list[str], revived: list[str]) -> N
     if revived:
         for item_id in revived:
             res.serving.item_restored(item_id)
-        await events.publish(
-            res.redis, res.settings.event_namespace, "item_restored", item_ids=revived
-        )
+        await res.serving.announce("item_restored", item_ids=revived)
     res.in_background(_schedule_embedding(res, sorted(set(item_ids))))
 
 

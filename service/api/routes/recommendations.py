@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
-from common.errors import DependencyError, InvalidInput, NotFound
+from common.errors import CacheUnavailable, DependencyError, InvalidInput, NotFound
 from common.models import (
     Explanation,
     Recommendations,
@@ -85,8 +85,12 @@ async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str
 
 
 async def _trending(res: ResourcesDep, version: IndexVersion) -> Floats | None:
-    """The served hot list as a score per row of `version`; None when nothing is trending."""
-    hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, None)
+    """The served hot list as a score per row of `version`; None when nothing is trending
+    or Redis cannot be reached (the version's popularity stands in)."""
+    try:
+        hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, None)
+    except CacheUnavailable:
+        return None
     if not hot:
         return None
     scores = np.zeros(len(version.item_ids), dtype=np.float32)

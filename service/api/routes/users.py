@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from common.errors import InvalidInput, UnknownItems
+from common.errors import CacheUnavailable, InvalidInput, UnknownItems
 from common.models import (
     FUTURE_TOLERANCE,
     Accepted,
@@ -21,6 +22,8 @@ from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, ResourcesDep, require
 from service.api.routes import API
 from storage import activity
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix=API, tags=["users and interactions"], dependencies=[require("write")])
 
@@ -50,7 +53,14 @@ async def post_interaction(interaction: InteractionIn, res: ResourcesDep) -> Acc
     _check(res.settings.interactions.types, [interaction])
     accepted, duplicates = await activity.record_interactions(res.pool, [interaction])
     if accepted:
-        await res.profiles.now([interaction.user_id])
+        try:
+            await res.profiles.now([interaction.user_id])
+        except CacheUnavailable:
+            # Stored and queued in one transaction: the refresher retries once Redis is back.
+            log.warning(
+                "Redis is unavailable: %r's profile refresh stays queued", interaction.user_id
+            )
+            res.profiles.mark()
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
@@ -66,7 +76,7 @@ async def post_interactions(
     except UnknownItems as exc:
         raise UnknownItemsInBatch(exc.message, details=exc.details) from exc
     if accepted:
-        res.profiles.mark(row.user_id for row in batch.interactions)
+        res.profiles.mark()
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
