@@ -131,13 +131,17 @@ def over_http(settings: Settings, dataset: datasets.Dataset, k: int, url: str, k
         _say(f"built version {state['version']} ({state['stage']})")
         if state["stage"] == "rejected":
             _ok(api.post(f"/api/v1/index/versions/{state['version']}/activate"))
+        _wait_until_served(api, state["version"])
         row_of = {item_id: n for n, item_id in enumerate(train.item_ids)}
-        lists = {}
+        lists, stale = {}, 0
         for user in truth:
             answer = _ok(
                 api.get(f"/api/v1/recommendations/{train.user_ids[user]}", params={"limit": k})
             )
+            stale += answer["index_version"] != state["version"]
             lists[user] = [row_of[i["item_id"]] for i in answer["items"] if i["item_id"] in row_of]
+        if stale:
+            _say(f"{stale} answers came from another version than {state['version']}")
     figures = {"hybrid (HTTP)": evaluation.scores(lists, truth, k, len(dataset.item_ids))}
     _say("fitting baselines")
     return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating")
@@ -152,6 +156,16 @@ def _wait_for_build(api: Any, build_id: str) -> dict[str, Any]:
             raise SystemExit(f"build {build_id} failed: {state.get('error')}")
         _say(f"build {state['state']} {state['stage']} {state['progress']:.2f}")
         time.sleep(2.0)
+
+
+def _wait_until_served(api: Any, version: int, seconds: float = 300.0) -> None:
+    """Until the service answers from `version`: the build's worker has announced it, but
+    the API loads it in its own time, and answers meanwhile come from the one before."""
+    deadline = time.monotonic() + seconds
+    while (served := api.get("/health/ready").json().get("index_version")) != version:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the service still serves version {served}, not {version}")
+        time.sleep(0.5)
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
