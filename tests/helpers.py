@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -66,3 +68,22 @@ def genre_catalog(per_genre: int = 8) -> list[dict[str, Any]]:
                 }
             )
     return items
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """Another API process for `settings` (started and stopped as uvicorn would), and an
+    admin client of it."""
+    from service.api.main import create_app
+    from tests.conftest import ADMIN_KEY
+
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://peer.test",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as http,
+    ):
+        yield app, http

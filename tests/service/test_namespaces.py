@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,10 +21,9 @@ from fastapi import FastAPI
 
 from common.settings import Settings
 from devstack.servers import ensure_database
-from service.api.main import create_app
 from storage import builds, events
-from tests.conftest import ADMIN_KEY, TABLES
-from tests.helpers import build_now, genre_catalog
+from tests.conftest import TABLES
+from tests.helpers import build_now, genre_catalog, running
 
 FOLLOW_SECONDS = 1.0
 _markers = itertools.count()
@@ -53,20 +50,6 @@ def own_process(settings: Settings, data_dir: Path) -> Settings:
     learns of changes through events alone."""
     index = settings.index.model_copy(update={"poll_seconds": 60.0, "data_dir": data_dir})
     return settings.model_copy(update={"index": index})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://peer.test",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as http,
-    ):
-        yield app, http
 
 
 async def within(seconds: float, condition: object, what: str) -> None:

@@ -10,9 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from common.settings import Settings
-from service.api.main import create_app
-from tests.conftest import ADMIN_KEY
-from tests.helpers import build_now, genre_catalog
+from tests.helpers import build_now, genre_catalog, running
 
 
 async def test_another_process_follows_activations_while_answering(
@@ -24,15 +22,7 @@ async def test_another_process_follows_activations_while_answering(
     first = await build_now(app)
     second = await build_now(app, force=True)
 
-    other = create_app(settings)
-    async with (
-        other.router.lifespan_context(other),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=other),
-            base_url="http://other.test",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as peer,
-    ):
+    async with running(settings) as (_, peer):
         assert (await peer.get("/health/ready")).json()["index_version"] == second
         failures: list[int] = []
         stop = asyncio.Event()
