@@ -299,9 +299,29 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**sections)
     except ValidationError as exc:
         problems.extend(_describe(exc, ""))
+    else:
+        problems.extend(_production_problems(settings))
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return settings
+
+
+# Credentials this project ships for local use (devstack, docker-compose.yml): fine on a
+# laptop, never in production.
+DEFAULT_SECRETS = frozenset({"recs-local-secret", "recs-minio-secret", "recs", "postgres"})
+
+
+def _production_problems(settings: Settings) -> list[str]:
+    if settings.environment != "production":
+        return []
+    problems = []
+    if settings.s3.secret_key.get_secret_value() in DEFAULT_SECRETS:
+        problems.append("S3_SECRET_KEY: the shipped default is refused in production")
+    if urlsplit(settings.database.url).password in DEFAULT_SECRETS:
+        problems.append("DATABASE_URL: the shipped default password is refused in production")
+    if settings.api.admin_api_key is None:
+        problems.append("ADMIN_API_KEY: required in production")
+    return problems
 
 
 def _describe(exc: ValidationError, prefix: str) -> list[str]:

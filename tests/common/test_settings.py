@@ -24,6 +24,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "RATING_WEIGHTS",
         "JWT_SECRET",
         "DEPLOYMENT_NAME",
+        "ENVIRONMENT",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -113,3 +114,19 @@ def test_each_deployment_has_its_own_event_namespace(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DEPLOYMENT_NAME", "no spaces")
     with pytest.raises(ConfigError, match="DEPLOYMENT_NAME"):
         load_settings()
+
+
+def test_production_refuses_the_shipped_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://recs:recs@db:5432/recs")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    for variable in ("S3_SECRET_KEY", "DATABASE_URL", "ADMIN_API_KEY"):
+        assert variable in str(refused.value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://recs:9f2c1e7a@db:5432/recs")
+    monkeypatch.setenv("S3_SECRET_KEY", "a-real-secret-of-ours")
+    monkeypatch.setenv("ADMIN_API_KEY", "admin-0123456789abcdef")
+    assert load_settings().environment == "production"
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("S3_SECRET_KEY", "recs-local-secret")
+    assert load_settings().s3.secret_key.get_secret_value() == "recs-local-secret"
