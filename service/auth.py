@@ -5,7 +5,9 @@ Roles nest: `admin` may do all that `write` may, and `write` all that `read` may
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import get_args
@@ -13,12 +15,15 @@ from typing import get_args
 import asyncpg
 import jwt
 
-from common.errors import Forbidden, Unauthorized
+from common.errors import DatabaseUnavailable, Forbidden, Unauthorized
 from common.models import Role
 from common.settings import ApiSettings
 from storage.keys import role_of, token_digest
 
+log = logging.getLogger(__name__)
 RANK: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
+# A key lookup that takes longer than this is treated as a database outage.
+LOOKUP_SECONDS = 2.0
 ROLES = frozenset(get_args(Role))
 
 
@@ -37,7 +42,8 @@ class Authenticator:
     """Resolves bearer tokens, remembering stored keys briefly to keep a DB read off each call.
 
     A key revoked in this process stops working at once; other processes forget it within
-    `cache_seconds`.
+    `cache_seconds` while PostgreSQL answers. While it does not, a key seen before keeps the
+    last answer, so reads with client keys survive a database outage.
     """
 
     settings: ApiSettings
@@ -63,11 +69,20 @@ class Authenticator:
         if cached and cached[0] > now:
             found = cached[1]
         else:
-            row = await role_of(self.pool, digest)
-            found = Principal(row[0], row[1]) if row else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + self.settings.key_cache_seconds, found)
+            try:
+                row = await asyncio.wait_for(role_of(self.pool, digest), LOOKUP_SECONDS)
+            except (DatabaseUnavailable, TimeoutError) as exc:
+                if cached is None:
+                    raise DatabaseUnavailable(f"cannot check the token now: {exc}") from exc
+                # PostgreSQL is down or hung: the key was valid (or not) moments ago, and
+                # reads go on with that answer until it can be asked again.
+                log.warning("key lookup failed (%s); using the last answer", exc)
+                found = cached[1]
+            else:
+                found = Principal(row[0], row[1]) if row else None
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now + self.settings.key_cache_seconds, found)
         if found is None:
             raise Unauthorized("the token is not valid")
         return found

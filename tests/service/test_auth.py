@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 
+import asyncpg
 import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from common.errors import Unauthorized
+from common.errors import DatabaseUnavailable, Unauthorized
 from common.settings import Settings
-from service.auth import Authenticator
+from service.auth import LOOKUP_SECONDS, Authenticator
 from tests.helpers import assert_error
 
 READ_ROUTES = [("GET", "/api/v1/items"), ("GET", "/api/v1/items/x"), ("GET", "/api/v1/users/u")]
@@ -158,3 +161,48 @@ async def test_signed_jwts_carry_a_role(app: FastAPI, settings: Settings) -> Non
     ):
         with pytest.raises(Unauthorized):
             await auth.principal(f"Bearer {token}")
+
+
+async def silent_server() -> tuple[asyncio.Server, int]:
+    """A TCP server that takes connections and never says a word: a hung PostgreSQL."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_known_keys_keep_working_while_postgresql_is_down_or_hung(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    created = (await client.post("/api/v1/keys", json={"name": "app", "role": "read"})).json()
+    header = f"Bearer {created['token']}"
+    # Every lookup goes to the database: the cache time is 0.
+    auth = Authenticator(
+        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.resources.pool
+    )
+    assert (await auth.principal(header)).role == "read"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    hung, port = await silent_server()
+    for where in (closed, port):
+        dead = await asyncpg.create_pool(
+            f"postgresql://postgres@127.0.0.1:{where}/none", min_size=0, timeout=30
+        )
+        auth.pool = dead
+        started = time.monotonic()
+        assert (await auth.principal(header)).role == "read"
+        with pytest.raises(DatabaseUnavailable):
+            await auth.principal("Bearer never-seen-before-0000")
+        assert time.monotonic() - started < 2 * LOOKUP_SECONDS + 1
+        dead.terminate()
+    hung.close()
+
+    # PostgreSQL is back: a revocation reaches this process at its next lookup.
+    auth.pool = app.state.resources.pool
+    await client.delete(f"/api/v1/keys/{created['key_id']}")
+    with pytest.raises(Unauthorized):
+        await auth.principal(header)
