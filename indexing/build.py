@@ -235,13 +235,17 @@ async def build_version(
     }
     await report("saving", 0.8)
     folder = settings.index.data_dir / f"{version:010d}"
-    manifest["artifacts"] = await asyncio.to_thread(_save, built, folder)
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-
-    await report("uploading", 0.85)
-    await asyncio.to_thread(publish.upload, store, folder, manifest)
     passed = bool(verdict["passed"])
-    await builds.record_version(pool, manifest, "ready" if passed else "rejected")
+    try:
+        manifest["artifacts"] = await asyncio.to_thread(_save, built, folder)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        await report("uploading", 0.85)
+        await asyncio.to_thread(publish.upload, store, folder, manifest)
+        await builds.record_version(pool, manifest, "ready" if passed else "rejected")
+    except BaseException:
+        # A failed attempt leaves nothing behind: the next one starts from scratch.
+        await asyncio.to_thread(_discard, folder)
+        raise
     if not passed:
         await retire(pool, store, settings)
         return version, "rejected"
@@ -252,6 +256,11 @@ async def build_version(
             await on_activated(version)
     await retire(pool, store, settings)
     return version, "done"
+
+
+def _discard(folder: Path) -> None:
+    shutil.rmtree(folder.with_name(folder.name + ".part"), ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _save(built: IndexVersion, folder: Path) -> dict[str, dict[str, Any]]:

@@ -136,3 +136,6 @@ async def test_a_build_that_cannot_upload_leaves_the_active_version(
         )
     assert await db.fetchval("SELECT version FROM active_index") == active
     assert await db.fetchval("SELECT count(*) FROM index_versions") == 1
+    # The failed attempt's folder is gone; the active version's local copy stays.
+    left = sorted(p.name for p in settings.index.data_dir.iterdir() if p.name[:1].isdigit())
+    assert left == [f"{active:010d}"]
