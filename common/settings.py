@@ -118,6 +118,8 @@ class IndexSettings(_Section):
     keep_versions: Annotated[int, Field(ge=1, le=100)] = 5
     half_life_days: Annotated[float, Field(gt=0)] = 30.0
     cold_start_min: Annotated[int, Field(ge=0)] = 3
+    # The newest interactions of a user that a profile refresh reads (between builds).
+    profile_history: Annotated[int, Field(ge=10, le=1_000_000)] = 2_000
     # Depth of the one ranked list that `offset` pages through.
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
     # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).

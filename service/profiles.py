@@ -49,14 +49,12 @@ async def refresh(
 ) -> None:
     """Recompute and store the profiles of `user_ids`, and tell every API process.
 
-    All of them at once: one query, one sparse product for the vectors, one pipeline.
+    All of them at once: one query, one sparse product for the vectors, one pipeline. Each
+    profile reads the user's newest `profile_history` interactions, so a user with a long
+    history costs no more than one with that many.
     """
     now = time.time()
-    rows = await pool.fetch(
-        """SELECT user_id, item_id, type, value, extract(epoch FROM occurred_at)::float8 AS at
-           FROM interactions WHERE user_id = ANY($1::text[])""",
-        list(user_ids),
-    )
+    rows = await activity.recent_history(pool, user_ids, settings.index.profile_history)
     position = {user_id: n for n, user_id in enumerate(user_ids)}
     weights = type_weights(
         [r["type"] for r in rows], [r["value"] for r in rows], settings.interactions

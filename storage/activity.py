@@ -106,6 +106,26 @@ async def record_interactions(
     return accepted, len(interactions) - accepted
 
 
+async def recent_history(
+    pool: asyncpg.Pool, user_ids: Sequence[str], limit: int
+) -> list[asyncpg.Record]:
+    """The newest `limit` interactions of each user: user_id, item_id, type, value and
+    `at` (epoch seconds), read newest first through the (user_id, occurred_at) index."""
+    with database_errors():
+        rows: list[asyncpg.Record] = await pool.fetch(
+            """SELECT u.user_id, i.item_id, i.type, i.value,
+                      extract(epoch FROM i.occurred_at)::float8 AS at
+               FROM unnest($1::text[]) AS u(user_id)
+               CROSS JOIN LATERAL (
+                   SELECT item_id, type, value, occurred_at FROM interactions
+                   WHERE interactions.user_id = u.user_id
+                   ORDER BY occurred_at DESC LIMIT $2) AS i""",
+            list(user_ids),
+            limit,
+        )
+    return rows
+
+
 async def queued_refreshes(pool: asyncpg.Pool, limit: int) -> list[tuple[str, datetime]]:
     """Up to `limit` users whose profiles wait for a refresh, oldest first."""
     with database_errors():
