@@ -91,6 +91,11 @@ class ApiSettings(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     admin_api_key: Annotated[SecretStr | None, Field(min_length=16)] = None
     jwt_secret: Annotated[SecretStr | None, Field(min_length=32)] = None
+    # When set, a JWT must name this issuer (iss) and this audience (aud).
+    jwt_issuer: Annotated[str | None, Field(min_length=1)] = None
+    jwt_audience: Annotated[str | None, Field(min_length=1)] = None
+    # A JWT that is still valid for longer than this from now is refused.
+    jwt_max_lifetime_seconds: Annotated[int, Field(ge=60)] = 86_400
     # Request bodies larger than these get a 413: the batch routes', and every other route's.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     body_limit_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024

@@ -94,15 +94,25 @@ class Authenticator:
         secret = self.settings.jwt_secret
         if secret is None:
             raise Unauthorized("the token is not valid")
+        required = ["exp", "sub", "role"]
+        required += ["iss"] if self.settings.jwt_issuer else []
+        required += ["aud"] if self.settings.jwt_audience else []
         try:
             claims = jwt.decode(
                 token,
                 secret.get_secret_value(),
                 algorithms=["HS256"],
-                options={"require": ["exp", "sub", "role"]},
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+                options={"require": required},
             )
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"the token is not valid: {exc}") from exc
+        if claims["exp"] - time.time() > self.settings.jwt_max_lifetime_seconds:
+            raise Unauthorized(
+                "the token lives too long: at most "
+                f"{self.settings.jwt_max_lifetime_seconds} s from now are accepted"
+            )
         role = claims["role"]
         if role not in ROLES:
             raise Unauthorized("the token's role is not one of read, write, admin")

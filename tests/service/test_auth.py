@@ -206,3 +206,30 @@ async def test_known_keys_keep_working_while_postgresql_is_down_or_hung(
     await client.delete(f"/api/v1/keys/{created['key_id']}")
     with pytest.raises(Unauthorized):
         await auth.principal(header)
+
+
+async def test_jwts_can_be_bound_to_an_issuer_and_audience_and_a_lifetime(
+    app: FastAPI, settings: Settings
+) -> None:
+    secret = "s" * 40
+    auth = Authenticator(
+        settings.api.model_copy(
+            update={
+                "jwt_secret": SecretStr(secret),
+                "jwt_issuer": "https://login.example",
+                "jwt_audience": "recs",
+                "jwt_max_lifetime_seconds": 3_600,
+            }
+        ),
+        app.state.resources.pool,
+    )
+    good = {"role": "read", "iss": "https://login.example", "aud": "recs"}
+    assert (await auth.principal(f"Bearer {_jwt(secret, **good)}")).role == "read"
+    for claims, why in (
+        ({"role": "read", "aud": "recs"}, "iss"),
+        ({**good, "iss": "https://elsewhere.example"}, "(?i)issuer"),
+        ({**good, "aud": "another-service"}, "(?i)audience"),
+        ({**good, "exp": int(time.time()) + 7_200}, "lives too long"),
+    ):
+        with pytest.raises(Unauthorized, match=why):
+            await auth.principal(f"Bearer {_jwt(secret, **claims)}")
