@@ -94,6 +94,8 @@ class ApiSettings(_Section):
     # When set, a JWT must name this issuer (iss) and this audience (aud).
     jwt_issuer: Annotated[str | None, Field(min_length=1)] = None
     jwt_audience: Annotated[str | None, Field(min_length=1)] = None
+    # One JSON line per request on stderr (the `recs.access` logger).
+    access_log: bool = True
     # A JWT that is still valid for longer than this from now is refused.
     jwt_max_lifetime_seconds: Annotated[int, Field(ge=60)] = 86_400
     # Request bodies larger than these get a 413: the batch routes', and every other route's.

@@ -79,21 +79,25 @@ def run(body: Callable[[Context], Awaitable[T]]) -> T:
     time_limit=SETTINGS.index.build_time_limit + 60,
     soft_time_limit=SETTINGS.index.build_time_limit,
 )
-def build_index(self: Any, build_id: str, activate: bool = True) -> None:
-    """Build a version for `build_id`, reporting stage and progress into its builds row."""
+def build_index(
+    self: Any, build_id: str, activate: bool = True, request_id: str | None = None
+) -> None:
+    """Build a version for `build_id`, reporting stage and progress into its builds row.
+    `request_id` is the id of the HTTP request that asked for it, for the logs."""
     attempt = self.request.retries
+    log.info("build %s: attempt %d (request %s)", build_id, attempt + 1, request_id)
     try:
         run(lambda ctx: _build(ctx, build_id, activate, attempt))
         return
     except DependencyError as exc:
         if attempt < SETTINGS.index.build_retries:
-            log.warning("build %s: %s; retrying", build_id, exc)
+            log.warning("build %s (request %s): %s; retrying", build_id, request_id, exc)
             raise self.retry(exc=exc, countdown=SETTINGS.index.build_retry_seconds) from exc
         error = f"gave up after {attempt + 1} attempts: {exc}"
     except SoftTimeLimitExceeded:
         error = "the build ran past its time limit"
     except Exception as exc:
-        log.exception("build %s failed", build_id)
+        log.exception("build %s (request %s) failed", build_id, request_id)
         error = f"{type(exc).__name__}: {exc}"
     run(lambda ctx: _fail(ctx, build_id, error))
 

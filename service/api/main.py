@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,7 @@ from service.api import errors
 from service.api.body import document_bodies
 from service.api.deps import Resources
 from service.api.limits import AuthenticateFirst, BodyLimit
-from service.api.metrics import RequestMetrics
+from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import API, health, index, items, keys, recommendations, users
 from service.auth import Authenticator
 from service.profiles import Refresher
@@ -72,6 +73,16 @@ async def close_resources(res: Resources) -> None:
     await res.pool.close()
 
 
+def _access_log(enabled: bool) -> None:
+    """The access lines go to stderr as they are: each is already one JSON object."""
+    access_log.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled and not access_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.propagate = False
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -91,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.registry = CollectorRegistry()
+    _access_log(settings.api.access_log)
     errors.install(app)
     # The last added runs first: metrics, then the size limit, then the token.
     app.add_middleware(AuthenticateFirst, prefix=API + "/")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from common.errors import DependencyError, InvalidInput, NotFound
 from common.models import Activated, Build, BuildIn, VersionDetail, VersionList, VersionSummary
 from indexing.artifacts import CorruptArtifact
 from service.api.deps import ResourcesDep, require
+from service.api.metrics import request_id_of
 from service.api.routes import API
 from storage import builds
 from workers.factory import BUILD_TASK
@@ -21,7 +22,7 @@ router = APIRouter(prefix=f"{API}/index", tags=["index"], dependencies=[require(
 
 
 @router.post("/builds", status_code=202)
-async def request_build(res: ResourcesDep, body: BuildIn | None = None) -> Build:
+async def request_build(request: Request, res: ResourcesDep, body: BuildIn | None = None) -> Build:
     """Queue a build; while one is queued or running, that one is returned instead."""
     body = body or BuildIn()
     build, created = await builds.request_build(
@@ -37,7 +38,7 @@ async def request_build(res: ResourcesDep, body: BuildIn | None = None) -> Build
                 res.celery.send_task,
                 BUILD_TASK,
                 args=[build["build_id"]],
-                kwargs={"activate": body.activate},
+                kwargs={"activate": body.activate, "request_id": request_id_of(request.scope)},
             )
         except Exception as exc:
             await builds.finish_build(
