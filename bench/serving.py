@@ -280,7 +280,9 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         import redis as redis_sync
 
         redis_sync.Redis.from_url(settings.redis.url).flushdb()
-        pool = await create_pool(settings.database)
+        # The builds here run as a worker runs them, with a worker's statement time limit.
+        timeout = float(settings.index.build_time_limit)
+        pool = await create_pool(settings.database.model_copy(update={"command_timeout": timeout}))
 
         items = make_items(args.items)
         small = args.items // 10

@@ -44,6 +44,10 @@ class DatabaseSettings(_Section):
     url: str = "postgresql://postgres@127.0.0.1:5432/recs"
     pool_min: Annotated[int, Field(ge=1, le=100)] = 2
     pool_max: Annotated[int, Field(ge=1, le=200)] = 10
+    # A statement the server has not answered within this many seconds fails with a 503
+    # (database_unavailable): a hung PostgreSQL is a clear error, not a hung request.
+    # Workers allow their long build queries INDEX_BUILD_TIME_LIMIT.
+    command_timeout: Annotated[float, Field(gt=0, le=3_600)] = 5.0
 
     @field_validator("url")
     @classmethod

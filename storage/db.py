@@ -87,6 +87,10 @@ async def migrate(conn: Connection) -> list[int]:
     return applied
 
 
+# A new connection that takes longer than this (or the command timeout, if shorter) fails.
+CONNECT_SECONDS = 10.0
+
+
 async def _init_connection(conn: Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -106,7 +110,8 @@ async def create_pool(settings: DatabaseSettings, *, attempts: int = 10) -> asyn
             min_size=settings.pool_min,
             max_size=settings.pool_max,
             init=_init_connection,
-            command_timeout=60,
+            command_timeout=settings.command_timeout,
+            timeout=min(settings.command_timeout, CONNECT_SECONDS),
         )
 
     pool = await wait_for(
@@ -122,6 +127,8 @@ def database_errors() -> Iterator[None]:
     """Translate a lost or refused connection into DatabaseUnavailable."""
     try:
         yield
+    except TimeoutError as exc:  # before OSError, of which it is one
+        raise DatabaseUnavailable("the database did not answer in time") from exc
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
         raise DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
 

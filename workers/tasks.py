@@ -53,7 +53,14 @@ class Context:
 @asynccontextmanager
 async def context() -> AsyncIterator[Context]:
     pool = await create_pool(
-        SETTINGS.database.model_copy(update={"pool_min": 1, "pool_max": 3}), attempts=3
+        SETTINGS.database.model_copy(
+            update={
+                "pool_min": 1,
+                "pool_max": 3,
+                "command_timeout": float(SETTINGS.index.build_time_limit),
+            }
+        ),
+        attempts=3,
     )
     redis: Redis = Redis.from_url(SETTINGS.redis.url)
     try:

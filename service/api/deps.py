@@ -21,7 +21,7 @@ from embeddings.encoder import Encoder, make_encoder
 from service.auth import Authenticator, Principal
 from service.profiles import Refresher
 from service.serving import Serving
-from storage.blob.s3 import S3Store
+from storage.blob.s3 import S3Store, StoreProbe
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Resources:
     serving: Serving
     celery: Celery
     profiles: Refresher
+    store_probe: StoreProbe
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 

@@ -24,7 +24,7 @@ from service.api.routes import API, health, index, items, keys, recommendations,
 from service.auth import Authenticator
 from service.profiles import Refresher
 from service.serving import Serving
-from storage.blob.s3 import S3Store
+from storage.blob.s3 import S3Store, StoreProbe
 from storage.db import create_pool
 from workers.factory import make_celery
 
@@ -62,6 +62,7 @@ async def open_resources(settings: Settings) -> Resources:
         serving=serving,
         celery=make_celery(settings),
         profiles=refresher,
+        store_probe=StoreProbe(store),
     )
 
 
@@ -71,6 +72,7 @@ async def close_resources(res: Resources) -> None:
     await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()
+    res.store_probe.close()
 
 
 def _access_log(enabled: bool) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,7 +38,7 @@ class S3Store:
         # Short timeouts and few retries: a dead store should fail a readiness check in
         # seconds, not hang it for minutes.
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=3, read=60),
+            timeout=urllib3.Timeout(connect=3, read=15),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
             maxsize=8,
         )
@@ -94,3 +96,26 @@ class S3Store:
         if failures:
             raise ObjectStoreUnavailable(f"S3 kept {len(failures)} object(s) under {prefix!r}")
         return len(keys)
+
+
+class StoreProbe:
+    """Pings a store for readiness checks, one call at a time in a thread of its own.
+
+    A hung store then ties up that one thread however often readiness is asked, and never
+    the default executor that downloads, searches and builds share. A check that waits
+    past its limit leaves the ping running, and the next check waits on that same ping.
+    """
+
+    def __init__(self, store: S3Store, name: str = "s3-probe") -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._flight: asyncio.Future[None] | None = None
+
+    async def ping(self) -> None:
+        if self._flight is None or self._flight.done():
+            loop = asyncio.get_running_loop()
+            self._flight = loop.run_in_executor(self._executor, self.store.ping)
+        await asyncio.shield(self._flight)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import httpx
 from fastapi import FastAPI
 
 from common.settings import Settings
-from storage.blob.s3 import S3Store
+from storage.blob.s3 import S3Store, StoreProbe
 
 
 async def test_health_answers_without_credentials(anonymous: httpx.AsyncClient) -> None:
@@ -24,16 +28,48 @@ async def test_ready_is_503_and_names_the_store_that_is_down(
     anonymous: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
     resources = app.state.resources
-    healthy = resources.store
-    resources.store = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
+    healthy = resources.store_probe
+    dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
+    resources.store_probe = StoreProbe(dead)
     try:
         answer = await anonymous.get("/health/ready")
     finally:
-        resources.store = healthy
+        resources.store_probe.close()
+        resources.store_probe = healthy
     assert answer.status_code == 503
     checks = answer.json()["checks"]
     assert checks["database"] == "ok" and checks["cache"] == "ok"
     assert checks["object_store"] != "ok"
+
+
+async def test_a_hung_store_holds_one_thread_however_often_readiness_is_asked(
+    anonymous: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # takes the request, never answers
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    resources = app.state.resources
+    healthy = resources.store_probe
+    hung = S3Store(settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{port}"}))
+    resources.store_probe = StoreProbe(hung, name="hung-probe")
+    try:
+        for _ in range(3):
+            answers = await asyncio.gather(*(anonymous.get("/health/ready") for _ in range(5)))
+            for answer in answers:
+                assert answer.status_code == 503
+                assert answer.json()["checks"]["object_store"] == "no answer within 2s"
+            # The executor everything else shares is free: this runs at once.
+            started = time.monotonic()
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: 1), 1.0) == 1
+            assert time.monotonic() - started < 0.5
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("hung-probe")]
+        assert len(threads) == 1
+    finally:
+        resources.store_probe.close()
+        resources.store_probe = healthy
+        silent.close()
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import pytest
 
 from common.errors import DatabaseUnavailable
 from common.settings import DatabaseSettings, Settings
-from storage.db import create_pool, migrate, migrations
+from storage.db import create_pool, database_errors, migrate, migrations
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
@@ -63,3 +65,20 @@ async def test_an_unreachable_database_fails_clearly_after_bounded_retries() -> 
     dead = DatabaseSettings(url="postgresql://postgres@127.0.0.1:1/none")
     with pytest.raises(DatabaseUnavailable, match="DATABASE_URL"):
         await create_pool(dead, attempts=2)
+
+
+async def test_a_statement_the_server_does_not_answer_in_time_is_database_unavailable(
+    settings: Settings,
+) -> None:
+    quick = settings.database.model_copy(
+        update={"pool_min": 1, "pool_max": 1, "command_timeout": 1}
+    )
+    pool = await create_pool(quick)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="did not answer in time"), database_errors():
+            await pool.fetchval("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < 3
+        assert await pool.fetchval("SELECT 1") == 1  # the pool carries on
+    finally:
+        await pool.close()

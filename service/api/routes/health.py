@@ -34,7 +34,7 @@ async def ready(res: ResourcesDep) -> JSONResponse:
         await res.redis.ping()
 
     async def object_store() -> None:
-        await asyncio.to_thread(res.store.ping)
+        await res.store_probe.ping()
 
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "database": database,
