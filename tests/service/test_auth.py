@@ -167,7 +167,10 @@ async def silent_server() -> tuple[asyncio.Server, int]:
     """A TCP server that takes connections and never says a word: a hung PostgreSQL."""
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
+        try:
+            await reader.read()
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]

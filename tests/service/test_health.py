@@ -45,7 +45,10 @@ async def test_ready_is_503_and_names_the_store_that_is_down(
 async def test_a_hung_store_holds_one_thread_however_often_readiness_is_asked(
     anonymous: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
+    held: list[asyncio.StreamWriter] = []
+
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
         await reader.read()  # takes the request, never answers
 
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
@@ -70,6 +73,8 @@ async def test_a_hung_store_holds_one_thread_however_often_readiness_is_asked(
         resources.store_probe.close()
         resources.store_probe = healthy
         silent.close()
+        for writer in held:
+            writer.close()
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
