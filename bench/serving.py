@@ -268,6 +268,9 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             "HF_HUB_OFFLINE": "1",
             "PORT": str(args.port),
             "INDEX_DATA_DIR": str(ROOT / ".stack" / "bench" / "index"),
+            # Like uvicorn's own access log (--no-access-log below), the JSON access line is
+            # off here: the figures are the server's, not its log's.
+            "ACCESS_LOG": "false",
         }
     )
     os.environ.update(env)

@@ -12,6 +12,7 @@ and the top k is scored:
   NDCG@k    sum over hits at rank r (1-based) of 1 / log2(r + 1), over the same for a perfect list
   MRR       1 / rank of the first hit (0 without one)
   coverage  distinct items recommended to anyone / items in the catalog
+  users_hit users with at least one held-out positive in their top k
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def scores(
         f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
         "mrr": float(np.mean(mrr)) if mrr else 0.0,
         "coverage": len(shown) / n_items if n_items else 0.0,
+        "users_hit": float(sum(m > 0 for m in mrr)),
     }
 
 

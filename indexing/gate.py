@@ -4,7 +4,10 @@ A build is judged on its own holdout (indexing/tuning.py reports the figures). I
 back, as a `rejected` version that an operator may still activate, when
   - its hybrid NDCG@10 is not above the popular list's on the same users, or
   - its hybrid NDCG@10 is below the active version's by more than `tolerance` (a fraction).
-With fewer than MIN_USERS held-out users the figures are noise, and it passes on trust.
+With fewer than MIN_USERS held-out users the figures are noise, and it passes on trust; so
+does the popularity rule when the build and the popular list found fewer than MIN_HITS
+held-out positives between them (a large catalog of sparse histories, or a first build on
+little data): two figures near 0 cannot tell which list is better.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 MIN_USERS = 30
+MIN_HITS = 20
 METRIC = "ndcg@10"
 
 
@@ -24,8 +28,11 @@ def judge(
     if not hybrid or not popular or hybrid.get("users", 0) < MIN_USERS:
         return {"passed": True, "reasons": ["too few held-out users to judge"]}
     figures: dict[str, Any] = {"ndcg@10": hybrid[METRIC], "popular_ndcg@10": popular[METRIC]}
-    reasons = []
-    if hybrid[METRIC] <= popular[METRIC]:
+    reasons, notes = [], []
+    hits = hybrid.get("users_hit", MIN_HITS) + popular.get("users_hit", MIN_HITS)
+    if hits < MIN_HITS:
+        notes.append(f"only {hits:.0f} held-out hits between the build and popularity")
+    elif hybrid[METRIC] <= popular[METRIC]:
         reasons.append(
             f"held-out NDCG@10 {hybrid[METRIC]:.4f} is not above popularity's {popular[METRIC]:.4f}"
         )
@@ -38,4 +45,5 @@ def judge(
                 f"held-out NDCG@10 {hybrid[METRIC]:.4f} is below the active version's "
                 f"{previous:.4f} by more than {tolerance:.0%}"
             )
-    return {"passed": not reasons, "reasons": reasons, **figures, "tolerance": tolerance}
+    verdict = {"passed": not reasons, "reasons": reasons, **figures, "tolerance": tolerance}
+    return verdict | ({"notes": notes} if notes else {})

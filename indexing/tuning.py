@@ -1,10 +1,11 @@
 """Each build chooses its own settings on its own holdout, then refits on all the data.
 
 The snapshot is split as the evaluation splits it (indexing/evaluation.py: each user's newest
-20% held out), and up to `evaluate_users` held-out users judge every choice. The figures
-reported in the manifest, which the quality gate reads, are cross-fitted, so they are not the
-ones the search was fitted to: the users are divided in two, the blend search is run again on
-each half alone, and each half is ranked with the weights chosen on the other.
+20% held out), and up to `evaluate_users` held-out users judge every choice (as many as
+`tune_seconds` allows, at least MIN_USERS). The figures reported in the manifest, which the
+quality gate reads, are cross-fitted, so they are not the ones the search was fitted to: the
+users are divided in two, the blend search is run again on each half alone, and each half
+is ranked with the weights chosen on the other.
 
 The search, within `tune_seconds`, keeps a step only if it raises the tuning users' NDCG@10
 by more than SIGNIFICANCE standard errors of their paired per-user gain: a few hundred users
@@ -50,6 +51,7 @@ MIN_GAIN = 1e-4
 # Fewer held-out users than this are not split in two to report on.
 MIN_SPLIT = 20
 MODEL_USERS = 600
+MIN_USERS = 300
 # Each model setting, the source that judges it, and how its candidates follow from the
 # starting value, in the order they are searched.
 MODEL_GRID: dict[str, str] = {
@@ -167,7 +169,15 @@ def tune(
         if say is not None:
             say(f"tuning: {name} = {getattr(tuned.collaborative, name)} (ndcg {_mean(best):.4f})")
 
-    cached = {u: _cache(version, settings, u, truth[u]) for u in users}
+    # Scoring a user's candidates is what costs most on a large catalog: past the deadline
+    # the users scored so far (at least MIN_USERS, taken in a random order so that any
+    # prefix is a fair sample) are the ones the blend is chosen and reported on.
+    cached: dict[int, _Cached] = {}
+    for n in np.random.default_rng(settings.collaborative.seed).permutation(len(users)):
+        if len(cached) >= MIN_USERS and time.monotonic() > deadline:
+            break
+        cached[users[n]] = _cache(version, settings, users[n], truth[users[n]])
+    users = sorted(cached)
 
     def weights_on(group: list[int], log: list[dict[str, Any]]) -> RankingSettings:
         return _weights([cached[u] for u in group], settings.ranking, deadline, log)
@@ -194,8 +204,7 @@ def tune(
         alone = evaluation.alone(settings.ranking, source)
         top = {u: _top(cached[u], alone) for u in users}
         figures[source] = evaluation.scores(top, everyone, K, n_items)
-    popular = evaluation.rank_all(version, settings, None, users, K)
-    figures["popular"] = evaluation.scores(popular, everyone, K, n_items)
+    figures["popular"] = evaluation.scores(_popular(version, users), everyone, K, n_items)
     tuned.metrics = {
         "protocol": (
             f"newest {evaluation.HOLDOUT:.0%} of each user's interactions held out; "
@@ -218,6 +227,18 @@ def better(candidate: Floats, best: Floats, significance: float = SIGNIFICANCE) 
 
 def _mean(figures: Floats) -> float:
     return round(float(figures.mean()), 6) if len(figures) else 0.0
+
+
+def _popular(version: IndexVersion, users: list[int]) -> dict[int, list[int]]:
+    """Each user's top K of the popular list, as ranking.popular gives it (ties by row),
+    from one sort of the catalog rather than one per user."""
+    order = np.argsort(-version.popularity, kind="stable")
+    lists = {}
+    for user in users:
+        profile = ranking.profile_of(version, version.user_ids[user])
+        excluded = ranking.excluded_rows(version, profile, (), True)
+        lists[user] = list(itertools.islice((int(r) for r in order if r not in excluded), K))
+    return lists
 
 
 def _spread(users: list[int], limit: int) -> list[int]:

@@ -28,6 +28,13 @@ def test_a_build_must_beat_popularity_and_stay_near_the_active_version() -> None
     flat = judge(figures(0.10, 0.10), None, 0.1)
     assert not flat["passed"] and "not above popularity" in flat["reasons"][0]
     assert judge(figures(0.0, 0.5, users=5), None, 0.1)["passed"]  # too few users to judge
+    # Figures near 0 with a handful of hits between them cannot tell the lists apart.
+    sparse = figures(0.001, 0.001, users=2_000)
+    sparse["hybrid"]["users_hit"], sparse["popular"]["users_hit"] = 3, 4
+    verdict = judge(sparse, None, 0.1)
+    assert verdict["passed"] and "7 held-out hits" in verdict["notes"][0]
+    sparse["hybrid"]["users_hit"] = 30
+    assert not judge(sparse, None, 0.1)["passed"]
 
 
 async def send_genre_fans(client: httpx.AsyncClient) -> None:
