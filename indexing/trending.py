@@ -16,9 +16,10 @@ Items whose score is not positive are left out. Lists are computed overall and p
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import asyncpg
 import numpy as np
 
 from common.settings import InteractionSettings
@@ -39,18 +40,9 @@ class Window:
     now: float
 
 
-async def read_window(pool: asyncpg.Pool, hours: int, interactions: InteractionSettings) -> Window:
-    rows = await pool.fetch(
-        """SELECT i.item_id, it.category, i.user_id, i.type, i.value,
-                  extract(epoch FROM i.occurred_at)::float8 AS at,
-                  extract(epoch FROM coalesce(it.published_at, it.created_at))::float8
-                      AS published,
-                  extract(epoch FROM now())::float8 AS now
-           FROM interactions i JOIN items it ON it.item_id = i.item_id
-           WHERE i.occurred_at > now() - make_interval(hours => $1)
-             AND i.occurred_at <= now() AND it.deleted_at IS NULL""",
-        hours,
-    )
+def window_of(rows: Sequence[Any], interactions: InteractionSettings) -> Window:
+    """The window from its interaction rows (storage/trending.py reads them): item_id,
+    category, user_id, type, value, at, published and now (epoch seconds)."""
     now = rows[0]["now"] if rows else 0.0
     weights = type_weights([r["type"] for r in rows], [r["value"] for r in rows], interactions)
     return Window(

@@ -121,12 +121,13 @@ def tune(
     if not truth:
         return tuned
     users = _spread(sorted(truth), limit)
-    started = time.monotonic()
-    # Model settings may take most of the time; the blend search always gets a full pass.
-    models_until = started + 0.7 * settings.index.tune_seconds
-    deadline = started + settings.index.tune_seconds
     version = assemble(train, settings)
     strength = evidence_of(train, settings)
+    # The budget is the search's, after the one fit every build makes. Model settings may
+    # take 70% of it; scoring the users for the blend search always gets the other 30%.
+    started = time.monotonic()
+    models_until = started + 0.7 * settings.index.tune_seconds
+    deadline = started + settings.index.tune_seconds
 
     def ndcg(ranking_settings: RankingSettings | None, users: Iterable[int]) -> Floats:
         """Each user's NDCG@10."""
@@ -173,8 +174,9 @@ def tune(
     # the users scored so far (at least MIN_USERS, taken in a random order so that any
     # prefix is a fair sample) are the ones the blend is chosen and reported on.
     cached: dict[int, _Cached] = {}
+    scoring_until = max(deadline, time.monotonic() + 0.3 * settings.index.tune_seconds)
     for n in np.random.default_rng(settings.collaborative.seed).permutation(len(users)):
-        if len(cached) >= MIN_USERS and time.monotonic() > deadline:
+        if len(cached) >= MIN_USERS and time.monotonic() > scoring_until:
             break
         cached[users[n]] = _cache(version, settings, users[n], truth[users[n]])
     users = sorted(cached)

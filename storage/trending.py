@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from common.settings import Settings
 from indexing import trending
 from storage.cache import redis_errors
+from storage.db import database_errors
 from storage.events import trending_key
 
 Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
@@ -17,7 +18,7 @@ async def compute_and_store(
     pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int, ttl: float
 ) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
     """Every variant, overall and per category, for one window; replaced atomically."""
-    window = await trending.read_window(pool, hours, settings.interactions)
+    window = trending.window_of(await _window_rows(pool, hours), settings.interactions)
     categories: list[str | None] = [None, *sorted({c for c in window.categories if c})]
     lists: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
     for variant in trending.VARIANTS:
@@ -53,6 +54,22 @@ async def _store(
                 pipe.zadd(key, {"": float("-inf")})
             pipe.expire(key, max(1, int(ttl)))
         await pipe.execute()
+
+
+async def _window_rows(pool: asyncpg.Pool, hours: int) -> list[asyncpg.Record]:
+    with database_errors():
+        rows: list[asyncpg.Record] = await pool.fetch(
+            """SELECT i.item_id, it.category, i.user_id, i.type, i.value,
+                      extract(epoch FROM i.occurred_at)::float8 AS at,
+                      extract(epoch FROM coalesce(it.published_at, it.created_at))::float8
+                          AS published,
+                      extract(epoch FROM now())::float8 AS now
+               FROM interactions i JOIN items it ON it.item_id = i.item_id
+               WHERE i.occurred_at > now() - make_interval(hours => $1)
+                 AND i.occurred_at <= now() AND it.deleted_at IS NULL""",
+            hours,
+        )
+    return rows
 
 
 async def read(

@@ -115,6 +115,8 @@ class StoreProbe:
         if self._flight is None or self._flight.done():
             loop = asyncio.get_running_loop()
             self._flight = loop.run_in_executor(self._executor, self.store.ping)
+            # A ping nobody waits for any more still ends, in an error: mark it seen.
+            self._flight.add_done_callback(lambda done: done.cancelled() or done.exception())
         await asyncio.shield(self._flight)
 
     def close(self) -> None:

@@ -67,7 +67,14 @@ async def test_each_build_evaluates_itself_on_the_newest_interactions(
     assert listed["versions"][0]["version"] == version
     assert metrics["hybrid"]["users"] == 6
     for source in ("hybrid", "content", "collaborative", "cooccurrence", "recent", "trending"):
-        assert set(metrics[source]) == {"users", "recall@10", "ndcg@10", "mrr", "coverage"}
+        assert set(metrics[source]) == {
+            "users",
+            "recall@10",
+            "ndcg@10",
+            "mrr",
+            "coverage",
+            "users_hit",
+        }
     # Ten of 24 films are candidates for each fan's one held-out film: a ranking that uses
     # the history finds it in the top ten every time.
     assert metrics["hybrid"]["recall@10"] == 1.0

@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
-from common.errors import CacheUnavailable, DependencyError, InvalidInput, NotFound
+from common.errors import DependencyError, InvalidInput, NotFound
 from common.models import (
     Explanation,
     Recommendations,
@@ -86,10 +86,11 @@ async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str
 
 async def _trending(res: ResourcesDep, version: IndexVersion) -> Floats | None:
     """The served hot list as a score per row of `version`; None when nothing is trending
-    or Redis cannot be reached (the version's popularity stands in)."""
+    or the list cannot be had from Redis or PostgreSQL now (the version's popularity stands
+    in, and the personal list is still answered)."""
     try:
         hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, None)
-    except CacheUnavailable:
+    except DependencyError:
         return None
     if not hot:
         return None
