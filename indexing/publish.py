@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.errors import NotFound
+from common.errors import NotFound, ObjectStoreUnavailable
 from indexing.artifacts import ARTIFACTS, MANIFEST, CorruptArtifact, sha256_of, verify
 from storage.blob import BlobStore
 
@@ -30,11 +30,21 @@ def fetch_manifest(store: BlobStore, version: int) -> dict[str, Any]:
     return manifest
 
 
-def download(store: BlobStore, version: int, data_dir: Path) -> tuple[Path, dict[str, Any]]:
+def download(
+    store: BlobStore, version: int, data_dir: Path, *, offline: bool = False
+) -> tuple[Path, dict[str, Any]]:
     """Bring a version into `data_dir/<version>/`, reusing files already there whose sha256
-    matches; raise CorruptArtifact if a downloaded file does not."""
-    manifest = fetch_manifest(store, version)
+    matches; raise CorruptArtifact if a downloaded file does not. With `offline`, when the
+    store is unreachable a complete local copy that passes its own manifest's checks is used
+    as it is."""
     folder = data_dir / f"{version:010d}"
+    try:
+        manifest = fetch_manifest(store, version)
+    except ObjectStoreUnavailable:
+        local = _verified_local(folder, version) if offline else None
+        if local is None:
+            raise
+        return folder, local
     folder.mkdir(parents=True, exist_ok=True)
     for name in ARTIFACTS:
         path = folder / name
@@ -49,6 +59,18 @@ def download(store: BlobStore, version: int, data_dir: Path) -> tuple[Path, dict
     verify(folder, manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest))
     return folder, manifest
+
+
+def _verified_local(folder: Path, version: int) -> dict[str, Any] | None:
+    """The manifest of a complete, verified local copy of `version`, or None."""
+    try:
+        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("version") != version:
+            return None
+        verify(folder, manifest)
+    except (OSError, ValueError, KeyError, CorruptArtifact):
+        return None
+    return manifest
 
 
 def remove(store: BlobStore, version: int) -> int:

@@ -113,12 +113,16 @@ class Serving:
         async with self._load_lock:
             if self.current is not None and self.current.version == version:
                 return
-            await self._swap(await self.prepare(version))
+            await self._swap(await self.prepare(version, offline=True))
 
-    async def prepare(self, version: int) -> IndexVersion:
-        """`version` downloaded, verified and read, but not served yet."""
+    async def prepare(self, version: int, *, offline: bool = False) -> IndexVersion:
+        """`version` downloaded, verified and read, but not served yet. With `offline`, a
+        verified local copy will do while S3 is down (following the active version, or
+        starting); an explicit activation wants the store, which the other processes need."""
         data_dir = self.settings.index.data_dir
-        folder, manifest = await asyncio.to_thread(publish.download, self.store, version, data_dir)
+        folder, manifest = await asyncio.to_thread(
+            publish.download, self.store, version, data_dir, offline=offline
+        )
         return await asyncio.to_thread(IndexVersion.load, folder, manifest)
 
     async def serve(self, loaded: IndexVersion) -> None:

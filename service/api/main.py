@@ -40,11 +40,17 @@ async def open_resources(settings: Settings) -> Resources:
     try:
         await wait_for("Redis at REDIS_URL", redis.ping, failure=CacheUnavailable)
         store = S3Store(settings.s3)
-        await wait_for(
-            "S3 at S3_ENDPOINT",
-            lambda: asyncio.to_thread(store.ensure_bucket),
-            failure=ObjectStoreUnavailable,
-        )
+        try:
+            await wait_for(
+                "S3 at S3_ENDPOINT",
+                lambda: asyncio.to_thread(store.ensure_bucket),
+                failure=ObjectStoreUnavailable,
+                attempts=3,
+            )
+        except ObjectStoreUnavailable as exc:
+            # Serving needs S3 only to fetch versions: start from the verified local copy of
+            # the active one (or from popularity), and let readiness say what is missing.
+            log.warning("starting without S3: %s", exc)
         serving = Serving(settings, pool, redis, store)
         await serving.start()
         refresher = Refresher(pool, redis, settings, serving)

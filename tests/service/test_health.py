@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 
 from common.settings import Settings
 from storage.blob.s3 import S3Store, StoreProbe
+from tests.helpers import build_now, genre_catalog, running
 
 
 async def test_health_answers_without_credentials(anonymous: httpx.AsyncClient) -> None:
@@ -126,3 +128,28 @@ async def test_an_oversized_body_is_a_413(client: httpx.AsyncClient, app: FastAP
     )
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_without_s3_the_api_starts_from_its_verified_local_copy(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
+    rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    version = await build_now(app)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    no_s3 = settings.model_copy(
+        update={"s3": settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{closed}"})}
+    )
+    started = time.monotonic()
+    async with running(no_s3) as (_, peer):
+        assert time.monotonic() - started < 15
+        ready = await peer.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["index_version"] == version
+        assert ready.json()["checks"]["object_store"] != "ok"
+        answer = (await peer.get("/api/v1/recommendations/fan")).json()
+        assert answer["index_version"] == version and answer["items"]

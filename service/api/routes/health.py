@@ -25,7 +25,8 @@ async def health() -> dict[str, str]:
 
 @router.get("/health/ready", responses={503: {"description": "a backing server is down"}})
 async def ready(res: ResourcesDep) -> JSONResponse:
-    """Ready when the database, the cache and the object store all answer."""
+    """Ready when the database, the cache and the object store all answer; degraded (still
+    200) when only the object store is down and a version is loaded."""
 
     async def database() -> None:
         await res.pool.fetchval("SELECT 1")
@@ -43,13 +44,16 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     }
     outcomes = await asyncio.gather(*(_probe(check) for check in checks.values()))
     results = dict(zip(checks, outcomes, strict=True))
-    healthy = all(r == "ok" for r in results.values())
+    failed = {name for name, outcome in results.items() if outcome != "ok"}
+    # S3 only supplies new versions: with one loaded, the process still answers everything.
+    degraded = failed == {"object_store"} and res.serving.current is not None
+    status = "ready" if not failed else "degraded" if degraded else "unavailable"
     body: dict[str, Any] = {
-        "status": "ready" if healthy else "unavailable",
+        "status": status,
         "checks": results,
         "index_version": res.serving.current.version if res.serving.current else None,
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 
 async def _probe(check: Callable[[], Awaitable[None]]) -> str:
