@@ -288,3 +288,15 @@ class VersionDetail(VersionSummary):
 
 class Activated(BaseModel):
     active: int
+
+
+class Error(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """Every 4xx and 5xx body: {"error": {"code", "message", "details"?}}."""
+
+    error: Error

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import asyncpg
 from celery import Celery
 from fastapi import Depends, Request, params
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from common.models import Role
@@ -83,7 +84,14 @@ async def _serving(request: Request) -> Serving:
     return _resources(request).serving
 
 
-async def _principal(request: Request) -> Principal:
+# Declares the bearer scheme in the OpenAPI document; the token itself is resolved by
+# AuthenticateFirst before the body is read (auto_error off: that middleware answers 401).
+_BEARER = HTTPBearer(auto_error=False, description="An API key or an HS256 JWT.")
+
+
+async def _principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+) -> Principal:
     """The caller AuthenticateFirst resolved before the body was read."""
     found = getattr(request.state, "principal", None)
     if isinstance(found, Principal):

@@ -85,6 +85,7 @@ async def test_ids_that_could_not_be_addressed_are_refused(
         "/api/v1/recommendations/a%00b",
         "/api/v1/items?category=a%00b",
         "/api/v1/trending?category=a%00b",
+        "/api/v1/trending?variant=lukewarm",
         f"/api/v1/index/versions/{2**63}",
         f"/api/v1/index/versions/{10**30}",
     ],

@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from common.settings import Settings
+from indexing.trending import VARIANTS
 from storage.blob.s3 import S3Store, StoreProbe
 from tests.helpers import build_now, genre_catalog, running
 
@@ -110,6 +111,22 @@ async def test_openapi_and_docs_are_served(anonymous: httpx.AsyncClient) -> None
     batch = spec["paths"]["/api/v1/interactions/batch"]["post"]["requestBody"]
     ref = batch["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert "interactions" in spec["components"]["schemas"][ref]["properties"]
+
+
+async def test_openapi_declares_the_bearer_scheme_the_errors_and_the_variants(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    spec = (await anonymous.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    get_item = spec["paths"]["/api/v1/items/{item_id}"]["get"]
+    assert get_item["security"] and {"401", "403", "422", "503"} <= set(get_item["responses"])
+    error = get_item["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.endswith("/ErrorAnswer")
+    assert "security" not in spec["paths"]["/health"]["get"]
+    trending = spec["paths"]["/api/v1/trending"]["get"]["parameters"]
+    variant = next(p for p in trending if p["name"] == "variant")["schema"]
+    assert tuple(variant["enum"]) == VARIANTS
     assert "InteractionIn" in spec["components"]["schemas"]
 
 

@@ -12,13 +12,15 @@ from common.models import Activated, Build, BuildIn, VersionDetail, VersionList,
 from indexing.artifacts import CorruptArtifact
 from service.api.deps import ResourcesDep, require
 from service.api.metrics import request_id_of
-from service.api.routes import API
+from service.api.routes import API, ERRORS
 from storage import builds
 from workers.factory import BUILD_TASK
 
 # Versions are bigint in PostgreSQL: a larger number is bad input, not a server error.
 VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-router = APIRouter(prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")])
+router = APIRouter(
+    prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")], responses=ERRORS
+)
 
 
 @router.post("/builds", status_code=202)

@@ -11,13 +11,15 @@ from fastapi import APIRouter, Path, Query, Response
 from common.models import Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
 from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, Resources, ResourcesDep, require
-from service.api.routes import API
+from service.api.routes import API, ERRORS
 from storage import catalog
 from workers.factory import EMBED_TASK
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")])
+router = APIRouter(
+    prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")], responses=ERRORS
+)
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128), Text]
 

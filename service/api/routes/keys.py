@@ -8,10 +8,12 @@ from fastapi import APIRouter, Path, Response
 
 from common.models import ApiKeyIn, ApiKeyList, NewApiKey, Text
 from service.api.deps import PoolDep, ResourcesDep, require
-from service.api.routes import API
+from service.api.routes import API, ERRORS
 from storage import keys
 
-router = APIRouter(prefix=f"{API}/keys", tags=["credentials"], dependencies=[require("admin")])
+router = APIRouter(
+    prefix=f"{API}/keys", tags=["credentials"], dependencies=[require("admin")], responses=ERRORS
+)
 
 
 @router.post("", status_code=201)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Query
 
-from common.errors import DependencyError, InvalidInput, NotFound
+from common.errors import DependencyError, NotFound
 from common.models import (
     Explanation,
     Recommendations,
@@ -26,13 +26,14 @@ from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
-from indexing.trending import VARIANTS
 from service import profiles, trending
 from service.api.deps import ResourcesDep, require
-from service.api.routes import API
+from service.api.routes import API, ERRORS
 from storage import catalog
 
-router = APIRouter(prefix=API, tags=["recommendations"], dependencies=[require("read")])
+router = APIRouter(
+    prefix=API, tags=["recommendations"], dependencies=[require("read")], responses=ERRORS
+)
 
 Id = Annotated[str, Path(min_length=1, max_length=128), Text]
 Category = Annotated[str | None, Query(min_length=1, max_length=128), Text]
@@ -301,14 +302,12 @@ async def similar_users(
 @router.get("/trending")
 async def trending_items(
     res: ResourcesDep,
-    variant: str = "hot",
+    variant: Literal["hot", "rising", "fresh", "viral"] = "hot",
     category: Category = None,
     limit: Limit = 10,
     window_hours: Annotated[int | None, Query(ge=1, le=24 * 365)] = None,
 ) -> TrendingList:
     """Items trending now; see indexing/trending.py for each variant's formula."""
-    if variant not in VARIANTS:
-        raise InvalidInput(f"variant must be one of {', '.join(VARIANTS)}")
     hours = window_hours or res.settings.index.trending_window_hours
     found = await trending.top(res, variant, hours, category)
     live = [(i, s) for i, s in found if i not in res.serving.deleted][:limit]
