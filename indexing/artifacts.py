@@ -68,6 +68,7 @@ class IndexVersion:
     item_row: dict[str, int] = field(init=False)
     user_row: dict[str, int] = field(init=False)
     category_rows: dict[str, npt.NDArray[np.int64]] = field(init=False)
+    popular_rows: npt.NDArray[np.int64] = field(init=False)  # by popularity, ties by row
 
     def __post_init__(self) -> None:
         self.item_vectors = ann.vectors_of(self.item_index)
@@ -78,6 +79,8 @@ class IndexVersion:
             name: np.flatnonzero(self.item_category == code)
             for code, name in enumerate(self.category_names)
         }
+        # Sorted once per version, so a popular list costs its own length, not a sort.
+        self.popular_rows = np.argsort(-self.popularity, kind="stable").astype(np.int64)
 
     def ranking(self, base: RankingSettings) -> RankingSettings:
         """The ranking settings this version serves: `base` with the blend its build chose."""

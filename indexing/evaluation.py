@@ -172,14 +172,11 @@ def evaluate(
     *,
     k: int = 10,
     components: bool = True,
-    with_hybrid: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Figures for the hybrid as the version serves it and, with `components`, for each
     source alone and for the popular list."""
-    variants: dict[str, RankingSettings | None] = {}
-    if with_hybrid:
-        variants["hybrid"] = version.ranking(settings.ranking)
+    variants: dict[str, RankingSettings | None] = {"hybrid": version.ranking(settings.ranking)}
     if components:
         variants |= {source: alone(settings.ranking, source) for source in hybrid.SOURCES}
         variants["popular"] = None

@@ -6,6 +6,7 @@ row, so that `offset` pages through one stable list.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -130,10 +131,12 @@ def popular(
     version: IndexVersion, *, depth: int, category: str | None, excluded: Collection[int]
 ) -> Ranked:
     """Items by decayed weighted engagement at build time: the cold-start answer."""
-    if category is not None:
-        rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
-    else:
-        rows = np.arange(len(version.item_ids), dtype=np.int64)
+    if category is None:
+        excluded = set(excluded)
+        best = (int(r) for r in version.popular_rows if r not in excluded)
+        rows = np.fromiter(itertools.islice(best, depth), dtype=np.int64)
+        return Ranked(rows, version.popularity[rows], "popular")
+    rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
     if excluded:
         excluded = set(excluded)
         rows = rows[np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))]

@@ -206,7 +206,8 @@ def tune(
         alone = evaluation.alone(settings.ranking, source)
         top = {u: _top(cached[u], alone) for u in users}
         figures[source] = evaluation.scores(top, everyone, K, n_items)
-    figures["popular"] = evaluation.scores(_popular(version, users), everyone, K, n_items)
+    popular = evaluation.rank_all(version, settings, None, users, K)
+    figures["popular"] = evaluation.scores(popular, everyone, K, n_items)
     tuned.metrics = {
         "protocol": (
             f"newest {evaluation.HOLDOUT:.0%} of each user's interactions held out; "
@@ -229,18 +230,6 @@ def better(candidate: Floats, best: Floats, significance: float = SIGNIFICANCE) 
 
 def _mean(figures: Floats) -> float:
     return round(float(figures.mean()), 6) if len(figures) else 0.0
-
-
-def _popular(version: IndexVersion, users: list[int]) -> dict[int, list[int]]:
-    """Each user's top K of the popular list, as ranking.popular gives it (ties by row),
-    from one sort of the catalog rather than one per user."""
-    order = np.argsort(-version.popularity, kind="stable")
-    lists = {}
-    for user in users:
-        profile = ranking.profile_of(version, version.user_ids[user])
-        excluded = ranking.excluded_rows(version, profile, (), True)
-        lists[user] = list(itertools.islice((int(r) for r in order if r not in excluded), K))
-    return lists
 
 
 def _spread(users: list[int], limit: int) -> list[int]:

@@ -1,8 +1,9 @@
 """Profiles recomputed the moment a user interacts, so their next answer reflects it.
 
-The API recomputes the touched users' vectors from their full history against the served
-version's item vectors and keeps them in Redis, where every API process reads them. A
-profile written after a version's snapshot supersedes what that version knows of the user.
+The API recomputes the touched users' vectors from their newest `INDEX_PROFILE_HISTORY`
+interactions against the served version's item vectors and keeps them in Redis, where every
+API process reads them. A profile written after a version's snapshot supersedes what that
+version knows of the user.
 Every write queues its users in PostgreSQL in its own transaction (storage/activity.py), and
 a user leaves the queue only once their profile is stored: a crash after the 202 or a Redis
 outage delays a refresh, never loses one. With Redis down, reads fall back to the profile

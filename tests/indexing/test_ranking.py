@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,19 @@ def test_too_little_history_gets_popular_items(version: IndexVersion) -> None:
 def test_popular_respects_exclusions(version: IndexVersion) -> None:
     ranked = popular(version, depth=3, category=None, excluded={0, 1})
     assert ids(version, ranked.rows) == ["a2", "a3", "a4"]
+
+
+def test_popular_is_the_catalog_by_popularity_with_ties_by_row(version: IndexVersion) -> None:
+    rng = np.random.default_rng(5)
+    tied = replace(version, popularity=rng.integers(0, 4, 20).astype(np.float32))
+    excluded = {1, 4, 7}
+    for depth in (1, 5, 20, 50):
+        ranked = popular(tied, depth=depth, category=None, excluded=excluded)
+        allowed = [r for r in range(20) if r not in excluded]
+        expected = sorted(allowed, key=lambda r: (-tied.popularity[r], r))[:depth]
+        assert ranked.rows.tolist() == expected
+        assert ranked.scores.tolist() == tied.popularity[expected].tolist()
+        assert ranked.strategy == "popular"
 
 
 def test_similar_users_leave_out_the_user(version: IndexVersion) -> None:

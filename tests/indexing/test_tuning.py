@@ -70,17 +70,3 @@ def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
     moved = [w for w in tuning.WEIGHTS if getattr(chosen, w) != getattr(configured, w)]
     # 64 equal blends and 20 coordinate steps tried on pure noise: at most a stray step.
     assert len(moved) <= 2, moved
-
-
-def test_the_popular_figures_rank_as_the_service_does() -> None:
-    from common.settings import load_settings
-    from indexing import evaluation
-    from indexing.build import assemble
-    from tests.indexing.test_generalization import catalog_snapshot
-
-    settings = load_settings()
-    version = assemble(catalog_snapshot("view"), settings)
-    users = list(range(0, 120, 6))
-    assert tuning._popular(version, users) == evaluation.rank_all(
-        version, settings, None, users, tuning.K
-    )
