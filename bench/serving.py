@@ -40,14 +40,14 @@ sys.path.insert(0, str(ROOT))
 
 from common.models import InteractionIn, ItemIn  # noqa: E402
 from common.settings import load_settings  # noqa: E402
+from common.text import item_text  # noqa: E402
 from devstack import demo  # noqa: E402
 from devstack.servers import bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import make_encoder  # noqa: E402
-from embeddings.text import item_text  # noqa: E402
-from indexing.build import build_version  # noqa: E402
 from storage import activity, catalog  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
+from workers.pipeline import build_version  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
 CHUNK = 10_000

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+# Texts per encode call: large enough to keep the model busy, small enough to report progress.
+CHUNK = 512
 
 
 class Encoder(Protocol):
@@ -30,6 +32,14 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     normalised: Vectors = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
     return normalised
+
+
+def chunks_by_length(texts: Sequence[str], size: int = CHUNK) -> Iterator[list[int]]:
+    """Positions of `texts` in chunks of `size`, shortest texts first: a chunk of texts of
+    similar length pads less, and the model's cost follows the longest text of each chunk."""
+    order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
 
 
 def make_encoder(name: str, batch_size: int = 128) -> Encoder:

@@ -1,33 +1,26 @@
-"""From a snapshot of the catalog and interactions to a published, active index version."""
+"""From a snapshot of the catalog and interactions to an index version on disk (pure: the
+workers' pipeline, workers/pipeline.py, reads the snapshot and publishes the result)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import shutil
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from common.settings import Settings
+from common.snapshot import Snapshot
 from embeddings.encoder import Encoder
-from indexing import ann, collaborative, gate, publish, tuning
-from indexing.artifacts import MANIFEST, IndexVersion
+from indexing import ann, collaborative, tuning
+from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.profiles import evidence, type_weights, user_decay, user_vectors
-from indexing.snapshot import Snapshot, embed_missing, take
-from storage import builds
-from storage.blob import BlobStore
-
-Report = Callable[[str, float], Awaitable[None]]
-Activated = Callable[[int], Awaitable[None]]
 
 
 def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
@@ -147,123 +140,15 @@ def _max_per_pair(snapshot: Snapshot, n_items: int) -> npt.NDArray[np.float64]:
     return newest  # np.unique sorts by (user, item): the history CSR's order
 
 
-async def unchanged_since_active(
-    pool: asyncpg.Pool, snapshot_marks: dict[str, Any], shaping: str
-) -> int | None:
-    """The active version, if it was built from this same data with these same settings."""
-    active = await builds.active_version(pool)
-    if active is None:
-        return None
-    manifest = (await builds.get_version(pool, active))["manifest"]
-    same = manifest.get("fingerprint") == shaping and all(
-        manifest.get(key) == value for key, value in snapshot_marks.items()
-    )
-    return active if same else None
-
-
-async def change_marks(pool: asyncpg.Pool) -> dict[str, Any]:
-    """Cheap marks that move whenever the catalog or the interactions change."""
-    row = await pool.fetchrow(
-        """SELECT (SELECT coalesce(max(interaction_id), 0) FROM interactions) AS last_interaction,
-                  (SELECT count(*) FROM items) AS item_rows,
-                  (SELECT coalesce(extract(epoch FROM max(greatest(updated_at, deleted_at))), 0)
-                   FROM items) AS items_changed"""
-    )
-    assert row is not None
-    return {
-        "last_interaction": int(row["last_interaction"]),
-        "item_rows": int(row["item_rows"]),
-        "items_changed": float(row["items_changed"]),
-    }
-
-
-async def build_version(
-    pool: asyncpg.Pool,
-    store: BlobStore,
-    encoder: Encoder,
-    settings: Settings,
-    report: Report,
-    *,
-    force: bool = False,
-    activate: bool = True,
-    on_activated: Activated | None = None,
-) -> tuple[int | None, str]:
-    """Embed what changed, build, upload, record and (by default) activate a version.
-
-    Returns (version, final stage). Nothing becomes visible unless every step succeeds: the
-    version is recorded only once all its files are in the store, and activated after that,
-    and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
-    `rejected` and the final stage is "rejected".
-    """
-    shaping = shaping_settings(settings, encoder)
-    digest = fingerprint(shaping)
-    marks = await change_marks(pool)
-    if not force:
-        same = await unchanged_since_active(pool, marks, digest)
-        if same is not None:
-            return same, "unchanged"
-
-    await report("embedding", 0.0)
-    await embed_missing(pool, encoder, lambda f: report("embedding", 0.6 * f))
-    await report("snapshot", 0.6)
-    snapshot = await take(pool, encoder)
-    await report("tuning", 0.65)
-    built, tuned = await asyncio.to_thread(fit, snapshot, settings)
-    active = await builds.active_version(pool)
-    active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
-    verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
-
-    version = await builds.next_version(pool)
-    created = datetime.now(UTC)
-    manifest: dict[str, Any] = {
-        "version": version,
-        "created_at": created.isoformat(),
-        "data_as_of": snapshot.as_of.isoformat(),
-        "data_as_of_epoch": snapshot.as_of.timestamp(),
-        "items": len(snapshot.item_ids),
-        "users": len(snapshot.user_ids),
-        "interactions": len(snapshot.kinds),
-        "encoder": {"name": encoder.name, "dimension": encoder.dimension},
-        "fingerprint": digest,
-        "settings": shaping,
-        "item_index": ann.describe(built.item_index, settings.index),
-        "user_index": ann.describe(built.user_index, settings.index),
-        "tuning": {"chosen": tuned.chosen(), "search": tuned.search},
-        "metrics": tuned.metrics,
-        "gate": verdict,
-        **marks,
-    }
-    await report("saving", 0.8)
-    folder = settings.index.data_dir / f"{version:010d}"
-    passed = bool(verdict["passed"])
-    try:
-        manifest["artifacts"] = await asyncio.to_thread(_save, built, folder)
-        (folder / MANIFEST).write_text(json.dumps(manifest))
-        await report("uploading", 0.85)
-        await asyncio.to_thread(publish.upload, store, folder, manifest)
-        await builds.record_version(pool, manifest, "ready" if passed else "rejected")
-    except BaseException:
-        # A failed attempt leaves nothing behind: the next one starts from scratch.
-        await asyncio.to_thread(_discard, folder)
-        raise
-    if not passed:
-        await retire(pool, store, settings)
-        return version, "rejected"
-    if activate:
-        await report("activating", 0.95)
-        await builds.activate(pool, version)
-        if on_activated is not None:
-            await on_activated(version)
-    await retire(pool, store, settings)
-    return version, "done"
-
-
-def _discard(folder: Path) -> None:
+def discard(folder: Path) -> None:
+    """Remove a version's folder and any partial copy of it."""
     shutil.rmtree(folder.with_name(folder.name + ".part"), ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _save(built: IndexVersion, folder: Path) -> dict[str, dict[str, Any]]:
+def save(built: IndexVersion, folder: Path) -> dict[str, dict[str, Any]]:
+    """Write a version's artifacts into `folder` through a partial copy renamed at the end,
+    so a folder under its final name is always complete. Returns the artifacts' checksums."""
     partial = folder.with_name(folder.name + ".part")
     shutil.rmtree(partial, ignore_errors=True)
     artifacts = built.save(partial)
@@ -272,11 +157,31 @@ def _save(built: IndexVersion, folder: Path) -> dict[str, dict[str, Any]]:
     return artifacts
 
 
-async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> list[int]:
-    """Remove versions beyond the newest `keep_versions`, never the active one."""
-    removed = []
-    for version in await builds.versions_to_retire(pool, settings.index.keep_versions):
-        if await builds.mark_retired(pool, version):
-            await asyncio.to_thread(publish.remove, store, version)
-            removed.append(version)
-    return removed
+def describe(
+    version: int,
+    created: datetime,
+    snapshot: Snapshot,
+    built: IndexVersion,
+    tuned: tuning.Tuned,
+    encoder: Encoder,
+    settings: Settings,
+) -> dict[str, Any]:
+    """A version's manifest, less what its publisher adds (gate verdict, change marks,
+    artifact checksums)."""
+    shaping = shaping_settings(settings, encoder)
+    return {
+        "version": version,
+        "created_at": created.isoformat(),
+        "data_as_of": snapshot.as_of.isoformat(),
+        "data_as_of_epoch": snapshot.as_of.timestamp(),
+        "items": len(snapshot.item_ids),
+        "users": len(snapshot.user_ids),
+        "interactions": len(snapshot.kinds),
+        "encoder": {"name": encoder.name, "dimension": encoder.dimension},
+        "fingerprint": fingerprint(shaping),
+        "settings": shaping,
+        "item_index": ann.describe(built.item_index, settings.index),
+        "user_index": ann.describe(built.user_index, settings.index),
+        "tuning": {"chosen": tuned.chosen(), "search": tuned.search},
+        "metrics": tuned.metrics,
+    }

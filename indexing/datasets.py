@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.encoder import Encoder, Vectors
-from embeddings.text import item_text
+from common.snapshot import Snapshot
+from common.text import item_text
+from embeddings.encoder import Encoder, Vectors, chunks_by_length
 from indexing.evaluation import held_out
-from indexing.snapshot import EMBED_CHUNK, Snapshot
 
 NAMES = ("ml-ratings", "ml-views", "bookx")
 BOOKX_START = datetime(2004, 8, 1, tzinfo=UTC).timestamp()
@@ -150,10 +150,8 @@ def embed(dataset: Dataset, encoder: Encoder, cache: Path | None) -> Vectors:
     if path is not None and path.is_file():
         cached: Vectors = np.load(path)
         return cached
-    order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
     vectors = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
-    for start in range(0, len(order), EMBED_CHUNK):
-        chunk = order[start : start + EMBED_CHUNK]
+    for chunk in chunks_by_length(texts):
         vectors[chunk] = encoder.encode([texts[n] for n in chunk])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from common.settings import Settings, load_settings
+from common.snapshot import Snapshot
 from embeddings.encoder import make_encoder
 from indexing import baselines, datasets, evaluation
 from indexing.build import fit
-from indexing.snapshot import Snapshot
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BATCH = 10_000

@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings, Settings
+from common.snapshot import Snapshot
 from indexing import hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import type_weights
-from indexing.snapshot import Snapshot
 
 Rows = npt.NDArray[np.int64]
 Truth = Mapping[int, set[int]]  # user row -> held-out positive item rows

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from common.settings import InteractionSettings
+from common.settings import InteractionSettings, Settings
 from indexing.profiles import type_weights
 
 VARIANTS = ("hot", "rising", "fresh", "viral")
 TOP = 1_000
+# (variant, category or None for all) -> items best first, with their scores
+Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,21 @@ def ranked(
     positive = [(i, s) for i, s in item_scores.items() if s > 0]
     positive.sort(key=lambda pair: (-pair[1], pair[0]))
     return positive[:top]
+
+
+def all_lists(rows: Sequence[Any], settings: Settings, hours: int) -> Lists:
+    """Every variant, overall and per category, for one window's interaction rows."""
+    window = window_of(rows, settings.interactions)
+    categories: list[str | None] = [None, *sorted({c for c in window.categories if c})]
+    lists: Lists = {}
+    for variant in VARIANTS:
+        item_scores = scores(
+            window,
+            variant,
+            hours=hours,
+            half_life_hours=settings.index.trending_half_life_hours,
+            fresh_days=settings.index.trending_fresh_days,
+        )
+        for category in categories:
+            lists[(variant, category)] = ranked(window, item_scores, category)
+    return lists

@@ -37,10 +37,10 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
+from common.snapshot import Snapshot
 from indexing import ann, collaborative, evaluation, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
-from indexing.snapshot import Snapshot
 
 Say = Callable[[str], None]
 Floats = npt.NDArray[np.float64]

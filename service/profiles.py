@@ -31,8 +31,8 @@ from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, type_weights, user_decay, user_vectors
 from indexing.ranking import Profile, newest_first, profile_of
 from storage import activity
-from storage.cache import redis_errors
-from storage.events import profile_key, publish
+from storage import profiles as stored_profiles
+from storage.events import publish
 
 if TYPE_CHECKING:
     from service.serving import Serving
@@ -70,31 +70,26 @@ async def refresh(
         counts[n] += 1
     half_life = version.collaborative.half_life_days if version and version.collaborative else 0.0
     vectors = _vectors(settings, version, rows, position, weights)
-    async with redis.pipeline(transaction=False) as pipe:
-        for n, user_id in enumerate(user_ids):
-            liked, strength = newest_first(
-                list(net[n]),
-                np.fromiter(net[n].values(), dtype=np.float32, count=len(net[n])),
-                np.fromiter(newest[n].values(), dtype=np.float64, count=len(newest[n])),
-                half_life,
-            )
-            profile = {
-                "at": now,
-                "version": version.version if version else None,
-                "count": counts[n],
-                "seen": sorted(net[n]),
-                "negative": sorted(i for i, w in net[n].items() if w < 0),
-                "liked": liked,
-                "evidence": strength,
-                "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
-            }
-            pipe.set(
-                profile_key(user_id),
-                orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY),
-                ex=PROFILE_SECONDS,
-            )
-        with redis_errors("storing profiles"):
-            await pipe.execute()
+    encoded: dict[str, bytes] = {}
+    for n, user_id in enumerate(user_ids):
+        liked, strength = newest_first(
+            list(net[n]),
+            np.fromiter(net[n].values(), dtype=np.float32, count=len(net[n])),
+            np.fromiter(newest[n].values(), dtype=np.float64, count=len(newest[n])),
+            half_life,
+        )
+        profile = {
+            "at": now,
+            "version": version.version if version else None,
+            "count": counts[n],
+            "seen": sorted(net[n]),
+            "negative": sorted(i for i, w in net[n].items() if w < 0),
+            "liked": liked,
+            "evidence": strength,
+            "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
+        }
+        encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
+    await stored_profiles.save(redis, encoded, PROFILE_SECONDS)
     await publish(redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids))
 
 
@@ -120,8 +115,7 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
     """The freshest profile: the stored one if newer than the version's snapshot; the
     version's own when Redis cannot be reached."""
     try:
-        with redis_errors("reading a profile"):
-            raw = await redis.get(profile_key(user_id))
+        raw = await stored_profiles.load(redis, user_id)
     except CacheUnavailable:
         log.warning("Redis is unavailable: serving %r from the version's profile", user_id)
         raw = None

@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import faiss
-import orjson
 from redis.asyncio import Redis
 
 from common.errors import CacheUnavailable
@@ -27,7 +26,7 @@ from common.settings import Settings
 from indexing import publish
 from indexing.artifacts import IndexVersion
 from service.answers import AnswerCache
-from storage import builds, events
+from storage import builds, catalog, events
 from storage.blob import BlobStore
 
 log = logging.getLogger(__name__)
@@ -90,8 +89,7 @@ class Serving:
         return cached[1]
 
     async def reload_deleted(self) -> None:
-        rows = await self.pool.fetch("SELECT item_id FROM items WHERE deleted_at IS NOT NULL")
-        self.deleted = {r["item_id"] for r in rows}
+        self.deleted = await catalog.deleted_ids(self.pool)
         self._deleted_rows = None
 
     def item_deleted(self, item_id: str) -> None:
@@ -150,11 +148,8 @@ class Serving:
     async def _listen(self) -> None:
         while True:
             try:
-                async with self.redis.pubsub() as channel:
-                    await channel.subscribe(events.channel(self.namespace))
-                    async for message in channel.listen():
-                        if message.get("type") == "message":
-                            await self._handle(orjson.loads(message["data"]))
+                async for event in events.listen(self.redis, self.namespace):
+                    await self._handle(event)
             except asyncio.CancelledError:
                 raise
             except Exception:

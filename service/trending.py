@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from indexing import trending
 from storage import trending as store
 
 if TYPE_CHECKING:
@@ -20,10 +21,9 @@ async def top(
     found = await store.read(res.redis, variant, hours, category, DEPTH)
     if found is not None:
         return found
-    if hours == res.settings.index.trending_window_hours:
-        lists = await store.refresh_default(res.pool, res.redis, res.settings)
-    else:
-        lists = await store.compute_and_store(
-            res.pool, res.redis, res.settings, hours, ON_DEMAND_SECONDS
-        )
+    index = res.settings.index
+    # The default window is kept as long as the periodic job would keep it.
+    ttl = 2 * index.trending_refresh_seconds if hours == index.trending_window_hours else None
+    lists = trending.all_lists(await store.window_rows(res.pool, hours), res.settings, hours)
+    await store.save(res.redis, lists, hours, ttl or ON_DEMAND_SECONDS)
     return lists.get((variant, category), [])

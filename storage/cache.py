@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.errors import CacheUnavailable
@@ -18,3 +19,9 @@ def redis_errors(what: str) -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         raise CacheUnavailable(f"Redis is unavailable ({what}): {exc}") from exc
+
+
+async def ping(redis: Redis) -> None:
+    """Raise CacheUnavailable unless Redis answers."""
+    with redis_errors("ping"):
+        await redis.ping()

@@ -12,7 +12,7 @@ import orjson
 
 from common.errors import InvalidInput, NotFound
 from common.models import Item, ItemFields, ItemIn
-from embeddings.text import content_hash, item_text
+from common.text import content_hash, item_text
 from storage.db import database_errors, transaction
 
 _COLUMNS = (
@@ -140,3 +140,10 @@ def decode_cursor(cursor: str) -> str:
     if not isinstance(after, str):
         raise InvalidInput("cursor is not one this service issued")
     return after
+
+
+async def deleted_ids(pool: asyncpg.Pool) -> set[str]:
+    """Every item deleted and not restored since."""
+    with database_errors():
+        rows = await pool.fetch("SELECT item_id FROM items WHERE deleted_at IS NOT NULL")
+    return {r["item_id"] for r in rows}

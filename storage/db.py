@@ -138,3 +138,9 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     with database_errors():
         async with pool.acquire() as conn, conn.transaction():
             yield conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Raise DatabaseUnavailable unless PostgreSQL answers."""
+    with database_errors():
+        await pool.fetchval("SELECT 1")

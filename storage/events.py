@@ -7,6 +7,7 @@ database number and the deployment's name), and every message carries that names
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -32,3 +33,14 @@ async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> Non
     message = {"type": kind, "namespace": namespace, **fields}
     with redis_errors(f"announcing {kind}"):
         await redis.publish(channel(namespace), orjson.dumps(message))
+
+
+async def listen(redis: Redis, namespace: str) -> AsyncIterator[dict[str, Any]]:
+    """The deployment's events as they are published, until the connection is lost (then
+    CacheUnavailable: the caller subscribes again)."""
+    with redis_errors("listening for events"):
+        async with redis.pubsub() as subscription:
+            await subscription.subscribe(channel(namespace))
+            async for message in subscription.listen():
+                if message.get("type") == "message":
+                    yield orjson.loads(message["data"])

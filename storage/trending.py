@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncpg
 from redis.asyncio import Redis
 
-from common.settings import Settings
-from indexing import trending
 from storage.cache import redis_errors
 from storage.db import database_errors
 from storage.events import trending_key
@@ -14,34 +12,18 @@ from storage.events import trending_key
 Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
-async def compute_and_store(
-    pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int, ttl: float
-) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
-    """Every variant, overall and per category, for one window; replaced atomically."""
-    window = trending.window_of(await _window_rows(pool, hours), settings.interactions)
-    categories: list[str | None] = [None, *sorted({c for c in window.categories if c})]
-    lists: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
-    for variant in trending.VARIANTS:
-        item_scores = trending.scores(
-            window,
-            variant,
-            hours=hours,
-            half_life_hours=settings.index.trending_half_life_hours,
-            fresh_days=settings.index.trending_fresh_days,
-        )
-        for category in categories:
-            lists[(variant, category)] = trending.ranked(window, item_scores, category)
-    with redis_errors("storing trending lists"):
-        await _store(redis, lists, hours, ttl)
-    return lists
-
-
-async def _store(
+async def save(
     redis: Redis,
-    lists: dict[tuple[str, str | None], list[tuple[str, float]]],
+    lists: Lists,
     hours: int,
     ttl: float,
 ) -> None:
+    """Replace one window's lists atomically; they expire after `ttl` seconds."""
+    with redis_errors("storing trending lists"):
+        await _save(redis, lists, hours, ttl)
+
+
+async def _save(redis: Redis, lists: Lists, hours: int, ttl: float) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         for (variant, category), ranked in lists.items():
             key = trending_key(variant, hours, category)
@@ -56,7 +38,8 @@ async def _store(
         await pipe.execute()
 
 
-async def _window_rows(pool: asyncpg.Pool, hours: int) -> list[asyncpg.Record]:
+async def window_rows(pool: asyncpg.Pool, hours: int) -> list[asyncpg.Record]:
+    """The interactions of the last `hours` on live items, as indexing/trending.py reads them."""
     with database_errors():
         rows: list[asyncpg.Record] = await pool.fetch(
             """SELECT i.item_id, it.category, i.user_id, i.type, i.value,
@@ -85,16 +68,3 @@ async def read(
     if not exists:
         return None
     return [(member.decode(), float(score)) for member, score in found if member]
-
-
-async def refresh_default(
-    pool: asyncpg.Pool, redis: Redis, settings: Settings
-) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
-    """The default window's lists, kept until two refresh periods have passed."""
-    return await compute_and_store(
-        pool,
-        redis,
-        settings,
-        settings.index.trending_window_hours,
-        2 * settings.index.trending_refresh_seconds,
-    )

@@ -26,7 +26,7 @@ def item(item_id: str, **fields: Any) -> dict[str, Any]:
 async def build_now(app: Any, *, force: bool = False, activate: bool = True) -> int | None:
     """Build a version in this process (no worker) and have the app serve it."""
     from embeddings.encoder import make_encoder
-    from indexing.build import build_version
+    from workers.pipeline import build_version
 
     res = app.state.resources
 

@@ -22,14 +22,13 @@ from redis.asyncio import Redis
 from common.errors import DependencyError
 from common.settings import Settings, get_settings
 from embeddings.encoder import Encoder, make_encoder
-from indexing.build import build_version
-from indexing.snapshot import embed_missing
 from storage import builds, events
-from storage import trending as trending_store
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
+from workers import pipeline
 from workers.app import celery_app
 from workers.factory import BUILD_TASK, EMBED_TASK, NIGHTLY_TASK, TRENDING_TASK
+from workers.pipeline import build_version, embed_missing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +137,7 @@ async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> N
         )
     await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
     if version is not None and final == "done":
-        await trending_store.refresh_default(ctx.pool, ctx.redis, ctx.settings)
+        await _refresh_trending(ctx)
 
 
 @asynccontextmanager
@@ -191,7 +190,7 @@ def embed_items(item_ids: list[str]) -> int:
     """Embed the given items now if their text changed, so the next build has less to do."""
 
     async def body(ctx: Context) -> int:
-        async def ignore(_: float) -> None:
+        async def ignore(_stage: str, _progress: float) -> None:
             return None
 
         return await embed_missing(ctx.pool, encoder(), ignore, item_ids)
@@ -204,6 +203,18 @@ def refresh_trending() -> None:
     """Recompute every trending list of the default window (beat runs this periodically)."""
 
     async def body(ctx: Context) -> None:
-        await trending_store.refresh_default(ctx.pool, ctx.redis, ctx.settings)
+        await _refresh_trending(ctx)
 
     run(body)
+
+
+async def _refresh_trending(ctx: Context) -> None:
+    """The default window's lists, kept until two refresh periods have passed."""
+    index = ctx.settings.index
+    await pipeline.refresh_trending(
+        ctx.pool,
+        ctx.redis,
+        ctx.settings,
+        index.trending_window_hours,
+        2 * index.trending_refresh_seconds,
+    )

@@ -24,6 +24,7 @@ from service.api.routes import API, health, index, items, keys, recommendations,
 from service.auth import Authenticator
 from service.profiles import Refresher
 from service.serving import Serving
+from storage import cache
 from storage.blob.s3 import S3Store, StoreProbe
 from storage.db import create_pool
 from workers.factory import make_celery
@@ -38,7 +39,7 @@ async def open_resources(settings: Settings) -> Resources:
     pool = await create_pool(settings.database)
     redis: Redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=3)
     try:
-        await wait_for("Redis at REDIS_URL", redis.ping, failure=CacheUnavailable)
+        await wait_for("Redis at REDIS_URL", lambda: cache.ping(redis), failure=CacheUnavailable)
         store = S3Store(settings.s3)
         try:
             await wait_for(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.text import content_hash, item_text
 from embeddings.encoder import Encoder, make_encoder, normalise
-from embeddings.text import content_hash, item_text
 
 TEXTS = [
     "A haunted house where ghosts terrify a family at night",

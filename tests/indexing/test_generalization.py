@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from common.settings import load_settings
+from common.snapshot import Snapshot
 from indexing import evaluation, ranking
 from indexing.build import fit
 from indexing.ranking import Profile
-from indexing.snapshot import Snapshot
 
 GENRES, PER_GENRE, USERS, DIM = 10, 200, 120, 16
 

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import ResourcesDep
+from storage import cache as redis_cache
+from storage import db
 
 router = APIRouter(tags=["service"])
 
@@ -29,10 +31,10 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     200) when only the object store is down and a version is loaded."""
 
     async def database() -> None:
-        await res.pool.fetchval("SELECT 1")
+        await db.ping(res.pool)
 
     async def cache() -> None:
-        await res.redis.ping()
+        await redis_cache.ping(res.redis)
 
     async def object_store() -> None:
         await res.store_probe.ping()

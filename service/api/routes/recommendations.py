@@ -21,7 +21,7 @@ from common.models import (
     Text,
     TrendingList,
 )
-from embeddings.text import item_text
+from common.text import item_text
 from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats

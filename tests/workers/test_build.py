@@ -14,9 +14,9 @@ from common.settings import Settings
 from embeddings.encoder import make_encoder
 from indexing import publish
 from indexing.artifacts import ARTIFACTS, CorruptArtifact, IndexVersion, sha256_of
-from indexing.build import build_version
 from storage.blob.s3 import S3Store
 from tests.helpers import build_now, genre_catalog
+from workers.pipeline import build_version
 
 
 @pytest.fixture

@@ -1,0 +1,27 @@
+"""Users' profiles recomputed after their latest interactions, kept in Redis where every API
+process reads them (service/profiles.py computes and encodes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from storage.cache import redis_errors
+from storage.events import profile_key
+
+
+async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> None:
+    """Store encoded profiles by user id, each kept `seconds`, in one round trip."""
+    with redis_errors("storing profiles"):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user_id, encoded in profiles.items():
+                pipe.set(profile_key(user_id), encoded, ex=seconds)
+            await pipe.execute()
+
+
+async def load(redis: Redis, user_id: str) -> bytes | None:
+    """A user's encoded profile, or None when none is stored."""
+    with redis_errors("reading a profile"):
+        found = await redis.get(profile_key(user_id))
+    return found.encode() if isinstance(found, str) else found

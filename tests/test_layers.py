@@ -1,0 +1,112 @@
+"""The code's layers, checked from its imports: storage/ alone talks to the databases,
+indexing/ and embeddings/ stay pure, and no module imports itself back through others."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("common", "embeddings", "indexing", "storage", "service", "workers", "devstack")
+DRIVERS = ("asyncpg", "redis", "minio", "urllib3")
+
+
+def _imports(path: Path, *, deferred: bool) -> set[str]:
+    """Modules imported at run time: imports under `if TYPE_CHECKING:` are left out, and so
+    are those inside functions unless `deferred` (they run on call, not at import)."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if (isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test))
+        or (not deferred and isinstance(block, ast.FunctionDef | ast.AsyncFunctionDef))
+        for stmt in block.body
+        for node in ast.walk(stmt)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _modules(*, deferred: bool) -> dict[str, set[str]]:
+    """Each module of the project, and the project modules and drivers it imports."""
+    paths = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+    }
+    return {
+        name: {
+            m for m in _imports(path, deferred=deferred) if m in paths or m.split(".")[0] in DRIVERS
+        }
+        for name, path in paths.items()
+    }
+
+
+GRAPH = _modules(deferred=True)
+
+
+def _importers(of: tuple[str, ...], within: str) -> list[str]:
+    return sorted(
+        f"{name} imports {target}"
+        for name, targets in GRAPH.items()
+        if name.split(".")[0] == within
+        for target in targets
+        if target.split(".")[0] in of
+    )
+
+
+def test_only_storage_and_the_entrypoints_reach_the_drivers() -> None:
+    # service/ and workers/ create the clients and pass them on; queries live in storage/.
+    assert _importers(DRIVERS, "indexing") == []
+    assert _importers(DRIVERS, "embeddings") == []
+    assert _importers(DRIVERS, "common") == []
+
+
+def test_storage_imports_no_layer_above_it() -> None:
+    assert _importers(("indexing", "service", "workers", "embeddings"), "storage") == []
+
+
+def test_indexing_and_embeddings_know_nothing_of_storage_or_transport() -> None:
+    above = ("storage", "service", "workers")
+    # The object store's Protocol is the one seam indexing/ publishes through.
+    found = [line for line in _importers(above, "indexing") if not line.endswith("storage.blob")]
+    assert found == []
+    assert _importers((*above, "indexing"), "embeddings") == []
+
+
+def test_no_import_cycles() -> None:
+    """Among imports that run when a module is first imported (a factory's import inside a
+    function runs later, once both modules exist)."""
+    graph = _modules(deferred=False)
+
+    def module_of(target: str) -> str:
+        return target if target in graph else target.rsplit(".", 1)[0]
+
+    edges = {
+        name: {module_of(t) for t in targets if module_of(t) in graph} - {name}
+        for name, targets in graph.items()
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(edges):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []

@@ -1,0 +1,146 @@
+"""The jobs workers run, end to end: embed what changed, read a snapshot, fit a version,
+publish it through the quality gate, and retire old ones. Reads and writes go through
+storage/; everything computed is indexing/'s pure logic, the same the evaluation runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from common.settings import Settings
+from embeddings.encoder import Encoder, chunks_by_length
+from indexing import gate, publish, trending
+from indexing.artifacts import MANIFEST
+from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
+from storage import builds, corpus
+from storage import trending as trending_store
+from storage.blob import BlobStore
+
+Report = Callable[[str, float], Awaitable[None]]
+Activated = Callable[[int], Awaitable[None]]
+
+
+async def embed_missing(
+    pool: asyncpg.Pool, encoder: Encoder, progress: Report, item_ids: list[str] | None = None
+) -> int:
+    """Embed live items whose text changed since their stored vector (or that have none);
+    `item_ids` limits the work to those items. Returns how many were embedded."""
+    stale = await corpus.stale_items(pool, encoder.name, item_ids)
+    done = 0
+    for chunk in chunks_by_length(stale.texts):
+        vectors = await asyncio.to_thread(encoder.encode, [stale.texts[n] for n in chunk])
+        await corpus.store_vectors(
+            pool,
+            encoder.name,
+            [stale.item_ids[n] for n in chunk],
+            [stale.content_hashes[n] for n in chunk],
+            [v.tobytes() for v in vectors],
+        )
+        done += len(chunk)
+        await progress("embedding", done / len(stale.texts))
+    return done
+
+
+async def build_version(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    encoder: Encoder,
+    settings: Settings,
+    report: Report,
+    *,
+    force: bool = False,
+    activate: bool = True,
+    on_activated: Activated | None = None,
+) -> tuple[int | None, str]:
+    """Embed what changed, build, upload, record and (by default) activate a version.
+
+    Returns (version, final stage). Nothing becomes visible unless every step succeeds: the
+    version is recorded only once all its files are in the store, and activated after that,
+    and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
+    `rejected` and the final stage is "rejected".
+    """
+    marks = await corpus.change_marks(pool)
+    if not force:
+        same = await _unchanged_since_active(pool, marks, settings, encoder)
+        if same is not None:
+            return same, "unchanged"
+
+    await report("embedding", 0.0)
+    await embed_missing(pool, encoder, lambda stage, f: report(stage, 0.6 * f))
+    await report("snapshot", 0.6)
+    snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
+    await report("tuning", 0.65)
+    built, tuned = await asyncio.to_thread(fit, snapshot, settings)
+    active = await builds.active_version(pool)
+    active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
+    verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
+
+    version = await builds.next_version(pool)
+    manifest: dict[str, Any] = {
+        **describe(version, datetime.now(UTC), snapshot, built, tuned, encoder, settings),
+        "gate": verdict,
+        **marks,
+    }
+    await report("saving", 0.8)
+    folder = settings.index.data_dir / f"{version:010d}"
+    passed = bool(verdict["passed"])
+    try:
+        manifest["artifacts"] = await asyncio.to_thread(save, built, folder)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        await report("uploading", 0.85)
+        await asyncio.to_thread(publish.upload, store, folder, manifest)
+        await builds.record_version(pool, manifest, "ready" if passed else "rejected")
+    except BaseException:
+        # A failed attempt leaves nothing behind: the next one starts from scratch.
+        await asyncio.to_thread(discard, folder)
+        raise
+    if not passed:
+        await retire(pool, store, settings)
+        return version, "rejected"
+    if activate:
+        await report("activating", 0.95)
+        await builds.activate(pool, version)
+        if on_activated is not None:
+            await on_activated(version)
+    await retire(pool, store, settings)
+    return version, "done"
+
+
+async def _unchanged_since_active(
+    pool: asyncpg.Pool, marks: dict[str, Any], settings: Settings, encoder: Encoder
+) -> int | None:
+    """The active version, if it was built from this same data with these same settings."""
+    active = await builds.active_version(pool)
+    if active is None:
+        return None
+    manifest = (await builds.get_version(pool, active))["manifest"]
+    same = manifest.get("fingerprint") == fingerprint(shaping_settings(settings, encoder)) and all(
+        manifest.get(key) == value for key, value in marks.items()
+    )
+    return active if same else None
+
+
+async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> list[int]:
+    """Remove versions beyond the newest `keep_versions`, never the active one."""
+    removed = []
+    for version in await builds.versions_to_retire(pool, settings.index.keep_versions):
+        if await builds.mark_retired(pool, version):
+            await asyncio.to_thread(publish.remove, store, version)
+            removed.append(version)
+    return removed
+
+
+async def refresh_trending(
+    pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int, ttl: float
+) -> trending.Lists:
+    """Every trending list of one window, computed from its interactions and stored."""
+    rows = await trending_store.window_rows(pool, hours)
+    lists = trending.all_lists(rows, settings, hours)
+    await trending_store.save(redis, lists, hours, ttl)
+    return lists
