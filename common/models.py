@@ -262,6 +262,7 @@ class Build(BaseModel):
     version: int | None = None
     reason: str | None = None
     force: bool = False
+    attempts: int = 0
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -14,7 +14,7 @@ from storage.db import database_errors
 # A queued build that no worker took within this long is marked failed.
 QUEUE_TIMEOUT_SECONDS = 600.0
 
-_BUILD = """build_id, state, stage, progress, reason, force, error, version,
+_BUILD = """build_id, state, stage, progress, reason, force, error, version, attempts,
             created_at, started_at, finished_at, heartbeat_at"""
 
 
@@ -73,11 +73,11 @@ async def fail_stale(pool: asyncpg.Pool, *, queue_timeout: float, heartbeat_time
 
 
 async def start_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any] | None:
-    """Claim a queued build for this worker; None when it is no longer queued or running
-    (it failed meanwhile, or this is a redelivery of a finished one)."""
+    """Claim a queued build for this worker, counting the attempt; None when it is no longer
+    queued or running (it failed meanwhile, or this is a redelivery of a finished one)."""
     with database_errors():
         row = await pool.fetchrow(
-            f"""UPDATE builds SET state = 'running', stage = 'starting',
+            f"""UPDATE builds SET state = 'running', stage = 'starting', attempts = attempts + 1,
                    started_at = coalesce(started_at, now()), heartbeat_at = now()
                 WHERE build_id = $1 AND state IN ('queued', 'running')
                 RETURNING {_BUILD}""",

@@ -90,16 +90,19 @@ def build_index(
 ) -> None:
     """Build a version for `build_id`, reporting stage and progress into its builds row.
     `request_id` is the id of the HTTP request that asked for it, for the logs."""
-    attempt = self.request.retries
-    log.info("build %s: attempt %d (request %s)", build_id, attempt + 1, request_id)
+    # Attempts are counted in the build's row: a redelivery after a lost worker comes back
+    # with Celery's retry count unchanged.
+    claims: list[int] = []
+    log.info("build %s: delivery %d (request %s)", build_id, self.request.retries + 1, request_id)
     try:
-        run(lambda ctx: _build(ctx, build_id, activate, attempt))
+        run(lambda ctx: _build(ctx, build_id, activate, claims))
         return
     except DependencyError as exc:
-        if attempt < SETTINGS.index.build_retries:
+        attempt = max([self.request.retries + 1, *claims])
+        if attempt <= SETTINGS.index.build_retries:
             log.warning("build %s (request %s): %s; retrying", build_id, request_id, exc)
             raise self.retry(exc=exc, countdown=SETTINGS.index.build_retry_seconds) from exc
-        error = f"gave up after {attempt + 1} attempts: {exc}"
+        error = f"gave up after {attempt} attempts: {exc}"
     except SoftTimeLimitExceeded:
         error = "the build ran past its time limit"
     except Exception as exc:
@@ -108,13 +111,23 @@ def build_index(
     run(lambda ctx: _fail(ctx, build_id, error))
 
 
-async def _build(ctx: Context, build_id: str, activate: bool, attempt: int) -> None:
+async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int]) -> None:
     claimed = await builds.start_build(ctx.pool, build_id)
     if claimed is None:
         log.info("build %s is no longer queued or running; nothing to do", build_id)
         return
-    stage = "retrying" if attempt else "starting"
-    await builds.report(ctx.pool, build_id, stage, 0.0)
+    attempt = int(claimed["attempts"])
+    claims.append(attempt)
+    allowed = ctx.settings.index.build_retries + 1
+    if attempt > allowed:
+        error = (
+            f"gave up after {allowed} attempts: the last ones ended without an answer "
+            "(their worker was lost: killed, or out of memory)"
+        )
+        log.error("build %s: %s", build_id, error)
+        await builds.finish_build(ctx.pool, build_id, version=None, error=error, stage="starting")
+        return
+    await builds.report(ctx.pool, build_id, "retrying" if attempt > 1 else "starting", 0.0)
 
     async def report(stage: str, progress: float) -> None:
         await builds.report(ctx.pool, build_id, stage, progress)

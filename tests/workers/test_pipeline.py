@@ -22,7 +22,7 @@ from common.models import ItemIn
 from common.settings import Settings
 from devstack import demo
 from devstack.servers import celery_worker
-from storage import catalog
+from storage import builds, catalog
 from tests.helpers import build_now
 from workers.factory import make_celery
 
@@ -200,3 +200,20 @@ async def test_a_build_that_cannot_reach_the_object_store_fails_cleanly(
     assert "S3" in final["error"] and "2 attempts" in final["error"]
     assert (await client.get("/api/v1/index/versions")).json()["active"] == active
     assert (await client.get("/api/v1/recommendations/u")).json()["index_version"] == active
+
+
+async def test_redeliveries_count_toward_the_retry_limit(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, tmp_path: Path
+) -> None:
+    await client.post("/api/v1/items/batch", json={"items": demo.catalog(items_per_genre=3)})
+    active = await build_now(app)
+    build = (await client.post("/api/v1/index/builds", json={"force": True})).json()
+    # Two deliveries that claimed the build and were lost without a word, as when a build
+    # keeps killing its worker: each redelivery comes back with Celery's retry count at 0.
+    for _ in range(2):
+        assert await builds.start_build(app.state.resources.pool, build["build_id"])
+    with worker(settings, tmp_path, INDEX_BUILD_RETRIES="1"):
+        final = (await wait_for_build(client, build["build_id"]))[-1]
+    assert final["state"] == "failed" and final["version"] is None, final
+    assert final["attempts"] == 3 and "gave up after 2 attempts" in final["error"]
+    assert (await client.get("/api/v1/index/versions")).json()["active"] == active
