@@ -1,7 +1,8 @@
 """`python -m devstack run`: the whole service on this machine, with what it needs.
 
-Uses the servers the environment names, starts local ones for the rest, runs a Celery worker
-and the API, loads demo data into an empty catalog, and stops all it started on Ctrl-C.
+Uses the servers the environment names, starts local ones for the rest, runs a Celery worker,
+beat and the API (devstack/supervise.py restarts a worker or beat that exits), loads demo data
+into an empty catalog, and stops all it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import httpx
 from common.errors import ConfigError
 from common.settings import load_settings
 from devstack import demo
-from devstack.servers import Stack, bring_up, celery_worker, port_open, stop_process
+from devstack.servers import Stack, bring_up, celery_worker, port_open
+from devstack.supervise import Child, Supervisor
 
 STATE_DIR = Path(".stack")
 READY_SECONDS = 120
@@ -43,43 +45,39 @@ def admin_key(state_dir: Path) -> str:
     return key
 
 
-def start_children(env: dict[str, str], host: str, port: int) -> list[subprocess.Popen[bytes]]:
-    python = sys.executable
+def children(env: dict[str, str], host: str, port: int) -> list[Child]:
+    """The worker, beat and the API, each its own process. Beat's schedule and pid file are
+    kept per port under the state folder: the pid file refuses a second beat for this port."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state = STATE_DIR.resolve()
+    celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
     # The worker's embedding and index builds yield the CPU to the API (niceness 10): on a
     # small machine, serving stays quick while a build runs.
-    worker = subprocess.Popen(
-        [
-            "nice",
-            "-n",
-            "10",
-            *celery_worker(
-                "--loglevel=INFO",
-                "--hostname=recs@%h",
-                # Beat inside the worker: one process runs the periodic trending refresh.
-                "--beat",
-                f"--schedule={(STATE_DIR / 'celerybeat-schedule').resolve()}",
-            ),
-        ],
-        env=env,
-        start_new_session=True,
-    )
-    api = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "service.api.main:create_app",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env=env,
-        start_new_session=True,
-    )
-    return [worker, api]
+    worker = ["nice", "-n", "10", *celery_worker("--loglevel=INFO", "--hostname=recs@%h")]
+    beat = [
+        *celery,
+        "beat",
+        "--loglevel=INFO",
+        f"--schedule={state / f'celerybeat-schedule-{port}'}",
+        f"--pidfile={state / f'celerybeat-{port}.pid'}",
+    ]
+    api = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.api.main:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    return [
+        Child("worker", worker, env),
+        Child("beat", beat, env),
+        Child("API", api, env, essential=True),
+    ]
 
 
 def wait_ready(url: str, api: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -165,13 +163,16 @@ def run() -> int:
     signal.signal(signal.SIGTERM, stop)
 
     stack: Stack | None = None
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor: Supervisor | None = None
     try:
         stack = bring_up(STATE_DIR)
         env = os.environ | stack.env | {"HF_HUB_OFFLINE": "1", "ADMIN_API_KEY": key}
-        children = start_children(env, host, port)
+        supervisor = Supervisor(children(env, host, port), say=lambda line: print(line, flush=True))
+        supervisor.start()
         url = f"http://{host}:{port}"
-        wait_ready(url, children[-1])
+        api = supervisor.children[-1].process
+        assert api is not None
+        wait_ready(url, api)
         loaded = "DEMO_DATA=0: demo data skipped"
         if os.environ.get("DEMO_DATA", "1") != "0":
             loaded = load_demo(url, key)
@@ -188,17 +189,16 @@ def run() -> int:
             flush=True,
         )
         while not stopping.wait(0.5):
-            for child in children:
-                if child.poll() is not None:
-                    print(f"error: {child.args!r} exited with {child.returncode}", flush=True)
-                    return 1
+            if (ended := supervisor.check()) is not None:
+                print(f"error: {ended}", flush=True)
+                return 1
         return 0
     except (RuntimeError, httpx.HTTPError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        for child in reversed(children):
-            stop_process(child)
+        if supervisor is not None:
+            supervisor.stop()
         if stack is not None:
             stack.stop()
         print("stopped.", flush=True)

@@ -139,3 +139,58 @@ def test_a_bad_setting_stops_the_start_with_its_name(run_env: dict[str, str]) ->
     )
     assert result.returncode == 2
     assert "PORT" in result.stderr
+
+
+def _children(parent: int) -> dict[str, list[int]]:
+    """The run's worker, beat and API processes by role, from their command lines."""
+    found: dict[str, list[int]] = {"worker": [], "beat": [], "api": []}
+    listed = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+    for pid in map(int, listed.stdout.split()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"uvicorn" in command:
+            found["api"].append(pid)
+        elif b"beat" in command:
+            found["beat"].append(pid)
+        elif b"worker" in command:
+            found["worker"].append(pid)
+    return found
+
+
+def test_a_killed_worker_is_restarted_while_the_api_serves_and_beat_runs_once(
+    run_env: dict[str, str],
+) -> None:
+    # Every server is configured here: the state folder must still be made for beat.
+    process, _ = start(run_env | {"DEMO_DATA": "0"})
+    port = int(run_env["PORT"])
+    headers = {"Authorization": f"Bearer {run_env['ADMIN_API_KEY']}"}
+    try:
+        before = _children(process.pid)
+        assert len(before["worker"]) == 1 and len(before["beat"]) == 1, before
+        os.kill(before["worker"][0], signal.SIGKILL)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert client.get("/health").status_code == 200
+                now = _children(process.pid)
+                if now["worker"] and now["worker"] != before["worker"]:
+                    break
+                assert time.monotonic() < deadline, "the worker was not started again"
+                time.sleep(0.2)
+            assert now["beat"] == before["beat"] and now["api"] == before["api"]
+            # The new worker takes tasks: a build queued now succeeds.
+            items = demo.catalog(items_per_genre=2)
+            client.post("/api/v1/items/batch", json={"items": items}).raise_for_status()
+            build = client.post("/api/v1/index/builds").raise_for_status().json()
+            deadline = time.monotonic() + 180
+            while build["state"] not in ("succeeded", "failed"):
+                assert time.monotonic() < deadline, build
+                time.sleep(0.5)
+                build = client.get(f"/api/v1/index/builds/{build['build_id']}").json()
+            assert build["state"] == "succeeded", build
+    finally:
+        rest = interrupt(process, port)
+    assert "the worker exited with -9; starting it again" in rest
+    assert all(not Path(f"/proc/{pid}").exists() for pids in now.values() for pid in pids)
