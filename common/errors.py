@@ -7,7 +7,8 @@
     │   ├── UnknownItems            404 single write / 422 batch naming each bad row
     │   ├── NotFound                404
     │   ├── Unauthorized            401 missing or wrong token
-    │   └── Forbidden               403 role too weak
+    │   ├── Forbidden               403 role too weak
+    │   └── TooManyRequests         429 over a rate limit; carries Retry-After
     └── DependencyError             a backing server failed                     -> 503
         ├── DatabaseUnavailable
         ├── CacheUnavailable
@@ -67,6 +68,15 @@ class Unauthorized(ClientError):
 class Forbidden(ClientError):
     code = "forbidden"
     status = 403
+
+
+class TooManyRequests(ClientError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DependencyError(RecsError):

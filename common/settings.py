@@ -108,6 +108,25 @@ class ApiSettings(_Section):
     key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
 
 
+class RateSettings(_Section):
+    """Requests per minute, per API key (by kind of route) and per client address; 0 turns
+    one limit off. The admin key and admin JWTs are not limited: they are the operator's.
+    Counts are shared by every API process through Redis."""
+
+    model_config = SettingsConfigDict(env_prefix="RATE_LIMIT_")
+
+    enabled: bool = True
+    read_per_minute: Annotated[int, Field(ge=0)] = 500
+    write_per_minute: Annotated[int, Field(ge=0)] = 1_200
+    # POST /search encodes a query with the model: tens of milliseconds of CPU each.
+    search_per_minute: Annotated[int, Field(ge=0)] = 60
+    build_per_minute: Annotated[int, Field(ge=0)] = 10
+    # Every request an address makes with a non-admin token, across keys.
+    address_per_minute: Annotated[int, Field(ge=0)] = 6_000
+    # Requests with a missing or wrong token, per address: guessing tokens stays slow.
+    failed_auth_per_minute: Annotated[int, Field(ge=0)] = 120
+
+
 class EmbeddingSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="EMBEDDING_")
 
@@ -254,6 +273,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    rate: RateSettings = Field(default_factory=RateSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)

@@ -41,6 +41,9 @@ def _point_at_test_servers() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     # The fake encoder keeps in-process builds fast; the real model has tests of its own.
     os.environ["EMBEDDING_MODEL"] = "hashing-64"
+    # Tests send many requests from one address; tests/service/test_rate_limits.py turns the
+    # limits on for its own.
+    os.environ["RATE_LIMIT_ENABLED"] = "false"
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from common.settings import Settings
 from embeddings.encoder import Encoder, make_encoder
 from service.auth import Authenticator, Principal
 from service.profiles import Refresher
+from service.ratelimit import RateLimiter
 from service.serving import Serving
 from storage.blob.s3 import S3Store, StoreProbe
 
@@ -38,6 +39,7 @@ class Resources:
     celery: Celery
     profiles: Refresher
     store_probe: StoreProbe
+    limiter: RateLimiter
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 

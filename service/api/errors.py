@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from common.errors import RecsError
+from common.errors import RecsError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,27 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": body}, status_code=status, headers=headers or None)
+
+
+def error_for(exc: RecsError) -> JSONResponse:
+    """The answer a domain error gets, with Retry-After when it says when to come back."""
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -67,9 +81,7 @@ def _validation(exc: RequestValidationError) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RecsError)
     async def domain(_: Request, exc: RecsError) -> JSONResponse:
-        if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_for(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

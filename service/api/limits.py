@@ -1,11 +1,12 @@
 """What a request must pass before the app reads its body: a size limit and, for the API,
-a valid token. A caller without one costs a header check, never the parse of a 64 MiB body."""
+a valid token and its rate limits (service/ratelimit.py). A caller without a token costs a
+header check, never the parse of a 64 MiB body."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.errors import ClientError, RecsError
+from common.errors import ClientError, RecsError, Unauthorized
 
 
 class PayloadTooLarge(ClientError):
@@ -28,7 +29,7 @@ class BodyLimit:
         limit = self.batch_bytes if scope["path"].endswith("/batch") else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, 413, "payload_too_large", f"the body is over {limit} bytes")
+            await _refuse(send, PayloadTooLarge(f"the body is over {limit} bytes"))
             return
         seen = 0
 
@@ -56,19 +57,31 @@ class AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization")
-        auth = scope["app"].state.resources.auth
+        resources = scope["app"].state.resources
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
         try:
-            principal = await auth.principal(header.decode("latin-1") if header else None)
+            resources.limiter.blocked(address)
+            try:
+                principal = await resources.auth.principal(
+                    header.decode("latin-1") if header else None
+                )
+            except Unauthorized:
+                await resources.limiter.failed(address)
+                raise
+            await resources.limiter.admit(principal, address, scope["method"], scope["path"])
         except RecsError as exc:
-            await _refuse(send, exc.status, exc.code, exc.message)
+            await _refuse(send, exc)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    from service.api.errors import error_response
+async def _refuse(send: Send, exc: RecsError) -> None:
+    from service.api.errors import error_for
 
-    response = error_response(status, code, message)
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    response = error_for(exc)
+    await send(
+        {"type": "http.response.start", "status": exc.status, "headers": response.raw_headers}
+    )
     await send({"type": "http.response.body", "body": response.body})

@@ -23,6 +23,7 @@ from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import API, health, index, items, keys, recommendations, users
 from service.auth import Authenticator
 from service.profiles import Refresher
+from service.ratelimit import RateLimiter
 from service.serving import Serving
 from storage import cache
 from storage.blob.s3 import S3Store, StoreProbe
@@ -32,7 +33,7 @@ from workers.factory import make_celery
 log = logging.getLogger(__name__)
 
 
-async def open_resources(settings: Settings) -> Resources:
+async def open_resources(settings: Settings, registry: CollectorRegistry) -> Resources:
     """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each."""
     if settings.api.admin_api_key is None:
         raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
@@ -70,6 +71,7 @@ async def open_resources(settings: Settings) -> Resources:
         celery=make_celery(settings),
         profiles=refresher,
         store_probe=StoreProbe(store),
+        limiter=RateLimiter(settings.rate, redis, settings.event_namespace, registry),
     )
 
 
@@ -97,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.resources = await open_resources(settings)
+        app.state.resources = await open_resources(settings, app.state.registry)
         try:
             yield
         finally:

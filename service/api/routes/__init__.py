@@ -20,5 +20,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: _answer("the token's role is too weak for this route"),
     413: _answer("the body is over the route's limit"),
     422: _answer("a field is malformed; `details` names each"),
+    429: _answer("over a rate limit; Retry-After says in how many seconds to try again"),
     503: _answer("a backing server (database, cache, object store) is unavailable"),
 }
