@@ -41,7 +41,9 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-def document_bodies(app: FastAPI) -> None:
+def document_bodies(app: FastAPI, enums: dict[tuple[str, str], list[str]] | None = None) -> None:
+    """Put the `json_body` models in the OpenAPI document, and the values of fields whose
+    choices come from settings (`enums`: (schema, property) -> values)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -53,6 +55,9 @@ def document_bodies(app: FastAPI) -> None:
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
+        for (name, field), values in (enums or {}).items():
+            schemas[name]["properties"][field]["enum"] = values
+        app.openapi_schema = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]

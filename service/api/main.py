@@ -125,5 +125,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, registry=app.state.registry)
     for module in (health, recommendations, items, users, keys, index):
         app.include_router(module.router)
-    document_bodies(app)
+    document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
     return app

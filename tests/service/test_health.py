@@ -113,8 +113,8 @@ async def test_openapi_and_docs_are_served(anonymous: httpx.AsyncClient) -> None
     assert "interactions" in spec["components"]["schemas"][ref]["properties"]
 
 
-async def test_openapi_declares_the_bearer_scheme_the_errors_and_the_variants(
-    anonymous: httpx.AsyncClient,
+async def test_openapi_declares_the_bearer_scheme_the_errors_and_the_enums(
+    anonymous: httpx.AsyncClient, settings: Settings
 ) -> None:
     spec = (await anonymous.get("/openapi.json")).json()
     schemes = spec["components"]["securitySchemes"]
@@ -127,7 +127,10 @@ async def test_openapi_declares_the_bearer_scheme_the_errors_and_the_variants(
     trending = spec["paths"]["/api/v1/trending"]["get"]["parameters"]
     variant = next(p for p in trending if p["name"] == "variant")["schema"]
     assert tuple(variant["enum"]) == VARIANTS
-    assert "InteractionIn" in spec["components"]["schemas"]
+    assert {"401", "403", "413", "422", "429", "503"} <= set(get_item["responses"])
+    # The interaction types are the configured ones.
+    kinds = spec["components"]["schemas"]["InteractionIn"]["properties"]["type"]["enum"]
+    assert kinds == sorted(settings.interactions.types) and "view" in kinds
 
 
 async def test_unknown_routes_use_the_error_body(anonymous: httpx.AsyncClient) -> None:
