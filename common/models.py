@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -37,7 +38,7 @@ def _text(value: str) -> str:
 
 def _id(value: str) -> str:
     """Ids appear in URL paths: a '/' or a control character would make one unaddressable."""
-    if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if "/" in value or any(unicodedata.category(c) == "Cc" for c in value):
         raise ValueError("must not contain '/' or control characters")
     return value
 
@@ -74,7 +75,9 @@ def _attributes(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Text = AfterValidator(_text)
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, AfterValidator(_id)]
+# Refuses what `Id` refuses, for ids that arrive in URL paths.
+Addressable = AfterValidator(_id)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, Addressable]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
 Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]

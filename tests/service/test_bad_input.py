@@ -77,6 +77,15 @@ async def test_ids_that_could_not_be_addressed_are_refused(
     assert await db.fetchval("SELECT count(*) FROM users") == 0
 
 
+@pytest.mark.parametrize("path", ["/api/v1/items/a%18b", "/api/v1/users/a%C2%92b"])
+async def test_a_write_to_a_path_id_with_control_characters_is_a_422(
+    client: httpx.AsyncClient, db: asyncpg.Pool, path: str
+) -> None:
+    answer = await client.put(path, json={"title": "T"})
+    assert "control characters" in str(assert_error(answer, 422, "invalid_request"))
+    assert await db.fetchval("SELECT count(*) FROM items") == 0
+
+
 @pytest.mark.parametrize(
     "path",
     [

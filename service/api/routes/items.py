@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from common.models import Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
+from common.models import Addressable, Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
 from service.api.body import body_schema, json_body
 from service.api.deps import PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API, ERRORS
@@ -21,7 +21,7 @@ router = APIRouter(
     prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")], responses=ERRORS
 )
 
-ItemId = Annotated[str, Path(min_length=1, max_length=128), Text]
+ItemId = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
 
 
 @router.put("/{item_id}")

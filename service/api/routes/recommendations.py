@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 
 from common.errors import DependencyError, NotFound
 from common.models import (
+    Addressable,
     Explanation,
     Recommendations,
     Scored,
@@ -35,7 +36,7 @@ router = APIRouter(
     prefix=API, tags=["recommendations"], dependencies=[require("read")], responses=ERRORS
 )
 
-Id = Annotated[str, Path(min_length=1, max_length=128), Text]
+Id = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
 Category = Annotated[str | None, Query(min_length=1, max_length=128), Text]
 Limit = Annotated[int, Query(ge=1, le=200)]
 

@@ -12,6 +12,7 @@ from common.errors import CacheUnavailable, InvalidInput, UnknownItems
 from common.models import (
     FUTURE_TOLERANCE,
     Accepted,
+    Addressable,
     InteractionBatch,
     InteractionIn,
     Text,
@@ -29,7 +30,7 @@ router = APIRouter(
     prefix=API, tags=["users and interactions"], dependencies=[require("write")], responses=ERRORS
 )
 
-UserId = Annotated[str, Path(min_length=1, max_length=128), Text]
+UserId = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
 
 
 class UnknownItemsInBatch(InvalidInput):
