@@ -106,6 +106,8 @@ class ApiSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     body_limit_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+    # Each API process keeps its recent ranked lists (60 s each) within this many bytes.
+    answer_cache_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
 
 
 class RateSettings(_Section):

@@ -45,7 +45,7 @@ class Serving:
         self.store = store
         self.namespace = settings.event_namespace
         self.current: IndexVersion | None = None
-        self.answers = AnswerCache()
+        self.answers = AnswerCache(settings.api.answer_cache_bytes)
         self.deleted: set[str] = set()
         self._deleted_rows: tuple[int, frozenset[int]] | None = None
         self._load_lock = asyncio.Lock()
