@@ -251,7 +251,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=[k for k, _ in MIX],
+        help="leave a kind out",
+    )
     args = parser.parse_args()
+    MIX[:] = [(kind, weight) for kind, weight in MIX if kind not in args.without]
     asyncio.run(empty_database())
     index_dir = Path("/tmp") / f"recs-soak-index-{os.getpid()}"
     service = start_service(index_dir)

@@ -61,6 +61,9 @@ class RedisSettings(_Section):
     model_config = SettingsConfigDict(env_prefix="REDIS_")
 
     url: str = "redis://127.0.0.1:6379/0"
+    # The API's wait for one Redis call; a hung Redis then costs a request this, once in a
+    # few seconds (storage/cache.py).
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1.5
 
     @field_validator("url")
     @classmethod

@@ -31,14 +31,14 @@ def channel(namespace: str) -> str:
 
 async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> None:
     message = {"type": kind, "namespace": namespace, **fields}
-    with redis_errors(f"announcing {kind}"):
+    with redis_errors(redis, f"announcing {kind}"):
         await redis.publish(channel(namespace), orjson.dumps(message))
 
 
 async def listen(redis: Redis, namespace: str) -> AsyncIterator[dict[str, Any]]:
     """The deployment's events as they are published, until the connection is lost (then
     CacheUnavailable: the caller subscribes again)."""
-    with redis_errors("listening for events"):
+    with redis_errors(redis, "listening for events", pause=False):
         async with redis.pubsub() as subscription:
             await subscription.subscribe(channel(namespace))
             async for message in subscription.listen():

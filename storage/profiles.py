@@ -13,7 +13,7 @@ from storage.events import profile_key
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> None:
     """Store encoded profiles by user id, each kept `seconds`, in one round trip."""
-    with redis_errors("storing profiles"):
+    with redis_errors(redis, "storing profiles"):
         async with redis.pipeline(transaction=False) as pipe:
             for user_id, encoded in profiles.items():
                 pipe.set(profile_key(user_id), encoded, ex=seconds)
@@ -22,6 +22,6 @@ async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> Non
 
 async def load(redis: Redis, user_id: str) -> bytes | None:
     """A user's encoded profile, or None when none is stored."""
-    with redis_errors("reading a profile"):
+    with redis_errors(redis, "reading a profile"):
         found = await redis.get(profile_key(user_id))
     return found.encode() if isinstance(found, str) else found

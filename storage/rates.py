@@ -19,7 +19,7 @@ def rate_key(namespace: str, limit: str, subject: str) -> str:
 async def count(redis: Redis, keys: Sequence[str], minute: int) -> list[tuple[int, int]]:
     """Count one request against each key in `minute` (epoch seconds // 60), in one round
     trip. Returns each key's (count this minute, count the minute before)."""
-    with redis_errors("counting requests"):
+    with redis_errors(redis, "counting requests"):
         async with redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.incr(f"{key}:{minute}")

@@ -19,7 +19,7 @@ async def save(
     ttl: float,
 ) -> None:
     """Replace one window's lists atomically; they expire after `ttl` seconds."""
-    with redis_errors("storing trending lists"):
+    with redis_errors(redis, "storing trending lists"):
         await _save(redis, lists, hours, ttl)
 
 
@@ -60,7 +60,7 @@ async def read(
 ) -> list[tuple[str, float]] | None:
     """The stored list, best first; None when it was never computed (or expired)."""
     key = trending_key(variant, hours, category)
-    with redis_errors("reading a trending list"):
+    with redis_errors(redis, "reading a trending list"):
         async with redis.pipeline(transaction=False) as pipe:
             pipe.exists(key)
             pipe.zrevrange(key, 0, count - 1, withscores=True)

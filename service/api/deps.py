@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 
 from common.models import Role
 from common.settings import Settings
-from embeddings.encoder import Encoder, make_encoder
+from embeddings.encoder import Encoder, Vectors, make_encoder
 from service.auth import Authenticator, Principal
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
@@ -42,6 +43,11 @@ class Resources:
     limiter: RateLimiter
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    # The model runs on one thread of its own: queries wait their turn instead of each
+    # executor thread growing its own allocator arena around the model.
+    _encoding: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="query-encoder")
+    )
 
     @property
     def encoder(self) -> Encoder:
@@ -49,6 +55,14 @@ class Resources:
         if self._encoder is None:
             self._encoder = make_encoder(self.settings.embedding.model)
         return self._encoder
+
+    async def encode(self, texts: list[str]) -> Vectors:
+        """Query texts as vectors, off the event loop, on the encoder's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoding, lambda: self.encoder.encode(texts))
+
+    def close(self) -> None:
+        self._encoding.shutdown(wait=False, cancel_futures=True)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` after the answer is sent; shutdown waits for it."""

@@ -38,7 +38,11 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
     if settings.api.admin_api_key is None:
         raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
     pool = await create_pool(settings.database)
-    redis: Redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=3)
+    redis: Redis = Redis.from_url(
+        settings.redis.url,
+        socket_timeout=settings.redis.timeout_seconds,
+        socket_connect_timeout=settings.redis.timeout_seconds,
+    )
     try:
         await wait_for("Redis at REDIS_URL", lambda: cache.ping(redis), failure=CacheUnavailable)
         store = S3Store(settings.s3)
@@ -82,6 +86,7 @@ async def close_resources(res: Resources) -> None:
     await res.redis.aclose()
     await res.pool.close()
     res.store_probe.close()
+    res.close()
 
 
 def _access_log(enabled: bool) -> None:

@@ -119,5 +119,12 @@ class StoreProbe:
             self._flight.add_done_callback(lambda done: done.cancelled() or done.exception())
         await asyncio.shield(self._flight)
 
+    async def check(self, seconds: float) -> None:
+        """Raise ObjectStoreUnavailable unless the store answers a ping within `seconds`."""
+        try:
+            await asyncio.wait_for(self.ping(), seconds)
+        except TimeoutError as exc:
+            raise ObjectStoreUnavailable(f"S3 did not answer within {seconds:g} s") from exc
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

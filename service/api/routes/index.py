@@ -18,6 +18,7 @@ from workers.factory import BUILD_TASK
 
 # Versions are bigint in PostgreSQL: a larger number is bad input, not a server error.
 VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+STORE_CHECK_SECONDS = 3.0
 router = APIRouter(
     prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")], responses=ERRORS
 )
@@ -92,6 +93,8 @@ async def activate(version: VersionId, res: ResourcesDep) -> Activated:
     verified before anything changes, so a refused activation leaves the active version as
     it was; this process swaps before answering, the others within seconds."""
     await builds.get_version(res.pool, version)
+    # A hung store would hold the download for its full timeouts: ask it first.
+    await res.store_probe.check(STORE_CHECK_SECONDS)
     try:
         loaded = await res.serving.prepare(version)
     except (CorruptArtifact, NotFound) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Literal
 
 import numpy as np
@@ -348,6 +347,6 @@ async def _encode(res: ResourcesDep, version: IndexVersion, text: str) -> Floats
             f"the served index was built with {built_with!r}, this process encodes with "
             f"{res.settings.embedding.model!r}: set EMBEDDING_MODEL alike everywhere"
         )
-    vectors = await asyncio.to_thread(res.encoder.encode, [text])
+    vectors = await res.encode([text])
     query: Floats = vectors[0]
     return query
