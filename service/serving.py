@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -46,6 +47,8 @@ class Serving:
         self.namespace = settings.event_namespace
         self.current: IndexVersion | None = None
         self.answers = AnswerCache(settings.api.answer_cache_bytes)
+        # Other events' handlers, by type (the trending lists' reload, say).
+        self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self.deleted: set[str] = set()
         self._deleted_rows: tuple[int, frozenset[int]] | None = None
         self._load_lock = asyncio.Lock()
@@ -172,6 +175,11 @@ class Serving:
                 await self.sync()
             except Exception:
                 log.exception("could not load the active version; the poll will try again")
+        elif (handler := self.handlers.get(str(kind))) is not None:
+            try:
+                await handler(event)
+            except Exception:
+                log.warning("could not handle a %s event", kind, exc_info=True)
 
     async def _poll(self) -> None:
         since_deleted = 0.0

@@ -21,8 +21,14 @@ def profile_key(user_id: str) -> str:
     return f"recs:profile:{user_id}"
 
 
-def trending_key(variant: str, hours: int, category: str | None) -> str:
-    return f"recs:trending:{variant}:{hours}:{category if category is not None else '*'}"
+def lists_key(hours: int) -> str:
+    """Every trending list of one window, published together."""
+    return f"recs:trending:{hours}:lists"
+
+
+def generation_key(hours: int) -> str:
+    """The generation of the lists under `lists_key(hours)`: read often, a few bytes."""
+    return f"recs:trending:{hours}:generation"
 
 
 def channel(namespace: str) -> str:

@@ -1,41 +1,54 @@
-"""Trending lists kept in Redis as sorted sets, one per variant, window and category."""
+"""Trending lists: the window's interactions read from PostgreSQL, and the lists computed
+from them published in Redis, one value per window, for every API process to hold."""
 
 from __future__ import annotations
 
 import asyncpg
+import orjson
 from redis.asyncio import Redis
 
 from storage.cache import redis_errors
 from storage.db import database_errors
-from storage.events import trending_key
+from storage.events import generation_key, lists_key
 
 Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
-async def save(
-    redis: Redis,
-    lists: Lists,
-    hours: int,
-    ttl: float,
-) -> None:
-    """Replace one window's lists atomically; they expire after `ttl` seconds."""
+async def publish_lists(redis: Redis, lists: Lists, hours: int, generation: int) -> None:
+    """Replace one window's lists, all of them at once, as one value every API process reads
+    whole. They stay until replaced: a missed refresh serves the last ones."""
+    blob = orjson.dumps(
+        {
+            "generation": generation,
+            "lists": [[variant, category, ranked] for (variant, category), ranked in lists.items()],
+        }
+    )
     with redis_errors(redis, "storing trending lists"):
-        await _save(redis, lists, hours, ttl)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(lists_key(hours), blob)
+            pipe.set(generation_key(hours), generation)
+            await pipe.execute()
 
 
-async def _save(redis: Redis, lists: Lists, hours: int, ttl: float) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        for (variant, category), ranked in lists.items():
-            key = trending_key(variant, hours, category)
-            pipe.delete(key)
-            if ranked:
-                pipe.zadd(key, dict(ranked))
-            else:
-                # An empty list is remembered too, so a quiet catalog is not recomputed
-                # on every request.
-                pipe.zadd(key, {"": float("-inf")})
-            pipe.expire(key, max(1, int(ttl)))
-        await pipe.execute()
+async def generation(redis: Redis, hours: int) -> int | None:
+    """The generation of the window's published lists (a cheap read), None if none."""
+    with redis_errors(redis, "reading the trending generation"):
+        found = await redis.get(generation_key(hours))
+    return int(found) if found is not None else None
+
+
+async def load_lists(redis: Redis, hours: int) -> tuple[int, Lists] | None:
+    """The window's published lists and their generation; None when none were published."""
+    with redis_errors(redis, "reading trending lists"):
+        blob = await redis.get(lists_key(hours))
+    if blob is None:
+        return None
+    found = orjson.loads(blob)
+    lists: Lists = {
+        (variant, category): [(item_id, float(score)) for item_id, score in ranked]
+        for variant, category, ranked in found["lists"]
+    }
+    return int(found["generation"]), lists
 
 
 async def window_rows(pool: asyncpg.Pool, hours: int) -> list[asyncpg.Record]:
@@ -53,18 +66,3 @@ async def window_rows(pool: asyncpg.Pool, hours: int) -> list[asyncpg.Record]:
             hours,
         )
     return rows
-
-
-async def read(
-    redis: Redis, variant: str, hours: int, category: str | None, count: int
-) -> list[tuple[str, float]] | None:
-    """The stored list, best first; None when it was never computed (or expired)."""
-    key = trending_key(variant, hours, category)
-    with redis_errors(redis, "reading a trending list"):
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.exists(key)
-            pipe.zrevrange(key, 0, count - 1, withscores=True)
-            exists, found = await pipe.execute()
-    if not exists:
-        return None
-    return [(member.decode(), float(score)) for member, score in found if member]

@@ -74,6 +74,7 @@ async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     await app.state.resources.redis.flushdb()
     app.state.resources.auth.forget()
+    app.state.resources.trending.forget()
     # Forget what an earlier test had this process serve.
     app.state.resources.serving.current = None
     await app.state.resources.serving.reload_deleted()

@@ -93,7 +93,8 @@ def test_reads_degrade_rather_than_fail(rows: list[dict[str, object]]) -> None:
 
     for fault in ("Redis killed", "Redis hung (SIGSTOP)"):
         assert answer(fault, "GET /recommendations/{known user}").startswith("200")
-        assert answer(fault, "GET /trending").startswith("503 cache_unavailable")
+        # Held by the process, or computed in it from PostgreSQL when none was published.
+        assert answer(fault, "GET /trending").startswith("200")
     for fault in ("PostgreSQL stopped", "PostgreSQL hung (SIGSTOP)"):
         assert answer(fault, "GET /recommendations (read key)").startswith("200")
         assert answer(fault, "GET /users/{id}").startswith("503 database_unavailable")

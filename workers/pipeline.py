@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, publish, trending
 from indexing.artifacts import MANIFEST
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
-from storage import builds, corpus
+from storage import builds, corpus, events
 from storage import trending as trending_store
 from storage.blob import BlobStore
 
@@ -137,10 +138,15 @@ async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> li
 
 
 async def refresh_trending(
-    pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int, ttl: float
+    pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int
 ) -> trending.Lists:
-    """Every trending list of one window, computed from its interactions and stored."""
+    """Every trending list of one window, computed from its interactions, published, and
+    announced: each API process replaces the lists it holds."""
     rows = await trending_store.window_rows(pool, hours)
-    lists = trending.all_lists(rows, settings, hours)
-    await trending_store.save(redis, lists, hours, ttl)
+    lists = await asyncio.to_thread(trending.all_lists, rows, settings, hours)
+    generation = time.time_ns() // 1_000_000
+    await trending_store.publish_lists(redis, lists, hours, generation)
+    await events.publish(
+        redis, settings.event_namespace, "trending_changed", hours=hours, generation=generation
+    )
     return lists

@@ -222,12 +222,6 @@ def refresh_trending() -> None:
 
 
 async def _refresh_trending(ctx: Context) -> None:
-    """The default window's lists, kept until two refresh periods have passed."""
-    index = ctx.settings.index
-    await pipeline.refresh_trending(
-        ctx.pool,
-        ctx.redis,
-        ctx.settings,
-        index.trending_window_hours,
-        2 * index.trending_refresh_seconds,
-    )
+    """The default window's lists, for every API process to hold."""
+    hours = ctx.settings.index.trending_window_hours
+    await pipeline.refresh_trending(ctx.pool, ctx.redis, ctx.settings, hours)

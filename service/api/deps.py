@@ -24,6 +24,7 @@ from service.auth import Authenticator, Principal
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
 from service.serving import Serving
+from service.trending import Trending
 from storage.blob.s3 import S3Store, StoreProbe
 
 
@@ -41,6 +42,7 @@ class Resources:
     profiles: Refresher
     store_probe: StoreProbe
     limiter: RateLimiter
+    trending: Trending
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     # The model runs on one thread of its own: queries wait their turn instead of each

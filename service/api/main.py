@@ -25,6 +25,7 @@ from service.auth import Authenticator
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
 from service.serving import Serving
+from service.trending import Trending
 from storage import cache
 from storage.blob.s3 import S3Store, StoreProbe
 from storage.db import create_pool
@@ -61,6 +62,9 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
         await serving.start()
         refresher = Refresher(pool, redis, settings, serving)
         refresher.start()
+        held = Trending(settings, pool, redis)
+        await held.start()
+        serving.handlers["trending_changed"] = lambda event: held.reload(event.get("generation"))
     except BaseException:
         await redis.aclose()
         await pool.close()
@@ -76,12 +80,14 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
         profiles=refresher,
         store_probe=StoreProbe(store),
         limiter=RateLimiter(settings.rate, redis, settings.event_namespace, registry),
+        trending=held,
     )
 
 
 async def close_resources(res: Resources) -> None:
     await res.drain()
     await res.profiles.stop()
+    await res.trending.stop()
     await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()

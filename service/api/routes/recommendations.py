@@ -26,7 +26,7 @@ from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
-from service import profiles, trending
+from service import profiles
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API, ERRORS
 from storage import catalog
@@ -85,24 +85,6 @@ async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str
     return await profiles.current(res.redis, version, user_id)
 
 
-async def _trending(res: ResourcesDep, version: IndexVersion) -> Floats | None:
-    """The served hot list as a score per row of `version`; None when nothing is trending
-    or the list cannot be had from Redis or PostgreSQL now (the version's popularity stands
-    in, and the personal list is still answered)."""
-    try:
-        hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, None)
-    except DependencyError:
-        return None
-    if not hot:
-        return None
-    scores = np.zeros(len(version.item_ids), dtype=np.float32)
-    for item_id, score in hot:
-        row = version.item_row.get(item_id)
-        if row is not None:
-            scores[row] = score
-    return scores
-
-
 async def _ranked_ids(
     res: ResourcesDep,
     version: IndexVersion | None,
@@ -113,7 +95,7 @@ async def _ranked_ids(
 ) -> tuple[list[tuple[str, float]], str]:
     if version is None:
         # No index yet: popularity straight from recent interactions.
-        hot = await trending.top(res, "hot", res.settings.index.trending_window_hours, category)
+        hot = await res.trending.top("hot", res.trending.hours, category)
         excluded = (
             res.serving.deleted | profile.negative | (profile.seen if exclude_seen else frozenset())
         )
@@ -127,7 +109,7 @@ async def _ranked_ids(
         category=category,
         exclude_seen=exclude_seen,
         deleted=res.serving.deleted_rows(version),
-        trending=await _trending(res, version),
+        trending=res.trending.hot_scores(version),
     )
     return _pairs(version, ranked), ranked.strategy
 
@@ -157,7 +139,7 @@ async def _blend(
     """The blend behind the user's default list, with `extra` rows scored alongside."""
     settings = res.settings
     served = version.ranking(settings.ranking)
-    trend = await _trending(res, version)
+    trend = res.trending.hot_scores(version)
     excluded = ranking.excluded_rows(version, profile, res.serving.deleted_rows(version), True)
     blended = ranking.blend_for(
         version, profile, served, settings.index.ranking_depth, None, excluded, trend
@@ -309,7 +291,7 @@ async def trending_items(
 ) -> TrendingList:
     """Items trending now; see indexing/trending.py for each variant's formula."""
     hours = window_hours or res.settings.index.trending_window_hours
-    found = await trending.top(res, variant, hours, category)
+    found = await res.trending.top(variant, hours, category)
     live = [(i, s) for i, s in found if i not in res.serving.deleted][:limit]
     return TrendingList(
         variant=variant,

@@ -1,0 +1,107 @@
+"""Each API process holds the trending lists: requests never recompute what was published,
+a missing list is computed once however many ask, and a lost Redis key changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from common.settings import Settings
+from storage import trending as store
+from tests.helpers import genre_catalog
+from workers.pipeline import refresh_trending
+
+
+@pytest.fixture
+def window_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every read of a trending window from PostgreSQL, by its hours."""
+    reads: list[int] = []
+    real = store.window_rows
+
+    async def counted(pool: Any, hours: int) -> Any:
+        reads.append(hours)
+        return await real(pool, hours)
+
+    monkeypatch.setattr(store, "window_rows", counted)
+    return reads
+
+
+async def engaged(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog(3)})
+    rows = [{"user_id": f"u{n}", "item_id": f"horror-{n % 3}", "type": "like"} for n in range(12)]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+
+
+async def until(check: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_published_lists_are_held_and_outlive_their_redis_key(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    redis: Redis,
+    settings: Settings,
+    window_reads: list[int],
+) -> None:
+    await engaged(client)
+    res = app.state.resources
+    hours = settings.index.trending_window_hours
+    lists = await refresh_trending(res.pool, redis, settings, hours)
+    published = await store.generation(redis, hours)
+    await until(lambda: res.trending.generation == published)
+    window_reads.clear()
+
+    answers = await asyncio.gather(*(client.get("/api/v1/trending") for _ in range(30)))
+    expected = [i for i, _ in lists[("hot", None)]][:10]
+    assert all([i["item_id"] for i in a.json()["items"]] == expected for a in answers)
+    await redis.flushdb()  # a Redis restart, or a key lost
+    after = await client.get("/api/v1/trending", params={"variant": "rising"})
+    assert after.status_code == 200
+    assert [i["item_id"] for i in after.json()["items"]] == [i for i, _ in lists[("rising", None)]][
+        :10
+    ]
+    # A category nobody engaged with answers [] at once.
+    none = await client.get("/api/v1/trending", params={"category": "Nowhere"})
+    assert none.json()["items"] == []
+    assert window_reads == []
+
+
+async def test_a_missing_list_is_computed_once_however_many_ask(
+    app: FastAPI, client: httpx.AsyncClient, window_reads: list[int]
+) -> None:
+    await engaged(client)
+    answers = await asyncio.gather(
+        *(client.get("/api/v1/trending", params={"window_hours": 5}) for _ in range(20))
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert window_reads == [5]
+    assert answers[0].json()["items"][0]["item_id"].startswith("horror-")
+    # Kept a while: asking again reads nothing.
+    await client.get("/api/v1/trending", params={"window_hours": 5, "category": "Horror"})
+    assert window_reads == [5]
+
+
+async def test_a_missed_announcement_is_caught_by_the_generation_check(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    redis: Redis,
+    settings: Settings,
+) -> None:
+    await engaged(client)
+    res = app.state.resources
+    hours = settings.index.trending_window_hours
+    lists = {("hot", None): [("horror-2", 9.0)]}
+    # Published without the event, as if the announcement was lost.
+    await store.publish_lists(redis, lists, hours, generation=424242)
+    await until(lambda: res.trending.generation == 424242, seconds=15)
+    body = (await client.get("/api/v1/trending")).json()
+    assert [i["item_id"] for i in body["items"]] == ["horror-2"]
