@@ -42,7 +42,7 @@ from common.models import InteractionIn, ItemIn  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from common.text import item_text  # noqa: E402
 from devstack import demo  # noqa: E402
-from devstack.servers import bring_up, celery_worker, stop_process  # noqa: E402
+from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import make_encoder  # noqa: E402
 from storage import activity, catalog  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
@@ -305,22 +305,14 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         api_log = ROOT / ".stack" / "bench" / "api.log"
         with api_log.open("wb") as output:
             api = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "service.api.main:create_app",
-                    "--host",
+                api_server(
                     "127.0.0.1",
-                    "--port",
-                    str(args.port),
-                    "--no-access-log",
+                    args.port,
                     "--log-level",
                     "warning",
                     "--workers",
                     str(args.api_workers),
-                ],
+                ),
                 cwd=ROOT,
                 env=env,
                 stdout=output,

@@ -23,7 +23,7 @@ import httpx
 from common.errors import ConfigError
 from common.settings import load_settings
 from devstack import demo
-from devstack.servers import Stack, bring_up, celery_worker, port_open
+from devstack.servers import Stack, api_server, bring_up, celery_worker, port_open
 from devstack.supervise import Child, Supervisor
 
 STATE_DIR = Path(".stack")
@@ -61,18 +61,7 @@ def children(env: dict[str, str], host: str, port: int) -> list[Child]:
         f"--schedule={state / f'celerybeat-schedule-{port}'}",
         f"--pidfile={state / f'celerybeat-{port}.pid'}",
     ]
-    api = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "service.api.main:create_app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
+    api = api_server(host, port)
     return [
         Child("worker", worker, env),
         Child("beat", beat, env),

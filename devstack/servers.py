@@ -43,6 +43,23 @@ def celery_worker(*options: str) -> list[str]:
     ]
 
 
+def api_server(host: str, port: int, *options: str) -> list[str]:
+    """The command line of one API process (uvicorn, this project's app factory)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.api.main:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        *options,
+    ]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,3 +89,28 @@ async def running(settings: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]
         ) as http,
     ):
         yield app, http
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def fresh_database(stack: Any, name: str) -> str:
+    """The URL of database `name` on the test server, created if missing, emptied."""
+    import asyncpg
+
+    from devstack.servers import ensure_database
+
+    database: str = stack.env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+
+    async def reset() -> None:
+        await ensure_database(database)
+        conn = await asyncpg.connect(database)
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        await conn.close()
+
+    asyncio.run(reset())
+    return database

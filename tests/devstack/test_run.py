@@ -2,46 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from devstack import demo
-from devstack.servers import Stack, ensure_database, port_open
+from devstack.servers import Stack, port_open
+from tests.helpers import free_port, fresh_database
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def run_env(stack: Stack) -> Iterator[dict[str, str]]:
     """The test servers, a database of its own, and a port nobody uses."""
-    database = stack.env["DATABASE_URL"].rsplit("/", 1)[0] + "/recs_run_test"
-
-    async def reset() -> None:
-        await ensure_database(database)
-        conn = await asyncpg.connect(database)
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        await conn.close()
-
-    asyncio.run(reset())
+    database = fresh_database(stack, "recs_run_test")
     env = (
         os.environ
         | stack.env

@@ -3,7 +3,6 @@ with generated and boundary inputs, the admin token, and not one 5xx answer."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -12,13 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from devstack.servers import Stack, ensure_database
+from devstack.servers import Stack, api_server
 from tests.conftest import ADMIN_KEY
-from tests.devstack.test_run import free_port
+from tests.helpers import free_port, fresh_database
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,15 +29,7 @@ SEED = 20261201
 @pytest.fixture
 def server(stack: Stack, tmp_path: Path) -> Iterator[str]:
     """An API process on a database of its own, ready when this yields its URL."""
-    database = stack.env["DATABASE_URL"].rsplit("/", 1)[0] + "/recs_fuzz_test"
-
-    async def reset() -> None:
-        await ensure_database(database)
-        conn = await asyncpg.connect(database)
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        await conn.close()
-
-    asyncio.run(reset())
+    database = fresh_database(stack, "recs_fuzz_test")
     port = free_port()
     env = os.environ | {
         "DATABASE_URL": database,
@@ -49,16 +39,7 @@ def server(stack: Stack, tmp_path: Path) -> Iterator[str]:
     }
     log = (tmp_path / "api.log").open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "service.api.main:create_app",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
+        api_server("127.0.0.1", port),
         cwd=ROOT,
         env=env,
         stdout=log,
