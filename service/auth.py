@@ -49,6 +49,10 @@ class Authenticator:
     settings: ApiSettings
     pool: asyncpg.Pool
     _cache: dict[bytes, tuple[float, Principal | None]] = field(default_factory=dict)
+    # (pool, token digest) -> the lookup in flight
+    _lookups: dict[tuple[int, bytes], asyncio.Task[tuple[str, Role] | None]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         admin = self.settings.admin_api_key
@@ -70,7 +74,7 @@ class Authenticator:
             found = cached[1]
         else:
             try:
-                row = await asyncio.wait_for(role_of(self.pool, digest), LOOKUP_SECONDS)
+                row = await asyncio.wait_for(asyncio.shield(self._lookup(digest)), LOOKUP_SECONDS)
             except (DatabaseUnavailable, TimeoutError) as exc:
                 if cached is None:
                     raise DatabaseUnavailable(f"cannot check the token now: {exc}") from exc
@@ -89,6 +93,23 @@ class Authenticator:
 
     def forget(self) -> None:
         self._cache.clear()
+
+    def _lookup(self, digest: bytes) -> asyncio.Task[tuple[str, Role] | None]:
+        """One lookup per token at a time. A caller that stops waiting leaves it running:
+        cancelling a query on a hung server would hold the caller until the statement
+        timeout, so it ends on its own, bounded by that timeout."""
+        key = (id(self.pool), digest)
+        task = self._lookups.get(key)
+        if task is None:
+            task = self._lookups[key] = asyncio.create_task(role_of(self.pool, digest))
+
+            def landed(done: asyncio.Task[tuple[str, Role] | None]) -> None:
+                self._lookups.pop(key, None)
+                if not done.cancelled():
+                    done.exception()  # seen: the waiting caller, if any, reports it
+
+            task.add_done_callback(landed)
+        return task
 
     def _from_jwt(self, token: str) -> Principal:
         secret = self.settings.jwt_secret
