@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,7 +48,7 @@ from embeddings.encoder import make_encoder  # noqa: E402
 from storage import activity, catalog  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
-from workers.pipeline import build_version  # noqa: E402
+from workers.pipeline import build_version, refresh_trending  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
 CHUNK = 10_000
@@ -295,6 +296,10 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         small_seconds, _ = await timed_build(pool, settings)
         await load_data(pool, items[small:], [r for r, e in zip(rows, early, strict=True) if not e])
         full_seconds, version = await timed_build(pool, settings)
+        # The trending lists a worker's refresh job would have published: serving reads them.
+        redis = Redis.from_url(settings.redis.url)
+        await refresh_trending(pool, redis, settings, settings.index.trending_window_hours)
+        await redis.aclose()
         print(
             f"build (hashing-384 encoder, no model time): {small:,} items "
             f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
