@@ -45,7 +45,7 @@ from common.text import item_text  # noqa: E402
 from devstack import demo  # noqa: E402
 from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import make_encoder  # noqa: E402
-from storage import activity, catalog  # noqa: E402
+from storage import activity, builds, catalog  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
 from workers.pipeline import build_version, refresh_trending  # noqa: E402
@@ -118,13 +118,13 @@ class Client:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def get(self, path: str) -> tuple[int, bytes]:
+    async def get(self, path: str, headers: str = "") -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         self.writer.write(
             f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"Authorization: Bearer {ADMIN}\r\n\r\n".encode()
+            f"Authorization: Bearer {ADMIN}\r\n{headers}\r\n".encode()
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -136,7 +136,7 @@ class Client:
 
 
 async def load(
-    host: str, port: int, paths: list[str], concurrency: int, seconds: float
+    host: str, port: int, paths: list[str], concurrency: int, seconds: float, headers: str = ""
 ) -> dict[str, float]:
     latencies: list[float] = []
     cached = 0
@@ -150,7 +150,7 @@ async def load(
         while time.perf_counter() < deadline:
             path = rng.choice(paths)
             started = time.perf_counter()
-            status, body = await client.get(path)
+            status, body = await client.get(path, headers)
             latencies.append(time.perf_counter() - started)
             errors += status != 200
             cached += b'"cached":true' in body
@@ -246,6 +246,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
     parser.add_argument("--only", help="run only endpoints whose label contains this")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="serve the version an earlier run of the same size left (no data, no build)",
+    )
     args = parser.parse_args()
 
     for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
@@ -257,6 +262,35 @@ def main() -> None:
         asyncio.run(run(args, stack.env))
     finally:
         stack.stop()
+
+
+async def wipe(settings: Any) -> None:
+    """Start from nothing: no tables, no Redis keys of an earlier run."""
+    admin = await asyncpg.connect(settings.database.url)
+    await admin.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    await admin.close()
+    redis = Redis.from_url(settings.redis.url)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -> int:
+    """Generate the data, load it and build a version at 10% and at 100% of the catalog."""
+    items = make_items(args.items)
+    small = args.items // 10
+    rows = make_interactions(args.items, args.users, args.per_user)
+    early = [int(r.item_id.split("-")[1]) < small for r in rows]
+    await load_data(pool, items[:small], [r for r, e in zip(rows, early, strict=True) if e])
+    small_seconds, _ = await timed_build(pool, settings)
+    await load_data(pool, items[small:], [r for r, e in zip(rows, early, strict=True) if not e])
+    full_seconds, version = await timed_build(pool, settings)
+    print(
+        f"build (hashing-384 encoder, no model time): {small:,} items "
+        f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
+        f"{len(rows):,} interactions {full_seconds:.1f}s -> version {version}",
+        flush=True,
+    )
+    return version
 
 
 async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
@@ -278,34 +312,22 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
     settings = load_settings()
     api = None
     try:
-        admin = await asyncpg.connect(settings.database.url)
-        await admin.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        await admin.close()
-        import redis as redis_sync
-
-        redis_sync.Redis.from_url(settings.redis.url).flushdb()
+        if not args.reuse:
+            await wipe(settings)
         # The builds here run as a worker runs them, with a worker's statement time limit.
         timeout = float(settings.index.build_time_limit)
         pool = await create_pool(settings.database.model_copy(update={"command_timeout": timeout}))
-
-        items = make_items(args.items)
-        small = args.items // 10
-        rows = make_interactions(args.items, args.users, args.per_user)
-        early = [int(r.item_id.split("-")[1]) < small for r in rows]
-        await load_data(pool, items[:small], [r for r, e in zip(rows, early, strict=True) if e])
-        small_seconds, _ = await timed_build(pool, settings)
-        await load_data(pool, items[small:], [r for r, e in zip(rows, early, strict=True) if not e])
-        full_seconds, version = await timed_build(pool, settings)
+        if args.reuse:
+            version = await builds.active_version(pool)
+            if version is None:
+                raise SystemExit("--reuse: no active version in recs_bench; run without it first")
+            print(f"reusing version {version} of an earlier run", flush=True)
+        else:
+            version = await prepare(pool, settings, args)
         # The trending lists a worker's refresh job would have published: serving reads them.
         redis = Redis.from_url(settings.redis.url)
         await refresh_trending(pool, redis, settings, settings.index.trending_window_hours)
         await redis.aclose()
-        print(
-            f"build (hashing-384 encoder, no model time): {small:,} items "
-            f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
-            f"{len(rows):,} interactions {full_seconds:.1f}s -> version {version}",
-            flush=True,
-        )
 
         api_log = ROOT / ".stack" / "bench" / "api.log"
         with api_log.open("wb") as output:
@@ -336,29 +358,37 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             await asyncio.sleep(0.5)
 
         rng = random.Random(5)
+        fresh = "Cache-Control: no-cache\r\n"  # the API ranks afresh: no cached answer
+        users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]
         targets = {
-            "trivial /health": ["/health"],
-            "similar items": [
-                f"/api/v1/items/item-{rng.randrange(args.items)}/similar?limit=10"
-                for _ in range(5_000)
-            ],
-            "recommendations": [
-                f"/api/v1/recommendations/user-{rng.randrange(args.users)}?limit=10"
-                for _ in range(5_000)
-            ],
+            "trivial /health": (["/health"], ""),
+            "similar items": (
+                [
+                    f"/api/v1/items/item-{rng.randrange(args.items)}/similar?limit=10"
+                    for _ in range(5_000)
+                ],
+                "",
+            ),
+            "personalised": ([f"/api/v1/recommendations/{u}?limit=10" for u in users], fresh),
+            # The same lists again, from the answer cache (an entry lives a minute).
+            "personalised, cached": (
+                [f"/api/v1/recommendations/{u}?limit=10" for u in users[:200]],
+                "",
+            ),
         }
-        for paths in targets.values():  # warm up: first requests load lazily
-            await load("127.0.0.1", args.port, paths, 4, 1.0)
+        for paths, headers in targets.values():  # warm up: first requests load lazily
+            await load("127.0.0.1", args.port, paths, 4, 1.0, headers)
         print(
             f"\nconcurrency {args.concurrency}, {args.seconds:.0f}s per round, "
             f"{args.rounds} rounds; median of rounds (min..max)"
         )
-        print(f"{'endpoint':18}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
-        for label, paths in targets.items():
+        print(f"{'endpoint':22}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
+        medians: dict[str, dict[str, float]] = {}
+        for label, (paths, headers) in targets.items():
             if args.only and args.only not in label:
                 continue
             rounds = [
-                await load("127.0.0.1", args.port, paths, args.concurrency, args.seconds)
+                await load("127.0.0.1", args.port, paths, args.concurrency, args.seconds, headers)
                 for _ in range(args.rounds)
             ]
 
@@ -369,11 +399,20 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 )
 
             print(
-                f"{label:18}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
+                f"{label:22}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
                 f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in rounds):>8.0%}"
                 f"{sum(int(r['errors']) for r in rounds):>7}",
                 flush=True,
             )
+            medians[label] = {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p99_ms")}
+        trivial = medians.get("trivial /health")
+        if trivial:
+            print("\nagainst the trivial endpoint, median of rounds:")
+            for label, figures in medians.items():
+                print(
+                    f"  {label:22} req/s {figures['rps'] / trivial['rps']:6.1%}"
+                    f"   p99 {figures['p99_ms'] / trivial['p99_ms']:5.2f}x"
+                )
         print(
             f"\nAPI resident memory: {rss_mib(api.pid):.0f} MiB "
             f"({args.items:,} items, {args.users:,} users, dimension 384)"

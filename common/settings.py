@@ -111,6 +111,10 @@ class ApiSettings(_Section):
     key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
     # Each API process keeps its recent ranked lists (60 s each) within this many bytes.
     answer_cache_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    # Threads that rank and search, off the event loop: a slow list never holds up /health
+    # or a cached answer. FAISS and numpy release the GIL, so two use both cores of a small
+    # machine; more only queue behind the GIL.
+    ranking_threads: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 class RateSettings(_Section):

@@ -69,6 +69,7 @@ class IndexVersion:
     user_row: dict[str, int] = field(init=False)
     category_rows: dict[str, npt.NDArray[np.int64]] = field(init=False)
     popular_rows: npt.NDArray[np.int64] = field(init=False)  # by popularity, ties by row
+    engaged_rows: npt.NDArray[np.int64] = field(init=False)  # popular_rows with popularity > 0
 
     def __post_init__(self) -> None:
         self.item_vectors = ann.vectors_of(self.item_index)
@@ -81,6 +82,7 @@ class IndexVersion:
         }
         # Sorted once per version, so a popular list costs its own length, not a sort.
         self.popular_rows = np.argsort(-self.popularity, kind="stable").astype(np.int64)
+        self.engaged_rows = self.popular_rows[self.popularity[self.popular_rows] > 0]
 
     def ranking(self, base: RankingSettings) -> RankingSettings:
         """The ranking settings this version serves: `base` with the blend its build chose."""

@@ -43,6 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import CollaborativeSettings, IndexSettings
 from indexing import ann
+from indexing.rowsums import RowSums
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
@@ -81,34 +82,21 @@ class Collaborative:
         b = confidence @ y
         return np.linalg.solve(a, b).astype(np.float32)
 
-    def neighbour_scores(self, rows: Rows, weights: Floats | None = None) -> Floats:
-        """(n_items,): sum over the given items of weight * their cosine neighbour row."""
-        return _row_sum(self.neighbours, rows, weights)
+    def neighbour_scores(self, sums: RowSums, which: int, rows: Rows, weights: Floats) -> None:
+        """sums[which] += sum over the given items of weight * their cosine neighbour row."""
+        sums.add(which, self.neighbours, rows, weights)
 
-    def ease_scores(self, rows: Rows, evidence: Floats | None = None) -> Floats:
-        """(n_items,): X_u B for a user whose positive items are `rows`."""
-        return _row_sum(self.ease, rows, evidence)
+    def ease_scores(self, sums: RowSums, which: int, rows: Rows, evidence: Floats) -> None:
+        """sums[which] += X_u B for a user whose positive items are `rows`."""
+        sums.add(which, self.ease, rows, evidence)
 
-    def item_item_scores(self, rows: Rows, weights: Floats) -> Floats:
-        """(n_items,): sum of weight * the item's EASE row, or its cosine row where EASE does
-        not cover the item (the recent source)."""
+    def item_item_scores(self, sums: RowSums, which: int, rows: Rows, weights: Floats) -> None:
+        """sums[which] += sum of weight * the item's EASE row, or its cosine row where EASE
+        does not cover the item (the recent source)."""
         covered = self.in_ease[rows]
-        scores = _row_sum(self.ease, rows[covered], weights[covered])
+        sums.add(which, self.ease, rows[covered], weights[covered])
         if not covered.all():
-            scores += _row_sum(self.neighbours, rows[~covered], weights[~covered])
-        return scores
-
-
-def _row_sum(matrix: sp.csr_matrix, rows: Rows, weights: Floats | None) -> Floats:
-    if weights is None:
-        weights = np.ones(len(rows), dtype=np.float32)
-    picked = sp.csr_matrix(
-        (weights, (np.zeros(len(rows), dtype=np.int64), rows)),
-        shape=(1, matrix.shape[0]),
-        dtype=np.float32,
-    )
-    summed: Floats = (picked @ matrix).toarray().ravel().astype(np.float32)
-    return summed
+            sums.add(which, self.neighbours, rows[~covered], weights[~covered])
 
 
 def positive_part(evidence: sp.csr_matrix) -> sp.csr_matrix:

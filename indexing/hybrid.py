@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings
-from indexing import ann, diversity
+from indexing import ann, diversity, rowsums
 from indexing.artifacts import IndexVersion
 
 Floats = npt.NDArray[np.float32]
@@ -89,11 +89,24 @@ def standardised(values: Floats) -> Floats:
     return ((values - float(values.mean())) / spread).astype(np.float32)
 
 
-def _top(scores: Floats, depth: int) -> Rows:
-    positive = np.flatnonzero(scores > 0)
-    if len(positive) > depth:
-        positive = positive[np.argpartition(-scores[positive], depth - 1)[:depth]]
-    return positive.astype(np.int64)
+@dataclass(frozen=True)
+class Trend:
+    """The trending score per item row, and the rows scoring above 0 best first: a
+    request's trending candidates are a slice, not a scan of the catalog."""
+
+    scores: Floats
+    best: Rows
+
+    @classmethod
+    def of(cls, scores: Floats) -> Trend:
+        """Sorts once: hold the result while the scores hold."""
+        scores = np.asarray(scores, dtype=np.float32)
+        positive = np.flatnonzero(scores > 0)
+        return cls(scores, positive[np.lexsort((positive, -scores[positive]))].astype(np.int64))
+
+
+# The sources scored by a row sum over the user's items, and their accumulator in RowSums.
+ROW_SUMS = ("ease", "cooccurrence", "recent")
 
 
 def blend(
@@ -104,7 +117,7 @@ def blend(
     liked: Rows,
     evidence: Floats,
     rejected: Rows,
-    trending: Floats,
+    trending: Trend,
     depth: int,
     category: str | None = None,
     excluded: Collection[int] = (),
@@ -113,20 +126,56 @@ def blend(
     """Score the user's candidates (or exactly the rows in `only`) from every source.
 
     `liked` are the user's positive items, newest first, and `evidence` their strength.
+    The work grows with the user's history and `depth`, not with the catalog: the row sums
+    touch only their rows' entries (indexing/rowsums.py), the trending candidates are a
+    slice of a list sorted once, and everything else is read at the candidates alone.
     """
+    n_items = len(version.item_ids)
+    with rowsums.scratch(n_items, len(ROW_SUMS)) as sums:
+        return _blend(
+            version,
+            settings,
+            sums,
+            taste,
+            liked,
+            evidence,
+            rejected,
+            trending,
+            depth,
+            category,
+            excluded,
+            only,
+        )
+
+
+def _blend(
+    version: IndexVersion,
+    settings: RankingSettings,
+    sums: rowsums.RowSums,
+    taste: Floats | None,
+    liked: Rows,
+    evidence: Floats,
+    rejected: Rows,
+    trending: Trend,
+    depth: int,
+    category: str | None,
+    excluded: Collection[int],
+    only: Rows | None,
+) -> Blend:
     n_items = len(version.item_ids)
     collab = version.collaborative
     has_taste = taste is not None and bool(np.any(taste))
-    full: dict[str, Floats] = {}  # sources scored over the whole catalog by a row sum
+    summed: list[str] = []  # the ROW_SUMS sources this user has
     factors = None
     if collab is not None and len(liked):
         factors = collab.user_factors(liked, evidence)
-        full["ease"] = collab.ease_scores(liked, evidence)
-        full["cooccurrence"] = collab.neighbour_scores(liked, evidence)
+        collab.ease_scores(sums, 0, liked, evidence)
+        collab.neighbour_scores(sums, 1, liked, evidence)
         recent = liked[: settings.recent_items]
-        full["recent"] = collab.item_item_scores(
-            recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
+        collab.item_item_scores(
+            sums, 2, recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
         )
+        summed = list(ROW_SUMS)
 
     if only is not None:
         rows = np.asarray(only, dtype=np.int64)
@@ -134,8 +183,8 @@ def blend(
         rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
     else:
         k = depth + len(excluded)
-        found: list[Rows] = [_top(trending, k)]
-        found += [_top(scores, k) for scores in full.values()]
+        found: list[Rows] = [trending.best[:k]]
+        found += [sums.top(ROW_SUMS.index(source), k) for source in summed]
         if has_taste:
             assert taste is not None
             _, hits = ann.search(version.item_index, taste[None, :], k)
@@ -144,14 +193,15 @@ def blend(
             _, hits = ann.search(collab.factor_index, factors[None, :], k)
             found.append(hits[0][hits[0] >= 0].astype(np.int64))
         rows = np.unique(np.concatenate(found))
-    if excluded and len(rows):
-        excluded = set(excluded)
-        rows = rows[np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))]
+    if len(excluded) and len(rows):
+        rows = rows[~np.isin(rows, _as_rows(excluded))]
     rows = rows[rows < n_items]
 
     zeros = np.zeros(len(rows), dtype=np.float32)
-    raw = {source: full[source][rows] if source in full else zeros for source in SOURCES}
-    raw["trending"] = trending[rows].astype(np.float32)
+    raw = {source: zeros for source in SOURCES}
+    for source in summed:
+        raw[source] = sums.sums[ROW_SUMS.index(source)][rows]
+    raw["trending"] = trending.scores[rows]
     if has_taste and taste is not None:
         raw["content"] = version.item_vectors[rows] @ taste
     if collab is not None and factors is not None:
@@ -167,6 +217,12 @@ def blend(
         push = np.maximum(closest, 0.0).astype(np.float32)
     weights = weights_for(settings, len(liked))
     return Blend(rows, raw, scaled, push, weights, combine(scaled, push, weights, settings))
+
+
+def _as_rows(rows: Collection[int]) -> Rows:
+    if isinstance(rows, np.ndarray):
+        return rows.astype(np.int64, copy=False)
+    return np.fromiter(rows, dtype=np.int64, count=len(rows))
 
 
 def combine(

@@ -154,12 +154,12 @@ def recommend(
     category: str | None = None,
     exclude_seen: bool = True,
     deleted: Collection[int] = (),
-    trending: Floats | None = None,
+    trending: hybrid.Trend | None = None,
 ) -> Ranked:
     """One user's ranked list: the hybrid blend (indexing/hybrid.py), or popular items while
     they have fewer than `cold_start_min` interactions and neither taste nor positive items.
 
-    `trending` is a score per item row (the served trending list); build-time popularity
+    `trending` is the served trending list, as a score per item row; build-time popularity
     stands in when there is none.
     """
     excluded = excluded_rows(version, profile, deleted, exclude_seen)
@@ -178,10 +178,12 @@ def blend_for(
     depth: int,
     category: str | None,
     excluded: Collection[int],
-    trending: Floats | None,
+    trending: hybrid.Trend | None,
     only: Rows | None = None,
 ) -> hybrid.Blend:
     liked, strength = positives_in(version, profile)
+    if trending is None:
+        trending = hybrid.Trend(version.popularity, version.engaged_rows)
     return hybrid.blend(
         version,
         settings,
@@ -189,7 +191,11 @@ def blend_for(
         liked=liked,
         evidence=strength,
         rejected=np.array(sorted(_rows_of(version, profile.negative)), dtype=np.int64),
-        trending=trending if trending is not None else version.popularity,
+        trending=(
+            trending
+            if trending is not None
+            else hybrid.Trend(version.popularity, version.engaged_rows)
+        ),
         depth=depth,
         category=category,
         excluded=excluded,

@@ -27,7 +27,7 @@ from common.errors import DependencyError
 from common.settings import Settings
 from indexing import trending
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats
+from indexing.hybrid import Trend
 from storage import trending as store
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Trending:
         self._computed: OrderedDict[int, tuple[float, trending.Lists]] = OrderedDict()
         self._flights: dict[int, asyncio.Task[trending.Lists]] = {}
         # (version, the lists it was made from, scores): remade when either changes
-        self._hot: tuple[int, trending.Lists, Floats | None] | None = None
+        self._hot: tuple[int, trending.Lists, Trend | None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -88,9 +88,10 @@ class Trending:
     async def top(self, variant: str, hours: int, category: str | None) -> list[tuple[str, float]]:
         return (await self.lists(hours)).get((variant, category), [])
 
-    def hot_scores(self, version: IndexVersion) -> Floats | None:
+    def hot_scores(self, version: IndexVersion) -> Trend | None:
         """The held hot list of the default window as a score per row of `version` (None when
-        no list is held: the version's popularity stands in). Never waits."""
+        no list is held: the version's popularity stands in). Never waits; sorted once per
+        list and version."""
         ranked = self._published
         if ranked is None:
             held = self._computed.get(self.hours)
@@ -104,15 +105,16 @@ class Trending:
         if self._hot is not None and self._hot[0] == version.version and self._hot[1] is ranked:
             return self._hot[2]
         hot = ranked.get(("hot", None), [])
-        scores: Floats | None = None
+        trend: Trend | None = None
         if hot:
             scores = np.zeros(len(version.item_ids), dtype=np.float32)
             for item_id, score in hot:
                 row = version.item_row.get(item_id)
                 if row is not None:
                     scores[row] = score
-        self._hot = (version.version, ranked, scores)
-        return scores
+            trend = Trend.of(scores)
+        self._hot = (version.version, ranked, trend)
+        return trend
 
     def _background(self, hours: int) -> None:
         flight = self._flights[hours] = asyncio.create_task(self._compute(hours))

@@ -6,10 +6,10 @@ Route signatures stay one line each through the `...Dep` aliases.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from celery import Celery
@@ -26,6 +26,8 @@ from service.ratelimit import RateLimiter
 from service.serving import Serving
 from service.trending import Trending
 from storage.blob.s3 import S3Store, StoreProbe
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Resources:
     _encoding: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="query-encoder")
     )
+    _ranking: ThreadPoolExecutor | None = None
 
     @property
     def encoder(self) -> Encoder:
@@ -63,8 +66,18 @@ class Resources:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoding, lambda: self.encoder.encode(texts))
 
+    async def rank(self, work: Callable[[], T]) -> T:
+        """`work` (a ranking or a search) on a ranking thread, off the event loop."""
+        if self._ranking is None:
+            self._ranking = ThreadPoolExecutor(
+                self.settings.api.ranking_threads, thread_name_prefix="ranking"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._ranking, work)
+
     def close(self) -> None:
         self._encoding.shutdown(wait=False, cancel_futures=True)
+        if self._ranking is not None:
+            self._ranking.shutdown(wait=False, cancel_futures=True)
 
     def in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` after the answer is sent; shutdown waits for it."""

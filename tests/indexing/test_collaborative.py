@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from common.settings import CollaborativeSettings, IndexSettings
-from indexing import ann, collaborative
+from indexing import ann, collaborative, rowsums
 from indexing.profiles import evidence
 
 
@@ -102,5 +102,8 @@ def test_a_view_only_history_is_collaborative_evidence() -> None:
     model = collaborative.fit(views, CollaborativeSettings(factors=4), IndexSettings())
     rows = views.indices[views.indptr[0] : views.indptr[1]].astype(np.int64)
     assert np.any(model.user_factors(rows))
-    assert model.ease_scores(rows).any() and model.neighbour_scores(rows).any()
+    with rowsums.scratch(25, 2) as sums:
+        model.ease_scores(sums, 0, rows, np.ones(len(rows), dtype=np.float32))
+        model.neighbour_scores(sums, 1, rows, np.ones(len(rows), dtype=np.float32))
+        assert sums.sums[0].any() and sums.sums[1].any()
     assert ann.vectors_of(model.factor_index).shape == (25, 4)

@@ -82,7 +82,7 @@ def test_the_push_is_the_closeness_to_rejected_items_times_the_spread(
             liked=liked,
             evidence=np.ones(1, dtype=np.float32),
             rejected=rejected,
-            trending=version.popularity,
+            trending=hybrid.Trend(version.popularity, version.engaged_rows),
             depth=10,
             only=rows,
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from indexing import ranking
 from indexing.hybrid import SOURCES
 from tests.helpers import assert_error, build_now, genre_catalog
 
@@ -217,3 +220,41 @@ async def test_a_read_key_reads_answers_but_nothing_else(
     assert (await anonymous.get("/api/v1/trending", headers=headers)).status_code == 200
     assert_error(await anonymous.get("/api/v1/index/versions", headers=headers), 403)
     assert_error(await anonymous.get("/api/v1/recommendations/u"), 401)
+
+
+async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, served: int) -> None:
+    first = await recs(client, "comedy-fan-0")
+    assert first["cached"] is False
+    assert (await recs(client, "comedy-fan-0"))["cached"] is True
+    fresh = await client.get(
+        "/api/v1/recommendations/comedy-fan-0", headers={"Cache-Control": "no-cache"}
+    )
+    assert fresh.json()["cached"] is False
+    assert fresh.json()["items"] == first["items"]
+
+
+async def test_a_slow_ranking_does_not_hold_up_other_requests(
+    client: httpx.AsyncClient, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = ranking.recommend
+
+    def slow(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "recommend", slow)
+    pending = asyncio.create_task(recs(client, "western-fan-1"))
+    try:
+        assert await asyncio.to_thread(started.wait, 10)
+        # The ranking is stuck on its thread; the event loop still answers.
+        health = await asyncio.wait_for(client.get("/health"), timeout=2)
+        assert health.status_code == 200
+        similar = await asyncio.wait_for(client.get("/api/v1/items/space-0/similar"), timeout=2)
+        assert similar.status_code == 200
+        assert not pending.done()
+    finally:
+        release.set()
+    body = await asyncio.wait_for(pending, timeout=10)
+    assert [genre_of(i["item_id"]) for i in body["items"][:3]] == ["western"] * 3

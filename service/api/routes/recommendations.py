@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 
 from common.errors import DependencyError, NotFound
 from common.models import (
@@ -50,11 +50,16 @@ async def recommend(
     exclude_seen: bool = True,
     experiment_id: Annotated[str | None, Query(max_length=128), Text] = None,
     explain: bool = False,
+    cache_control: Annotated[str | None, Header(max_length=256)] = None,
 ) -> Recommendations:
-    """A user's list; unknown and new users get the popular items."""
+    """A user's list; unknown and new users get the popular items.
+
+    Lists are kept for a minute, or until the user interacts; `Cache-Control: no-cache`
+    ranks afresh (and keeps the new list)."""
     version = res.serving.current
     key = (user_id, version.version if version else 0, category, exclude_seen)
-    found = res.serving.answers.get(key)
+    fresh = cache_control is not None and "no-cache" in cache_control.lower()
+    found = None if fresh else res.serving.answers.get(key)
     hit = found is not None
     profile = Profile()
     if found is None or explain:
@@ -100,18 +105,24 @@ async def _ranked_ids(
             res.serving.deleted | profile.negative | (profile.seen if exclude_seen else frozenset())
         )
         return [(i, s) for i, s in hot if i not in excluded][:depth], "popular"
-    ranked = ranking.recommend(
-        version,
-        profile,
-        version.ranking(res.settings.ranking),
-        depth=depth,
-        cold_start_min=res.settings.index.cold_start_min,
-        category=category,
-        exclude_seen=exclude_seen,
-        deleted=res.serving.deleted_rows(version),
-        trending=res.trending.hot_scores(version),
-    )
-    return _pairs(version, ranked), ranked.strategy
+    settings, deleted = version.ranking(res.settings.ranking), res.serving.deleted_rows(version)
+    trending = res.trending.hot_scores(version)
+
+    def ranked() -> tuple[list[tuple[str, float]], str]:
+        found = ranking.recommend(
+            version,
+            profile,
+            settings,
+            depth=depth,
+            cold_start_min=res.settings.index.cold_start_min,
+            category=category,
+            exclude_seen=exclude_seen,
+            deleted=deleted,
+            trending=trending,
+        )
+        return _pairs(version, found), found.strategy
+
+    return await res.rank(ranked)
 
 
 def _live(pairs: list[tuple[str, float]], deleted: set[str], count: int) -> list[tuple[str, float]]:
@@ -141,15 +152,19 @@ async def _blend(
     served = version.ranking(settings.ranking)
     trend = res.trending.hot_scores(version)
     excluded = ranking.excluded_rows(version, profile, res.serving.deleted_rows(version), True)
-    blended = ranking.blend_for(
-        version, profile, served, settings.index.ranking_depth, None, excluded, trend
-    )
-    scored = set(blended.rows.tolist())
-    missing = [r for r in extra if r not in scored]
-    if missing:
-        rows = np.concatenate([blended.rows, np.array(missing, dtype=np.int64)])
-        blended = ranking.blend_for(version, profile, served, 0, None, (), trend, only=rows)
-    return blended
+
+    def scored() -> hybrid.Blend:
+        blended = ranking.blend_for(
+            version, profile, served, settings.index.ranking_depth, None, excluded, trend
+        )
+        known = set(blended.rows.tolist())
+        missing = [r for r in extra if r not in known]
+        if missing:
+            rows = np.concatenate([blended.rows, np.array(missing, dtype=np.int64)])
+            blended = ranking.blend_for(version, profile, served, 0, None, (), trend, only=rows)
+        return blended
+
+    return await res.rank(scored)
 
 
 async def _reasons(
@@ -239,8 +254,10 @@ async def similar_items(
         text = item_text(item.title, item.description, item.category, item.tags)
         query = await _encode(res, version, text)
     excluded = set(res.serving.deleted_rows(version)) | ({row} if row is not None else set())
-    ranked = ranking.similar_items(
-        version, query, limit=limit, category=category, excluded=excluded
+    ranked = await res.rank(
+        lambda: ranking.similar_items(
+            version, query, limit=limit, category=category, excluded=excluded
+        )
     )
     return SimilarItems(
         item_id=item_id,
@@ -263,13 +280,16 @@ async def similar_users(
     profile = await _profile(res, version, user_id)
     if not profile.has_taste:
         return SimilarUsers(user_id=user_id, users=[], index_version=version.version)
-    assert profile.vector is not None
-    rows, scores = ranking.similar_users(
-        version,
-        profile.vector,
-        limit=limit,
-        min_similarity=min_similarity,
-        exclude=version.user_row.get(user_id),
+    vector = profile.vector
+    assert vector is not None
+    rows, scores = await res.rank(
+        lambda: ranking.similar_users(
+            version,
+            vector,
+            limit=limit,
+            min_similarity=min_similarity,
+            exclude=version.user_row.get(user_id),
+        )
     )
     return SimilarUsers(
         user_id=user_id,
@@ -308,12 +328,11 @@ async def search(body: SearchIn, res: ResourcesDep) -> SearchResults:
     if version is None:
         return SearchResults(items=[], index_version=None)
     query = await _encode(res, version, body.text)
-    ranked = ranking.similar_items(
-        version,
-        query,
-        limit=body.limit,
-        category=body.category,
-        excluded=res.serving.deleted_rows(version),
+    deleted = res.serving.deleted_rows(version)
+    ranked = await res.rank(
+        lambda: ranking.similar_items(
+            version, query, limit=body.limit, category=body.category, excluded=deleted
+        )
     )
     return SearchResults(
         items=[Scored(item_id=i, score=round(s, 6)) for i, s in _pairs(version, ranked)],
