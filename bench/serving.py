@@ -349,7 +349,8 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{base}/health/ready", timeout=2).json()["index_version"]:
+                served = httpx.get(f"{base}/health/ready", timeout=2).json()["index_version"]
+                if served:
                     break
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
@@ -357,6 +358,8 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 raise RuntimeError(f"the API did not start:\n{api_log.read_text()[-3000:]}")
             await asyncio.sleep(0.5)
 
+        if served != version:
+            raise RuntimeError(f"the API serves version {served}, not {version}: the gate?")
         rng = random.Random(5)
         fresh = "Cache-Control: no-cache\r\n"  # the API ranks afresh: no cached answer
         users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]

@@ -5,9 +5,10 @@ back, as a `rejected` version that an operator may still activate, when
   - its hybrid NDCG@10 is not above the popular list's on the same users, or
   - its hybrid NDCG@10 is below the active version's by more than `tolerance` (a fraction).
 With fewer than MIN_USERS held-out users the figures are noise, and it passes on trust; so
-does the popularity rule when the build and the popular list found fewer than MIN_HITS
-held-out positives between them (a large catalog of sparse histories, or a first build on
-little data): two figures near 0 cannot tell which list is better.
+do both rules when the build and the popular list found fewer than MIN_HITS held-out
+positives between them (a large catalog of sparse histories, or a first build on little
+data): figures near 0 cannot tell which list is better, nor whether the build fell short
+of the active version's.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ def judge(
         figures["active_ndcg@10"] = previous
         floor = previous * (1.0 - tolerance)
         if hybrid[METRIC] < floor:
-            reasons.append(
+            said = (
                 f"held-out NDCG@10 {hybrid[METRIC]:.4f} is below the active version's "
                 f"{previous:.4f} by more than {tolerance:.0%}"
             )
+            if hits < MIN_HITS:
+                notes.append(said + ", but with too few hits to tell")
+            else:
+                reasons.append(said)
     verdict = {"passed": not reasons, "reasons": reasons, **figures, "tolerance": tolerance}
     return verdict | ({"notes": notes} if notes else {})

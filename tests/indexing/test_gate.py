@@ -33,6 +33,11 @@ def test_a_build_must_beat_popularity_and_stay_near_the_active_version() -> None
     sparse["hybrid"]["users_hit"], sparse["popular"]["users_hit"] = 3, 4
     verdict = judge(sparse, None, 0.1)
     assert verdict["passed"] and "7 held-out hits" in verdict["notes"][0]
+    # Nor can they tell a build from an active version's figure of the same noise.
+    sparse["hybrid"]["ndcg@10"] = 0.0
+    verdict = judge(sparse, figures(0.002, 0.001), 0.1)
+    assert verdict["passed"] and "too few hits" in verdict["notes"][1]
+    sparse["hybrid"]["ndcg@10"] = 0.001
     sparse["hybrid"]["users_hit"] = 30
     assert not judge(sparse, None, 0.1)["passed"]
 
