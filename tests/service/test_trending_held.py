@@ -105,3 +105,59 @@ async def test_a_missed_announcement_is_caught_by_the_generation_check(
     await until(lambda: res.trending.generation == 424242, seconds=15)
     body = (await client.get("/api/v1/trending")).json()
     assert [i["item_id"] for i in body["items"]] == ["horror-2"]
+
+
+async def test_deleting_the_trending_keys_under_load_slows_no_request(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    redis: Redis,
+    settings: Settings,
+    window_reads: list[int],
+) -> None:
+    await engaged(client)
+    res = app.state.resources
+    hours = settings.index.trending_window_hours
+    lists = await refresh_trending(res.pool, redis, settings, hours)
+    await until(lambda: res.trending.generation is not None)
+    window_reads.clear()
+    paths = [
+        "/health",
+        "/api/v1/trending",
+        "/api/v1/trending?variant=rising",
+        "/api/v1/trending?category=Horror",
+        *(f"/api/v1/recommendations/u{n}" for n in range(6)),
+    ]
+
+    ended: list[float] = []
+
+    async def timed(path: str) -> float:
+        started = time.perf_counter()
+        answer = await client.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        ended.append(time.perf_counter())
+        return ended[-1] - started
+
+    async def waves(count: int) -> list[float]:
+        taken: list[float] = []
+        for _ in range(count):  # 16 requests in flight at a time
+            taken += await asyncio.gather(*(timed(paths[n % len(paths)]) for n in range(16)))
+        return taken
+
+    usual = max(await waves(10))
+    lost_at: list[float] = []
+
+    async def lose_the_keys() -> None:
+        # As a Redis restart would, while requests are in flight; then the periodic checks.
+        await asyncio.sleep(0)  # let the first wave start
+        assert await redis.delete(store.lists_key(hours), store.generation_key(hours)) == 2
+        lost_at.append(time.perf_counter())
+        for _ in range(3):
+            await res.trending.reload()
+
+    during, _ = await asyncio.gather(waves(30), lose_the_keys())
+    # Most of the load ran after the keys were gone.
+    assert sum(t > lost_at[0] for t in ended[-len(during) :]) > len(during) / 2
+    assert max(during) <= usual + 1.0, (max(during), usual)
+    assert window_reads == []  # nothing recomputed
+    body = (await client.get("/api/v1/trending")).json()
+    assert [i["item_id"] for i in body["items"]] == [i for i, _ in lists[("hot", None)]][:10]
