@@ -132,91 +132,60 @@ def blend(
     """
     n_items = len(version.item_ids)
     with rowsums.scratch(n_items, len(ROW_SUMS)) as sums:
-        return _blend(
-            version,
-            settings,
-            sums,
-            taste,
-            liked,
-            evidence,
-            rejected,
-            trending,
-            depth,
-            category,
-            excluded,
-            only,
-        )
+        collab = version.collaborative
+        has_taste = taste is not None and bool(np.any(taste))
+        summed: list[str] = []  # the ROW_SUMS sources this user has
+        factors = None
+        if collab is not None and len(liked):
+            factors = collab.user_factors(liked, evidence)
+            collab.ease_scores(sums, 0, liked, evidence)
+            collab.neighbour_scores(sums, 1, liked, evidence)
+            recent = liked[: settings.recent_items]
+            collab.item_item_scores(
+                sums, 2, recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
+            )
+            summed = list(ROW_SUMS)
 
+        if only is not None:
+            rows = np.asarray(only, dtype=np.int64)
+        elif category is not None:
+            rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
+        else:
+            k = depth + len(excluded)
+            found: list[Rows] = [trending.best[:k]]
+            found += [sums.top(ROW_SUMS.index(source), k) for source in summed]
+            if has_taste:
+                assert taste is not None
+                _, hits = ann.search(version.item_index, taste[None, :], k)
+                found.append(hits[0][hits[0] >= 0].astype(np.int64))
+            if factors is not None and collab is not None and np.any(factors):
+                _, hits = ann.search(collab.factor_index, factors[None, :], k)
+                found.append(hits[0][hits[0] >= 0].astype(np.int64))
+            rows = np.unique(np.concatenate(found))
+        if len(excluded) and len(rows):
+            rows = rows[~np.isin(rows, _as_rows(excluded))]
+        rows = rows[rows < n_items]
 
-def _blend(
-    version: IndexVersion,
-    settings: RankingSettings,
-    sums: rowsums.RowSums,
-    taste: Floats | None,
-    liked: Rows,
-    evidence: Floats,
-    rejected: Rows,
-    trending: Trend,
-    depth: int,
-    category: str | None,
-    excluded: Collection[int],
-    only: Rows | None,
-) -> Blend:
-    n_items = len(version.item_ids)
-    collab = version.collaborative
-    has_taste = taste is not None and bool(np.any(taste))
-    summed: list[str] = []  # the ROW_SUMS sources this user has
-    factors = None
-    if collab is not None and len(liked):
-        factors = collab.user_factors(liked, evidence)
-        collab.ease_scores(sums, 0, liked, evidence)
-        collab.neighbour_scores(sums, 1, liked, evidence)
-        recent = liked[: settings.recent_items]
-        collab.item_item_scores(
-            sums, 2, recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
-        )
-        summed = list(ROW_SUMS)
-
-    if only is not None:
-        rows = np.asarray(only, dtype=np.int64)
-    elif category is not None:
-        rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
-    else:
-        k = depth + len(excluded)
-        found: list[Rows] = [trending.best[:k]]
-        found += [sums.top(ROW_SUMS.index(source), k) for source in summed]
-        if has_taste:
-            assert taste is not None
-            _, hits = ann.search(version.item_index, taste[None, :], k)
-            found.append(hits[0][hits[0] >= 0].astype(np.int64))
-        if factors is not None and collab is not None and np.any(factors):
-            _, hits = ann.search(collab.factor_index, factors[None, :], k)
-            found.append(hits[0][hits[0] >= 0].astype(np.int64))
-        rows = np.unique(np.concatenate(found))
-    if len(excluded) and len(rows):
-        rows = rows[~np.isin(rows, _as_rows(excluded))]
-    rows = rows[rows < n_items]
-
-    zeros = np.zeros(len(rows), dtype=np.float32)
-    raw = {source: zeros for source in SOURCES}
-    for source in summed:
-        raw[source] = sums.sums[ROW_SUMS.index(source)][rows]
-    raw["trending"] = trending.scores[rows]
-    if has_taste and taste is not None:
-        raw["content"] = version.item_vectors[rows] @ taste
-    if collab is not None and factors is not None:
-        raw["collaborative"] = collab.item_factors[rows] @ factors
-    scaled = {k: standardised(v) for k, v in raw.items()}
-    push = zeros
-    if len(rejected) and len(rows):
-        candidates = version.item_vectors[rows]
-        closest = (candidates @ version.item_vectors[rejected].T).max(axis=1)
-        if len(liked):
-            kept = liked[:PUSH_LIKED]
-            closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
-        push = np.maximum(closest, 0.0).astype(np.float32)
-    weights = weights_for(settings, len(liked))
-    return Blend(rows, raw, scaled, push, weights, combine(scaled, push, weights, settings))
+        zeros = np.zeros(len(rows), dtype=np.float32)
+        raw = {source: zeros for source in SOURCES}
+        for source in summed:
+            raw[source] = sums.sums[ROW_SUMS.index(source)][rows]
+        raw["trending"] = trending.scores[rows]
+        if has_taste and taste is not None:
+            raw["content"] = version.item_vectors[rows] @ taste
+        if collab is not None and factors is not None:
+            raw["collaborative"] = collab.item_factors[rows] @ factors
+        scaled = {k: standardised(v) for k, v in raw.items()}
+        push = zeros
+        if len(rejected) and len(rows):
+            candidates = version.item_vectors[rows]
+            closest = (candidates @ version.item_vectors[rejected].T).max(axis=1)
+            if len(liked):
+                kept = liked[:PUSH_LIKED]
+                closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
+            push = np.maximum(closest, 0.0).astype(np.float32)
+        weights = weights_for(settings, len(liked))
+        return Blend(rows, raw, scaled, push, weights, combine(scaled, push, weights, settings))
 
 
 def _as_rows(rows: Collection[int]) -> Rows:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from common.settings import Settings
+from indexing import trending
 from storage import trending as store
 from tests.helpers import genre_catalog
 from workers.pipeline import refresh_trending
@@ -45,6 +46,19 @@ async def until(check: Any, seconds: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def published(
+    app: FastAPI, client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> trending.Lists:
+    """Engagement, then the lists a refresh job publishes, once this process holds them."""
+    await engaged(client)
+    res = app.state.resources
+    hours = settings.index.trending_window_hours
+    lists = await refresh_trending(res.pool, redis, settings, hours)
+    generation = await store.generation(redis, hours)
+    await until(lambda: res.trending.generation == generation)
+    return lists
+
+
 async def test_published_lists_are_held_and_outlive_their_redis_key(
     app: FastAPI,
     client: httpx.AsyncClient,
@@ -52,12 +66,7 @@ async def test_published_lists_are_held_and_outlive_their_redis_key(
     settings: Settings,
     window_reads: list[int],
 ) -> None:
-    await engaged(client)
-    res = app.state.resources
-    hours = settings.index.trending_window_hours
-    lists = await refresh_trending(res.pool, redis, settings, hours)
-    published = await store.generation(redis, hours)
-    await until(lambda: res.trending.generation == published)
+    lists = await published(app, client, redis, settings)
     window_reads.clear()
 
     answers = await asyncio.gather(*(client.get("/api/v1/trending") for _ in range(30)))
@@ -114,11 +123,8 @@ async def test_deleting_the_trending_keys_under_load_slows_no_request(
     settings: Settings,
     window_reads: list[int],
 ) -> None:
-    await engaged(client)
-    res = app.state.resources
-    hours = settings.index.trending_window_hours
-    lists = await refresh_trending(res.pool, redis, settings, hours)
-    await until(lambda: res.trending.generation is not None)
+    lists = await published(app, client, redis, settings)
+    res, hours = app.state.resources, settings.index.trending_window_hours
     window_reads.clear()
     paths = [
         "/health",
