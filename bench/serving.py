@@ -183,55 +183,67 @@ def rss_mib(pid: int) -> float:
 
 
 async def embedding_throughput(
-    pool: asyncpg.Pool, env: dict[str, str], count: int
+    pool: asyncpg.Pool, env: dict[str, str], count: int, worker_counts: list[int]
 ) -> dict[str, float]:
-    """Raw encode of `count` texts beside a warmed worker embedding the same items."""
+    """Raw encode of `count` texts, then the same number of new items embedded through 1, 2,
+    ... warmed workers: one task with every id, which the first worker shares out in pieces
+    (workers/pipeline.py, embed_missing)."""
     from workers.factory import EMBED_TASK, make_celery
 
+    model = env.get("BENCH_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
     encoder = make_encoder("all-MiniLM-L6-v2")
-    items = make_items(count, seed=99)
-    for item in items:
-        object.__setattr__(item, "item_id", "embed-" + item.item_id)
-    texts = [item_text(i.title, i.description, i.category, i.tags) for i in items]
+    base = make_items(count, seed=99)
+    texts = [item_text(i.title, i.description, i.category, i.tags) for i in base]
     encoder.encode(texts[:64])  # load the model before timing
     started = time.perf_counter()
     encoder.encode(texts)
-    raw = count / (time.perf_counter() - started)
+    figures = {"raw_per_s": count / (time.perf_counter() - started)}
+    celery = make_celery(load_settings())
 
-    await catalog.upsert_items(pool, items)
-    worker = subprocess.Popen(
-        celery_worker("--loglevel=WARNING", "--without-mingle", "--without-gossip"),
-        cwd=ROOT,
-        env=env | {"EMBEDDING_MODEL": "all-MiniLM-L6-v2"},
-        start_new_session=True,
-    )
-    try:
-        celery = make_celery(load_settings())
-        encoder_name = "all-MiniLM-L6-v2"
-
-        async def embedded(ids: list[str]) -> int:
-            return int(
-                await pool.fetchval(
-                    "SELECT count(*) FROM item_embeddings WHERE encoder = $1 AND item_id = ANY($2)",
-                    encoder_name,
-                    ids,
-                )
+    async def embedded(ids: list[str]) -> int:
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM item_embeddings WHERE encoder = $1 AND item_id = ANY($2)",
+                model,
+                ids,
             )
+        )
 
-        warm = [items[0].item_id]
-        celery.send_task(EMBED_TASK, args=[warm])
-        while await embedded(warm) < 1:
-            await asyncio.sleep(0.1)
-        rest = [i.item_id for i in items[1:]]
-        started = time.perf_counter()
-        celery.send_task(EMBED_TASK, args=[rest])
-        # Polled twice a second: more often, the polling itself takes CPU from the model.
-        while await embedded(rest) < len(rest):
-            await asyncio.sleep(0.5)
-        worker_rate = len(rest) / (time.perf_counter() - started)
-    finally:
-        stop_process(worker, grace=30)  # type: ignore[arg-type]
-    return {"raw_per_s": raw, "worker_per_s": worker_rate, "ratio": worker_rate / raw}
+    for workers in worker_counts:
+        items = [i.model_copy(update={"item_id": f"embed{workers}-{i.item_id}"}) for i in base]
+        await catalog.upsert_items(pool, items)
+        started_workers = [
+            subprocess.Popen(
+                celery_worker(
+                    "--loglevel=WARNING",
+                    "--without-mingle",
+                    "--without-gossip",
+                    f"--hostname=bench{n}@%h",
+                ),
+                cwd=ROOT,
+                env=env | {"EMBEDDING_MODEL": model},
+                start_new_session=True,
+            )
+            for n in range(workers)
+        ]
+        try:
+            # Each worker embeds one item first, so every model is loaded before timing.
+            warm = [[items[n].item_id] for n in range(workers)]
+            for ids in warm:
+                celery.send_task(EMBED_TASK, args=[ids])
+            while await embedded([i for ids in warm for i in ids]) < workers:
+                await asyncio.sleep(0.1)
+            rest = [i.item_id for i in items[workers:]]
+            started = time.perf_counter()
+            celery.send_task(EMBED_TASK, args=[rest])
+            # Polled twice a second: more often, the polling itself takes CPU from the model.
+            while await embedded(rest) < len(rest):
+                await asyncio.sleep(0.5)
+            figures[f"workers_{workers}_per_s"] = len(rest) / (time.perf_counter() - started)
+        finally:
+            for process in started_workers:
+                stop_process(process, grace=30)  # type: ignore[arg-type]
+    return figures
 
 
 def main() -> None:
@@ -243,6 +255,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--embed", type=int, default=2_000, help="texts for step 5 (0 skips)")
+    parser.add_argument(
+        "--embed-workers", default="1,2", help="worker counts for step 5, comma-separated"
+    )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
     parser.add_argument("--only", help="run only endpoints whose label contains this")
@@ -422,12 +437,13 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         )
 
         if args.embed:
-            figures = await embedding_throughput(pool, env, args.embed)
-            print(
-                f"\nembedding {args.embed:,} texts with all-MiniLM-L6-v2: raw encode "
-                f"{figures['raw_per_s']:.0f}/s, through the worker "
-                f"{figures['worker_per_s']:.0f}/s, ratio {figures['ratio']:.2f}"
-            )
+            counts = [int(n) for n in args.embed_workers.split(",")]
+            figures = await embedding_throughput(pool, env, args.embed, counts)
+            raw = figures["raw_per_s"]
+            print(f"\nembedding {args.embed:,} texts: raw fp32 encode {raw:.0f}/s")
+            for n in counts:
+                rate = figures[f"workers_{n}_per_s"]
+                print(f"  through {n} worker(s): {rate:.0f}/s, {rate / raw:.2f}x the raw encode")
         await pool.close()
     finally:
         if api is not None:

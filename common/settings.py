@@ -141,6 +141,14 @@ class EmbeddingSettings(_Section):
 
     model: Annotated[str, Field(min_length=1)] = "all-MiniLM-L6-v2"
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
+    # A build (or a large embedding task) queues its stale items in pieces of this many, so
+    # that every running worker embeds a share.
+    chunk_items: Annotated[int, Field(ge=16, le=100_000)] = 256
+    # torch: sentence-transformers as shipped, in fp32; onnx-int8: the model exported to ONNX
+    # and quantised to int8 (embeddings/onnx.py), kept in cache_dir: faster, but its vectors
+    # are within cosine 0.985 of fp32's, not 0.99, so it is not the default.
+    runtime: Literal["torch", "onnx-int8"] = "torch"
+    cache_dir: Path = Path("model_cache")
 
 
 class IndexSettings(_Section):

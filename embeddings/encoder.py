@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from common.settings import EmbeddingSettings
 
 Vectors = npt.NDArray[np.float32]
 # Texts per encode call: large enough to keep the model busy, small enough to report progress.
@@ -42,13 +46,28 @@ def chunks_by_length(texts: Sequence[str], size: int = CHUNK) -> Iterator[list[i
         yield order[start : start + size]
 
 
-def make_encoder(name: str, batch_size: int = 128) -> Encoder:
+def make_encoder(
+    name: str,
+    batch_size: int = 128,
+    runtime: str = "torch",
+    cache_dir: Path = Path("model_cache"),
+) -> Encoder:
     """`hashing-<dim>` is the deterministic fake (tests, tiny demos); anything else is a
-    sentence-transformers model, loaded from disk only."""
+    sentence-transformers model, loaded from disk only: run by ONNX Runtime in int8 with
+    `runtime` "onnx-int8", by sentence-transformers in fp32 with "torch"."""
     if name.startswith("hashing-"):
         from embeddings.hashing import HashingEncoder
 
         return HashingEncoder(int(name.removeprefix("hashing-")))
+    if runtime == "onnx-int8":
+        from embeddings.onnx import OnnxEncoder
+
+        return OnnxEncoder(name, cache_dir, batch_size=batch_size)
     from embeddings.sentence import SentenceEncoder
 
     return SentenceEncoder(name, batch_size=batch_size)
+
+
+def configured(settings: EmbeddingSettings) -> Encoder:
+    """The encoder the settings name, with their batch size and runtime."""
+    return make_encoder(settings.model, settings.batch_size, settings.runtime, settings.cache_dir)

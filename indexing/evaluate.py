@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
-from embeddings.encoder import make_encoder
+from embeddings.encoder import configured
 from indexing import baselines, datasets, evaluation
 from indexing.build import fit
 
@@ -74,7 +74,7 @@ def baseline_figures(
 
 
 def in_process(settings: Settings, dataset: datasets.Dataset, k: int) -> Figures:
-    encoder = make_encoder(settings.embedding.model, settings.embedding.batch_size)
+    encoder = configured(settings.embedding)
     vectors = datasets.embed(dataset, encoder, settings.index.data_dir / "evaluation")
     whole, test = datasets.snapshot(dataset, vectors)
     train, truth = evaluation.split(whole, settings, test, dataset.positive)

@@ -25,27 +25,55 @@ from storage.blob import BlobStore
 
 Report = Callable[[str, float], Awaitable[None]]
 Activated = Callable[[int], Awaitable[None]]
+Share = Callable[[list[str]], Awaitable[None]]  # queues item ids for any worker to embed
 
 
 async def embed_missing(
-    pool: asyncpg.Pool, encoder: Encoder, progress: Report, item_ids: list[str] | None = None
+    pool: asyncpg.Pool,
+    encoder: Encoder,
+    progress: Report,
+    item_ids: list[str] | None = None,
+    *,
+    share: Share | None = None,
+    chunk: int = 256,
 ) -> int:
     """Embed live items whose text changed since their stored vector (or that have none);
-    `item_ids` limits the work to those items. Returns how many were embedded."""
+    `item_ids` limits the work to those items. Returns how many this process embedded.
+
+    With `share`, more than one `chunk` of stale items is spread over every running worker:
+    each piece is queued (`share` sends it), and this process works through the same pieces
+    from the last one back while the others take them from the front. A piece another
+    worker has stored is no longer stale when this one reaches it, so the pieces meet in the
+    middle; one still in another's hands is embedded here too (the same vectors, stored
+    twice), so the result never waits on a worker that may not exist or may die.
+    """
     stale = await corpus.stale_items(pool, encoder.name, item_ids)
+    if share is not None and len(stale.item_ids) > chunk:
+        pieces = [stale.item_ids[n : n + chunk] for n in range(0, len(stale.item_ids), chunk)]
+        for piece in pieces:
+            await share(piece)
+        done = 0
+        for n, piece in enumerate(reversed(pieces)):
+            done += await embed_missing(pool, encoder, _quiet, piece)
+            await progress("embedding", (n + 1) / len(pieces))
+        return done
     done = 0
-    for chunk in chunks_by_length(stale.texts):
-        vectors = await asyncio.to_thread(encoder.encode, [stale.texts[n] for n in chunk])
+    for chunk_rows in chunks_by_length(stale.texts):
+        vectors = await asyncio.to_thread(encoder.encode, [stale.texts[n] for n in chunk_rows])
         await corpus.store_vectors(
             pool,
             encoder.name,
-            [stale.item_ids[n] for n in chunk],
-            [stale.content_hashes[n] for n in chunk],
+            [stale.item_ids[n] for n in chunk_rows],
+            [stale.content_hashes[n] for n in chunk_rows],
             [v.tobytes() for v in vectors],
         )
-        done += len(chunk)
+        done += len(chunk_rows)
         await progress("embedding", done / len(stale.texts))
     return done
+
+
+async def _quiet(_stage: str, _progress: float) -> None:
+    return None
 
 
 async def build_version(
@@ -58,6 +86,7 @@ async def build_version(
     force: bool = False,
     activate: bool = True,
     on_activated: Activated | None = None,
+    share: Share | None = None,
 ) -> tuple[int | None, str]:
     """Embed what changed, build, upload, record and (by default) activate a version.
 
@@ -73,7 +102,13 @@ async def build_version(
             return same, "unchanged"
 
     await report("embedding", 0.0)
-    await embed_missing(pool, encoder, lambda stage, f: report(stage, 0.6 * f))
+    await embed_missing(
+        pool,
+        encoder,
+        lambda stage, f: report(stage, 0.6 * f),
+        share=share,
+        chunk=settings.embedding.chunk_items,
+    )
     await report("snapshot", 0.6)
     snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
     await report("tuning", 0.65)

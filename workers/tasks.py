@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from common.errors import DependencyError
 from common.settings import Settings, get_settings
-from embeddings.encoder import Encoder, make_encoder
+from embeddings.encoder import Encoder, configured
 from storage import builds, events
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
@@ -38,7 +38,7 @@ SETTINGS = get_settings()
 @lru_cache(maxsize=1)
 def encoder() -> Encoder:
     """Loaded once per worker process, on its first task."""
-    return make_encoder(SETTINGS.embedding.model, SETTINGS.embedding.batch_size)
+    return configured(SETTINGS.embedding)
 
 
 @dataclass
@@ -147,6 +147,7 @@ async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int])
             force=bool(claimed["force"]),
             activate=activate,
             on_activated=announce,
+            share=_share,
         )
     await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
     if version is not None and final == "done":
@@ -200,15 +201,22 @@ def nightly_build() -> str:
 
 @celery_app.task(name=EMBED_TASK, acks_late=True, max_retries=3, time_limit=600)
 def embed_items(item_ids: list[str]) -> int:
-    """Embed the given items now if their text changed, so the next build has less to do."""
+    """Embed the given items now if their text changed, so the next build has less to do;
+    a long list is shared with the other workers in pieces."""
 
     async def body(ctx: Context) -> int:
         async def ignore(_stage: str, _progress: float) -> None:
             return None
 
-        return await embed_missing(ctx.pool, encoder(), ignore, item_ids)
+        chunk = ctx.settings.embedding.chunk_items
+        return await embed_missing(ctx.pool, encoder(), ignore, item_ids, share=_share, chunk=chunk)
 
     return run(body)
+
+
+async def _share(item_ids: list[str]) -> None:
+    """Queue a piece of embedding work for whichever worker is free."""
+    await asyncio.to_thread(embed_items.apply_async, args=[item_ids])
 
 
 @celery_app.task(name=TRENDING_TASK, acks_late=True, time_limit=300)

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from common.models import Role
 from common.settings import Settings
-from embeddings.encoder import Encoder, Vectors, make_encoder
+from embeddings.encoder import Encoder, Vectors, configured
 from service.auth import Authenticator, Principal
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
@@ -58,7 +58,7 @@ class Resources:
     def encoder(self) -> Encoder:
         """The query encoder, created on first use: most processes never need it."""
         if self._encoder is None:
-            self._encoder = make_encoder(self.settings.embedding.model)
+            self._encoder = configured(self.settings.embedding)
         return self._encoder
 
     async def encode(self, texts: list[str]) -> Vectors:
