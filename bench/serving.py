@@ -210,7 +210,8 @@ async def embedding_throughput(
         )
 
     for workers in worker_counts:
-        items = [i.model_copy(update={"item_id": f"embed{workers}-{i.item_id}"}) for i in base]
+        run = f"{workers}-{time.time_ns():x}"  # new ids each run: nothing embedded yet
+        items = [i.model_copy(update={"item_id": f"embed{run}-{i.item_id}"}) for i in base]
         await catalog.upsert_items(pool, items)
         started_workers = [
             subprocess.Popen(
