@@ -145,23 +145,59 @@ def als(evidence: sp.csr_matrix, settings: CollaborativeSettings) -> Floats:
 
 
 def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
-    """Top-`k` shrunk cosine neighbours of each item (no item is its own neighbour)."""
+    """Top-`k` shrunk cosine neighbours of each item (no item is its own neighbour).
+
+    Only pairs that share a user have a similarity above 0, so the co-occurrence counts
+    X_i . X_j are formed as a sparse product, a block of items at a time (blocks sized by
+    their co-occurrences, not the catalog), and each row keeps its `k` best by one sort
+    of the block's entries: the work grows with the co-occurring pairs, not n_items^2.
+    """
     n_items = x.shape[1]
     by_item = sp.csr_matrix(x.T, dtype=np.float32)
     norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1), dtype=np.float32).ravel())
+    transposed = sp.csr_matrix(by_item.T)
+    # An upper bound of each item's co-occurring pairs: sum over its users of their lengths.
+    user_lengths = np.diff(transposed.indptr).astype(np.float64)
+    per_item = sp.csr_matrix(
+        (user_lengths[by_item.indices], by_item.indices, by_item.indptr), shape=by_item.shape
+    ).sum(axis=1)
+    bounds = np.cumsum(np.asarray(per_item, dtype=np.float64).ravel())
     rows: list[Rows] = []
     cols: list[Rows] = []
     vals: list[Floats] = []
-    # Blocks of items keep the dense intermediate small for large catalogs.
-    block = max(1, 2_000_000 // max(n_items, 1))
-    transposed = sp.csr_matrix(by_item.T)
-    for start in range(0, n_items, block):
-        stop = min(start + block, n_items)
-        counts = (by_item[start:stop] @ transposed).toarray()
-        sims = counts / (norms[start:stop, None] * norms[None, :] + shrink + 1e-9)
-        sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        _keep_top(sims, k, start, rows, cols, vals)
+    start = 0
+    while start < n_items:
+        # Up to about BLOCK_PAIRS co-occurrences per block (at least one item).
+        limit = (bounds[start - 1] if start else 0.0) + BLOCK_PAIRS
+        stop = max(start + 1, int(np.searchsorted(bounds, limit, side="right")))
+        stop = min(stop, n_items)
+        counts = sp.csr_matrix(by_item[start:stop] @ transposed)
+        row = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(counts.indptr))
+        col = counts.indices.astype(np.int64)
+        sims = counts.data / (norms[row] * norms[col] + shrink + 1e-9)
+        keep = (row != col) & (sims > 0)
+        row, col, sims = row[keep], col[keep], sims[keep].astype(np.float32)
+        # Rows (still grouped, as the product made them) with at most k entries keep them
+        # all; only the longer ones are sorted, by row, best first, ties by column.
+        length = np.bincount(row - start, minlength=stop - start)
+        long = length[row - start] > k
+        if long.any():
+            lr, lc, ls = row[long], col[long], sims[long]
+            order = np.lexsort((lc, -ls, lr))
+            lr, lc, ls = lr[order], lc[order], ls[order]
+            top = (np.arange(len(lr)) - np.searchsorted(lr, lr, side="left")) < k
+            row = np.concatenate([row[~long], lr[top]])
+            col = np.concatenate([col[~long], lc[top]])
+            sims = np.concatenate([sims[~long], ls[top]])
+        rows.append(row)
+        cols.append(col)
+        vals.append(sims)
+        start = stop
     return _csr(rows, cols, vals, n_items)
+
+
+# Co-occurring (item, item) pairs formed at once by `cosine`: a few hundred MB at most.
+BLOCK_PAIRS = 20_000_000
 
 
 def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:

@@ -66,6 +66,28 @@ def test_shrinkage_lets_two_hundred_co_occurrences_outrank_two() -> None:
     assert shrunk[2, 3] == pytest.approx(200 / (250 + 20))
 
 
+def test_cosine_keeps_each_items_k_best_as_the_dense_computation_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = random_matrix(120, 60, 0.15, seed=11)
+    # Small blocks, so that several are formed and stitched together.
+    monkeypatch.setattr(collaborative, "BLOCK_PAIRS", 500)
+    for k, shrink in [(4, 0.0), (10, 5.0), (100, 5.0)]:
+        dense = (x.T @ x).toarray()
+        norms = np.sqrt(np.diag(dense))
+        sims = dense / (norms[:, None] * norms[None, :] + shrink + 1e-9)
+        np.fill_diagonal(sims, 0.0)
+        got = collaborative.cosine(x, k, shrink).toarray()
+        for item in range(60):
+            positive = np.flatnonzero(sims[item] > 0)
+            kept = np.flatnonzero(got[item])
+            assert len(kept) == min(k, len(positive))
+            np.testing.assert_allclose(got[item, kept], sims[item, kept], rtol=1e-5)
+            if len(kept) < len(positive):  # nothing dropped beats what was kept
+                dropped = np.setdiff1d(positive, kept)
+                assert sims[item, dropped].max() <= sims[item, kept].min() + 1e-6
+
+
 def test_a_users_factors_solve_the_confidence_weighted_least_squares() -> None:
     """x_u minimises sum_i c_i (p_i - x . y_i)^2 + reg |x|^2, c_i = 1 + alpha e_i on the user's
     items (p_i = 1) and 1 elsewhere (p_i = 0): Hu, Koren and Volinsky's objective."""
