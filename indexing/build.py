@@ -42,11 +42,15 @@ def fingerprint(shaping: dict[str, Any]) -> str:
 
 
 def assemble(
-    snapshot: Snapshot, settings: Settings, collaborative_model: Collaborative | None = None
+    snapshot: Snapshot,
+    settings: Settings,
+    collaborative_model: Collaborative | None = None,
+    item_index: Any = None,
 ) -> IndexVersion:
     """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller).
 
-    The collaborative models are fitted here unless `collaborative_model` is given.
+    The collaborative models are fitted here unless `collaborative_model` is given, and the
+    item index is built unless `item_index` (over these same item vectors) is.
     """
     n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
@@ -74,7 +78,11 @@ def assemble(
         manifest={},
         item_ids=snapshot.item_ids,
         item_titles=snapshot.titles,
-        item_index=ann.build(snapshot.item_vectors, settings.index),
+        item_index=(
+            item_index
+            if item_index is not None
+            else ann.build(snapshot.item_vectors, settings.index)
+        ),
         category_names=names,
         item_category=np.array(
             [code[c] if c is not None else -1 for c in snapshot.categories], dtype=np.int32
@@ -96,8 +104,22 @@ def fit(
     """Tune on the snapshot's own holdout, then assemble on all of it with the chosen values.
 
     The version's manifest holds the chosen values, so it serves the blend it chose."""
-    tuned = tuning.tune(snapshot, settings, assemble, snapshot_evidence, say)
-    built = assemble(snapshot, settings.model_copy(update={"collaborative": tuned.collaborative}))
+    say = say or (lambda _message: None)
+    # The holdout split keeps every item and its vector: one item index serves both fits.
+    items = ann.build(snapshot.item_vectors, settings.index)
+    say(f"build: item index over {items.ntotal:,} items")
+
+    def assemble_on(
+        part: Snapshot, chosen: Settings, model: Collaborative | None = None
+    ) -> IndexVersion:
+        shared = items if part.item_vectors is snapshot.item_vectors else None
+        return assemble(part, chosen, model, item_index=shared)
+
+    tuned = tuning.tune(snapshot, settings, assemble_on, snapshot_evidence, say)
+    say("build: tuned; fitting on all the data")
+    chosen = settings.model_copy(update={"collaborative": tuned.collaborative})
+    built = assemble_on(snapshot, chosen)
+    say("build: fitted")
     built.manifest = {"tuning": {"chosen": tuned.chosen()}}
     return built, tuned
 

@@ -122,6 +122,8 @@ def tune(
         return tuned
     users = _spread(sorted(truth), limit)
     version = assemble(train, settings)
+    if say is not None:
+        say(f"tuning: fitted on the training split ({len(train.user_rows):,} interactions)")
     strength = evidence_of(train, settings)
     # The budget is the search's, after the one fit every build makes. Model settings may
     # take 70% of it; scoring the users for the blend search always gets the other 30%.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from storage import builds, corpus, events
 from storage import trending as trending_store
 from storage.blob import BlobStore
 
+log = logging.getLogger(__name__)
 Report = Callable[[str, float], Awaitable[None]]
 Activated = Callable[[int], Awaitable[None]]
 Share = Callable[[list[str]], Awaitable[None]]  # queues item ids for any worker to embed
@@ -112,7 +114,7 @@ async def build_version(
     await report("snapshot", 0.6)
     snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
     await report("tuning", 0.65)
-    built, tuned = await asyncio.to_thread(fit, snapshot, settings)
+    built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info)
     active = await builds.active_version(pool)
     active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
     verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
