@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
 import random
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +76,15 @@ def make_items(count: int, seed: int = 1) -> list[ItemIn]:
     return items
 
 
-def make_interactions(items: int, users: int, per_user: int, seed: int = 2) -> list[InteractionIn]:
+def interaction_chunks(
+    items: int, users: int, per_user: int, keep: Callable[[int], bool], seed: int = 2
+) -> Iterator[list[InteractionIn]]:
+    """Every user's `per_user` interactions, 80% within one favourite stripe of the catalog,
+    in lists of at most CHUNK; only those whose item row passes `keep`. The same seed makes
+    the same rows, so two passes (early items, then the rest) need no list of them all."""
     rng = random.Random(seed)
     kinds = ["view", "click", "like", "purchase"]
-    rows = []
+    rows: list[InteractionIn] = []
     for u in range(users):
         favourite = rng.randrange(8)
         for _ in range(per_user):
@@ -85,27 +93,93 @@ def make_interactions(items: int, users: int, per_user: int, seed: int = 2) -> l
                 if rng.random() < 0.8
                 else rng.randrange(items)
             )
-            rows.append(
-                InteractionIn(user_id=f"user-{u}", item_id=f"item-{n}", type=rng.choice(kinds))
-            )
-    return rows
+            kind = rng.choice(kinds)
+            if keep(n):
+                # Valid by construction: model_construct skips validation, which would
+                # take longer than the rest of the load at 10M rows.
+                rows.append(
+                    InteractionIn.model_construct(
+                        user_id=f"user-{u}", item_id=f"item-{n}", type=kind
+                    )
+                )
+                if len(rows) == CHUNK:
+                    yield rows
+                    rows = []
+    if rows:
+        yield rows
 
 
-async def load_data(pool: asyncpg.Pool, items: list[ItemIn], rows: list[InteractionIn]) -> None:
+async def load_items(pool: asyncpg.Pool, items: list[ItemIn]) -> None:
     for start in range(0, len(items), CHUNK):
         await catalog.upsert_items(pool, items[start : start + CHUNK])
-    for start in range(0, len(rows), CHUNK):
-        await activity.record_interactions(pool, rows[start : start + CHUNK])
+
+
+async def load_interactions(pool: asyncpg.Pool, chunks: Iterable[list[InteractionIn]]) -> int:
+    count = 0
+    for rows in chunks:
+        await activity.record_interactions(pool, rows)
+        count += len(rows)
+    return count
+
+
+class Stages:
+    """Build events as they happen, each with the wall time and the peak resident memory
+    since the one before (the time and the memory the work ending in it took). The peak
+    is the process's: writing 5 to /proc/self/clear_refs resets it (VmHWM) at each event."""
+
+    def __init__(self) -> None:
+        self.stage = ""
+        self.started = time.perf_counter()
+        self._reset()
+
+    @staticmethod
+    def _peak() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    @staticmethod
+    def _reset() -> None:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def event(self, what: str) -> None:
+        now = time.perf_counter()
+        print(f"  {now - self.started:7.1f}s  peak {self._peak():6.0f} MiB  {what}", flush=True)
+        self.started = now
+        self._reset()
+
+
+class StageLog(logging.Handler):
+    def __init__(self, stages: Stages) -> None:
+        super().__init__()
+        self.stages = stages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stages.event(record.getMessage())
 
 
 async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, int]:
+    stages = Stages()
+    handler = StageLog(stages)
+    pipeline_log = logging.getLogger("workers.pipeline")
+    pipeline_log.addHandler(handler)
+    pipeline_log.setLevel(logging.INFO)
+
     async def report(stage: str, progress: float) -> None:
-        return None
+        if stage != stages.stage:
+            stages.event(f"{stages.stage or 'start'} done; {stage} begins")
+            stages.stage = stage
 
     started = time.perf_counter()
-    version, _ = await build_version(
-        pool, S3Store(settings.s3), make_encoder("hashing-384"), settings, report, force=True
-    )
+    try:
+        version, _ = await build_version(
+            pool, S3Store(settings.s3), make_encoder("hashing-384"), settings, report, force=True
+        )
+    finally:
+        stages.event(f"{stages.stage} done; build finished")
+        pipeline_log.removeHandler(handler)
     assert version is not None
     return time.perf_counter() - started, version
 
@@ -294,16 +368,25 @@ async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -
     """Generate the data, load it and build a version at 10% and at 100% of the catalog."""
     items = make_items(args.items)
     small = args.items // 10
-    rows = make_interactions(args.items, args.users, args.per_user)
-    early = [int(r.item_id.split("-")[1]) < small for r in rows]
-    await load_data(pool, items[:small], [r for r, e in zip(rows, early, strict=True) if e])
+    shape = (args.items, args.users, args.per_user)
+    started = time.perf_counter()
+    await load_items(pool, items[:small])
+    early = await load_interactions(pool, interaction_chunks(*shape, lambda n: n < small))
+    print(f"loaded {small:,} items, {early:,} interactions", flush=True)
     small_seconds, _ = await timed_build(pool, settings)
-    await load_data(pool, items[small:], [r for r, e in zip(rows, early, strict=True) if not e])
+    await load_items(pool, items[small:])
+    del items
+    late = await load_interactions(pool, interaction_chunks(*shape, lambda n: n >= small))
+    print(
+        f"loaded {args.items:,} items, {early + late:,} interactions "
+        f"(load {time.perf_counter() - started - small_seconds:.0f}s)",
+        flush=True,
+    )
     full_seconds, version = await timed_build(pool, settings)
     print(
         f"build (hashing-384 encoder, no model time): {small:,} items "
         f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
-        f"{len(rows):,} interactions {full_seconds:.1f}s -> version {version}",
+        f"{early + late:,} interactions {full_seconds:.1f}s -> version {version}",
         flush=True,
     )
     return version

@@ -42,14 +42,15 @@ def _digest(path: Path) -> str:
 
 def export(source: Path, target: Path) -> Path:
     """The int8 ONNX model of the transformer at `source`, written under `target`."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
-
     target.mkdir(parents=True, exist_ok=True)
     quantised = target / "model-int8.onnx"
     if quantised.exists():
         return quantised
+    # Only an export needs torch: a process that finds the file never imports it.
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
     transformer = AutoModel.from_pretrained(str(source)).eval()
 
     class Hidden(torch.nn.Module):
