@@ -243,17 +243,23 @@ async def load(
     }
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (uvicorn's workers), in MiB."""
-    total = 0.0
+def memory_mib(pid: int) -> tuple[float, float]:
+    """Resident and proportional-set memory of a process and its children (uvicorn's
+    workers), in MiB. Pages several processes share (a mapped index file) count whole in
+    each one's RSS, and split between them in PSS."""
+    rss = pss = 0.0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-        except (OSError, ValueError):
+            if int(fields["Pid"]) != pid and int(fields["PPid"]) != pid:
+                continue
+            rss += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+            for line in (status.parent / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) / 1024
+        except (OSError, ValueError, KeyError):
             continue
-        if int(fields["Pid"]) == pid or int(fields["PPid"]) == pid:
-            total += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-    return total
+    return rss, pss
 
 
 async def embedding_throughput(
@@ -515,8 +521,9 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                     f"  {label:22} req/s {figures['rps'] / trivial['rps']:6.1%}"
                     f"   p99 {figures['p99_ms'] / trivial['p99_ms']:5.2f}x"
                 )
+        rss, pss = memory_mib(api.pid)
         print(
-            f"\nAPI resident memory: {rss_mib(api.pid):.0f} MiB "
+            f"\nAPI memory, {args.api_workers} process(es): RSS {rss:.0f} MiB, PSS {pss:.0f} MiB "
             f"({args.items:,} items, {args.users:,} users, dimension 384)"
         )
 

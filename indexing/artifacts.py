@@ -161,7 +161,7 @@ class IndexVersion:
         n_items = len(ids["items"])
         regularization, alpha, half_life = (float(x) for x in loaded["collaborative_params"])
         collaborative = Collaborative(
-            factor_index=faiss.read_index(str(folder / "factors.faiss")),
+            factor_index=_read_index(folder / "factors.faiss"),
             neighbours=sp.csr_matrix(
                 (
                     loaded["neighbour_weights"],
@@ -182,18 +182,24 @@ class IndexVersion:
             manifest=manifest,
             item_ids=ids["items"],
             item_titles=ids["titles"],
-            item_index=faiss.read_index(str(folder / "items.faiss")),
+            item_index=_read_index(folder / "items.faiss"),
             category_names=ids["categories"],
             item_category=loaded["item_category"],
             popularity=loaded["popularity"],
             user_ids=ids["users"],
-            user_index=faiss.read_index(str(folder / "users.faiss")),
+            user_index=_read_index(folder / "users.faiss"),
             history_indptr=loaded["history_indptr"],
             history_items=loaded["history_items"],
             history_weights=loaded["history_weights"],
             history_times=loaded["history_times"],
             collaborative=collaborative,
         )
+
+
+def _read_index(path: Path) -> Any:
+    """A FAISS index whose vectors stay in the file, mapped read-only: every API process
+    serving the version shares one copy of them in the page cache."""
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
 
 
 def verify(folder: Path, manifest: dict[str, Any]) -> None:
