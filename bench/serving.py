@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,13 @@ def interaction_chunks(
     rng = random.Random(seed)
     kinds = ["view", "click", "like", "purchase"]
     rows: list[InteractionIn] = []
+    # Each user's history runs an hour a step up to now: the build's holdout takes each
+    # user's newest 20%, which needs distinct times (rows stored at one instant tie, and a
+    # tie is held out whole).
+    now = datetime.now(UTC)
     for u in range(users):
         favourite = rng.randrange(8)
-        for _ in range(per_user):
+        for step in range(per_user):
             n = (
                 rng.randrange(items // 8) * 8 + favourite
                 if rng.random() < 0.8
@@ -97,11 +102,9 @@ def interaction_chunks(
             if keep(n):
                 # Valid by construction: model_construct skips validation, which would
                 # take longer than the rest of the load at 10M rows.
-                rows.append(
-                    InteractionIn.model_construct(
-                        user_id=f"user-{u}", item_id=f"item-{n}", type=kind
-                    )
-                )
+                at = now - timedelta(hours=per_user - step, seconds=u % 3600)
+                row = {"user_id": f"user-{u}", "item_id": f"item-{n}", "type": kind}
+                rows.append(InteractionIn.model_construct(**row, timestamp=at))
                 if len(rows) == CHUNK:
                     yield rows
                     rows = []
