@@ -183,7 +183,10 @@ def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
         long = length[row - start] > k
         if long.any():
             lr, lc, ls = row[long], col[long], sims[long]
-            order = np.lexsort((lc, -ls, lr))
+            # One float sort by (row, best first): sims lie in (0, 1], so row + (1 - sim)
+            # orders rows apart and sims within them; a stable sort keeps ties in column
+            # order. A three-key lexsort took minutes at 10M interactions.
+            order = np.argsort((lr - start) * 2.0 + (1.0 - ls.astype(np.float64)), kind="stable")
             lr, lc, ls = lr[order], lc[order], ls[order]
             top = (np.arange(len(lr)) - np.searchsorted(lr, lr, side="left")) < k
             row = np.concatenate([row[~long], lr[top]])
