@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -51,7 +52,7 @@ async def test_a_build_publishes_a_complete_verified_version(
     loaded = IndexVersion.load(folder, fetched)
     assert len(loaded.item_ids) == 32 and loaded.item_vectors.shape == (32, 64)
     # The indexes' vectors stay in their files, mapped: processes share one copy.
-    mapped = Path("/proc/self/maps").read_text()
+    mapped = await asyncio.to_thread(Path("/proc/self/maps").read_text)
     for name in ("items.faiss", "users.faiss", "factors.faiss"):
         assert str((folder / name).resolve()) in mapped, name
 
