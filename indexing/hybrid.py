@@ -134,7 +134,7 @@ def blend(
     with rowsums.scratch(n_items, len(ROW_SUMS)) as sums:
         collab = version.collaborative
         has_taste = taste is not None and bool(np.any(taste))
-        summed: list[str] = []  # the ROW_SUMS sources this user has
+        summed = False  # whether the ROW_SUMS sources scored this user's items
         factors = None
         if collab is not None and len(liked):
             factors = collab.user_factors(liked, evidence)
@@ -144,7 +144,7 @@ def blend(
             collab.item_item_scores(
                 sums, 2, recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
             )
-            summed = list(ROW_SUMS)
+            summed = True
 
         if only is not None:
             rows = np.asarray(only, dtype=np.int64)
@@ -153,7 +153,8 @@ def blend(
         else:
             k = depth + len(excluded)
             found: list[Rows] = [trending.best[:k]]
-            found += [sums.top(ROW_SUMS.index(source), k) for source in summed]
+            if summed:
+                found += [sums.top(which, k) for which in range(len(ROW_SUMS))]
             if has_taste:
                 assert taste is not None
                 _, hits = ann.search(version.item_index, taste[None, :], k)
@@ -168,8 +169,9 @@ def blend(
 
         zeros = np.zeros(len(rows), dtype=np.float32)
         raw = {source: zeros for source in SOURCES}
-        for source in summed:
-            raw[source] = sums.sums[ROW_SUMS.index(source)][rows]
+        if summed:
+            for which, source in enumerate(ROW_SUMS):
+                raw[source] = sums.sums[which][rows]
         raw["trending"] = trending.scores[rows]
         if has_taste and taste is not None:
             raw["content"] = version.item_vectors[rows] @ taste
