@@ -17,6 +17,7 @@ COPY common ./common
 COPY storage ./storage
 COPY embeddings ./embeddings
 COPY indexing ./indexing
+COPY experiments ./experiments
 COPY service ./service
 COPY workers ./workers
 COPY devstack ./devstack

@@ -6,6 +6,7 @@
     │   ├── InvalidInput            422 malformed field, unknown type, bad cursor
     │   ├── UnknownItems            404 single write / 422 batch naming each bad row
     │   ├── NotFound                404
+    │   ├── Conflict                409 the thing to create exists already
     │   ├── Unauthorized            401 missing or wrong token
     │   ├── Forbidden               403 role too weak
     │   └── TooManyRequests         429 over a rate limit; carries Retry-After
@@ -58,6 +59,11 @@ class UnknownItems(ClientError):
 class NotFound(ClientError):
     code = "not_found"
     status = 404
+
+
+class Conflict(ClientError):
+    code = "conflict"
+    status = 409
 
 
 class Unauthorized(ClientError):

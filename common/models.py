@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 MAX_BATCH = 10_000
 # Clocks differ: a timestamp this far ahead of ours is still taken as now-ish.
@@ -202,6 +209,9 @@ class Recommendations(BaseModel):
     index_version: int | None
     strategy: str
     variant: str | None = None
+    # With experiment_id: running (the answer is the variant's), stopped or unknown (the
+    # default answer, no variant, nothing recorded).
+    experiment_state: Literal["running", "stopped", "unknown"] | None = None
     cached: bool
 
 
@@ -292,6 +302,115 @@ class VersionDetail(VersionSummary):
 
 class Activated(BaseModel):
     active: int
+
+
+class VariantIn(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64), Text]
+    weight: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+    # Ranking settings to override, `strategy` or a pinned `index_version` (experiments/design.py).
+    params: dict[str, Any] = Field(default_factory=dict)
+    # Where no variant says `control`, the one named "control" is the control.
+    control: bool = False
+
+
+class ExperimentIn(_In):
+    experiment_id: Id
+    variants: Annotated[list[VariantIn], Field(min_length=2, max_length=20)]
+    description: Annotated[str, StringConstraints(max_length=2_000), Text] | None = None
+    # Stop a variant by itself once it is significantly worse than control.
+    guardrail: bool = False
+    # What assignment hashes user ids with; unset, a random one. Reusing an earlier
+    # experiment's salt (and weights) gives the same users the same variants.
+    salt: Annotated[str, StringConstraints(min_length=8, max_length=128), Text] | None = None
+
+    @model_validator(mode="after")
+    def _one_control(self) -> ExperimentIn:
+        names = [v.name for v in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(repeated)}")
+        controls = [v.name for v in self.variants if v.control] or [
+            n for n in names if n == "control"
+        ]
+        if len(controls) != 1:
+            raise ValueError(
+                "exactly one variant must be the control (`control: true`, or named "
+                f"'control'); found {len(controls)}"
+            )
+        return self
+
+
+class Variant(BaseModel):
+    name: str
+    weight: float
+    params: dict[str, Any]
+    control: bool
+    active: bool = True
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+
+class Experiment(BaseModel):
+    experiment_id: str
+    description: str | None
+    variants: list[Variant]
+    active: bool
+    guardrail: bool
+    created_at: datetime
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+
+class ExperimentList(BaseModel):
+    experiments: list[Experiment]
+
+
+class StopIn(_In):
+    reason: Annotated[str, StringConstraints(max_length=500), Text] | None = None
+
+
+class VariantResult(BaseModel):
+    name: str
+    control: bool
+    weight: float
+    active: bool
+    # Users shown at least one list under the variant, the items shown (with repeats), and
+    # the shown items clicked (or liked, bought, ...) within the attribution window.
+    users: int
+    impressions: int
+    clicks: int
+    ctr: float
+    conversions_per_user: float
+    # Users with at least one conversion: the per-user outcome that is tested.
+    converted_users: int
+    conversion_rate: float
+    conversion_rate_ci95: tuple[float, float]
+    # Impressions by the index version that answered.
+    index_versions: dict[str, int]
+    # Against control (None for control itself, or while either side has no users).
+    lift: float | None = None
+    difference: float | None = None
+    difference_ci95: tuple[float, float] | None = None
+    z: float | None = None
+    p_value: float | None = None
+    significant: bool | None = None
+    # Valid however often it is looked at (mSPRT): what the guardrail acts on.
+    always_valid_p_value: float | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+
+class ExperimentResults(BaseModel):
+    experiment_id: str
+    active: bool
+    method: str
+    alpha: float
+    attribution_hours: float
+    conversion_types: list[str]
+    computed_at: datetime
+    # False when impressions still waiting in Redis could not be counted (Redis down).
+    complete: bool
+    variants: list[VariantResult]
 
 
 class Error(BaseModel):

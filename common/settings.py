@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import ConfigError
@@ -30,6 +30,9 @@ DEFAULT_INTERACTION_WEIGHTS: dict[str, float] = {
 }
 # Weight of a `rating` interaction whose value is 1, 2, 3, 4, 5; values between interpolate.
 DEFAULT_RATING_WEIGHTS: tuple[float, float, float, float, float] = (-2.0, -1.0, 1.0, 2.0, 3.0)
+
+# What counts as a conversion in an experiment, where these types are configured.
+CONVERSION_TYPES = ("click", "like", "superlike", "purchase")
 
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -245,6 +248,30 @@ class CollaborativeSettings(_Section):
     seed: int = 7
 
 
+class ExperimentSettings(_Section):
+    """A/B experiments: what counts as a conversion, and how results are tested."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPERIMENT_")
+
+    # A conversion is one of these by a user on an item shown to them, between its first
+    # showing and this many hours after its last. Unset: those of click, like, superlike
+    # and purchase that are configured, or else every type of positive weight.
+    attribution_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24.0
+    conversion_types: Annotated[list[str] | None, Field(min_length=1)] = None
+    # Two-sided significance level of the tests against control.
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    # The guardrail stops a variant only once it and control each have this many users.
+    guardrail_min_users: Annotated[int, Field(ge=10)] = 200
+    # How often the worker copies impressions from Redis to PostgreSQL, computes results
+    # and applies guardrails; a results request copies them first in any case.
+    tick_seconds: Annotated[float, Field(ge=1)] = 30.0
+    # Impressions waiting in Redis beyond this many answers are trimmed, oldest first (only
+    # when no worker copies them for a long time).
+    stream_max: Annotated[int, Field(ge=1_000)] = 1_000_000
+    # How often each API process re-reads the experiments, should an announcement be lost.
+    refresh_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+
+
 class InteractionSettings(_Section):
     """Interaction types and the weight each one gives an item in a user's profile."""
 
@@ -296,6 +323,39 @@ class Settings(BaseSettings):
     interactions: InteractionSettings = Field(default_factory=InteractionSettings)
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_conversions(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        experiment = data.get("experiment") or ExperimentSettings()
+        interactions = data.get("interactions") or InteractionSettings()
+        if isinstance(experiment, dict):
+            experiment = ExperimentSettings(**experiment)
+        if isinstance(interactions, dict):
+            interactions = InteractionSettings(**interactions)
+        if (
+            isinstance(experiment, ExperimentSettings)
+            and isinstance(interactions, InteractionSettings)
+            and experiment.conversion_types is None
+        ):
+            weights = interactions.interaction_weights
+            types = [t for t in CONVERSION_TYPES if t in weights] or [
+                t for t, w in weights.items() if w > 0
+            ]
+            data = {**data, "experiment": experiment.model_copy(update={"conversion_types": types})}
+        return data
+
+    @model_validator(mode="after")
+    def _conversions_are_types(self) -> Settings:
+        unknown = sorted(set(self.experiment.conversion_types or ()) - self.interactions.types)
+        if unknown:
+            raise ValueError(
+                f"EXPERIMENT_CONVERSION_TYPES names types that are not configured: {unknown}"
+            )
+        return self
 
     @property
     def event_namespace(self) -> str:
@@ -327,6 +387,7 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     InteractionSettings: "",
     RankingSettings: "RANKING_",
     CollaborativeSettings: "COLLABORATIVE_",
+    ExperimentSettings: "EXPERIMENT_",
 }
 
 
@@ -378,7 +439,7 @@ def _describe(exc: ValidationError, prefix: str) -> list[str]:
     described = []
     for error in exc.errors():
         variable = (prefix + str(error["loc"][0])).upper() if error["loc"] else prefix.rstrip("_")
-        described.append(f"{variable}: {error['msg']}")
+        described.append(f"{variable}: {error['msg']}" if variable else str(error["msg"]))
     return described
 
 

@@ -15,7 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-Key = tuple[str, int, str | None, bool]  # user, version, category, exclude_seen
+# user, version, category, exclude_seen, experiment, variant
+Key = tuple[str, int, str | None, bool, str | None, str | None]
 Ranked = tuple[list[tuple[str, float]], str]  # (item id, score) pairs, strategy
 # CPython's cost of one (item id, score) pair beyond the id's characters: the tuple, the
 # float, the str header and the list slot.

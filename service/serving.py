@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ import asyncpg
 import faiss
 from redis.asyncio import Redis
 
-from common.errors import CacheUnavailable
+from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import publish
 from indexing.artifacts import IndexVersion
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # How often the full set of deleted items is re-read, in case a message was missed.
 DELETED_RESYNC_SECONDS = 60.0
+# A pinned version that failed to load is tried again after this long.
+PIN_RETRY_SECONDS = 30.0
 
 
 class Serving:
@@ -50,7 +53,11 @@ class Serving:
         # Other events' handlers, by type (the trending lists' reload, say).
         self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self.deleted: set[str] = set()
-        self._deleted_rows: tuple[int, frozenset[int]] | None = None
+        # Versions other than the active one that experiments pin, loaded on first need.
+        self.pinned: dict[int, IndexVersion] = {}
+        self._pinning: dict[int, asyncio.Task[IndexVersion]] = {}
+        self._pin_failed: dict[int, tuple[float, Exception]] = {}
+        self._deleted_rows: dict[int, frozenset[int]] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -85,23 +92,68 @@ class Serving:
 
     def deleted_rows(self, version: IndexVersion) -> frozenset[int]:
         """Rows of `version` whose items are deleted now (the set is cached per version)."""
-        cached = self._deleted_rows
-        if cached is None or cached[0] != version.version:
-            rows = frozenset(r for i in self.deleted if (r := version.item_row.get(i)) is not None)
-            cached = self._deleted_rows = (version.version, rows)
-        return cached[1]
+        cached = self._deleted_rows.get(version.version)
+        if cached is None:
+            cached = frozenset(
+                r for i in self.deleted if (r := version.item_row.get(i)) is not None
+            )
+            if len(self._deleted_rows) > len(self.pinned) + 2:
+                self._deleted_rows.clear()
+            self._deleted_rows[version.version] = cached
+        return cached
 
     async def reload_deleted(self) -> None:
         self.deleted = await catalog.deleted_ids(self.pool)
-        self._deleted_rows = None
+        self._deleted_rows = {}
 
     def item_deleted(self, item_id: str) -> None:
         self.deleted.add(item_id)
-        self._deleted_rows = None
+        self._deleted_rows = {}
 
     def item_restored(self, item_id: str) -> None:
         self.deleted.discard(item_id)
-        self._deleted_rows = None
+        self._deleted_rows = {}
+
+    @property
+    def held_versions(self) -> set[int]:
+        return set(self.pinned) | ({self.current.version} if self.current else set())
+
+    async def version(self, number: int) -> IndexVersion:
+        """Version `number`: the served one, or one an experiment pins, loaded once however
+        many requests ask at the same time."""
+        current = self.current
+        if current is not None and current.version == number:
+            return current
+        found = self.pinned.get(number)
+        if found is not None:
+            return found
+        failed = self._pin_failed.get(number)
+        if failed is not None and time.monotonic() - failed[0] < PIN_RETRY_SECONDS:
+            raise DependencyError(f"index version {number} could not be loaded: {failed[1]}")
+        task = self._pinning.get(number)
+        if task is None:
+            task = asyncio.create_task(self.prepare(number, offline=True))
+            self._pinning[number] = task
+
+            def done(finished: asyncio.Task[IndexVersion]) -> None:
+                self._pinning.pop(number, None)
+                if finished.cancelled():
+                    return
+                error = finished.exception()
+                if error is None:
+                    self.pinned[number] = finished.result()
+                    self._pin_failed.pop(number, None)
+                elif isinstance(error, Exception):
+                    # Requests fail over at once meanwhile, instead of each trying again.
+                    self._pin_failed[number] = (time.monotonic(), error)
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    def keep_pinned(self, numbers: set[int]) -> None:
+        """Let go of pinned versions that no running experiment names any more."""
+        for number in set(self.pinned) - numbers:
+            del self.pinned[number]
 
     async def sync(self) -> None:
         """Load the active version if it is not the one served."""
@@ -140,6 +192,7 @@ class Serving:
         gc.collect()
         gc.freeze()
         keep = {loaded.version} | ({previous.version} if previous else set())
+        keep |= set(self.pinned) | set(self._pinning)
         await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
         log.info(
             "serving index version %d (%d items, %d users)",

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from common.errors import NotFound
-from storage.db import database_errors
+from storage.db import database_errors, transaction
 
 # A queued build that no worker took within this long is marked failed.
 QUEUE_TIMEOUT_SECONDS = 600.0
@@ -194,12 +194,15 @@ async def get_version(pool: asyncpg.Pool, version: int) -> dict[str, Any]:
 
 
 async def versions_to_retire(pool: asyncpg.Pool, keep: int) -> list[int]:
-    """Kept versions (ready or rejected) beyond the newest `keep`, never the active one."""
+    """Kept versions (ready or rejected) beyond the newest `keep`, never the active one nor
+    one that a running experiment pins."""
     with database_errors():
         rows = await pool.fetch(
             """SELECT version FROM index_versions
                WHERE state IN ('ready', 'rejected')
                  AND version NOT IN (SELECT version FROM active_index)
+                 AND version NOT IN (SELECT unnest(pinned_versions) FROM experiments
+                                     WHERE stopped_at IS NULL)
                  AND version NOT IN (SELECT version FROM index_versions
                                      WHERE state IN ('ready', 'rejected')
                                      ORDER BY version DESC LIMIT $1)""",
@@ -209,16 +212,29 @@ async def versions_to_retire(pool: asyncpg.Pool, keep: int) -> list[int]:
 
 
 async def mark_retired(pool: asyncpg.Pool, version: int) -> bool:
-    """Take a version out of service unless it became active meanwhile; True if it was.
+    """Take a version out of service unless it became active, or an experiment pinned it,
+    meanwhile; True if it was.
 
     Its artifacts may be deleted only after this returns True: from then on it can no
-    longer be activated.
+    longer be activated. The version's row is locked first, and only then are activation
+    and pins read, in statements of their own: an experiment that pinned it (holding the
+    row's share lock until it committed) is always seen.
     """
-    with database_errors():
-        status = await pool.execute(
-            """UPDATE index_versions SET state = 'deleted'
-               WHERE version = $1 AND state IN ('ready', 'rejected')
-                 AND version NOT IN (SELECT version FROM active_index)""",
+    async with transaction(pool) as conn:
+        state = await conn.fetchval(
+            "SELECT state FROM index_versions WHERE version = $1 FOR UPDATE", version
+        )
+        if state not in ("ready", "rejected"):
+            return False
+        held = await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM active_index WHERE version = $1)
+                   OR EXISTS (SELECT 1 FROM experiments
+                              WHERE stopped_at IS NULL AND $1 = ANY(pinned_versions))""",
             version,
         )
-    return status == "UPDATE 1"
+        if held:
+            return False
+        await conn.execute(
+            "UPDATE index_versions SET state = 'deleted' WHERE version = $1", version
+        )
+    return True

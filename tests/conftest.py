@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789"
 TABLES = (
     "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
-    " profile_refresh"
+    " profile_refresh, experiments, experiment_variant_stops, experiment_exposures,"
+    " experiment_served, experiment_flush"
 )
 
 
@@ -77,6 +78,8 @@ async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     app.state.resources.trending.forget()
     # Forget what an earlier test had this process serve.
     app.state.resources.serving.current = None
+    app.state.resources.serving.pinned = {}
+    app.state.resources.experiments.forget()
     await app.state.resources.serving.reload_deleted()
     yield pool
 

@@ -7,7 +7,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "embeddings", "indexing", "storage", "service", "workers", "devstack")
+PACKAGES = (
+    "common",
+    "embeddings",
+    "experiments",
+    "indexing",
+    "storage",
+    "service",
+    "workers",
+    "devstack",
+)
 DRIVERS = ("asyncpg", "redis", "minio", "urllib3")
 
 
@@ -71,7 +80,17 @@ def test_only_storage_and_the_entrypoints_reach_the_drivers() -> None:
 
 
 def test_storage_imports_no_layer_above_it() -> None:
-    assert _importers(("indexing", "service", "workers", "embeddings"), "storage") == []
+    assert (
+        _importers(("indexing", "service", "workers", "embeddings", "experiments"), "storage") == []
+    )
+
+
+def test_experiments_design_and_statistics_are_plain_logic() -> None:
+    # results.py reads storage for the API and the worker alike; the rest touches nothing.
+    assert _importers(("service", "workers"), "experiments") == []
+    found = _importers(("storage",), "experiments")
+    assert found and all(line.startswith("experiments.results ") for line in found)
+    assert _importers(DRIVERS, "experiments") == []
 
 
 def test_indexing_and_embeddings_know_nothing_of_storage_or_transport() -> None:

@@ -14,6 +14,7 @@ BUILD_TASK = "recs.build_index"
 EMBED_TASK = "recs.embed_items"
 TRENDING_TASK = "recs.refresh_trending"
 NIGHTLY_TASK = "recs.nightly_build"
+EXPERIMENTS_TASK = "recs.experiments_tick"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,11 +38,16 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def schedule(settings: Settings) -> dict[str, dict[str, object]]:
-    """What beat runs: the trending refresh, and the nightly build unless turned off."""
+    """What beat runs: the trending refresh, the experiments' tick, and the nightly build
+    unless turned off."""
     entries: dict[str, dict[str, object]] = {
         "refresh-trending": {
             "task": TRENDING_TASK,
             "schedule": settings.index.trending_refresh_seconds,
+        },
+        "experiments-tick": {
+            "task": EXPERIMENTS_TASK,
+            "schedule": settings.experiment.tick_seconds,
         },
     }
     if settings.index.nightly:

@@ -22,12 +22,13 @@ from redis.asyncio import Redis
 from common.errors import DependencyError
 from common.settings import Settings, get_settings
 from embeddings.encoder import Encoder, configured
+from experiments import results
 from storage import builds, events
 from storage.blob.s3 import S3Store
 from storage.db import create_pool
 from workers import pipeline
 from workers.app import celery_app
-from workers.factory import BUILD_TASK, EMBED_TASK, NIGHTLY_TASK, TRENDING_TASK
+from workers.factory import BUILD_TASK, EMBED_TASK, EXPERIMENTS_TASK, NIGHTLY_TASK, TRENDING_TASK
 from workers.pipeline import build_version, embed_missing
 
 log = logging.getLogger(__name__)
@@ -233,3 +234,16 @@ async def _refresh_trending(ctx: Context) -> None:
     """The default window's lists, for every API process to hold."""
     hours = ctx.settings.index.trending_window_hours
     await pipeline.refresh_trending(ctx.pool, ctx.redis, ctx.settings, hours)
+
+
+@celery_app.task(name=EXPERIMENTS_TASK, acks_late=True, time_limit=300)
+def experiments_tick() -> list[str]:
+    """Copy experiment impressions to PostgreSQL, store every running experiment's results
+    and apply guardrails (beat runs this); returns the variants it stopped."""
+
+    async def body(ctx: Context) -> list[str]:
+        return await results.tick(
+            ctx.pool, ctx.redis, ctx.settings.experiment, ctx.settings.event_namespace
+        )
+
+    return run(body)

@@ -21,6 +21,7 @@ from common.models import Role
 from common.settings import Settings
 from embeddings.encoder import Encoder, Vectors, configured
 from service.auth import Authenticator, Principal
+from service.experiments import Experiments
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
 from service.serving import Serving
@@ -45,6 +46,7 @@ class Resources:
     store_probe: StoreProbe
     limiter: RateLimiter
     trending: Trending
+    experiments: Experiments
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     # The model runs on one thread of its own: queries wait their turn instead of each

@@ -20,8 +20,18 @@ from service.api.body import document_bodies
 from service.api.deps import Resources
 from service.api.limits import AuthenticateFirst, BodyLimit
 from service.api.metrics import RequestMetrics, access_log
-from service.api.routes import API, health, index, items, keys, recommendations, users
+from service.api.routes import (
+    API,
+    experiments,
+    health,
+    index,
+    items,
+    keys,
+    recommendations,
+    users,
+)
 from service.auth import Authenticator
+from service.experiments import Experiments
 from service.profiles import Refresher
 from service.ratelimit import RateLimiter
 from service.serving import Serving
@@ -65,6 +75,9 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
         held = Trending(settings, pool, redis)
         await held.start()
         serving.handlers["trending_changed"] = lambda event: held.reload(event.get("generation"))
+        trials = Experiments(settings, pool, redis, serving, registry)
+        await trials.start()
+        serving.handlers["experiments_changed"] = lambda _: trials.reload()
     except BaseException:
         await redis.aclose()
         await pool.close()
@@ -81,6 +94,7 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
         store_probe=StoreProbe(store),
         limiter=RateLimiter(settings.rate, redis, settings.event_namespace, registry),
         trending=held,
+        experiments=trials,
     )
 
 
@@ -88,6 +102,7 @@ async def close_resources(res: Resources) -> None:
     await res.drain()
     await res.profiles.stop()
     await res.trending.stop()
+    await res.experiments.stop()
     await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()
@@ -134,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batch_bytes=settings.api.max_body_bytes,
     )
     app.add_middleware(RequestMetrics, registry=app.state.registry)
-    for module in (health, recommendations, items, users, keys, index):
+    for module in (health, recommendations, items, users, keys, index, experiments):
         app.include_router(module.router)
     document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
     return app

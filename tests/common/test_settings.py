@@ -130,3 +130,16 @@ def test_production_refuses_the_shipped_credentials(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ENVIRONMENT", "development")
     monkeypatch.setenv("S3_SECRET_KEY", "recs-local-secret")
     assert load_settings().s3.secret_key.get_secret_value() == "recs-local-secret"
+
+
+def test_conversions_default_to_the_configured_engaging_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().experiment.conversion_types == ["click", "like", "superlike", "purchase"]
+    monkeypatch.setenv("INTERACTION_WEIGHTS", '{"play": 1.5, "skip": -1, "finish": 3}')
+    assert load_settings().experiment.conversion_types == ["play", "finish"]
+    monkeypatch.setenv("EXPERIMENT_CONVERSION_TYPES", '["finish"]')
+    assert load_settings().experiment.conversion_types == ["finish"]
+    monkeypatch.setenv("EXPERIMENT_CONVERSION_TYPES", '["purchase"]')
+    with pytest.raises(ConfigError, match="not configured"):
+        load_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ from common.models import (
     TrendingList,
 )
 from common.text import item_text
+from experiments.design import DEFAULT, Params
 from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
@@ -29,8 +32,10 @@ from indexing.ranking import Profile, Ranked
 from service import profiles
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API, ERRORS
+from service.experiments import State
 from storage import catalog
 
+log = logging.getLogger(__name__)
 router = APIRouter(
     prefix=API, tags=["recommendations"], dependencies=[require("read")], responses=ERRORS
 )
@@ -38,6 +43,15 @@ router = APIRouter(
 Id = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
 Category = Annotated[str | None, Query(min_length=1, max_length=128), Text]
 Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@dataclass(frozen=True)
+class Served:
+    """The variant a request is answered by, and whether its items count as impressions."""
+
+    name: str
+    params: Params
+    counted: bool
 
 
 @router.get("/recommendations/{user_id}")
@@ -55,9 +69,15 @@ async def recommend(
     """A user's list; unknown and new users get the popular items.
 
     Lists are kept for a minute, or until the user interacts; `Cache-Control: no-cache`
-    ranks afresh (and keeps the new list)."""
-    version = res.serving.current
-    key = (user_id, version.version if version else 0, category, exclude_seen)
+    ranks afresh (and keeps the new list). Under a running experiment the list is the
+    user's variant's, and its items count as that variant's impressions."""
+    experiment_id = experiment_id or None  # `?experiment_id=` names none
+    state, arm, version = await _experiment(res, experiment_id, user_id)
+    params = arm.params if arm else DEFAULT
+    # Answers outside any variant share the default list's entry.
+    tested = experiment_id if arm else None
+    ranked_as = arm.name if arm else None
+    key = (user_id, version.version if version else 0, category, exclude_seen, tested, ranked_as)
     fresh = cache_control is not None and "no-cache" in cache_control.lower()
     found = None if fresh else res.serving.answers.get(key)
     hit = found is not None
@@ -66,7 +86,7 @@ async def recommend(
         profile = await _profile(res, version, user_id)
     if found is None:
         found = await _ranked_ids(
-            res, version, profile, res.settings.index.ranking_depth, category, exclude_seen
+            res, version, profile, res.settings.index.ranking_depth, category, exclude_seen, params
         )
         res.serving.answers.put(key, found)
     ranked, strategy = found
@@ -74,16 +94,55 @@ async def recommend(
     page = pairs[offset : offset + limit]
     items = [Scored(item_id=i, score=round(s, 6)) for i, s in page]
     if explain:
-        said = await _reasons(res, version, profile, [i.item_id for i in items], strategy)
+        shown = [i.item_id for i in items]
+        said = await _reasons(res, version, profile, shown, strategy, params)
         for item in items:
             item.reasons = said.get(item.item_id, ["popular right now"])
+    if arm is not None and experiment_id is not None and arm.counted:
+        shown = [i.item_id for i in items]
+        number = version.version if version else 0
+        res.experiments.record(experiment_id, arm.name, user_id, shown, number)
     return Recommendations(
         user_id=user_id,
         items=items,
         index_version=version.version if version else None,
         strategy=strategy,
+        variant=arm.name if arm and arm.counted else None,
+        experiment_state=state,
         cached=hit,
     )
+
+
+async def _experiment(
+    res: ResourcesDep, experiment_id: str | None, user_id: str
+) -> tuple[State | None, Served | None, IndexVersion | None]:
+    """The experiment's state, the variant whose ranking the user gets, and the version
+    that answers.
+
+    An unknown or stopped experiment gets the default answer and records nothing. So does a
+    variant whose pinned version cannot be loaded: the user is still answered. A user of a
+    variant the guardrail stopped gets control's ranking, in no variant (`counted` false)."""
+    version = res.serving.current
+    if experiment_id is None:
+        return None, None, version
+    state, found = res.experiments.find(experiment_id)
+    if found is None:
+        return state, None, version
+    arm, counted = found.serves(user_id)
+    pinned = arm.params.index_version
+    if pinned is not None:
+        try:
+            version = await res.serving.version(pinned)
+        except Exception as exc:  # whatever stops that version, the user is still answered
+            log.warning(
+                "%s/%s pins version %d, which cannot be served: %s",
+                experiment_id,
+                arm.name,
+                pinned,
+                exc,
+            )
+            return state, None, res.serving.current
+    return state, Served(arm.name, arm.params, counted), version
 
 
 async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str) -> Profile:
@@ -97,6 +156,7 @@ async def _ranked_ids(
     depth: int,
     category: str | None,
     exclude_seen: bool,
+    params: Params = DEFAULT,
 ) -> tuple[list[tuple[str, float]], str]:
     if version is None:
         # No index yet: popularity straight from recent interactions.
@@ -105,21 +165,26 @@ async def _ranked_ids(
             res.serving.deleted | profile.negative | (profile.seen if exclude_seen else frozenset())
         )
         return [(i, s) for i, s in hot if i not in excluded][:depth], "popular"
-    settings, deleted = version.ranking(res.settings.ranking), res.serving.deleted_rows(version)
+    settings = params.apply(version.ranking(res.settings.ranking))
+    deleted = res.serving.deleted_rows(version)
     trending = res.trending.hot_scores(version)
 
     def ranked() -> tuple[list[tuple[str, float]], str]:
-        found = ranking.recommend(
-            version,
-            profile,
-            settings,
-            depth=depth,
-            cold_start_min=res.settings.index.cold_start_min,
-            category=category,
-            exclude_seen=exclude_seen,
-            deleted=deleted,
-            trending=trending,
-        )
+        if params.strategy == "popular":
+            excluded = ranking.excluded_rows(version, profile, deleted, exclude_seen)
+            found = ranking.popular(version, depth=depth, category=category, excluded=excluded)
+        else:
+            found = ranking.recommend(
+                version,
+                profile,
+                settings,
+                depth=depth,
+                cold_start_min=res.settings.index.cold_start_min,
+                category=category,
+                exclude_seen=exclude_seen,
+                deleted=deleted,
+                trending=trending,
+            )
         return _pairs(version, found), found.strategy
 
     return await res.rank(ranked)
@@ -145,11 +210,16 @@ def _pairs(version: IndexVersion, ranked: Ranked) -> list[tuple[str, float]]:
 
 
 async def _blend(
-    res: ResourcesDep, version: IndexVersion, profile: Profile, extra: list[int]
+    res: ResourcesDep,
+    version: IndexVersion,
+    profile: Profile,
+    extra: list[int],
+    params: Params = DEFAULT,
 ) -> hybrid.Blend:
-    """The blend behind the user's default list, with `extra` rows scored alongside."""
+    """The blend behind the user's list (by default, or under a variant's `params`), with
+    `extra` rows scored alongside."""
     settings = res.settings
-    served = version.ranking(settings.ranking)
+    served = params.apply(version.ranking(settings.ranking))
     trend = res.trending.hot_scores(version)
     excluded = ranking.excluded_rows(version, profile, res.serving.deleted_rows(version), True)
 
@@ -173,11 +243,12 @@ async def _reasons(
     profile: Profile,
     item_ids: list[str],
     strategy: str,
+    params: Params = DEFAULT,
 ) -> dict[str, list[str]]:
     if strategy == "popular" or version is None:
         return {}
     rows = [version.item_row[i] for i in item_ids if i in version.item_row]
-    blended = await _blend(res, version, profile, rows)
+    blended = await _blend(res, version, profile, rows, params)
     position = {int(r): n for n, r in enumerate(blended.rows)}
     liked = ranking.rows_in_order(version, profile.liked)
     recent = liked[: res.settings.ranking.recent_items]
