@@ -150,17 +150,14 @@ def rank_all(
     for user in users:
         profile = ranking.profile_of(version, version.user_ids[user])
         depth = max(k, settings.index.ranking_depth)
-        if ranking_settings is None:
-            excluded = ranking.excluded_rows(version, profile, (), True)
-            ranked = ranking.popular(version, depth=k, category=None, excluded=excluded)
-        else:
-            ranked = ranking.recommend(
-                version,
-                profile,
-                ranking_settings,
-                depth=depth,
-                cold_start_min=settings.index.cold_start_min,
-            )
+        ranked = ranking.ranked_for(
+            version,
+            profile,
+            ranking_settings or settings.ranking,
+            strategy="popular" if ranking_settings is None else "hybrid",
+            depth=depth,
+            cold_start_min=settings.index.cold_start_min,
+        )
         lists[user] = ranked.rows[:k].tolist()
     return lists
 

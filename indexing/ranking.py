@@ -171,6 +171,37 @@ def recommend(
     return Ranked(rows, scores, "hybrid")
 
 
+def ranked_for(
+    version: IndexVersion,
+    profile: Profile,
+    settings: RankingSettings,
+    *,
+    strategy: str = "hybrid",
+    depth: int,
+    cold_start_min: int,
+    category: str | None = None,
+    exclude_seen: bool = True,
+    deleted: Collection[int] = (),
+    trending: hybrid.Trend | None = None,
+) -> Ranked:
+    """The list a strategy gives the user: `popular`, the same for everyone, or `hybrid`
+    (`recommend`, which falls back to popular for a user with too little history)."""
+    if strategy == "popular":
+        excluded = excluded_rows(version, profile, deleted, exclude_seen)
+        return popular(version, depth=depth, category=category, excluded=excluded)
+    return recommend(
+        version,
+        profile,
+        settings,
+        depth=depth,
+        cold_start_min=cold_start_min,
+        category=category,
+        exclude_seen=exclude_seen,
+        deleted=deleted,
+        trending=trending,
+    )
+
+
 def blend_for(
     version: IndexVersion,
     profile: Profile,

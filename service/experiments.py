@@ -28,6 +28,7 @@ from common.errors import CacheUnavailable, DependencyError, InvalidInput
 from common.models import Experiment
 from common.settings import Settings
 from experiments.design import Design
+from service.background import cancel
 from service.serving import Serving
 from storage import experiments as stored
 
@@ -93,11 +94,7 @@ class Experiments:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._tasks)
         with contextlib.suppress(CacheUnavailable):
             await self.push()
 

@@ -30,6 +30,7 @@ from common.settings import Settings
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, type_weights, user_decay, user_vectors
 from indexing.ranking import Profile, newest_first, profile_of
+from service.background import cancel
 from storage import activity
 from storage import profiles as stored_profiles
 from storage.events import publish
@@ -169,9 +170,7 @@ class Refresher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel([self._task])
         try:
             await self.flush()
         except Exception:

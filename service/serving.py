@@ -12,7 +12,6 @@ make it serve a version that is not active.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -28,6 +27,7 @@ from common.settings import Settings
 from indexing import publish
 from indexing.artifacts import IndexVersion
 from service.answers import AnswerCache
+from service.background import cancel
 from storage import builds, catalog, events
 from storage.blob import BlobStore
 
@@ -76,11 +76,7 @@ class Serving:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._tasks)
 
     async def announce(self, kind: str, **fields: Any) -> None:
         """Tell this deployment's other processes. With Redis down the change stands: they

@@ -28,6 +28,7 @@ from common.settings import Settings
 from indexing import trending
 from indexing.artifacts import IndexVersion
 from indexing.hybrid import Trend
+from service.background import cancel
 from storage import trending as store
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,7 @@ class Trending:
         self._task = asyncio.create_task(self._watch(), name="trending-watch")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._flights.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel(t for t in (self._task, *self._flights.values()) if t is not None)
 
     def forget(self) -> None:
         """Drop every list held (the tests' fresh start)."""

@@ -170,21 +170,18 @@ async def _ranked_ids(
     trending = res.trending.hot_scores(version)
 
     def ranked() -> tuple[list[tuple[str, float]], str]:
-        if params.strategy == "popular":
-            excluded = ranking.excluded_rows(version, profile, deleted, exclude_seen)
-            found = ranking.popular(version, depth=depth, category=category, excluded=excluded)
-        else:
-            found = ranking.recommend(
-                version,
-                profile,
-                settings,
-                depth=depth,
-                cold_start_min=res.settings.index.cold_start_min,
-                category=category,
-                exclude_seen=exclude_seen,
-                deleted=deleted,
-                trending=trending,
-            )
+        found = ranking.ranked_for(
+            version,
+            profile,
+            settings,
+            strategy=params.strategy,
+            depth=depth,
+            cold_start_min=res.settings.index.cold_start_min,
+            category=category,
+            exclude_seen=exclude_seen,
+            deleted=deleted,
+            trending=trending,
+        )
         return _pairs(version, found), found.strategy
 
     return await res.rank(ranked)
