@@ -470,6 +470,16 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             raise RuntimeError(f"the API serves version {served}, not {version}: the gate?")
         rng = random.Random(5)
         fresh = "Cache-Control: no-cache\r\n"  # the API ranks afresh: no cached answer
+        # Two variants that rank alike: what an experiment adds is its own cost (the
+        # lookup, the hash, recording the impressions), not a different ranking.
+        alike = [{"name": n, "weight": 1, "params": {}} for n in ("control", "same")]
+        created = httpx.post(
+            f"{base}/api/v1/experiments",
+            json={"experiment_id": "bench", "variants": alike},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        if created.status_code not in (201, 409):
+            raise RuntimeError(f"could not create the bench experiment: {created.text}")
         users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]
         targets = {
             "trivial /health": (["/health"], ""),
@@ -481,6 +491,10 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 "",
             ),
             "personalised": ([f"/api/v1/recommendations/{u}?limit=10" for u in users], fresh),
+            "personalised, A/A test": (
+                [f"/api/v1/recommendations/{u}?limit=10&experiment_id=bench" for u in users],
+                fresh,
+            ),
             # The same lists again, from the answer cache (an entry lives a minute).
             "personalised, cached": (
                 [f"/api/v1/recommendations/{u}?limit=10" for u in users[:200]],
@@ -524,6 +538,21 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                     f"  {label:22} req/s {figures['rps'] / trivial['rps']:6.1%}"
                     f"   p99 {figures['p99_ms'] / trivial['p99_ms']:5.2f}x"
                 )
+        started = time.perf_counter()
+        found = httpx.get(
+            f"{base}/api/v1/experiments/bench/results",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=600,
+        ).json()
+        print(
+            f"\nthe A/A test's results, impressions copied from Redis first, in "
+            f"{time.perf_counter() - started:.1f} s:"
+        )
+        for variant in found["variants"]:
+            print(
+                f"  {variant['name']:8} users {variant['users']:>7,}  impressions "
+                f"{variant['impressions']:>9,}  p = {variant['p_value']}"
+            )
         rss, pss = memory_mib(api.pid)
         print(
             f"\nAPI memory, {args.api_workers} process(es): RSS {rss:.0f} MiB, PSS {pss:.0f} MiB "
