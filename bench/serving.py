@@ -508,16 +508,19 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             f"{args.rounds} rounds; median of rounds (min..max)"
         )
         print(f"{'endpoint':22}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
-        medians: dict[str, dict[str, float]] = {}
-        for label, (paths, headers) in targets.items():
-            if args.only and args.only not in label:
-                continue
-            rounds = [
-                await load("127.0.0.1", args.port, paths, args.concurrency, args.seconds, headers)
-                for _ in range(args.rounds)
-            ]
+        # Rounds go through the endpoints in turn, so that the machine's drift over a run
+        # falls on every endpoint alike, and each ratio compares figures of the same round.
+        chosen = {k: v for k, v in targets.items() if not args.only or args.only in k}
+        rounds: dict[str, list[dict[str, float]]] = {label: [] for label in chosen}
+        for _ in range(args.rounds):
+            for label, (paths, headers) in chosen.items():
+                figures = await load(
+                    "127.0.0.1", args.port, paths, args.concurrency, args.seconds, headers
+                )
+                rounds[label].append(figures)
+        for label, done in rounds.items():
 
-            def cell(key: str, fmt: str, rs: list[dict[str, float]] = rounds) -> str:
+            def cell(key: str, fmt: str, rs: list[dict[str, float]] = done) -> str:
                 values = [r[key] for r in rs]
                 return (
                     f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
@@ -525,18 +528,20 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
 
             print(
                 f"{label:22}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
-                f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in rounds):>8.0%}"
-                f"{sum(int(r['errors']) for r in rounds):>7}",
+                f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in done):>8.0%}"
+                f"{sum(int(r['errors']) for r in done):>7}",
                 flush=True,
             )
-            medians[label] = {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p99_ms")}
-        trivial = medians.get("trivial /health")
+        trivial = rounds.get("trivial /health")
         if trivial:
-            print("\nagainst the trivial endpoint, median of rounds:")
-            for label, figures in medians.items():
+            print("\nagainst the trivial endpoint in the same round, median (min..max):")
+            for label, done in rounds.items():
+                rps = [r["rps"] / t["rps"] for r, t in zip(done, trivial, strict=True)]
+                p99 = [r["p99_ms"] / t["p99_ms"] for r, t in zip(done, trivial, strict=True)]
                 print(
-                    f"  {label:22} req/s {figures['rps'] / trivial['rps']:6.1%}"
-                    f"   p99 {figures['p99_ms'] / trivial['p99_ms']:5.2f}x"
+                    f"  {label:22} req/s {statistics.median(rps):6.1%} "
+                    f"({min(rps):.1%}..{max(rps):.1%})   p99 {statistics.median(p99):5.2f}x "
+                    f"({min(p99):.2f}..{max(p99):.2f})"
                 )
         started = time.perf_counter()
         found = httpx.get(
