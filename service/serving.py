@@ -162,7 +162,7 @@ class Serving:
         async with self._load_lock:
             if self.current is not None and self.current.version == version:
                 return
-            await self._swap(await self.prepare(version, offline=True))
+            await self._swap(self.pinned.get(version) or await self.prepare(version, offline=True))
 
     async def prepare(self, version: int, *, offline: bool = False) -> IndexVersion:
         """`version` downloaded, verified and read, but not served yet. With `offline`, a
@@ -181,6 +181,8 @@ class Serving:
                 await self._swap(loaded)
 
     async def _swap(self, loaded: IndexVersion) -> None:
+        # A version an experiment pins is held already: serve that copy, not a second one.
+        loaded = self.pinned.get(loaded.version, loaded)
         previous = self.current
         self.current = loaded
         # The version's arrays and maps live until the next swap: keep the collector

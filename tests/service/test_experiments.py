@@ -333,6 +333,13 @@ async def test_a_variant_can_pin_an_older_index_version(
     assert set(found["control"]["index_versions"]) == {str(newer)}
     # Retention keeps the pinned version while the experiment runs.
     assert old not in await builds.versions_to_retire(app.state.resources.pool, keep=1)
+    # Rolled back to it, the process serves the copy it holds for the experiment.
+    serving = app.state.resources.serving
+    held = serving.pinned[old]
+    assert (await client.post(f"/api/v1/index/versions/{old}/activate")).status_code == 200
+    assert serving.current is held
+    assert (await recs(client, "fan-1", experiment_id="exp"))["index_version"] == old
+    assert (await client.post(f"/api/v1/index/versions/{newer}/activate")).status_code == 200
     await client.post("/api/v1/experiments/exp/stop")
     assert old in await builds.versions_to_retire(app.state.resources.pool, keep=1)
 
