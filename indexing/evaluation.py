@@ -150,7 +150,7 @@ def rank_all(
     for user in users:
         profile = ranking.profile_of(version, version.user_ids[user])
         depth = max(k, settings.index.ranking_depth)
-        ranked = ranking.ranked_for(
+        ranked = ranking.recommend(
             version,
             profile,
             ranking_settings or settings.ranking,

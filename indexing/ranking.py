@@ -155,51 +155,23 @@ def recommend(
     exclude_seen: bool = True,
     deleted: Collection[int] = (),
     trending: hybrid.Trend | None = None,
+    strategy: str = "hybrid",
 ) -> Ranked:
     """One user's ranked list: the hybrid blend (indexing/hybrid.py), or popular items while
-    they have fewer than `cold_start_min` interactions and neither taste nor positive items.
+    they have fewer than `cold_start_min` interactions and neither taste nor positive items,
+    or always with `strategy="popular"` (an experiment's variant, the evaluation's Pop).
 
     `trending` is the served trending list, as a score per item row; build-time popularity
     stands in when there is none.
     """
     excluded = excluded_rows(version, profile, deleted, exclude_seen)
     liked, _ = positives_in(version, profile)
-    if profile.count < cold_start_min or not (profile.has_taste or len(liked)):
+    cold = profile.count < cold_start_min or not (profile.has_taste or len(liked))
+    if strategy == "popular" or cold:
         return popular(version, depth=depth, category=category, excluded=excluded)
     blended = blend_for(version, profile, settings, depth, category, excluded, trending)
     rows, scores = hybrid.ranked(version, settings, blended, depth)
     return Ranked(rows, scores, "hybrid")
-
-
-def ranked_for(
-    version: IndexVersion,
-    profile: Profile,
-    settings: RankingSettings,
-    *,
-    strategy: str = "hybrid",
-    depth: int,
-    cold_start_min: int,
-    category: str | None = None,
-    exclude_seen: bool = True,
-    deleted: Collection[int] = (),
-    trending: hybrid.Trend | None = None,
-) -> Ranked:
-    """The list a strategy gives the user: `popular`, the same for everyone, or `hybrid`
-    (`recommend`, which falls back to popular for a user with too little history)."""
-    if strategy == "popular":
-        excluded = excluded_rows(version, profile, deleted, exclude_seen)
-        return popular(version, depth=depth, category=category, excluded=excluded)
-    return recommend(
-        version,
-        profile,
-        settings,
-        depth=depth,
-        cold_start_min=cold_start_min,
-        category=category,
-        exclude_seen=exclude_seen,
-        deleted=deleted,
-        trending=trending,
-    )
 
 
 def blend_for(

@@ -170,7 +170,7 @@ async def _ranked_ids(
     trending = res.trending.hot_scores(version)
 
     def ranked() -> tuple[list[tuple[str, float]], str]:
-        found = ranking.ranked_for(
+        found = ranking.recommend(
             version,
             profile,
             settings,
