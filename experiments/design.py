@@ -106,10 +106,8 @@ class Arm:
 class Design:
     """A stored experiment, ready to assign users."""
 
-    experiment_id: str
     salt: str
     arms: tuple[Arm, ...]
-    active: bool
 
     @classmethod
     def of(cls, experiment: Experiment, salt: str) -> Design:
@@ -117,7 +115,7 @@ class Design:
             Arm(v.name, v.weight, v.control, v.active, parse_params(v.params))
             for v in experiment.variants
         )
-        return cls(experiment.experiment_id, salt, arms, experiment.active)
+        return cls(salt, arms)
 
     @property
     def control(self) -> Arm:

@@ -95,11 +95,22 @@ async def compute(
 ) -> ExperimentResults:
     """Results as of now, stored for /metrics. With Redis down, from what was copied
     already (`complete` false)."""
+    return await _counted(pool, settings, experiment, await _drained(pool, redis))
+
+
+async def _drained(pool: asyncpg.Pool, redis: Redis, rounds: int = FLUSH_ROUNDS) -> bool:
+    """`drain`, but with Redis down only False: what was copied already still counts."""
     try:
-        complete = await drain(pool, redis)
+        return await drain(pool, redis, rounds)
     except CacheUnavailable as exc:
         log.warning("results without the impressions still in Redis: %s", exc)
-        complete = False
+        return False
+
+
+async def _counted(
+    pool: asyncpg.Pool, settings: ExperimentSettings, experiment: Experiment, complete: bool
+) -> ExperimentResults:
+    """Results from what PostgreSQL holds, stored for /metrics."""
     counts, served = await stored.counts(
         pool, experiment.experiment_id, settings.conversion_types or (), settings.attribution_hours
     )
@@ -124,13 +135,10 @@ async def tick(
 ) -> list[str]:
     """Copy impressions, store every running experiment's results, and stop the variants
     their guardrails catch; returns those stopped, as "experiment/variant"."""
-    try:
-        await drain(pool, redis, rounds=1_000)
-    except CacheUnavailable as exc:
-        log.warning("impressions stay in Redis until it is back: %s", exc)
+    complete = await _drained(pool, redis, rounds=1_000)
     stopped = []
     for experiment, _, _ in await stored.held(pool, stopped=0):
-        results = await compute(pool, redis, settings, experiment)
+        results = await _counted(pool, settings, experiment, complete)
         if not experiment.guardrail:
             continue
         control = next(r for r in results.variants if r.control)

@@ -48,7 +48,7 @@ State = Literal["running", "stopped", "unknown"]
 @dataclass(frozen=True)
 class Held:
     experiment: Experiment
-    design: Design
+    design: Design | None  # running experiments only: a stopped one assigns no one
     results: dict[str, Any] | None
 
 
@@ -105,15 +105,17 @@ class Experiments:
     async def reload(self) -> None:
         held = {}
         for experiment, salt, results in await stored.held(self.pool, STOPPED_HELD):
-            try:
-                design = Design.of(experiment, salt)
-            except InvalidInput as exc:
-                # Stored before a check existed, say: that experiment answers as unknown.
-                log.error("experiment %r cannot be served: %s", experiment.experiment_id, exc)
-                continue
+            design = None
+            if experiment.active:
+                try:
+                    design = Design.of(experiment, salt)
+                except InvalidInput as exc:
+                    # Stored before a check existed, say: that experiment answers as unknown.
+                    log.error("experiment %r cannot be served: %s", experiment.experiment_id, exc)
+                    continue
             held[experiment.experiment_id] = Held(experiment, design, results)
         self.held = held
-        pinned = {v for h in held.values() if h.experiment.active for v in h.design.pinned}
+        pinned = {v for h in held.values() if h.design for v in h.design.pinned}
         self.serving.keep_pinned(pinned)
         for version in pinned - self.serving.held_versions:
             # Loaded ahead of the first request that needs it.
@@ -142,7 +144,7 @@ class Experiments:
         held = self.held.get(experiment_id)
         if held is None:
             return "unknown", None
-        if not held.experiment.active:
+        if held.design is None:
             return "stopped", None
         return "running", held.design
 

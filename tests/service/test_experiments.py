@@ -438,3 +438,32 @@ async def test_pushes_running_together_send_each_answer_once(
         held.record("exp", "control", f"u{n}", ["a", "b"], 1)
     await asyncio.gather(*(held.push() for _ in range(5)))
     assert await app.state.resources.redis.xlen(stored.STREAM) == 300
+
+
+async def test_explain_under_a_variant_explains_that_variants_ranking(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await fans(client, app, 40)
+    weights = (
+        "content_weight",
+        "collaborative_weight",
+        "ease_weight",
+        "cooccurrence_weight",
+        "recent_weight",
+        "cold_content_weight",
+    )
+    only_trending = {name: 0.0 for name in weights} | {
+        "trending_weight": 1.0,
+        "cold_trending_weight": 1.0,
+    }
+    tested = variants(("control", 1e-6, {}), ("trend", 1e6, only_trending))
+    await start(client, experiment(variants=tested))
+
+    def said(body: dict[str, Any]) -> list[str]:
+        return [reason for item in body["items"] for reason in item["reasons"]]
+
+    default = said(await recs(client, "fan-0", explain="true"))
+    assert any(r.startswith("because you liked") for r in default)
+    body = await recs(client, "fan-0", explain="true", experiment_id="exp")
+    assert body["variant"] == "trend"
+    assert not any(r.startswith(("because you liked", "popular with")) for r in said(body))
