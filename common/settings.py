@@ -209,12 +209,13 @@ class RankingSettings(_Section):
     ease_weight: Annotated[float, Field(ge=0)] = 1.0
     cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
     recent_weight: Annotated[float, Field(ge=0)] = 0.5
+    sequence_weight: Annotated[float, Field(ge=0)] = 0.5
     trending_weight: Annotated[float, Field(ge=0)] = 0.25
     # The same for a user with no positive items yet; collaborative sources weigh 0 there.
     cold_content_weight: Annotated[float, Field(ge=0)] = 1.0
     cold_trending_weight: Annotated[float, Field(ge=0)] = 0.5
     adapt_at: Annotated[float, Field(gt=0)] = 5.0
-    # How many of the newest positive items seed the "recent" source.
+    # How many of the newest positive items seed the "recent" and "sequence" sources.
     recent_items: Annotated[int, Field(ge=1, le=100)] = 10
     # How hard items like a disliked or hidden one are pushed down: at 1, an item as close as
     # can be to a rejected one sinks by the whole spread of the user's list.
@@ -239,6 +240,9 @@ class CollaborativeSettings(_Section):
     ease_neighbours: Annotated[int, Field(ge=1, le=5_000)] = 1_000
     shrinkage: Annotated[float, Field(ge=0)] = 20.0
     ease_lambda: Annotated[float, Field(gt=0)] = 200.0
+    # An item follows another when it comes at most this many positive interactions later
+    # in a user's history (the "sequence" source).
+    sequence_window: Annotated[int, Field(ge=1, le=100)] = 10
     # EASE inverts a dense matrix over this many of the most-liked items: n^2 * 4 bytes of
     # memory (1.6 GB at 20,000) and n^3 time. Beyond them the other sources rank.
     ease_max_items: Annotated[int, Field(ge=0, le=60_000)] = 20_000

@@ -5,7 +5,7 @@ A version is five files plus a manifest:
   users.faiss   user vectors, searchable (for similar users)
   factors.faiss ALS item factors, searchable by inner product
   arrays.npz    per-item category codes and popularity; per-user interaction history (CSR);
-                item-item cosine neighbours and EASE weights (CSR)
+                item-item cosine neighbours, EASE weights and followers (CSR)
   ids.json      item ids, user ids and category names, in row order
 The manifest names the sha256 of each file; loading refuses a file whose digest differs.
 """
@@ -117,6 +117,7 @@ class IndexVersion:
         faiss.write_index(self.user_index, str(folder / "users.faiss"))
         faiss.write_index(self.collaborative.factor_index, str(folder / "factors.faiss"))
         neighbours, ease = self.collaborative.neighbours, self.collaborative.ease
+        following = self.collaborative.following
         np.savez(
             folder / "arrays.npz",
             item_category=self.item_category,
@@ -131,6 +132,9 @@ class IndexVersion:
             ease_indptr=ease.indptr,
             ease_items=ease.indices,
             ease_weights=ease.data,
+            following_indptr=following.indptr,
+            following_items=following.indices,
+            following_weights=following.data,
             collaborative_params=np.array(
                 [
                     self.collaborative.regularization,
@@ -174,6 +178,7 @@ class IndexVersion:
                 (loaded["ease_weights"], loaded["ease_items"], loaded["ease_indptr"]),
                 shape=(n_items, n_items),
             ),
+            following=_following(loaded, n_items),
             regularization=regularization,
             alpha=alpha,
             half_life_days=half_life,
@@ -194,6 +199,16 @@ class IndexVersion:
             history_times=loaded["history_times"],
             collaborative=collaborative,
         )
+
+
+def _following(loaded: dict[str, Any], n_items: int) -> sp.csr_matrix:
+    """What follows what; nothing, for a version built before that was learned."""
+    if "following_indptr" not in loaded:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix(
+        (loaded["following_weights"], loaded["following_items"], loaded["following_indptr"]),
+        shape=(n_items, n_items),
+    )
 
 
 def _read_index(path: Path) -> Any:

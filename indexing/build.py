@@ -70,7 +70,13 @@ def assemble(
     history, latest = history_matrix(snapshot, weights), _max_per_pair(snapshot, n_items)
     if collaborative_model is None:
         strength = evidence_matrix(history, latest, settings.collaborative.half_life_days)
-        collaborative_model = collaborative.fit(strength, settings.collaborative, settings.index)
+        positive = weights > 0
+        sequences = collaborative.sequences_of(
+            snapshot.user_rows[positive], snapshot.item_rows[positive], snapshot.times[positive]
+        )
+        collaborative_model = collaborative.fit(
+            strength, settings.collaborative, settings.index, sequences
+        )
 
     names = sorted({c for c in snapshot.categories if c is not None})
     code = {name: n for n, name in enumerate(names)}

@@ -1,4 +1,5 @@
-"""Collaborative models fitted at build time: implicit ALS, EASE and shrunk item-item cosine.
+"""Collaborative models fitted at build time: implicit ALS, EASE, shrunk item-item cosine
+and what follows what.
 
 All three learn from every positive interaction, whatever its type. The evidence of a
 (user, item) pair is e = w * 0.5 ** (age / half_life) when its net weight w is above 0
@@ -28,6 +29,13 @@ the item columns of X:
 so two co-occurrences cannot outrank two hundred. Each item keeps its `neighbours` most
 similar items; the co-occurrence source scores X_u S, the recent source the same over the
 newest positive items.
+
+What follows what, over each user's positive interactions in time order: with n(j -> i) the
+times i came at most `sequence_window` positive interactions after j, strictly later,
+    next(j, i) = n(j -> i) / (sum_c n(j -> c) + SEQUENCE_SHRINK)
+the share of what followed j that was i, shrunk where little followed j. Each item keeps its
+`neighbours` most frequent followers; the sequence source scores the newest positive items'
+rows. The order of acts says what the sets do not: what people go on to.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ class Collaborative:
     factor_index: Any  # FAISS inner-product index over the ALS item factors Y, (n_items, f)
     neighbours: sp.csr_matrix  # (n_items, n_items) float32, top-k shrunk cosine per row
     ease: sp.csr_matrix  # (n_items, n_items) float32, top-k EASE weights per row
+    following: sp.csr_matrix  # (n_items, n_items) float32, top-k next(j, i) per row j
     regularization: float
     alpha: float
     half_life_days: float = 0.0  # of the evidence (indexing/profiles.py); 0: no decay
@@ -98,6 +107,10 @@ class Collaborative:
         if not covered.all():
             sums.add(which, self.neighbours, rows[~covered], weights[~covered])
 
+    def following_scores(self, sums: RowSums, which: int, rows: Rows, weights: Floats) -> None:
+        """sums[which] += sum over the given items of weight * what follows them."""
+        sums.add(which, self.following, rows, weights)
+
 
 def positive_part(evidence: sp.csr_matrix) -> sp.csr_matrix:
     """X: the pairs whose evidence is above 0, with their evidence."""
@@ -107,14 +120,24 @@ def positive_part(evidence: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def fit(
-    evidence: sp.csr_matrix, settings: CollaborativeSettings, index: IndexSettings
+    evidence: sp.csr_matrix,
+    settings: CollaborativeSettings,
+    index: IndexSettings,
+    sequences: Sequences | None = None,
 ) -> Collaborative:
-    """Fit ALS, EASE and the cosine neighbours on a users x items evidence matrix."""
+    """Fit ALS, EASE and the cosine neighbours on a users x items evidence matrix, and what
+    follows what on `sequences` (`sequences_of`; none: nothing follows anything)."""
     x = positive_part(evidence)
+    n_items = x.shape[1]
     return Collaborative(
         factor_index=ann.build(als(x, settings), index),
         neighbours=cosine(x, settings.neighbours, settings.shrinkage),
         ease=ease(x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours),
+        following=(
+            follows(sequences, n_items, settings.sequence_window, settings.neighbours)
+            if sequences is not None
+            else sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        ),
         regularization=settings.regularization,
         alpha=settings.alpha,
         half_life_days=settings.half_life_days,
@@ -177,21 +200,7 @@ def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
         sims = counts.data / (norms[row] * norms[col] + shrink + 1e-9)
         keep = (row != col) & (sims > 0)
         row, col, sims = row[keep], col[keep], sims[keep].astype(np.float32)
-        # Rows (still grouped, as the product made them) with at most k entries keep them
-        # all; only the longer ones are sorted, by row, best first, ties by column.
-        length = np.bincount(row - start, minlength=stop - start)
-        long = length[row - start] > k
-        if long.any():
-            lr, lc, ls = row[long], col[long], sims[long]
-            # One float sort by (row, best first): sims lie in (0, 1], so row + (1 - sim)
-            # orders rows apart and sims within them; a stable sort keeps ties in column
-            # order. A three-key lexsort took minutes at 10M interactions.
-            order = np.argsort((lr - start) * 2.0 + (1.0 - ls.astype(np.float64)), kind="stable")
-            lr, lc, ls = lr[order], lc[order], ls[order]
-            top = (np.arange(len(lr)) - np.searchsorted(lr, lr, side="left")) < k
-            row = np.concatenate([row[~long], lr[top]])
-            col = np.concatenate([col[~long], lc[top]])
-            sims = np.concatenate([sims[~long], ls[top]])
+        row, col, sims = _best_per_row(row, col, sims, k, start, stop)
         rows.append(row)
         cols.append(col)
         vals.append(sims)
@@ -201,6 +210,74 @@ def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
 
 # Co-occurring (item, item) pairs formed at once by `cosine`: a few hundred MB at most.
 BLOCK_PAIRS = 20_000_000
+
+
+def _best_per_row(
+    row: Rows, col: Rows, value: Floats, k: int, start: int, stop: int
+) -> tuple[Rows, Rows, Floats]:
+    """The `k` best entries of each row in [start, stop), for entries grouped by row with
+    values in (0, 1]; ties go to the lower column where the entries come in column order."""
+    # Rows with at most k entries keep them all; only the longer ones are sorted, by row,
+    # best first.
+    length = np.bincount(row - start, minlength=stop - start)
+    long = length[row - start] > k
+    if not long.any():
+        return row, col, value
+    lr, lc, lv = row[long], col[long], value[long]
+    # One float sort by (row, best first): values lie in (0, 1], so row + (1 - value) orders
+    # rows apart and values within them; a stable sort keeps ties in column order. A
+    # three-key lexsort took minutes at 10M interactions.
+    order = np.argsort((lr - start) * 2.0 + (1.0 - lv.astype(np.float64)), kind="stable")
+    lr, lc, lv = lr[order], lc[order], lv[order]
+    top = (np.arange(len(lr)) - np.searchsorted(lr, lr, side="left")) < k
+    return (
+        np.concatenate([row[~long], lr[top]]),
+        np.concatenate([col[~long], lc[top]]),
+        np.concatenate([value[~long], lv[top]]),
+    )
+
+
+# Followers are counted with this much shrinkage: an item followed once by one item says
+# less than an item followed by the same one in a hundred histories.
+SEQUENCE_SHRINK = 5.0
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Positive interactions side by side, sorted by user, then time (ties as given)."""
+
+    users: Rows
+    items: Rows
+    times: npt.NDArray[np.float64]
+
+
+def sequences_of(user_rows: Rows, item_rows: Rows, times: npt.NDArray[np.float64]) -> Sequences:
+    order = np.lexsort((np.arange(len(user_rows)), times, user_rows))
+    return Sequences(user_rows[order], item_rows[order], times[order])
+
+
+def follows(sequences: Sequences, n_items: int, window: int, k: int) -> sp.csr_matrix:
+    """next(j, i) (see the module's docstring), each row's `k` largest.
+
+    One pass per gap of 1 to `window` positions: the work and memory grow with the
+    interactions times the window, not with the catalog."""
+    users, items, times = sequences.users, sequences.items, sequences.times
+    counts = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    for gap in range(1, min(window, len(users) - 1) + 1):
+        after = (users[gap:] == users[:-gap]) & (times[gap:] > times[:-gap])
+        after &= items[gap:] != items[:-gap]
+        pairs = (items[:-gap][after], items[gap:][after])
+        ones = np.ones(int(after.sum()), dtype=np.float32)
+        counts = counts + sp.csr_matrix((ones, pairs), shape=(n_items, n_items))
+    counts = sp.csr_matrix(counts)
+    counts.sum_duplicates()
+    counts.sort_indices()
+    followed = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    row = np.repeat(np.arange(n_items, dtype=np.int64), np.diff(counts.indptr))
+    col = counts.indices.astype(np.int64)
+    share = (counts.data / (followed[row] + SEQUENCE_SHRINK)).astype(np.float32)
+    row, col, share = _best_per_row(row, col, share, k, 0, n_items)
+    return _csr([row], [col], [share], n_items)
 
 
 def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:

@@ -40,9 +40,13 @@ def _say(version: IndexVersion, source: str, row: int, liked: Rows, recent: Rows
     if source == "trending":
         code = int(version.item_category[row])
         return f"trending in {version.category_names[code]}" if code >= 0 else "trending now"
-    pool = recent if source == "recent" else liked
+    pool = recent if source in ("recent", "sequence") else liked
     because = _closest(version, source, row, pool)
-    return f"because you liked {version.item_titles[because]}" if because is not None else None
+    if because is None:
+        return None
+    if source == "sequence":
+        return f"often chosen after {version.item_titles[because]}"
+    return f"because you liked {version.item_titles[because]}"
 
 
 def _closest(version: IndexVersion, source: str, row: int, pool: Rows) -> int | None:
@@ -50,8 +54,9 @@ def _closest(version: IndexVersion, source: str, row: int, pool: Rows) -> int | 
     if len(pool) == 0:
         return None
     collab = version.collaborative
-    if source in ("ease", "cooccurrence", "recent") and collab is not None:
-        matrix = collab.neighbours if source == "cooccurrence" else collab.ease
+    if source in ("ease", "cooccurrence", "recent", "sequence") and collab is not None:
+        matrices = {"cooccurrence": collab.neighbours, "sequence": collab.following}
+        matrix = matrices.get(source, collab.ease)
         strength = np.asarray(matrix[pool][:, row].todense()).ravel()
         if strength.max(initial=0.0) > 0:
             return int(pool[int(np.argmax(strength))])

@@ -7,7 +7,9 @@ Sources, each a score per candidate item c for user u (indexing/collaborative.py
   cooccurrence   sum over positive items j of e_j sim(j, c): shrunk item-item cosine
   recent         sum over the user's `recent_items` newest positive items j, the k-th newest
                  weighted 0.5 ** (k / (recent_items / 2)), of e_j B[j, c] (e_j sim(j, c)
-                 where EASE does not cover j): what follows the latest tastes
+                 where EASE does not cover j): what goes with the latest tastes
+  sequence       the same newest items, weighted alike, of e_j next(j, c): what other users
+                 went on to after them
 (e_j: the evidence of the user's item j, indexing/profiles.py)
   trending       the served trending score (or build-time popularity when none is served)
 Candidates are the union of each source's top `depth` items. Each source's scores are
@@ -38,11 +40,17 @@ from indexing.artifacts import IndexVersion
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
-SOURCES = ("content", "collaborative", "ease", "cooccurrence", "recent", "trending")
+SOURCES = (
+    "content",
+    "collaborative",
+    "ease",
+    "cooccurrence",
+    "recent",
+    "sequence",
+    "trending",
+)
 # The newest positive items a candidate's closeness to rejected items is weighed against.
 PUSH_LIKED = 20
-# Sources that need history: they weigh nothing for a user without positive items.
-COLD = ("content", "recent", "trending")
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ def weights_for(settings: RankingSettings, liked: int) -> dict[str, float]:
     cold = {
         "content": settings.cold_content_weight,
         "recent": settings.recent_weight,
+        "sequence": settings.sequence_weight,
         "trending": settings.cold_trending_weight,
     }
     return {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
@@ -106,7 +115,7 @@ class Trend:
 
 
 # The sources scored by a row sum over the user's items, and their accumulator in RowSums.
-ROW_SUMS = ("ease", "cooccurrence", "recent")
+ROW_SUMS = ("ease", "cooccurrence", "recent", "sequence")
 
 
 def blend(
@@ -141,9 +150,9 @@ def blend(
             collab.ease_scores(sums, 0, liked, evidence)
             collab.neighbour_scores(sums, 1, liked, evidence)
             recent = liked[: settings.recent_items]
-            collab.item_item_scores(
-                sums, 2, recent, recent_weights(len(recent), settings) * evidence[: len(recent)]
-            )
+            newest = recent_weights(len(recent), settings) * evidence[: len(recent)]
+            collab.item_item_scores(sums, 2, recent, newest)
+            collab.following_scores(sums, 3, recent, newest)
             summed = True
 
         if only is not None:

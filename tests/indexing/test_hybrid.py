@@ -1,13 +1,18 @@
-"""The blend's negative push and the MMR reorder, on data whose right answer is known."""
+"""The blend's negative push, its sequence source and the MMR reorder, on data whose right
+answer is known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from common.settings import IndexSettings, RankingSettings
-from indexing import ann, diversity, hybrid
+from indexing import ann, collaborative, diversity, evaluation, explanations, hybrid
 from indexing.artifacts import IndexVersion
+from indexing.collaborative import Collaborative
 from indexing.ranking import Profile, recommend
 
 DIM = 8
@@ -140,3 +145,38 @@ def test_the_api_ranking_applies_mmr_from_settings(version: IndexVersion) -> Non
     )
     assert any(n.startswith("b") for n in names(version, diverse.rows[:3]))
     assert sorted(diverse.rows.tolist()) == sorted(plain.rows.tolist())
+
+
+def test_the_sequence_source_ranks_what_others_went_on_to(version: IndexVersion) -> None:
+    """Every earlier user went from a0 to b5: a user whose newest item is a0 gets b5 first
+    from the sequence source, though nothing in b5's vector is like a0."""
+    n_items = len(version.item_ids)
+    users = np.repeat(np.arange(20, dtype=np.int64), 2)
+    items = np.tile(np.array([0, 11], dtype=np.int64), 20)
+    times = np.tile(np.array([1.0, 2.0]), 20)
+    following = collaborative.follows(
+        collaborative.sequences_of(users, items, times), n_items, window=3, k=10
+    )
+    empty = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    factors = ann.build(np.zeros((n_items, 2), dtype=np.float32), IndexSettings())
+    with_model = replace(
+        version, collaborative=Collaborative(factors, empty, empty, following, 0.1, 1.0)
+    )
+    settings = evaluation.alone(RankingSettings(), "sequence")
+    liked = np.array([0], dtype=np.int64)
+    blended = hybrid.blend(
+        with_model,
+        settings,
+        taste=None,
+        liked=liked,
+        evidence=np.ones(1, dtype=np.float32),
+        rejected=np.zeros(0, dtype=np.int64),
+        trending=hybrid.Trend.of(np.zeros(n_items, dtype=np.float32)),
+        depth=5,
+        only=np.arange(1, n_items),
+    )
+    rows, _ = hybrid.ranked(with_model, settings, blended, 5)
+    assert names(with_model, rows[:1]) == ["b5"]
+    at = int(np.flatnonzero(blended.rows == 11)[0])
+    assert blended.raw["sequence"][at] == pytest.approx(20 / (20 + 5))
+    assert explanations.reasons(with_model, blended, at, liked, liked) == ["often chosen after a0"]

@@ -68,5 +68,6 @@ def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
     configured = RankingSettings()
     chosen = _weights(cached, configured, deadline=0.0, log=[])
     moved = [w for w in tuning.WEIGHTS if getattr(chosen, w) != getattr(configured, w)]
-    # 64 equal blends and 20 coordinate steps tried on pure noise: at most a stray step.
-    assert len(moved) <= 2, moved
+    # 128 equal blends and 26 coordinate steps tried on pure noise, a step kept past one
+    # standard error: a few stray steps (about one in six passes by chance), not a new blend.
+    assert len(moved) <= 4, moved

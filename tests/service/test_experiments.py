@@ -291,6 +291,7 @@ async def test_the_guardrail_stops_a_significantly_worse_variant(
     await start(client, experiment(guardrail=True))
     await simulate(client, 300, seed=12)
     res = app.state.resources
+    await res.experiments.push()  # the worker's tick counts what the API has sent
     loose = res.settings.experiment.model_copy(update={"guardrail_min_users": 50})
     stopped = await results.tick(res.pool, res.redis, loose, res.settings.event_namespace)
     assert stopped == ["exp/popular"]
