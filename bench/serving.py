@@ -14,6 +14,8 @@ local servers (started if missing), so it never touches `make run`'s data. Steps
 3. Start the API (one uvicorn process) on that version and drive it at a fixed concurrency
    with a small keep-alive HTTP client: a trivial endpoint (/health), similar items and
    personalised recommendations, each for a fixed time. Latency is per request, end to end.
+   "personalised" asks for users idle since the build (answered from the lists the build
+   ranked), "personalised, live" for 1,000 users who viewed an item after it (ranked live).
 4. Read the API process's resident memory.
 5. Embedding throughput: the real model's raw `encode` on N item texts, beside a Celery
    worker embedding the same N items (its model warmed first), in the same run.
@@ -363,6 +365,27 @@ def main() -> None:
         stack.stop()
 
 
+async def act_after_build(
+    base: str, pool: asyncpg.Pool, users: list[str], items: int, rng: random.Random
+) -> None:
+    """One view each for `users`, through the API; returns once their profiles are stored."""
+    rows = [
+        {"user_id": u, "item_id": f"item-{rng.randrange(items)}", "type": "view"} for u in users
+    ]
+    answer = httpx.post(
+        f"{base}/api/v1/interactions/batch",
+        json={"interactions": rows},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=60,
+    )
+    answer.raise_for_status()
+    deadline = time.monotonic() + 120
+    while await activity.queued_for(pool, users):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the profiles of the users who acted were not refreshed in 120 s")
+        await asyncio.sleep(0.2)
+
+
 async def wipe(settings: Any) -> None:
     """Start from nothing: no tables, no Redis keys of an earlier run."""
     admin = await asyncpg.connect(settings.database.url)
@@ -481,6 +504,10 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         if created.status_code not in (201, 409):
             raise RuntimeError(f"could not create the bench experiment: {created.text}")
         users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]
+        # Users who act after the build are ranked live; the others get the list the build
+        # ranked for them (indexing/precompute.py).
+        active = sorted({f"user-{rng.randrange(args.users)}" for _ in range(1_000)})
+        await act_after_build(base, pool, active, args.items, rng)
         targets = {
             "trivial /health": (["/health"], ""),
             "similar items": (
@@ -491,6 +518,10 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 "",
             ),
             "personalised": ([f"/api/v1/recommendations/{u}?limit=10" for u in users], fresh),
+            "personalised, live": (
+                [f"/api/v1/recommendations/{rng.choice(active)}?limit=10" for _ in range(5_000)],
+                fresh,
+            ),
             "personalised, A/A test": (
                 [f"/api/v1/recommendations/{u}?limit=10&experiment_id=bench" for u in users],
                 fresh,

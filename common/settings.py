@@ -172,6 +172,10 @@ class IndexSettings(_Section):
     profile_history: Annotated[int, Field(ge=10, le=1_000_000)] = 2_000
     # Depth of the one ranked list that `offset` pages through.
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
+    # A build ranks its users' lists ahead (indexing/precompute.py), the most active first,
+    # for up to this many seconds (0: none), keeping each list's first `precompute_depth`.
+    precompute_seconds: Annotated[float, Field(ge=0)] = 120.0
+    precompute_depth: Annotated[int, Field(ge=10, le=5_000)] = 100
     # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).
     # The more, the smaller the gain a build can tell from noise.
     evaluate_users: Annotated[int, Field(ge=0)] = 2_000

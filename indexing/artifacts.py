@@ -45,6 +45,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Lists:
+    """Each user row's kept list: rows[indptr[u]:indptr[u + 1]] (empty: rank it live)."""
+
+    indptr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int32]
+    scores: npt.NDArray[np.float32]
+    popular: npt.NDArray[np.bool_]  # the list is the cold-start popular list
+    ranked_with: dict[str, Any]
+
+    def get(
+        self, user_row: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], str] | None:
+        """The user's rows, scores and strategy ("hybrid" or "popular"); None: rank live."""
+        start, end = int(self.indptr[user_row]), int(self.indptr[user_row + 1])
+        if start == end:
+            return None
+        strategy = "popular" if self.popular[user_row] else "hybrid"
+        return self.rows[start:end].astype(np.int64), self.scores[start:end], strategy
+
+    @property
+    def depth(self) -> int:
+        return int(self.ranked_with["depth"])
+
+    @property
+    def users(self) -> int:
+        return int(np.count_nonzero(np.diff(self.indptr)))
+
+
 @dataclass
 class IndexVersion:
     """Everything ranking needs, in memory: no database round trip per item."""
@@ -63,6 +92,7 @@ class IndexVersion:
     history_weights: npt.NDArray[np.float32]  # net (undecayed) weight per (user, item)
     history_times: npt.NDArray[np.float64] | None = None  # newest interaction per pair, epoch s
     collaborative: Collaborative | None = None
+    lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
     item_vectors: Vectors = field(init=False)
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)
@@ -118,8 +148,7 @@ class IndexVersion:
         faiss.write_index(self.collaborative.factor_index, str(folder / "factors.faiss"))
         neighbours, ease = self.collaborative.neighbours, self.collaborative.ease
         following = self.collaborative.following
-        np.savez(
-            folder / "arrays.npz",
+        arrays: dict[str, Any] = dict(
             item_category=self.item_category,
             popularity=self.popularity,
             history_indptr=self.history_indptr,
@@ -143,6 +172,8 @@ class IndexVersion:
                 ]
             ),
         )
+        arrays |= _lists_arrays(self.lists)
+        np.savez(folder / "arrays.npz", **arrays)
         ids = {
             "items": self.item_ids,
             "titles": self.item_titles,
@@ -198,7 +229,33 @@ class IndexVersion:
             history_weights=loaded["history_weights"],
             history_times=loaded["history_times"],
             collaborative=collaborative,
+            lists=_lists(loaded, manifest),
         )
+
+
+def _lists_arrays(lists: Lists | None) -> dict[str, npt.NDArray[Any]]:
+    if lists is None:
+        return {}
+    return {
+        "lists_indptr": lists.indptr,
+        "lists_rows": lists.rows,
+        "lists_scores": lists.scores,
+        "lists_popular": lists.popular,
+    }
+
+
+def _lists(loaded: dict[str, Any], manifest: dict[str, Any]) -> Lists | None:
+    """The lists ranked at build time; none for a version built without them."""
+    ranked_with = manifest.get("precomputed", {}).get("ranked_with")
+    if "lists_indptr" not in loaded or ranked_with is None:
+        return None
+    return Lists(
+        loaded["lists_indptr"],
+        loaded["lists_rows"],
+        loaded["lists_scores"],
+        loaded["lists_popular"],
+        ranked_with,
+    )
 
 
 def _following(loaded: dict[str, Any], n_items: int) -> sp.csr_matrix:

@@ -31,6 +31,7 @@ class Profile:
     count: int = 0
     liked: tuple[str, ...] = ()  # net weight above zero (any positive type), newest first
     evidence: tuple[float, ...] = ()  # of each liked item (indexing/profiles.py), same order
+    built: bool = False  # the version's own profile: nothing newer was stored since
 
     @property
     def has_taste(self) -> bool:
@@ -60,6 +61,7 @@ def profile_of(version: IndexVersion, user_id: str) -> Profile:
         count=len(ids),
         liked=liked,
         evidence=strength,
+        built=True,
     )
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from common.settings import InteractionSettings, Settings
+from indexing.artifacts import IndexVersion
+from indexing.hybrid import Trend
 from indexing.profiles import type_weights
 
 VARIANTS = ("hot", "rising", "fresh", "viral")
@@ -134,3 +136,16 @@ def all_lists(rows: Sequence[Any], settings: Settings, hours: int) -> Lists:
         for category in categories:
             lists[(variant, category)] = ranked(window, item_scores, category)
     return lists
+
+
+def hot_scores(lists: Lists, version: IndexVersion) -> Trend | None:
+    """The overall hot list as a score per row of `version` (None when it is empty)."""
+    hot = lists.get(("hot", None), [])
+    if not hot:
+        return None
+    scores = np.zeros(len(version.item_ids), dtype=np.float32)
+    for item_id, score in hot:
+        row = version.item_row.get(item_id)
+        if row is not None:
+            scores[row] = score
+    return Trend.of(scores)

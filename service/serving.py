@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
-from indexing import publish
-from indexing.artifacts import IndexVersion
+from indexing import precompute, publish
+from indexing.artifacts import IndexVersion, Lists
 from service.answers import AnswerCache
 from service.background import cancel
 from storage import builds, catalog, events
@@ -58,6 +58,7 @@ class Serving:
         self._pinning: dict[int, asyncio.Task[IndexVersion]] = {}
         self._pin_failed: dict[int, tuple[float, Exception]] = {}
         self._deleted_rows: dict[int, frozenset[int]] = {}
+        self._kept_usable: dict[int, bool] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -85,6 +86,21 @@ class Serving:
             await events.publish(self.redis, self.namespace, kind, **fields)
         except CacheUnavailable as exc:
             log.warning("could not announce %s; the others will find it by polling: %s", kind, exc)
+
+    def kept_lists(self, version: IndexVersion) -> Lists | None:
+        """The version's lists ranked at build time, if they were ranked with this process's
+        settings (indexing/precompute.py); checked once per version."""
+        if version.lists is None:
+            return None
+        usable = self._kept_usable.get(version.version)
+        if usable is None:
+            usable = version.lists.ranked_with == precompute.ranked_with(version, self.settings)
+            if not usable:
+                log.info("version %d: its lists were ranked with other settings", version.version)
+            if len(self._kept_usable) > len(self.pinned) + 2:
+                self._kept_usable.clear()
+            self._kept_usable[version.version] = usable
+        return version.lists if usable else None
 
     def deleted_rows(self, version: IndexVersion) -> frozenset[int]:
         """Rows of `version` whose items are deleted now (the set is cached per version)."""

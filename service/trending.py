@@ -20,7 +20,6 @@ import time
 from collections import OrderedDict
 
 import asyncpg
-import numpy as np
 from redis.asyncio import Redis
 
 from common.errors import DependencyError
@@ -100,15 +99,7 @@ class Trending:
             return None
         if self._hot is not None and self._hot[0] == version.version and self._hot[1] is ranked:
             return self._hot[2]
-        hot = ranked.get(("hot", None), [])
-        trend: Trend | None = None
-        if hot:
-            scores = np.zeros(len(version.item_ids), dtype=np.float32)
-            for item_id, score in hot:
-                row = version.item_row.get(item_id)
-                if row is not None:
-                    scores[row] = score
-            trend = Trend.of(scores)
+        trend = trending.hot_scores(ranked, version)
         self._hot = (version.version, ranked, trend)
         return trend
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from redis.asyncio import Redis
 
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
-from indexing import gate, publish, trending
+from indexing import gate, precompute, publish, trending
 from indexing.artifacts import MANIFEST
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
 from storage import builds, corpus, events
@@ -115,6 +116,26 @@ async def build_version(
     snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
     await report("tuning", 0.65)
     built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info)
+    await report("precomputing", 0.75)
+    started = time.monotonic()
+    hours = settings.index.trending_window_hours
+    window = await trending_store.window_rows(pool, hours)
+    hot = await asyncio.to_thread(trending.all_lists, window, settings, hours)
+    built.lists = await asyncio.to_thread(
+        precompute.rank_users,
+        built,
+        settings,
+        seconds=settings.index.precompute_seconds,
+        threads=os.cpu_count() or 1,
+        say=log.info,
+        trending=trending.hot_scores(hot, built),
+    )
+    precomputed = {
+        "users": built.lists.users,
+        "of": len(built.user_ids),
+        "seconds": round(time.monotonic() - started, 1),
+        "ranked_with": built.lists.ranked_with,
+    }
     active = await builds.active_version(pool)
     active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
     verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
@@ -123,6 +144,7 @@ async def build_version(
     manifest: dict[str, Any] = {
         **describe(version, datetime.now(UTC), snapshot, built, tuned, encoder, settings),
         "gate": verdict,
+        "precomputed": precomputed,
         **marks,
     }
     await report("saving", 0.8)

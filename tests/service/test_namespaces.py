@@ -147,8 +147,11 @@ async def test_two_deployments_on_one_redis_server_never_steer_each_other(
         similar = (await b_http.get("/api/v1/items/horror-2/similar?limit=20")).json()
         assert "horror-3" in [i["item_id"] for i in similar["items"]]
 
-        # An interaction in A does not drop B's cached answers for a user of the same id.
-        await settled(b)  # B's own profile messages from filling it are handled
+        # An interaction in A does not drop B's cached answers for a user of the same id
+        # (one who acted in B since its build, so that B ranks them live and keeps the list).
+        mine = {"user_id": "fan", "item_id": "space-2", "type": "like"}
+        assert (await b_http.post("/api/v1/interactions", json=mine)).status_code == 202
+        await settled(b)  # B's own profile messages are handled
         await b_http.get("/api/v1/recommendations/fan")
         assert (await b_http.get("/api/v1/recommendations/fan")).json()["cached"] is True
         one = {"user_id": "fan", "item_id": "space-1", "type": "like"}

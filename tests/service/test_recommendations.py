@@ -114,11 +114,16 @@ async def test_a_deleted_item_leaves_every_answer_at_once(
 
 
 async def test_offset_pages_through_one_list(client: httpx.AsyncClient, served: int) -> None:
-    whole = await recs(client, "space-fan-1", limit=12)
-    first = await recs(client, "space-fan-1", limit=6)
-    second = await recs(client, "space-fan-1", limit=6, offset=6)
-    assert first["items"] + second["items"] == whole["items"]
-    assert second["cached"] is True
+    # space-fan-1 is answered from the list the build ranked; space-fan-2, who acts after
+    # the build, from a list ranked live and kept for a minute.
+    like = {"user_id": "space-fan-2", "item_id": "space-7", "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    for user, cached in (("space-fan-1", False), ("space-fan-2", True)):
+        whole = await recs(client, user, limit=12)
+        first = await recs(client, user, limit=6)
+        second = await recs(client, user, limit=6, offset=6)
+        assert first["items"] + second["items"] == whole["items"]
+        assert second["cached"] is cached
 
 
 async def test_category_filter(client: httpx.AsyncClient, served: int) -> None:
@@ -223,6 +228,9 @@ async def test_a_read_key_reads_answers_but_nothing_else(
 
 
 async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, served: int) -> None:
+    # A user who acted since the build: ranked live, and the list kept for a minute.
+    like = {"user_id": "comedy-fan-0", "item_id": "comedy-7", "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     first = await recs(client, "comedy-fan-0")
     assert first["cached"] is False
     assert (await recs(client, "comedy-fan-0"))["cached"] is True
@@ -245,7 +253,8 @@ async def test_a_slow_ranking_does_not_hold_up_other_requests(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ranking, "recommend", slow)
-    pending = asyncio.create_task(recs(client, "western-fan-1"))
+    # A category is always ranked live.
+    pending = asyncio.create_task(recs(client, "western-fan-1", category="Western"))
     try:
         assert await asyncio.to_thread(started.wait, 10)
         # The ranking is stuck on its thread; the event loop still answers.
@@ -258,3 +267,47 @@ async def test_a_slow_ranking_does_not_hold_up_other_requests(
         release.set()
     body = await asyncio.wait_for(pending, timeout=10)
     assert [genre_of(i["item_id"]) for i in body["items"][:3]] == ["western"] * 3
+
+
+async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving = app.state.resources.serving
+    assert serving.current.lists is not None and serving.current.lists.users == 22
+    fans = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
+    kept = {fan: (await recs(client, fan, limit=8))["items"] for fan in fans}
+    # The same lists, ranked live now.
+    monkeypatch.setattr(serving, "kept_lists", lambda version: None)
+    no_cache = {"Cache-Control": "no-cache"}
+    for fan in fans:
+        live = (await client.get(f"/api/v1/recommendations/{fan}?limit=8", headers=no_cache)).json()
+        assert [i["item_id"] for i in live["items"]] == [i["item_id"] for i in kept[fan]], fan
+        assert [i["score"] for i in live["items"]] == pytest.approx(
+            [i["score"] for i in kept[fan]], abs=1e-5
+        )
+    monkeypatch.undo()
+    serving.answers.drop(fans)  # the live answers were kept for a minute
+
+    calls = []
+    real = ranking.recommend
+
+    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "recommend", counted)
+    again = await recs(client, "horror-fan-1", limit=4)
+    assert again["items"] == kept["horror-fan-1"][:4] and again["cached"] is False
+    assert calls == []
+    # A like after the build: ranked live, without the item just liked.
+    liked = kept["horror-fan-1"][0]["item_id"]
+    like = {"user_id": "horror-fan-1", "item_id": liked, "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    after = await recs(client, "horror-fan-1", limit=4)
+    assert calls == [1] and liked not in {i["item_id"] for i in after["items"]}
+    # So is a category, or a list kept with other settings.
+    await recs(client, "comedy-fan-1", limit=4, category="Comedy")
+    assert calls == [1, 1]
+    monkeypatch.setattr(serving, "_kept_usable", {serving.current.version: False})
+    await client.get("/api/v1/recommendations/comedy-fan-2?limit=4", headers=no_cache)
+    assert calls == [1, 1, 1]

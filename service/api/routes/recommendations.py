@@ -84,13 +84,21 @@ async def recommend(
     profile = Profile()
     if found is None or explain:
         profile = await _profile(res, version, user_id)
+    pairs: list[tuple[str, float]] | None = None
+    if found is None and category is None and exclude_seen:
+        found = _kept(res, version, user_id, profile, params)
+        depth = res.settings.index.precompute_depth
+        pairs = _page_of(found, res.serving.deleted, offset + limit, depth) if found else None
+        if pairs is None:
+            found = None
     if found is None:
         found = await _ranked_ids(
             res, version, profile, res.settings.index.ranking_depth, category, exclude_seen, params
         )
         res.serving.answers.put(key, found)
     ranked, strategy = found
-    pairs = _live(ranked, res.serving.deleted, offset + limit)
+    if pairs is None:
+        pairs = _live(ranked, res.serving.deleted, offset + limit)
     page = pairs[offset : offset + limit]
     items = [Scored(item_id=i, score=round(s, 6)) for i, s in page]
     if explain:
@@ -185,6 +193,36 @@ async def _ranked_ids(
         return _pairs(version, found), found.strategy
 
     return await res.rank(ranked)
+
+
+def _kept(
+    res: ResourcesDep,
+    version: IndexVersion | None,
+    user_id: str,
+    profile: Profile,
+    params: Params,
+) -> tuple[list[tuple[str, float]], str] | None:
+    """The user's list as the build ranked it (indexing/precompute.py), where that is the
+    list a live ranking would give them now; else None."""
+    if version is None or not profile.built or params.ranking or params.strategy != "hybrid":
+        return None
+    lists = res.serving.kept_lists(version)
+    row = version.user_row.get(user_id)
+    kept = lists.get(row) if lists is not None and row is not None else None
+    if kept is None:
+        return None
+    rows, scores, strategy = kept
+    ids = version.item_ids
+    return [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)], strategy
+
+
+def _page_of(
+    found: tuple[list[tuple[str, float]], str], deleted: set[str], count: int, depth: int
+) -> list[tuple[str, float]] | None:
+    """The first `count` live items of a kept list; None when it holds too few of them and
+    was cut at its `depth` (a live ranking has more)."""
+    pairs = _live(found[0], deleted, count)
+    return pairs if len(pairs) == count or len(found[0]) < depth else None
 
 
 def _live(pairs: list[tuple[str, float]], deleted: set[str], count: int) -> list[tuple[str, float]]:

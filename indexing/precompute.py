@@ -1,0 +1,105 @@
+"""Lists ranked at build time, so that a request from a user who has done nothing since the
+build is a lookup, not a ranking.
+
+A build ranks the users its version knows, the most active first, exactly as
+`indexing.ranking.recommend` answers them from the version's own profile: the version's
+blend, no category, seen items excluded, and the hot list of the default trending window as
+it stands at the build (computed as the refresh job computes the lists it publishes). It
+keeps each list's first `precompute_depth` items, and stops when `precompute_seconds` are
+spent; the users left are ranked live. The API answers from a kept list only when the
+request is one such a list answers: the user's stored profile is not newer than the build,
+the request names no category or variant, excludes seen items and pages within the depth,
+and the API ranks with the settings the lists were ranked with (`Lists.ranked_with`). Items
+deleted since the build are dropped from a kept list as from any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.settings import Settings
+from indexing import ranking
+from indexing.artifacts import IndexVersion, Lists
+from indexing.hybrid import Trend
+from indexing.ranking import Ranked
+
+# Users ranked per task of the thread pool: a deadline is checked between batches.
+BATCH = 64
+
+
+def ranked_with(version: IndexVersion, settings: Settings) -> dict[str, Any]:
+    """What a kept list depends on besides the version: the API compares its own."""
+    return {
+        "ranking": version.ranking(settings.ranking).model_dump(mode="json"),
+        "cold_start_min": settings.index.cold_start_min,
+        "depth": settings.index.precompute_depth,
+    }
+
+
+def rank_users(
+    version: IndexVersion,
+    settings: Settings,
+    *,
+    seconds: float,
+    threads: int = 1,
+    say: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    trending: Trend | None = None,
+) -> Lists:
+    """Rank the version's users, the most active first, for at most `seconds` (by `clock`,
+    checked before each batch of BATCH users), with `trending` the hot list served now."""
+    n_users = len(version.user_ids)
+    depth = settings.index.precompute_depth
+    served = version.ranking(settings.ranking)
+    deadline = clock() + seconds
+    activity = np.diff(version.history_indptr)
+    order = np.argsort(-activity, kind="stable")
+    order = order[activity[order] > 0]
+
+    def rank(users: npt.NDArray[np.int64]) -> list[tuple[int, Ranked]]:
+        if clock() > deadline:
+            return []
+        found = []
+        for user in users.tolist():
+            profile = ranking.profile_of(version, version.user_ids[user])
+            found.append(
+                (
+                    user,
+                    ranking.recommend(
+                        version,
+                        profile,
+                        served,
+                        depth=depth,
+                        cold_start_min=settings.index.cold_start_min,
+                        trending=trending,
+                    ),
+                )
+            )
+        return found
+
+    kept: dict[int, Ranked] = {}
+    if seconds > 0 and len(order):
+        batches = [order[n : n + BATCH] for n in range(0, len(order), BATCH)]
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for done in pool.map(rank, batches):
+                kept.update(done)
+    lengths = np.zeros(n_users, dtype=np.int64)
+    for user, ranked in kept.items():
+        lengths[user] = len(ranked.rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.zeros(int(indptr[-1]), dtype=np.int32)
+    scores = np.zeros(int(indptr[-1]), dtype=np.float32)
+    popular = np.zeros(n_users, dtype=bool)
+    for user, ranked in kept.items():
+        rows[indptr[user] : indptr[user + 1]] = ranked.rows
+        scores[indptr[user] : indptr[user + 1]] = ranked.scores
+        popular[user] = ranked.strategy == "popular"
+    if say is not None:
+        say(f"precomputed the lists of {len(kept):,} of {n_users:,} users")
+    return Lists(indptr, rows, scores, popular, ranked_with(version, settings))
