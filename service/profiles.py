@@ -135,7 +135,7 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
                 taste = profile_of(version, user_id).vector
             else:
                 taste = None
-            return Profile(
+            fresh = Profile(
                 vector=taste,
                 seen=frozenset(stored["seen"]),
                 negative=frozenset(stored["negative"]),
@@ -143,7 +143,26 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
                 liked=tuple(stored.get("liked", ())),
                 evidence=tuple(stored.get("evidence", ())),
             )
+            return _built_if_same(fresh, version, user_id)
     return profile_of(version, user_id) if version is not None else Profile()
+
+
+def _built_if_same(fresh: Profile, version: IndexVersion | None, user_id: str) -> Profile:
+    """The version's own profile where a newer stored one says the same (a refresh after a
+    bulk load, say, with nothing done since the snapshot): the user's list is then the one
+    the build ranked. Else `fresh`."""
+    if version is None:
+        return fresh
+    own = profile_of(version, user_id)
+    same = (
+        own.built
+        and own.count == fresh.count
+        and own.liked == fresh.liked
+        and own.seen == fresh.seen
+        and own.negative == fresh.negative
+        and np.allclose(own.evidence, fresh.evidence, rtol=1e-5)
+    )
+    return own if same else fresh
 
 
 class Refresher:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from indexing import ranking
 from indexing.hybrid import SOURCES
+from service import profiles
 from tests.helpers import assert_error, build_now, genre_catalog
 
 GENRES = ("horror", "comedy", "space", "western")
@@ -298,6 +299,12 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     monkeypatch.setattr(ranking, "recommend", counted)
     again = await recs(client, "horror-fan-1", limit=4)
     assert again["items"] == kept["horror-fan-1"][:4] and again["cached"] is False
+    # A profile stored after the build that says what the build knew (a refresh after a
+    # bulk load) still gets the kept list.
+    res = app.state.resources
+    await profiles.refresh(res.pool, res.redis, res.settings, serving.current, ["horror-fan-1"])
+    serving.answers.drop(["horror-fan-1"])
+    assert (await recs(client, "horror-fan-1", limit=4))["items"] == kept["horror-fan-1"][:4]
     assert calls == []
     # A like after the build: ranked live, without the item just liked.
     liked = kept["horror-fan-1"][0]["item_id"]
