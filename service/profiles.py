@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -143,26 +144,41 @@ async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> P
                 liked=tuple(stored.get("liked", ())),
                 evidence=tuple(stored.get("evidence", ())),
             )
-            return _built_if_same(fresh, version, user_id)
+            return _built_if_same(fresh, version, user_id, float(stored["at"]))
     return profile_of(version, user_id) if version is not None else Profile()
 
 
-def _built_if_same(fresh: Profile, version: IndexVersion | None, user_id: str) -> Profile:
-    """The version's own profile where a newer stored one says the same (a refresh after a
-    bulk load, say, with nothing done since the snapshot): the user's list is then the one
-    the build ranked. Else `fresh`."""
+def _built_if_same(
+    fresh: Profile, version: IndexVersion | None, user_id: str, stored_at: float
+) -> Profile:
+    """`fresh` marked as the version's own where it says what the version's profile says
+    (a refresh after a bulk load, say, with nothing done since the snapshot): the user's
+    list is then the one the build ranked. The verdict is kept per stored profile, so an
+    idle user's requests compare once."""
     if version is None:
         return fresh
-    own = profile_of(version, user_id)
-    same = (
-        own.built
-        and own.count == fresh.count
-        and own.liked == fresh.liked
-        and own.seen == fresh.seen
-        and own.negative == fresh.negative
-        and np.allclose(own.evidence, fresh.evidence, rtol=1e-5)
-    )
-    return own if same else fresh
+    key = (version.version, user_id, stored_at)
+    same = _SAME.get(key)
+    if same is None:
+        own = profile_of(version, user_id)
+        same = (
+            own.built
+            and own.count == fresh.count
+            and own.liked == fresh.liked
+            and own.seen == fresh.seen
+            and own.negative == fresh.negative
+            and np.allclose(own.evidence, fresh.evidence, rtol=1e-5)
+        )
+        _SAME[key] = same
+        if len(_SAME) > SAME_KEPT:
+            _SAME.popitem(last=False)
+    return replace(fresh, built=True) if same else fresh
+
+
+# Verdicts of `_built_if_same` kept, by (version, user, stored profile's time): about 100 bytes
+# each.
+SAME_KEPT = 100_000
+_SAME: OrderedDict[tuple[int, str, float], bool] = OrderedDict()
 
 
 class Refresher:
