@@ -114,11 +114,14 @@ async def test_a_deleted_item_leaves_every_answer_at_once(
     assert_error(await client.get(f"/api/v1/items/{gone}/similar"), 404)
 
 
-async def test_offset_pages_through_one_list(client: httpx.AsyncClient, served: int) -> None:
+async def test_offset_pages_through_one_list(
+    client: httpx.AsyncClient, app: FastAPI, served: int
+) -> None:
     # space-fan-1 is answered from the list the build ranked; space-fan-2, who acts after
     # the build, from a list ranked live and kept for a minute.
     like = {"user_id": "space-fan-2", "item_id": "space-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await app.state.resources.drain()
     for user, cached in (("space-fan-1", False), ("space-fan-2", True)):
         whole = await recs(client, user, limit=12)
         first = await recs(client, user, limit=6)
@@ -228,10 +231,11 @@ async def test_a_read_key_reads_answers_but_nothing_else(
     assert_error(await anonymous.get("/api/v1/recommendations/u"), 401)
 
 
-async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, served: int) -> None:
+async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, served: int) -> None:
     # A user who acted since the build: ranked live, and the list kept for a minute.
     like = {"user_id": "comedy-fan-0", "item_id": "comedy-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await app.state.resources.drain()  # the profile refresh has landed
     first = await recs(client, "comedy-fan-0")
     assert first["cached"] is False
     assert (await recs(client, "comedy-fan-0"))["cached"] is True
