@@ -3,14 +3,17 @@ build is a lookup, not a ranking.
 
 A build ranks the users its version knows, the most active first, exactly as
 `indexing.ranking.recommend` answers them from the version's own profile: the version's
-blend, no category, seen items excluded, and the hot list of the default trending window as
-it stands at the build (computed as the refresh job computes the lists it publishes). It
-keeps each list's first `precompute_depth` items, and stops when `precompute_seconds` are
-spent; the users left are ranked live. The API answers from a kept list only when the
-request is one such a list answers: the user's stored profile is not newer than the build,
-the request names no category or variant, excludes seen items and pages within the depth,
-and the API ranks with the settings the lists were ranked with (`Lists.ranked_with`). Items
-deleted since the build are dropped from a kept list as from any other.
+blend, no category, seen items excluded, ranked `ranking_depth` deep as the API ranks, and
+the hot list of the default trending window as it stands at the build (computed as the
+refresh job computes the lists it publishes). It keeps each list's first `precompute_depth`
+items, and stops when `precompute_seconds` are spent; the users left are ranked live. The
+API answers from a kept list only when the request is one such a list answers: the user's
+stored profile says nothing the build did not know, the request is in no experiment, names
+no category, excludes seen items and pages within the depth, and the API ranks with the
+settings the lists were ranked with (`Lists.ranked_with`). Items deleted since the build
+are dropped from a kept list as from any other. What a kept list does not follow is the
+trending list after the build: until the next build, an idle user's list moves with
+trending only where they are ranked live.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def ranked_with(version: IndexVersion, settings: Settings) -> dict[str, Any]:
     return {
         "ranking": version.ranking(settings.ranking).model_dump(mode="json"),
         "cold_start_min": settings.index.cold_start_min,
+        "ranking_depth": settings.index.ranking_depth,
         "depth": settings.index.precompute_depth,
     }
 
@@ -71,13 +75,16 @@ def rank_users(
             found.append(
                 (
                     user,
-                    ranking.recommend(
-                        version,
-                        profile,
-                        served,
-                        depth=depth,
-                        cold_start_min=settings.index.cold_start_min,
-                        trending=trending,
+                    _first(
+                        ranking.recommend(
+                            version,
+                            profile,
+                            served,
+                            depth=settings.index.ranking_depth,
+                            cold_start_min=settings.index.cold_start_min,
+                            trending=trending,
+                        ),
+                        depth,
                     ),
                 )
             )
@@ -103,3 +110,9 @@ def rank_users(
     if say is not None:
         say(f"precomputed the lists of {len(kept):,} of {n_users:,} users")
     return Lists(indptr, rows, scores, popular, ranked_with(version, settings))
+
+
+def _first(ranked: Ranked, depth: int) -> Ranked:
+    """The head of a list ranked as deep as the API ranks (standardisation over the
+    candidates and the diversity rerank depend on that depth)."""
+    return Ranked(ranked.rows[:depth], ranked.scores[:depth], ranked.strategy)

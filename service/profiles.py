@@ -163,10 +163,10 @@ def _built_if_same(
         own = profile_of(version, user_id)
         same = (
             own.built
-            and own.count == fresh.count
             and own.liked == fresh.liked
             and own.seen == fresh.seen
             and own.negative == fresh.negative
+            and len(own.evidence) == len(fresh.evidence)
             and np.allclose(own.evidence, fresh.evidence, rtol=1e-5)
         )
         _SAME[key] = same

@@ -322,3 +322,14 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     monkeypatch.setattr(serving, "_kept_usable", {serving.current.version: False})
     await client.get("/api/v1/recommendations/comedy-fan-2?limit=4", headers=no_cache)
     assert calls == [1, 1, 1]
+    monkeypatch.setattr(serving, "_kept_usable", {})
+    # Within an experiment, control's users are ranked live as the other arms' are.
+    alike = [{"name": n, "weight": 1, "params": {}} for n in ("control", "same")]
+    created = await client.post(
+        "/api/v1/experiments", json={"experiment_id": "e", "variants": alike}
+    )
+    assert created.status_code == 201, created.text
+    await recs(client, "western-fan-2", limit=4, experiment_id="e")
+    assert calls == [1, 1, 1, 1]
+    await recs(client, "western-fan-1", limit=4)
+    assert calls == [1, 1, 1, 1]

@@ -85,8 +85,10 @@ async def recommend(
     if found is None or explain:
         profile = await _profile(res, version, user_id)
     pairs: list[tuple[str, float]] | None = None
-    if found is None and category is None and exclude_seen:
-        found = _kept(res, version, user_id, profile, params)
+    if found is None and category is None and exclude_seen and arm is None:
+        # Within an experiment every arm is ranked live, so that arms differ only by their
+        # params, not by one being a list ranked at build time.
+        found = _kept(res, version, user_id, profile)
         depth = res.settings.index.precompute_depth
         pairs = _page_of(found, res.serving.deleted, offset + limit, depth) if found else None
         if pairs is None:
@@ -196,15 +198,11 @@ async def _ranked_ids(
 
 
 def _kept(
-    res: ResourcesDep,
-    version: IndexVersion | None,
-    user_id: str,
-    profile: Profile,
-    params: Params,
+    res: ResourcesDep, version: IndexVersion | None, user_id: str, profile: Profile
 ) -> tuple[list[tuple[str, float]], str] | None:
-    """The user's list as the build ranked it (indexing/precompute.py), where that is the
-    list a live ranking would give them now; else None."""
-    if version is None or not profile.built or params.ranking or params.strategy != "hybrid":
+    """The user's list as the build ranked it (indexing/precompute.py), where the user has
+    not acted since; else None."""
+    if version is None or not profile.built:
         return None
     lists = res.serving.kept_lists(version)
     row = version.user_row.get(user_id)
