@@ -88,11 +88,10 @@ async def recommend(
     if found is None and category is None and exclude_seen and arm is None:
         # Within an experiment every arm is ranked live, so that arms differ only by their
         # params, not by one being a list ranked at build time.
-        found = _kept(res, version, user_id, profile)
-        depth = res.settings.index.precompute_depth
-        pairs = _page_of(found, res.serving.deleted, offset + limit, depth) if found else None
-        if pairs is None:
-            found = None
+        kept = _kept(res, version, user_id, profile)
+        pairs = _page_of(kept, res.serving.deleted, offset + limit) if kept else None
+        if kept is not None and pairs is not None:
+            found = kept[0], kept[1]
     if found is None:
         found = await _ranked_ids(
             res, version, profile, res.settings.index.ranking_depth, category, exclude_seen, params
@@ -199,9 +198,9 @@ async def _ranked_ids(
 
 def _kept(
     res: ResourcesDep, version: IndexVersion | None, user_id: str, profile: Profile
-) -> tuple[list[tuple[str, float]], str] | None:
-    """The user's list as the build ranked it (indexing/precompute.py), where the user has
-    not acted since; else None."""
+) -> tuple[list[tuple[str, float]], str, int] | None:
+    """The user's list as the build ranked it (indexing/precompute.py), its strategy and
+    the depth it was cut at, where the user has not acted since; else None."""
     if version is None or not profile.built:
         return None
     lists = res.serving.kept_lists(version)
@@ -209,18 +208,21 @@ def _kept(
     kept = lists.get(row) if lists is not None and row is not None else None
     if kept is None:
         return None
+    assert lists is not None
     rows, scores, strategy = kept
     ids = version.item_ids
-    return [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)], strategy
+    pairs = [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+    return pairs, strategy, lists.depth
 
 
 def _page_of(
-    found: tuple[list[tuple[str, float]], str], deleted: set[str], count: int, depth: int
+    found: tuple[list[tuple[str, float]], str, int], deleted: set[str], count: int
 ) -> list[tuple[str, float]] | None:
     """The first `count` live items of a kept list; None when it holds too few of them and
-    was cut at its `depth` (a live ranking has more)."""
-    pairs = _live(found[0], deleted, count)
-    return pairs if len(pairs) == count or len(found[0]) < depth else None
+    was cut at its depth (a live ranking has more)."""
+    kept, _, depth = found
+    pairs = _live(kept, deleted, count)
+    return pairs if len(pairs) == count or len(kept) < depth else None
 
 
 def _live(pairs: list[tuple[str, float]], deleted: set[str], count: int) -> list[tuple[str, float]]:
