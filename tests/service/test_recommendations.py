@@ -243,7 +243,12 @@ async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, se
         "/api/v1/recommendations/comedy-fan-0", headers={"Cache-Control": "no-cache"}
     )
     assert fresh.json()["cached"] is False
-    assert fresh.json()["items"] == first["items"]
+    again = fresh.json()["items"]
+    assert [i["item_id"] for i in again] == [i["item_id"] for i in first["items"]]
+    # Two live rankings may differ in the last float32 digit (threaded BLAS sums).
+    assert [i["score"] for i in again] == pytest.approx(
+        [i["score"] for i in first["items"]], abs=1e-5
+    )
 
 
 async def test_a_slow_ranking_does_not_hold_up_other_requests(
