@@ -118,6 +118,10 @@ class ApiSettings(_Section):
     # or a cached answer. FAISS and numpy release the GIL, so two use both cores of a small
     # machine; more only queue behind the GIL.
     ranking_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    # After a profile refresh, the API ranks those users' default lists in the background
+    # (service/lists.py), so their next request is a lookup. At most this many users wait
+    # to be ranked (0: none): the users of a refresh beyond that are ranked when they ask.
+    rank_ahead_users: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000
 
 
 class RateSettings(_Section):
@@ -176,6 +180,10 @@ class IndexSettings(_Section):
     # for up to this many seconds (0: none), keeping each list's first `precompute_depth`.
     precompute_seconds: Annotated[float, Field(ge=0)] = 120.0
     precompute_depth: Annotated[int, Field(ge=10, le=5_000)] = 100
+    # And each item's nearest items, the most popular items first, for up to this many
+    # seconds (0: none), `similar_depth` deep: similar items become a lookup.
+    similar_seconds: Annotated[float, Field(ge=0)] = 60.0
+    similar_depth: Annotated[int, Field(ge=10, le=200)] = 50
     # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).
     # The more, the smaller the gain a build can tell from noise.
     evaluate_users: Annotated[int, Field(ge=0)] = 2_000

@@ -5,7 +5,8 @@ A version is five files plus a manifest:
   users.faiss   user vectors, searchable (for similar users)
   factors.faiss ALS item factors, searchable by inner product
   arrays.npz    per-item category codes and popularity; per-user interaction history (CSR);
-                item-item cosine neighbours, EASE weights and followers (CSR)
+                item-item cosine neighbours, EASE weights and followers (CSR); what the
+                build found ahead: users' lists and items' nearest items (CSR)
   ids.json      item ids, user ids and category names, in row order
 The manifest names the sha256 of each file; loading refuses a file whose digest differs.
 """
@@ -74,6 +75,27 @@ class Lists:
         return int(np.count_nonzero(np.diff(self.indptr)))
 
 
+@dataclass(frozen=True)
+class Nearest:
+    """Each item row's nearest items by the item index, found at build time, itself left
+    out: rows[indptr[i]:indptr[i + 1]], best first (empty: search live)."""
+
+    indptr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int32]
+    scores: npt.NDArray[np.float32]
+    depth: int  # how many each list held before its item was left out
+
+    def get(self, item_row: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]] | None:
+        start, end = int(self.indptr[item_row]), int(self.indptr[item_row + 1])
+        if start == end:
+            return None
+        return self.rows[start:end], self.scores[start:end]
+
+    @property
+    def items(self) -> int:
+        return int(np.count_nonzero(np.diff(self.indptr)))
+
+
 @dataclass
 class IndexVersion:
     """Everything ranking needs, in memory: no database round trip per item."""
@@ -93,6 +115,7 @@ class IndexVersion:
     history_times: npt.NDArray[np.float64] | None = None  # newest interaction per pair, epoch s
     collaborative: Collaborative | None = None
     lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
+    nearest: Nearest | None = None  # found at build time (indexing/precompute.py)
     item_vectors: Vectors = field(init=False)
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)
@@ -173,6 +196,13 @@ class IndexVersion:
             ),
         )
         arrays |= _lists_arrays(self.lists)
+        if self.nearest is not None:
+            arrays |= {
+                "nearest_indptr": self.nearest.indptr,
+                "nearest_rows": self.nearest.rows,
+                "nearest_scores": self.nearest.scores,
+                "nearest_depth": np.array([self.nearest.depth]),
+            }
         np.savez(folder / "arrays.npz", **arrays)
         ids = {
             "items": self.item_ids,
@@ -230,6 +260,7 @@ class IndexVersion:
             history_times=loaded["history_times"],
             collaborative=collaborative,
             lists=_lists(loaded, manifest),
+            nearest=_nearest(loaded),
         )
 
 
@@ -255,6 +286,18 @@ def _lists(loaded: dict[str, Any], manifest: dict[str, Any]) -> Lists | None:
         loaded["lists_scores"],
         loaded["lists_popular"],
         ranked_with,
+    )
+
+
+def _nearest(loaded: dict[str, Any]) -> Nearest | None:
+    """The nearest items found at build time; none for a version built without them."""
+    if "nearest_indptr" not in loaded:
+        return None
+    return Nearest(
+        loaded["nearest_indptr"],
+        loaded["nearest_rows"],
+        loaded["nearest_scores"],
+        int(loaded["nearest_depth"][0]),
     )
 
 

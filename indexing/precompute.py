@@ -14,6 +14,10 @@ settings the lists were ranked with (`Lists.ranked_with`). Items deleted since t
 are dropped from a kept list as from any other. What a kept list does not follow is the
 trending list after the build: until the next build, an idle user's list moves with
 trending only where they are ranked live.
+
+A build also finds each item's nearest items, the most popular first, within
+`similar_seconds`: the API answers similar items for an item of the version from that list
+when the request names no category and the list holds `limit` items that are not deleted.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import numpy as np
 import numpy.typing as npt
 
 from common.settings import Settings
-from indexing import ranking
-from indexing.artifacts import IndexVersion, Lists
+from indexing import ann, ranking
+from indexing.artifacts import IndexVersion, Lists, Nearest
 from indexing.hybrid import Trend
 from indexing.ranking import Ranked
 
 # Users ranked per task of the thread pool: a deadline is checked between batches.
 BATCH = 64
+# Items searched per call of the item index (FAISS spreads one call over every core).
+ITEM_BATCH = 2_048
 
 
 def ranked_with(version: IndexVersion, settings: Settings) -> dict[str, Any]:
@@ -116,3 +122,43 @@ def _first(ranked: Ranked, depth: int) -> Ranked:
     """The head of a list ranked as deep as the API ranks (standardisation over the
     candidates and the diversity rerank depend on that depth)."""
     return Ranked(ranked.rows[:depth], ranked.scores[:depth], ranked.strategy)
+
+
+def nearest_items(
+    version: IndexVersion,
+    settings: Settings,
+    *,
+    seconds: float,
+    say: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Nearest:
+    """Each item's `similar_depth` nearest items by the version's item index, the most
+    popular items first, for at most `seconds` (checked before each batch of ITEM_BATCH).
+
+    A search of k results visits the same nodes whatever k is while k stays within the HNSW
+    beam (efSearch), so the head of a kept list is what the API's own search of fewer
+    results finds; ties are ordered as `ranking.nearest` orders them (by row)."""
+    n_items = len(version.item_ids)
+    depth = settings.index.similar_depth
+    deadline = clock() + seconds
+    items, found, scored = [], [], []
+    for start in range(0, n_items if seconds > 0 else 0, ITEM_BATCH):
+        if clock() > deadline:
+            break
+        batch = version.popular_rows[start : start + ITEM_BATCH]
+        scores, rows = ann.search(version.item_index, version.item_vectors[batch], depth + 1)
+        keep = (rows >= 0) & (rows != batch[:, None])
+        keep &= np.cumsum(keep, axis=1) <= depth
+        items.append(np.repeat(batch, keep.sum(axis=1)))
+        found.append(rows[keep])
+        scored.append(scores[keep])
+    item = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+    rows = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    scores = np.concatenate(scored) if scored else np.zeros(0, dtype=np.float32)
+    order = np.lexsort((rows, -scores, item))  # by item, then best first, ties by row
+    lengths = np.bincount(item, minlength=n_items)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    nearest = Nearest(indptr, rows[order].astype(np.int32), scores[order].astype(np.float32), depth)
+    if say is not None:
+        say(f"found the nearest items of {nearest.items:,} of {n_items:,} items")
+    return nearest

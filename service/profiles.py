@@ -7,7 +7,9 @@ version knows of the user.
 Every write queues its users in PostgreSQL in its own transaction (storage/activity.py), and
 a user leaves the queue only once their profile is stored: a crash after the 202 or a Redis
 outage delays a refresh, never loses one. With Redis down, reads fall back to the profile
-the served version holds.
+the served version holds. After a refresh the process ranks those users' default lists in
+the background and keeps them beside the profiles (service/lists.py), so that a user's next
+request is a lookup.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -31,6 +33,7 @@ from common.settings import Settings
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, type_weights, user_decay, user_vectors
 from indexing.ranking import Profile, newest_first, profile_of
+from service import lists
 from service.background import cancel
 from storage import activity
 from storage import profiles as stored_profiles
@@ -38,6 +41,7 @@ from storage.events import publish
 
 if TYPE_CHECKING:
     from service.serving import Serving
+    from service.trending import Trending
 
 log = logging.getLogger(__name__)
 PROFILE_SECONDS = 7 * 86_400
@@ -49,8 +53,9 @@ async def refresh(
     settings: Settings,
     version: IndexVersion | None,
     user_ids: Sequence[str],
-) -> None:
-    """Recompute and store the profiles of `user_ids`, and tell every API process.
+) -> dict[str, bytes]:
+    """Recompute and store the profiles of `user_ids`, tell every API process, and return
+    them as stored.
 
     All of them at once: one query, one sparse product for the vectors, one pipeline. Each
     profile reads the user's newest `profile_history` interactions, so a user with a long
@@ -93,6 +98,7 @@ async def refresh(
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
     await stored_profiles.save(redis, encoded, PROFILE_SECONDS)
     await publish(redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids))
+    return encoded
 
 
 def _vectors(
@@ -113,39 +119,61 @@ def _vectors(
     return user_vectors(users, items, decayed, len(position), version.item_vectors)
 
 
+@dataclass(frozen=True)
+class Read:
+    """A user's freshest profile; the time of the stored profile it came from (None: the
+    version's own), and the list ranked from that stored profile, as stored (service/lists.py)."""
+
+    profile: Profile
+    stamp: float | None = None
+    ranked: bytes | None = None
+
+
 async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
     """The freshest profile: the stored one if newer than the version's snapshot; the
     version's own when Redis cannot be reached."""
+    return (await read(redis, version, user_id)).profile
+
+
+async def read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read:
+    """`current`'s profile, with the list ranked from it, in one round trip."""
     try:
-        raw = await stored_profiles.load(redis, user_id)
+        raw, ranked = await stored_profiles.load_with_list(redis, user_id)
     except CacheUnavailable:
         log.warning("Redis is unavailable: serving %r from the version's profile", user_id)
-        raw = None
+        raw = ranked = None
     if raw is not None:
-        stored = orjson.loads(raw)
-        newer = version is None or stored["at"] >= version.data_as_of
-        same_vectors = version is None or stored["version"] == version.version
-        if newer:
-            vector = stored["vector"]
-            taste: Floats | None
-            if vector is not None and same_vectors:
-                taste = np.asarray(vector, dtype=np.float32)
-            elif version is not None:
-                # Computed against other item vectors: keep the history, take the version's
-                # vector for this user (or none).
-                taste = profile_of(version, user_id).vector
-            else:
-                taste = None
-            fresh = Profile(
-                vector=taste,
-                seen=frozenset(stored["seen"]),
-                negative=frozenset(stored["negative"]),
-                count=int(stored["count"]),
-                liked=tuple(stored.get("liked", ())),
-                evidence=tuple(stored.get("evidence", ())),
-            )
-            return _built_if_same(fresh, version, user_id, float(stored["at"]))
-    return profile_of(version, user_id) if version is not None else Profile()
+        found = parse(raw, version, user_id)
+        if found is not None:
+            return Read(found[0], found[1], ranked)
+    return Read(profile_of(version, user_id) if version is not None else Profile())
+
+
+def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profile, float] | None:
+    """A stored profile and its time, if it is newer than the version's snapshot."""
+    stored = orjson.loads(raw)
+    if version is not None and stored["at"] < version.data_as_of:
+        return None
+    vector = stored["vector"]
+    taste: Floats | None
+    if vector is not None and (version is None or stored["version"] == version.version):
+        taste = np.asarray(vector, dtype=np.float32)
+    elif version is not None:
+        # Computed against other item vectors: keep the history, take the version's vector
+        # for this user (or none).
+        taste = profile_of(version, user_id).vector
+    else:
+        taste = None
+    fresh = Profile(
+        vector=taste,
+        seen=frozenset(stored["seen"]),
+        negative=frozenset(stored["negative"]),
+        count=int(stored["count"]),
+        liked=tuple(stored.get("liked", ())),
+        evidence=tuple(stored.get("evidence", ())),
+    )
+    stamp = float(stored["at"])
+    return _built_if_same(fresh, version, user_id, stamp), stamp
 
 
 def _built_if_same(
@@ -191,13 +219,23 @@ class Refresher:
 
     CHUNK = 500
     POLL_SECONDS = 5.0
+    RANK_BATCH = 32  # users ranked ahead per hand-off to a thread, then stored
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, settings: Settings, serving: Serving
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        settings: Settings,
+        serving: Serving,
+        trending: Trending | None = None,
     ) -> None:
         self.pool, self.redis, self.settings, self.serving = pool, redis, settings, serving
+        self.trending = trending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Users whose lists wait to be ranked ahead: the version and the profile as stored.
+        self._to_rank: dict[str, tuple[IndexVersion, bytes]] = {}
+        self._ranking: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._wake.set()  # users a stopped process left queued are refreshed at once
@@ -206,6 +244,8 @@ class Refresher:
     async def stop(self) -> None:
         if self._task is not None:
             await cancel([self._task])
+        if self._ranking is not None:
+            await cancel([self._ranking])
         try:
             await self.flush()
         except Exception:
@@ -227,9 +267,55 @@ class Refresher:
             await self._refresh([u for u, _ in queued])
             await activity.refreshed(self.pool, queued)
 
+    async def ranked(self) -> None:
+        """Wait until the lists waiting to be ranked ahead are ranked and stored."""
+        while self._ranking is not None and not self._ranking.done():
+            await asyncio.shield(self._ranking)
+
     async def _refresh(self, user_ids: Sequence[str]) -> None:
-        await refresh(self.pool, self.redis, self.settings, self.serving.current, user_ids)
+        version = self.serving.current
+        stored = await refresh(self.pool, self.redis, self.settings, version, user_ids)
         self.serving.answers.drop(user_ids)
+        if version is not None:
+            self._rank_ahead(version, stored)
+
+    def _rank_ahead(self, version: IndexVersion, stored: dict[str, bytes]) -> None:
+        room = self.settings.api.rank_ahead_users - len(self._to_rank)
+        for user_id, raw in stored.items():
+            if user_id in self._to_rank or room > 0:
+                room -= user_id not in self._to_rank
+                self._to_rank[user_id] = (version, raw)  # the newest profile wins
+        if self._to_rank and (self._ranking is None or self._ranking.done()):
+            self._ranking = asyncio.create_task(self._rank_waiting(), name="lists-ranked-ahead")
+
+    async def _rank_waiting(self) -> None:
+        """Rank the waiting users' lists, a batch at a time on one thread, and store them."""
+        while self._to_rank:
+            batch = list(self._to_rank.items())[: self.RANK_BATCH]
+            for user_id, _ in batch:
+                del self._to_rank[user_id]
+            version = self.serving.current
+            picked = [(u, raw) for u, (v, raw) in batch if version is not None and v is version]
+            if version is None or not picked:
+                continue  # another version serves now: its users are ranked when they ask
+            trending = self.trending.hot_scores(version) if self.trending is not None else None
+            deleted = self.serving.deleted_rows(version)
+            digest = self.serving.list_digest(version)
+
+            # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
+            parsed = [(u, parse(raw, version, u)) for u, raw in picked]
+            # A profile the build's own matches is answered by the build's list.
+            todo = [(u, found) for u, found in parsed if found is not None and not found[0].built]
+
+            try:
+                ranked = await asyncio.to_thread(
+                    lists.rank_ahead, version, todo, self.settings, deleted, trending, digest
+                )
+                await stored_profiles.save_lists(self.redis, ranked, PROFILE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # they are ranked when they ask
+                log.warning("could not rank %d lists ahead: %s", len(picked), exc)
 
     async def _run(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import precompute, publish
 from indexing.artifacts import IndexVersion, Lists
+from service import lists
 from service.answers import AnswerCache
 from service.background import cancel
 from storage import builds, catalog, events
@@ -59,6 +60,7 @@ class Serving:
         self._pin_failed: dict[int, tuple[float, Exception]] = {}
         self._deleted_rows: dict[int, frozenset[int]] = {}
         self._kept_usable: dict[int, bool] = {}
+        self._digests: dict[int, str] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -101,6 +103,17 @@ class Serving:
                 self._kept_usable.clear()
             self._kept_usable[version.version] = usable
         return version.lists if usable else None
+
+    def list_digest(self, version: IndexVersion) -> str:
+        """What the lists ranked ahead for `version` depend on besides the profile, with
+        this process's settings (service/lists.py); computed once per version."""
+        found = self._digests.get(version.version)
+        if found is None:
+            found = lists.settings_digest(version, self.settings)
+            if len(self._digests) > len(self.pinned) + 2:
+                self._digests.clear()
+            self._digests[version.version] = found
+        return found
 
     def deleted_rows(self, version: IndexVersion) -> frozenset[int]:
         """Rows of `version` whose items are deleted now (the set is cached per version)."""

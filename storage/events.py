@@ -21,6 +21,11 @@ def profile_key(user_id: str) -> str:
     return f"recs:profile:{user_id}"
 
 
+def ranked_key(user_id: str) -> str:
+    """A user's list ranked from their refreshed profile, stamped with that profile's time."""
+    return f"recs:ranked:{user_id}"
+
+
 def lists_key(hours: int) -> str:
     """Every trending list of one window, published together."""
     return f"recs:trending:{hours}:lists"

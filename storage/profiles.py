@@ -1,5 +1,6 @@
-"""Users' profiles recomputed after their latest interactions, kept in Redis where every API
-process reads them (service/profiles.py computes and encodes them)."""
+"""Users' profiles recomputed after their latest interactions, and the lists ranked from
+them, kept in Redis where every API process reads them (service/profiles.py computes and
+encodes both)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 
 from storage.cache import redis_errors
-from storage.events import profile_key
+from storage.events import profile_key, ranked_key
 
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> None:
@@ -25,3 +26,21 @@ async def load(redis: Redis, user_id: str) -> bytes | None:
     with redis_errors(redis, "reading a profile"):
         found = await redis.get(profile_key(user_id))
     return found.encode() if isinstance(found, str) else found
+
+
+async def save_lists(redis: Redis, lists: Mapping[str, bytes], seconds: int) -> None:
+    """Store encoded ranked lists by user id, each kept `seconds`, in one round trip."""
+    with redis_errors(redis, "storing ranked lists"):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user_id, encoded in lists.items():
+                pipe.set(ranked_key(user_id), encoded, ex=seconds)
+            await pipe.execute()
+
+
+async def load_with_list(redis: Redis, user_id: str) -> tuple[bytes | None, bytes | None]:
+    """A user's encoded profile and ranked list (each None when none is stored), in one
+    round trip."""
+    with redis_errors(redis, "reading a profile"):
+        found = await redis.mget(profile_key(user_id), ranked_key(user_id))
+    profile, ranked = (f.encode() if isinstance(f, str) else f for f in found)
+    return profile, ranked

@@ -130,11 +130,25 @@ async def build_version(
         say=log.info,
         trending=trending.hot_scores(hot, built),
     )
+    ranked = time.monotonic()
+    built.nearest = await asyncio.to_thread(
+        precompute.nearest_items,
+        built,
+        settings,
+        seconds=settings.index.similar_seconds,
+        say=log.info,
+    )
     precomputed = {
         "users": built.lists.users,
         "of": len(built.user_ids),
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds": round(ranked - started, 1),
         "ranked_with": built.lists.ranked_with,
+        "nearest": {
+            "items": built.nearest.items,
+            "of": len(built.item_ids),
+            "depth": built.nearest.depth,
+            "seconds": round(time.monotonic() - ranked, 1),
+        },
     }
     active = await builds.active_version(pool)
     active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None

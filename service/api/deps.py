@@ -88,10 +88,12 @@ class Resources:
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for background work: scheduled tasks and profile refreshes."""
+        """Wait for background work: scheduled tasks, profile refreshes and the lists they
+        rank ahead."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.profiles.flush()
+        await self.profiles.ranked()
 
 
 # Dependencies are `async def` even where they do not await: FastAPI runs plain functions in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
-from indexing import precompute, ranking
+from indexing import ann, precompute, ranking
 from indexing.artifacts import IndexVersion
 from indexing.build import assemble
 
@@ -109,3 +110,52 @@ def test_the_lists_say_what_they_were_ranked_with(
         update={"ranking": settings.ranking.model_copy(update={"mmr_lambda": 0.5})}
     )
     assert lists.ranked_with != precompute.ranked_with(version, other)
+
+
+@pytest.fixture(scope="module")
+def searched(version: IndexVersion, settings: Settings) -> IndexVersion:
+    """The same version with an HNSW item index, where a search is approximate."""
+    index = settings.index.model_copy(update={"exact_below": 10, "hnsw_ef_search": 16})
+    vectors = np.ascontiguousarray(version.item_vectors)
+    return replace(version, item_index=ann.build(vectors, index))
+
+
+@pytest.mark.parametrize("which", ["exact", "hnsw"])
+def test_each_items_nearest_are_what_a_live_search_finds(
+    which: str, version: IndexVersion, searched: IndexVersion, settings: Settings
+) -> None:
+    chosen = version if which == "exact" else searched
+    small = settings.model_copy(
+        update={"index": settings.index.model_copy(update={"similar_depth": 12})}
+    )
+    nearest = precompute.nearest_items(chosen, small, seconds=60.0)
+    assert nearest.items == ITEMS and nearest.depth == 12
+    for row in range(ITEMS):
+        kept = nearest.get(row)
+        assert kept is not None
+        rows, scores = kept
+        assert row not in rows.tolist() and len(rows) == 12
+        # The API's own search for fewer results (k within the beam): the same head.
+        for limit in (1, 5, 12):
+            live = ranking.similar_items(
+                chosen, chosen.item_vectors[row], limit=limit, category=None, excluded={row}
+            )
+            assert rows[:limit].tolist() == live.rows.tolist()
+            np.testing.assert_allclose(scores[:limit], live.scores, rtol=1e-6)
+    if which == "hnsw":  # the search is approximate here: some lists are not the exact ones
+        exact = precompute.nearest_items(version, small, seconds=60.0)
+        assert not np.array_equal(exact.rows, nearest.rows)
+
+
+def test_no_time_finds_no_nearest_and_the_most_popular_come_first(
+    version: IndexVersion, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert precompute.nearest_items(version, settings, seconds=0.0).items == 0
+    ticks = iter([0.0, 0.0, 0.0])  # past the deadline after two batches of 16 items
+    monkeypatch.setattr(precompute, "ITEM_BATCH", 16)
+    nearest = precompute.nearest_items(
+        version, settings, seconds=1.0, clock=lambda: next(ticks, 10.0)
+    )
+    kept = [r for r in range(ITEMS) if nearest.get(r) is not None]
+    assert len(kept) == 32
+    assert set(kept) == set(version.popular_rows[:32].tolist())

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from indexing import ranking
 from indexing.hybrid import SOURCES
-from service import profiles
+from service import lists, profiles
 from tests.helpers import assert_error, build_now, genre_catalog
 
 GENRES = ("horror", "comedy", "space", "western")
@@ -118,14 +118,20 @@ async def test_offset_pages_through_one_list(
     client: httpx.AsyncClient, app: FastAPI, served: int
 ) -> None:
     # space-fan-1 is answered from the list the build ranked; space-fan-2, who acts after
-    # the build, from a list ranked live and kept for a minute.
+    # the build, from the list ranked ahead after the refresh; a category, from a list
+    # ranked live and kept for a minute.
     like = {"user_id": "space-fan-2", "item_id": "space-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     await app.state.resources.drain()
-    for user, cached in (("space-fan-1", False), ("space-fan-2", True)):
-        whole = await recs(client, user, limit=12)
-        first = await recs(client, user, limit=6)
-        second = await recs(client, user, limit=6, offset=6)
+    for user, category, cached in (
+        ("space-fan-1", None, False),
+        ("space-fan-2", None, False),
+        ("space-fan-2", "Space", True),
+    ):
+        asked = {"category": category} if category else {}
+        whole = await recs(client, user, limit=12, **asked)
+        first = await recs(client, user, limit=6, **asked)
+        second = await recs(client, user, limit=6, offset=6, **asked)
         assert first["items"] + second["items"] == whole["items"]
         assert second["cached"] is cached
 
@@ -168,6 +174,37 @@ async def test_similar_items_share_their_genre(client: httpx.AsyncClient, served
     assert "space-3" not in ids and len(ids) == 5
     assert sum(genre_of(i) == "space" for i in ids) >= 4
     assert_error(await client.get("/api/v1/items/nope/similar"), 404)
+
+
+async def test_similar_items_come_from_the_build_as_a_live_search_finds_them(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = app.state.resources.serving.current
+    assert version.nearest is not None and version.nearest.items == 32
+    searches = []
+    search = ranking.similar_items
+
+    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        searches.append(kwargs["category"])
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "similar_items", counted)
+    for item_id in ("space-3", "horror-0"):
+        row = version.item_row[item_id]
+        for params in ({"limit": 5}, {"limit": 31}, {"limit": 5, "category": "space"}):
+            answer = await client.get(f"/api/v1/items/{item_id}/similar", params=params)
+            live = search(
+                version,
+                version.item_vectors[row],
+                limit=params["limit"],
+                category=params.get("category"),
+                excluded={row},
+            )
+            assert [i["item_id"] for i in answer.json()["items"]] == [
+                version.item_ids[r] for r in live.rows
+            ]
+    # Only the requests naming a category were searched live.
+    assert searches == ["space", "space"]
 
 
 async def test_an_item_newer_than_the_index_gets_neighbours(
@@ -232,15 +269,16 @@ async def test_a_read_key_reads_answers_but_nothing_else(
 
 
 async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, served: int) -> None:
-    # A user who acted since the build: ranked live, and the list kept for a minute.
+    # A category is ranked live, and the list kept for a minute.
     like = {"user_id": "comedy-fan-0", "item_id": "comedy-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     await app.state.resources.drain()  # the profile refresh has landed
-    first = await recs(client, "comedy-fan-0")
+    first = await recs(client, "comedy-fan-0", category="Comedy")
     assert first["cached"] is False
-    assert (await recs(client, "comedy-fan-0"))["cached"] is True
+    assert (await recs(client, "comedy-fan-0", category="Comedy"))["cached"] is True
     fresh = await client.get(
-        "/api/v1/recommendations/comedy-fan-0", headers={"Cache-Control": "no-cache"}
+        "/api/v1/recommendations/comedy-fan-0?category=Comedy",
+        headers={"Cache-Control": "no-cache"},
     )
     assert fresh.json()["cached"] is False
     again = fresh.json()["items"]
@@ -249,6 +287,65 @@ async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, se
     assert [i["score"] for i in again] == pytest.approx(
         [i["score"] for i in first["items"]], abs=1e-5
     )
+
+
+async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.resources
+    users = ["western-fan-0", "horror-fan-2"]
+    for user in users:
+        like = {"user_id": user, "item_id": "space-5", "type": "like"}
+        assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await res.drain()  # refreshed, and ranked ahead
+    calls = []
+    real = ranking.recommend
+
+    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "recommend", counted)
+    no_cache = {"Cache-Control": "no-cache"}
+    ahead = {}
+    for user in users:
+        answer = await client.get(f"/api/v1/recommendations/{user}?limit=8", headers=no_cache)
+        ahead[user] = answer.json()["items"]
+        assert "space-5" not in {i["item_id"] for i in ahead[user]}
+    assert calls == []
+    # The same lists, ranked live now.
+    monkeypatch.setattr(lists, "decode", lambda *args: None)
+    for user in users:
+        answer = await client.get(f"/api/v1/recommendations/{user}?limit=8", headers=no_cache)
+        live = answer.json()["items"]
+        assert [i["item_id"] for i in live] == [i["item_id"] for i in ahead[user]]
+        assert [i["score"] for i in live] == pytest.approx(
+            [i["score"] for i in ahead[user]], abs=1e-5
+        )
+    assert calls == [1, 1]
+    monkeypatch.undo()
+    monkeypatch.setattr(ranking, "recommend", counted)
+    # A profile stored after the list was ranked makes it stale: ranked live.
+    await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, users[:1])
+    await client.get(f"/api/v1/recommendations/{users[0]}?limit=8", headers=no_cache)
+    assert calls == [1, 1, 1]
+    # So does a process ranking with other settings.
+    monkeypatch.setattr(res.serving, "_digests", {res.serving.current.version: "other"})
+    await client.get(f"/api/v1/recommendations/{users[1]}?limit=8", headers=no_cache)
+    assert calls == [1, 1, 1, 1]
+
+
+async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.resources
+    bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
+    monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
+    rows = [{"user_id": f"comedy-fan-{n}", "item_id": "space-6", "type": "like"} for n in range(3)]
+    assert (await client.post("/api/v1/interactions/batch", json={"interactions": rows})).is_success
+    await res.drain()
+    stored = [await res.redis.get(f"recs:ranked:comedy-fan-{n}") for n in range(3)]
+    assert sum(s is not None for s in stored) == 2
 
 
 async def test_a_slow_ranking_does_not_hold_up_other_requests(
@@ -315,10 +412,11 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     serving.answers.drop(["horror-fan-1"])
     assert (await recs(client, "horror-fan-1", limit=4))["items"] == kept["horror-fan-1"][:4]
     assert calls == []
-    # A like after the build: ranked live, without the item just liked.
+    # A like after the build: ranked once, ahead of the request, without the item liked.
     liked = kept["horror-fan-1"][0]["item_id"]
     like = {"user_id": "horror-fan-1", "item_id": liked, "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await res.drain()
     after = await recs(client, "horror-fan-1", limit=4)
     assert calls == [1] and liked not in {i["item_id"] for i in after["items"]}
     # So is a category, or a list kept with other settings.

@@ -29,7 +29,7 @@ from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
-from service import profiles
+from service import lists, profiles
 from service.api.deps import ResourcesDep, require
 from service.api.routes import API, ERRORS
 from service.experiments import State
@@ -81,21 +81,20 @@ async def recommend(
     fresh = cache_control is not None and "no-cache" in cache_control.lower()
     found = None if fresh else res.serving.answers.get(key)
     hit = found is not None
-    profile = Profile()
+    read = profiles.Read(Profile())
     if found is None or explain:
-        profile = await _profile(res, version, user_id)
+        read = await profiles.read(res.redis, version, user_id)
+    profile = read.profile
     pairs: list[tuple[str, float]] | None = None
     if found is None and category is None and exclude_seen and arm is None:
         # Within an experiment every arm is ranked live, so that arms differ only by their
-        # params, not by one being a list ranked at build time.
-        kept = _kept(res, version, user_id, profile)
+        # params, not by one being a list ranked ahead.
+        kept = _kept(res, version, user_id, read)
         pairs = _page_of(kept, res.serving.deleted, offset + limit) if kept else None
         if kept is not None and pairs is not None:
             found = kept[0], kept[1]
     if found is None:
-        found = await _ranked_ids(
-            res, version, profile, res.settings.index.ranking_depth, category, exclude_seen, params
-        )
+        found = await _ranked_ids(res, version, profile, category, exclude_seen, params)
         res.serving.answers.put(key, found)
     ranked, strategy = found
     if pairs is None:
@@ -162,11 +161,12 @@ async def _ranked_ids(
     res: ResourcesDep,
     version: IndexVersion | None,
     profile: Profile,
-    depth: int,
     category: str | None,
     exclude_seen: bool,
     params: Params = DEFAULT,
 ) -> tuple[list[tuple[str, float]], str]:
+    """The user's list `ranking_depth` deep, ranked now."""
+    depth = res.settings.index.ranking_depth
     if version is None:
         # No index yet: popularity straight from recent interactions.
         hot = await res.trending.top("hot", res.trending.hours, category)
@@ -174,45 +174,44 @@ async def _ranked_ids(
             res.serving.deleted | profile.negative | (profile.seen if exclude_seen else frozenset())
         )
         return [(i, s) for i, s in hot if i not in excluded][:depth], "popular"
-    settings = params.apply(version.ranking(res.settings.ranking))
     deleted = res.serving.deleted_rows(version)
     trending = res.trending.hot_scores(version)
-
-    def ranked() -> tuple[list[tuple[str, float]], str]:
-        found = ranking.recommend(
+    return await res.rank(
+        lambda: lists.rank(
             version,
             profile,
-            settings,
-            strategy=params.strategy,
-            depth=depth,
-            cold_start_min=res.settings.index.cold_start_min,
-            category=category,
-            exclude_seen=exclude_seen,
+            res.settings,
             deleted=deleted,
             trending=trending,
+            params=params,
+            category=category,
+            exclude_seen=exclude_seen,
         )
-        return _pairs(version, found), found.strategy
-
-    return await res.rank(ranked)
+    )
 
 
 def _kept(
-    res: ResourcesDep, version: IndexVersion | None, user_id: str, profile: Profile
+    res: ResourcesDep, version: IndexVersion | None, user_id: str, read: profiles.Read
 ) -> tuple[list[tuple[str, float]], str, int] | None:
-    """The user's list as the build ranked it (indexing/precompute.py), its strategy and
-    the depth it was cut at, where the user has not acted since; else None."""
-    if version is None or not profile.built:
+    """The user's list as it was ranked ahead, its strategy and the depth it was cut at:
+    by the build (indexing/precompute.py) where the user has not acted since, or else from
+    their stored profile (service/lists.py); None where neither is the user's now."""
+    if version is None:
         return None
-    lists = res.serving.kept_lists(version)
+    if not read.profile.built:
+        digest = res.serving.list_digest(version)
+        ahead = lists.decode(read.ranked, version.version, read.stamp, digest)
+        return (ahead.pairs, ahead.strategy, ahead.depth) if ahead is not None else None
+    built = res.serving.kept_lists(version)
     row = version.user_row.get(user_id)
-    kept = lists.get(row) if lists is not None and row is not None else None
+    kept = built.get(row) if built is not None and row is not None else None
     if kept is None:
         return None
-    assert lists is not None
+    assert built is not None
     rows, scores, strategy = kept
     ids = version.item_ids
     pairs = [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
-    return pairs, strategy, lists.depth
+    return pairs, strategy, built.depth
 
 
 def _page_of(
@@ -302,9 +301,7 @@ async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
     profile = await _profile(res, version, user_id)
     row = version.item_row[item_id]
     # The rank in the list the user gets by default, where seen items are left out.
-    pairs, strategy = await _ranked_ids(
-        res, version, profile, res.settings.index.ranking_depth, None, True
-    )
+    pairs, strategy = await _ranked_ids(res, version, profile, None, True)
     rank = next((n for n, (i, _) in enumerate(pairs) if i == item_id), None)
     if strategy == "popular":
         top = float(version.popularity.max()) or 1.0
@@ -353,6 +350,14 @@ async def similar_items(
         await catalog.get_item(res.pool, item_id)
         return SimilarItems(item_id=item_id, items=[], index_version=None)
     row = version.item_row.get(item_id)
+    if row is not None and category is None:
+        kept = _kept_nearest(version, row, res.serving.deleted_rows(version), limit)
+        if kept is not None:
+            return SimilarItems(
+                item_id=item_id,
+                items=[Scored(item_id=i, score=round(s, 6)) for i, s in kept],
+                index_version=version.version,
+            )
     if row is not None:
         query = version.item_vectors[row]
     else:
@@ -370,6 +375,27 @@ async def similar_items(
         items=[Scored(item_id=i, score=round(s, 6)) for i, s in _pairs(version, ranked)],
         index_version=version.version,
     )
+
+
+def _kept_nearest(
+    version: IndexVersion, row: int, deleted: frozenset[int], limit: int
+) -> list[tuple[str, float]] | None:
+    """The first `limit` live items of the item's nearest items as the build found them
+    (indexing/precompute.py); None where the build found none, or too few are left of a
+    list cut at its depth (a live search finds more)."""
+    kept = version.nearest.get(row) if version.nearest is not None else None
+    if kept is None:
+        return None
+    assert version.nearest is not None
+    rows, scores = kept
+    ids = version.item_ids
+    pairs = []
+    for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
+        if r not in deleted:
+            pairs.append((ids[r], s))
+            if len(pairs) == limit:
+                return pairs
+    return pairs if len(rows) < version.nearest.depth else None
 
 
 @router.get("/users/{user_id}/similar")
