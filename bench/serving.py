@@ -392,7 +392,9 @@ async def act_after_build(
         keys = [ranked_key(u) for u in users]
         started, ranked = time.monotonic(), 0
         while time.monotonic() < started + 300:
-            ranked = sum(await redis.exists(*keys[n : n + 500]) for n in range(0, len(keys), 500))
+            ranked = 0
+            for n in range(0, len(keys), 500):
+                ranked += await redis.exists(*keys[n : n + 500])
             if ranked == len(users):
                 break
             await asyncio.sleep(0.5)
