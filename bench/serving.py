@@ -530,6 +530,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         # (indexing/precompute.py), where its time allowed, or a live ranking.
         active = sorted({f"user-{rng.randrange(args.users)}" for _ in range(1_000)})
         await act_after_build(base, pool, active, args.items, rng)
+        genres = list(demo.GENRES)
         targets = {
             "trivial /health": (["/health"], ""),
             "similar items": (
@@ -548,9 +549,13 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 [f"/api/v1/recommendations/{u}?limit=10&experiment_id=bench" for u in users],
                 fresh,
             ),
-            # Live lists again, from the answer cache (an entry lives a minute).
+            # Lists ranked live (a category is), again, from the answer cache (an entry
+            # lives a minute).
             "personalised, cached": (
-                [f"/api/v1/recommendations/{u}?limit=10" for u in active[:200]],
+                [
+                    f"/api/v1/recommendations/{u}?limit=10&category={genres[n % len(genres)]}"
+                    for n, u in enumerate(active[:200])
+                ],
                 "",
             ),
         }

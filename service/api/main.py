@@ -17,7 +17,7 @@ from common.retry import wait_for
 from common.settings import Settings, get_settings
 from service.api import errors
 from service.api.body import document_bodies
-from service.api.deps import Resources
+from service.api.deps import Resources, document_security
 from service.api.limits import AuthenticateFirst, BodyLimit
 from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import (
@@ -152,4 +152,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, recommendations, items, users, keys, index, experiments):
         app.include_router(module.router)
     document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
+    document_security(app, API + "/")
     return app
