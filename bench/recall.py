@@ -57,7 +57,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
-    folder = args.folder or max((ROOT / ".stack" / "bench" / "index").iterdir())
+    folder = args.folder or max(
+        p for p in (ROOT / ".stack" / "bench" / "index").iterdir() if p.name.isdigit()
+    )
     manifest = json.loads((folder / MANIFEST).read_text())
     version = IndexVersion.load(folder, manifest)
     faiss.omp_set_num_threads(1)  # as the API runs a search
@@ -67,9 +69,8 @@ def main() -> None:
     rng = np.random.default_rng(3)
     n = len(version.item_ids)
     items = rng.choice(n, min(args.queries, n), replace=False)
-    users = rng.choice(
-        len(version.user_ids), min(args.queries, len(version.user_ids)), replace=False
-    )
+    tasted = np.flatnonzero(np.abs(version.user_vectors).sum(axis=1) > 0)  # else ties only
+    users = rng.choice(tasted, min(args.queries, len(tasted)), replace=False)
     index_bytes = (folder / "items.faiss").stat().st_size
     print(f"version {version.version}: {n:,} items, item index {manifest['item_index']}")
     print(f"items.faiss {index_bytes / 2**20:,.0f} MiB ({index_bytes / n:,.0f} bytes per item)")

@@ -375,21 +375,23 @@ async def act_after_build(
     rows = [
         {"user_id": u, "item_id": f"item-{rng.randrange(items)}", "type": "view"} for u in users
     ]
-    answer = httpx.post(
-        f"{base}/api/v1/interactions/batch",
-        json={"interactions": rows},
-        headers={"Authorization": f"Bearer {ADMIN}"},
-        timeout=60,
-    )
-    answer.raise_for_status()
-    deadline = time.monotonic() + 120
-    while await activity.queued_for(pool, users):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the profiles of the users who acted were not refreshed in 120 s")
-        await asyncio.sleep(0.2)
     redis = Redis.from_url(os.environ["REDIS_URL"])
+    keys = [ranked_key(u) for u in users]
     try:
-        keys = [ranked_key(u) for u in users]
+        for n in range(0, len(keys), 500):  # an earlier run's lists (--reuse) must not count
+            await redis.delete(*keys[n : n + 500])
+        answer = httpx.post(
+            f"{base}/api/v1/interactions/batch",
+            json={"interactions": rows},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=60,
+        )
+        answer.raise_for_status()
+        deadline = time.monotonic() + 120
+        while await activity.queued_for(pool, users):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the profiles of those who acted were not refreshed in 120 s")
+            await asyncio.sleep(0.2)
         started, ranked = time.monotonic(), 0
         while time.monotonic() < started + 300:
             ranked = 0

@@ -206,6 +206,17 @@ class IndexSettings(_Section):
     nightly: bool = True
     nightly_hour: Annotated[int, Field(ge=0, le=23)] = 3
 
+    @model_validator(mode="after")
+    def _nearest_within_the_beam(self) -> IndexSettings:
+        # A search of k results visits the same HNSW nodes for any k within efSearch: the
+        # nearest items a build keeps are then the head of what the API's search finds.
+        if self.similar_depth >= self.hnsw_ef_search:
+            raise ValueError(
+                f"INDEX_SIMILAR_DEPTH ({self.similar_depth}) must be below "
+                f"INDEX_HNSW_EF_SEARCH ({self.hnsw_ef_search})"
+            )
+        return self
+
 
 class RankingSettings(_Section):
     """How the hybrid ranker blends its sources (see indexing/hybrid.py for the formula)."""

@@ -136,8 +136,10 @@ def nearest_items(
     popular items first, for at most `seconds` (checked before each batch of ITEM_BATCH).
 
     A search of k results visits the same nodes whatever k is while k stays within the HNSW
-    beam (efSearch), so the head of a kept list is what the API's own search of fewer
-    results finds; ties are ordered as `ranking.nearest` orders them (by row)."""
+    beam (efSearch; the settings keep `similar_depth` below it), so the head of a kept list
+    is what the API's own search of fewer results finds, while that search's k (the limit,
+    the item and the deleted items) stays within the beam too; ties are ordered as
+    `ranking.nearest` orders them (by row)."""
     n_items = len(version.item_ids)
     depth = settings.index.similar_depth
     deadline = clock() + seconds

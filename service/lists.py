@@ -7,7 +7,9 @@ the background and keeps it in Redis beside the profile, stamped with the served
 the stored profile's time and a digest of the settings it was ranked with. A request reads
 both in one round trip and answers from the list only where all three are still the
 request's own: a newer profile, another version or other settings rank live. Like a list
-ranked at the build, such a list follows the trending list as it stood when it was ranked.
+ranked at the build, such a list is ranked with no item deleted (the API drops deleted items
+as it answers) and follows the trending list as it stood when it was ranked; it is dropped
+after LIST_SECONDS, so that a user who never acts again is ranked live after a day.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from indexing.hybrid import Trend
 from indexing.ranking import Profile
 
 Pairs = list[tuple[str, float]]
+# A list ranked ahead is dropped after a day even if nothing replaces it: it follows the
+# trending list only as it stood when it was ranked.
+LIST_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -77,14 +82,16 @@ def rank_ahead(
     version: IndexVersion,
     users: list[tuple[str, tuple[Profile, float]]],
     settings: Settings,
-    deleted: frozenset[int],
     trending: Trend | None,
     digest: str,
 ) -> dict[str, bytes]:
-    """Each user's list ranked from (their profile, the time it was stored), encoded."""
+    """Each user's list ranked from (their profile, the time it was stored), encoded.
+
+    Ranked with no item deleted, as the build ranks its lists: the API drops items deleted
+    by the time it answers, and an item restored meanwhile is still in the list."""
     done = {}
     for user_id, (profile, stamp) in users:
-        pairs, strategy = rank(version, profile, settings, deleted=deleted, trending=trending)
+        pairs, strategy = rank(version, profile, settings, deleted=frozenset(), trending=trending)
         depth = settings.index.precompute_depth
         done[user_id] = encode(version.version, stamp, digest, pairs, strategy, depth)
     return done
@@ -113,8 +120,11 @@ def decode(raw: bytes | None, version: int, stamp: float | None, digest: str) ->
     `stamp`, with these settings; else None (rank live)."""
     if raw is None or stamp is None:
         return None
-    found = orjson.loads(raw)
-    if found["version"] != version or found["at"] != stamp or found["digest"] != digest:
+    try:
+        found = orjson.loads(raw)
+        if found["version"] != version or found["at"] != stamp or found["digest"] != digest:
+            return None
+        pairs = list(zip(found["items"], found["scores"], strict=True))
+        return Kept(pairs, found["strategy"], int(found["depth"]))
+    except (ValueError, KeyError, TypeError):  # not a list this code wrote: rank live
         return None
-    pairs = list(zip(found["items"], found["scores"], strict=True))
-    return Kept(pairs, found["strategy"], int(found["depth"]))

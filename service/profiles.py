@@ -227,7 +227,7 @@ class Refresher:
         redis: Redis,
         settings: Settings,
         serving: Serving,
-        trending: Trending | None = None,
+        trending: Trending,
     ) -> None:
         self.pool, self.redis, self.settings, self.serving = pool, redis, settings, serving
         self.trending = trending
@@ -236,12 +236,14 @@ class Refresher:
         # Users whose lists wait to be ranked ahead: the version and the profile as stored.
         self._to_rank: dict[str, tuple[IndexVersion, bytes]] = {}
         self._ranking: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._wake.set()  # users a stopped process left queued are refreshed at once
         self._task = asyncio.create_task(self._run(), name="profile-refresher")
 
     async def stop(self) -> None:
+        self._stopping = True  # the last refreshes rank nothing ahead
         if self._task is not None:
             await cancel([self._task])
         if self._ranking is not None:
@@ -270,7 +272,8 @@ class Refresher:
     async def ranked(self) -> None:
         """Wait until the lists waiting to be ranked ahead are ranked and stored."""
         while self._ranking is not None and not self._ranking.done():
-            await asyncio.shield(self._ranking)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._ranking)
 
     async def _refresh(self, user_ids: Sequence[str]) -> None:
         version = self.serving.current
@@ -280,6 +283,8 @@ class Refresher:
             self._rank_ahead(version, stored)
 
     def _rank_ahead(self, version: IndexVersion, stored: dict[str, bytes]) -> None:
+        if self._stopping:
+            return
         room = self.settings.api.rank_ahead_users - len(self._to_rank)
         for user_id, raw in stored.items():
             if user_id in self._to_rank or room > 0:
@@ -298,8 +303,7 @@ class Refresher:
             picked = [(u, raw) for u, (v, raw) in batch if version is not None and v is version]
             if version is None or not picked:
                 continue  # another version serves now: its users are ranked when they ask
-            trending = self.trending.hot_scores(version) if self.trending is not None else None
-            deleted = self.serving.deleted_rows(version)
+            trending = self.trending.hot_scores(version)  # as a live ranking would now
             digest = self.serving.list_digest(version)
 
             # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
@@ -309,13 +313,13 @@ class Refresher:
 
             try:
                 ranked = await asyncio.to_thread(
-                    lists.rank_ahead, version, todo, self.settings, deleted, trending, digest
+                    lists.rank_ahead, version, todo, self.settings, trending, digest
                 )
-                await stored_profiles.save_lists(self.redis, ranked, PROFILE_SECONDS)
+                await stored_profiles.save_lists(self.redis, ranked, lists.LIST_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # they are ranked when they ask
-                log.warning("could not rank %d lists ahead: %s", len(picked), exc)
+                log.warning("could not rank %d lists ahead: %s", len(todo), exc)
 
     async def _run(self) -> None:
         while True:

@@ -65,6 +65,8 @@ def test_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INTERACTION_WEIGHTS", '{"view": "heavy"}'),
         ("INTERACTION_WEIGHTS", '{"Bad Name": 1}'),
         ("RATING_WEIGHTS", "[1, 2, 3]"),
+        # The nearest items a build keeps must lie within the HNSW beam (128).
+        ("INDEX_SIMILAR_DEPTH", "128"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
