@@ -4,7 +4,7 @@ encodes both)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from redis.asyncio import Redis
 
@@ -14,11 +14,7 @@ from storage.events import profile_key, ranked_key
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> None:
     """Store encoded profiles by user id, each kept `seconds`, in one round trip."""
-    with redis_errors(redis, "storing profiles"):
-        async with redis.pipeline(transaction=False) as pipe:
-            for user_id, encoded in profiles.items():
-                pipe.set(profile_key(user_id), encoded, ex=seconds)
-            await pipe.execute()
+    await _set_each(redis, profile_key, profiles, seconds, "storing profiles")
 
 
 async def load(redis: Redis, user_id: str) -> bytes | None:
@@ -30,11 +26,7 @@ async def load(redis: Redis, user_id: str) -> bytes | None:
 
 async def save_lists(redis: Redis, lists: Mapping[str, bytes], seconds: int) -> None:
     """Store encoded ranked lists by user id, each kept `seconds`, in one round trip."""
-    with redis_errors(redis, "storing ranked lists"):
-        async with redis.pipeline(transaction=False) as pipe:
-            for user_id, encoded in lists.items():
-                pipe.set(ranked_key(user_id), encoded, ex=seconds)
-            await pipe.execute()
+    await _set_each(redis, ranked_key, lists, seconds, "storing ranked lists")
 
 
 async def load_with_list(redis: Redis, user_id: str) -> tuple[bytes | None, bytes | None]:
@@ -44,3 +36,13 @@ async def load_with_list(redis: Redis, user_id: str) -> tuple[bytes | None, byte
         found = await redis.mget(profile_key(user_id), ranked_key(user_id))
     profile, ranked = (f.encode() if isinstance(f, str) else f for f in found)
     return profile, ranked
+
+
+async def _set_each(
+    redis: Redis, key: Callable[[str], str], values: Mapping[str, bytes], seconds: int, what: str
+) -> None:
+    with redis_errors(redis, what):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user_id, encoded in values.items():
+                pipe.set(key(user_id), encoded, ex=seconds)
+            await pipe.execute()

@@ -45,6 +45,19 @@ async def served(client: httpx.AsyncClient, app: FastAPI) -> int:
     return version
 
 
+def count_rankings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry for each call of `ranking.recommend` from now on."""
+    calls: list[int] = []
+    real = ranking.recommend
+
+    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "recommend", counted)
+    return calls
+
+
 def genre_of(item_id: str) -> str:
     return item_id.split("-")[0]
 
@@ -298,14 +311,8 @@ async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
         like = {"user_id": user, "item_id": "space-5", "type": "like"}
         assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     await res.drain()  # refreshed, and ranked ahead
-    calls = []
-    real = ranking.recommend
-
-    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ranking, "recommend", counted)
+    calls = count_rankings(monkeypatch)
+    decode = lists.decode
     no_cache = {"Cache-Control": "no-cache"}
     ahead = {}
     for user in users:
@@ -323,8 +330,7 @@ async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
             [i["score"] for i in ahead[user]], abs=1e-5
         )
     assert calls == [1, 1]
-    monkeypatch.undo()
-    monkeypatch.setattr(ranking, "recommend", counted)
+    monkeypatch.setattr(lists, "decode", decode)
     # A profile stored after the list was ranked makes it stale: ranked live.
     await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, users[:1])
     await client.get(f"/api/v1/recommendations/{users[0]}?limit=8", headers=no_cache)
@@ -395,14 +401,7 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     monkeypatch.undo()
     serving.answers.drop(fans)  # the live answers were kept for a minute
 
-    calls = []
-    real = ranking.recommend
-
-    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ranking, "recommend", counted)
+    calls = count_rankings(monkeypatch)
     again = await recs(client, "horror-fan-1", limit=4)
     assert again["items"] == kept["horror-fan-1"][:4] and again["cached"] is False
     # A profile stored after the build that says what the build knew (a refresh after a
