@@ -233,8 +233,8 @@ class Refresher:
         self.trending = trending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Users whose lists wait to be ranked ahead: the version and the profile as stored.
-        self._to_rank: dict[str, tuple[IndexVersion, bytes]] = {}
+        # Users whose lists wait to be ranked ahead: the version, the profile and its time.
+        self._to_rank: dict[str, tuple[IndexVersion, tuple[Profile, float]]] = {}
         self._ranking: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -280,16 +280,26 @@ class Refresher:
         stored = await refresh(self.pool, self.redis, self.settings, version, user_ids)
         self.serving.answers.drop(user_ids)
         if version is not None:
-            self._rank_ahead(version, stored)
+            await self._rank_ahead(version, stored)
 
-    def _rank_ahead(self, version: IndexVersion, stored: dict[str, bytes]) -> None:
+    async def _rank_ahead(self, version: IndexVersion, stored: dict[str, bytes]) -> None:
+        """Queue the refreshed users whose profile is not the build's own (the build's list
+        answers those) for ranking ahead, within the bound."""
         if self._stopping:
             return
         room = self.settings.api.rank_ahead_users - len(self._to_rank)
-        for user_id, raw in stored.items():
-            if user_id in self._to_rank or room > 0:
-                room -= user_id not in self._to_rank
-                self._to_rank[user_id] = (version, raw)  # the newest profile wins
+        for n, (user_id, raw) in enumerate(stored.items()):
+            if n % self.RANK_BATCH == self.RANK_BATCH - 1:
+                await asyncio.sleep(0)  # parsing a whole chunk at once would hold the loop
+            if user_id not in self._to_rank and room <= 0:
+                continue
+            # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
+            found = parse(raw, version, user_id)
+            if found is None or found[0].built:
+                self._to_rank.pop(user_id, None)  # an older profile waiting is superseded
+                continue
+            room -= user_id not in self._to_rank
+            self._to_rank[user_id] = (version, found)  # the newest profile wins
         if self._to_rank and (self._ranking is None or self._ranking.done()):
             self._ranking = asyncio.create_task(self._rank_waiting(), name="lists-ranked-ahead")
 
@@ -300,17 +310,11 @@ class Refresher:
             for user_id, _ in batch:
                 del self._to_rank[user_id]
             version = self.serving.current
-            picked = [(u, raw) for u, (v, raw) in batch if version is not None and v is version]
-            if version is None or not picked:
+            todo = [(u, found) for u, (v, found) in batch if version is not None and v is version]
+            if version is None or not todo:
                 continue  # another version serves now: its users are ranked when they ask
             trending = self.trending.hot_scores(version)  # as a live ranking would now
             digest = self.serving.list_digest(version)
-
-            # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
-            parsed = [(u, parse(raw, version, u)) for u, raw in picked]
-            # A profile the build's own matches is answered by the build's list.
-            todo = [(u, found) for u, found in parsed if found is not None and not found[0].built]
-
             try:
                 ranked = await asyncio.to_thread(
                     lists.rank_ahead, version, todo, self.settings, trending, digest

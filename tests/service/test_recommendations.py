@@ -354,6 +354,24 @@ async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
     assert sum(s is not None for s in stored) == 2
 
 
+async def test_users_idle_since_the_build_take_no_room_among_those_ranked_ahead(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.resources
+    bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
+    monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
+    # A refresh of users who did nothing since the build (after a bulk load, say): the
+    # build's lists answer them, and nothing waits to be ranked.
+    idle = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
+    await res.profiles._refresh(idle)
+    assert res.profiles._to_rank == {}
+    rows = [{"user_id": f"space-fan-{n}", "item_id": "horror-6", "type": "like"} for n in range(2)]
+    assert (await client.post("/api/v1/interactions/batch", json={"interactions": rows})).is_success
+    await res.drain()
+    for n in range(2):
+        assert await res.redis.get(f"recs:ranked:space-fan-{n}") is not None
+
+
 async def test_a_slow_ranking_does_not_hold_up_other_requests(
     client: httpx.AsyncClient, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
