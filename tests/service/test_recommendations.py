@@ -341,12 +341,18 @@ async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
     assert calls == [1, 1, 1, 1]
 
 
-async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
-    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def two_waiting(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most two users wait to be ranked ahead."""
     res = app.state.resources
     bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
     monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
+
+
+async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
+    client: httpx.AsyncClient, app: FastAPI, served: int, two_waiting: None
+) -> None:
+    res = app.state.resources
     rows = [{"user_id": f"comedy-fan-{n}", "item_id": "space-6", "type": "like"} for n in range(3)]
     assert (await client.post("/api/v1/interactions/batch", json={"interactions": rows})).is_success
     await res.drain()
@@ -355,11 +361,9 @@ async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
 
 
 async def test_users_idle_since_the_build_take_no_room_among_those_ranked_ahead(
-    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, app: FastAPI, served: int, two_waiting: None
 ) -> None:
     res = app.state.resources
-    bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
-    monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
     # A refresh of users who did nothing since the build (after a bulk load, say): the
     # build's lists answer them, and nothing waits to be ranked.
     idle = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
