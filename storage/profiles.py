@@ -17,13 +17,6 @@ async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> Non
     await _set_each(redis, profile_key, profiles, seconds, "storing profiles")
 
 
-async def load(redis: Redis, user_id: str) -> bytes | None:
-    """A user's encoded profile, or None when none is stored."""
-    with redis_errors(redis, "reading a profile"):
-        found = await redis.get(profile_key(user_id))
-    return found.encode() if isinstance(found, str) else found
-
-
 async def save_lists(redis: Redis, lists: Mapping[str, bytes], seconds: int) -> None:
     """Store encoded ranked lists by user id, each kept `seconds`, in one round trip."""
     await _set_each(redis, ranked_key, lists, seconds, "storing ranked lists")
