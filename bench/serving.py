@@ -354,6 +354,16 @@ def main() -> None:
         action="store_true",
         help="serve the version an earlier run of the same size left (no data, no build)",
     )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="generate and load the data, then stop (a later --keep-data run builds on it)",
+    )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="build once on the data an earlier run of the same size loaded, then serve it",
+    )
     args = parser.parse_args()
 
     for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
@@ -428,7 +438,7 @@ async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -
     await load_items(pool, items[:small])
     early = await load_interactions(pool, interaction_chunks(*shape, lambda n: n < small))
     print(f"loaded {small:,} items, {early:,} interactions", flush=True)
-    small_seconds, _ = await timed_build(pool, settings)
+    small_seconds = 0.0 if args.load_only else (await timed_build(pool, settings))[0]
     await load_items(pool, items[small:])
     del items
     late = await load_interactions(pool, interaction_chunks(*shape, lambda n: n >= small))
@@ -437,6 +447,8 @@ async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -
         f"(load {time.perf_counter() - started - small_seconds:.0f}s)",
         flush=True,
     )
+    if args.load_only:
+        return 0
     full_seconds, version = await timed_build(pool, settings)
     print(
         f"build (hashing-384 encoder, no model time): {small:,} items "
@@ -466,7 +478,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
     settings = load_settings()
     api = None
     try:
-        if not args.reuse:
+        if not (args.reuse or args.keep_data):
             await wipe(settings)
         # The builds here run as a worker runs them, with a worker's statement time limit.
         timeout = float(settings.index.build_time_limit)
@@ -476,8 +488,14 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             if version is None:
                 raise SystemExit("--reuse: no active version in recs_bench; run without it first")
             print(f"reusing version {version} of an earlier run", flush=True)
+        elif args.keep_data:
+            seconds, version = await timed_build(pool, settings)
+            print(f"build on the data loaded before: {seconds:.1f}s -> version {version}")
         else:
             version = await prepare(pool, settings, args)
+            if args.load_only:
+                await pool.close()
+                return
         # The trending lists a worker's refresh job would have published: serving reads them.
         redis = Redis.from_url(settings.redis.url)
         await refresh_trending(pool, redis, settings, settings.index.trending_window_hours)
