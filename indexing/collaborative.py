@@ -185,9 +185,7 @@ def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
         (user_lengths[by_item.indices], by_item.indices, by_item.indptr), shape=by_item.shape
     ).sum(axis=1)
     bounds = np.cumsum(np.asarray(per_item, dtype=np.float64).ravel())
-    rows: list[Rows] = []
-    cols: list[Rows] = []
-    vals: list[Floats] = []
+    blocks: list[sp.csr_matrix] = []
     start = 0
     while start < n_items:
         # Up to about BLOCK_PAIRS co-occurrences per block (at least one item).
@@ -200,16 +198,38 @@ def cosine(x: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
         sims = counts.data / (norms[row] * norms[col] + shrink + 1e-9)
         keep = (row != col) & (sims > 0)
         row, col, sims = row[keep], col[keep], sims[keep].astype(np.float32)
-        row, col, sims = _best_per_row(row, col, sims, k, start, stop)
-        rows.append(row)
-        cols.append(col)
-        vals.append(sims)
+        blocks.append(_block(*_best_per_row(row, col, sims, k, start, stop), start, stop, n_items))
         start = stop
-    return _csr(rows, cols, vals, n_items)
+    return _stacked(blocks, n_items)
 
 
-# Co-occurring (item, item) pairs formed at once by `cosine`: a few hundred MB at most.
+# Co-occurring (item, item) pairs formed at once by `cosine` and `follows`: a few hundred MB
+# at most.
 BLOCK_PAIRS = 20_000_000
+
+
+def _block(
+    row: Rows, col: Rows, value: Floats, start: int, stop: int, n_items: int
+) -> sp.csr_matrix:
+    """Rows [start, stop) of an items x items matrix, from their entries (no duplicates).
+
+    Each block is kept as a compact CSR (4-byte columns) as soon as it is made: the (row,
+    column) pairs, 16 bytes an entry, never pile up for the whole catalog (at 1M items and
+    200 neighbours they would take 4 GB, and as much again to join them)."""
+    block = sp.csr_matrix(
+        (value, (row - start, col)), shape=(stop - start, n_items), dtype=np.float32
+    )
+    block.sort_indices()
+    return block
+
+
+def _stacked(blocks: list[sp.csr_matrix], n_items: int) -> sp.csr_matrix:
+    """The blocks of `_block`, in row order, as one n_items x n_items matrix."""
+    if not blocks:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    matrix = sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
+    blocks.clear()
+    return matrix
 
 
 def _best_per_row(
@@ -273,11 +293,18 @@ def follows(sequences: Sequences, n_items: int, window: int, k: int) -> sp.csr_m
     counts.sum_duplicates()
     counts.sort_indices()
     followed = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    row = np.repeat(np.arange(n_items, dtype=np.int64), np.diff(counts.indptr))
-    col = counts.indices.astype(np.int64)
-    share = (counts.data / (followed[row] + SEQUENCE_SHRINK)).astype(np.float32)
-    row, col, share = _best_per_row(row, col, share, k, 0, n_items)
-    return _csr([row], [col], [share], n_items)
+    blocks: list[sp.csr_matrix] = []
+    start, indptr = 0, counts.indptr
+    while start < n_items:  # a block of rows at a time, about BLOCK_PAIRS entries each
+        stop = int(np.searchsorted(indptr, indptr[start] + BLOCK_PAIRS, side="right")) - 1
+        stop = min(max(stop, start + 1), n_items)
+        lo, hi = indptr[start], indptr[stop]
+        row = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(indptr[start : stop + 1]))
+        col = counts.indices[lo:hi].astype(np.int64)
+        share = (counts.data[lo:hi] / (followed[row] + SEQUENCE_SHRINK)).astype(np.float32)
+        blocks.append(_block(*_best_per_row(row, col, share, k, start, stop), start, stop, n_items))
+        start = stop
+    return _stacked(blocks, n_items)
 
 
 def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:
@@ -290,8 +317,8 @@ def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:
         active = np.sort(active[np.argsort(-counts[active], kind="stable")[:max_items]])
     if len(active) < 2:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    sub = sp.csr_matrix(x[:, active], dtype=np.float32)
-    gram = (sub.T @ sub).toarray().astype(np.float32)
+    sub = sp.csc_matrix(x[:, active], dtype=np.float32)
+    gram = _dense_gram(sub)
     gram[np.diag_indices_from(gram)] += lam
     lower = spd_inverse_lower(gram)  # P, lower triangle only; gram's memory is reused
     n, diagonal = len(active), np.diag(lower).copy()
@@ -311,6 +338,23 @@ def ease(x: sp.csr_matrix, lam: float, max_items: int, k: int) -> sp.csr_matrix:
     return sp.csr_matrix(
         (coo.data, (active[coo.row], active[coo.col])), shape=(n_items, n_items), dtype=np.float32
     )
+
+
+# Entries of X^T X formed at once by `_dense_gram` (8 MB of float32).
+GRAM_BAND_ENTRIES = 2_000_000
+
+
+def _dense_gram(x: sp.csc_matrix) -> npt.NDArray[np.float32]:
+    """X^T X as a dense float32 array, a band of columns at a time: the sparse product of
+    the whole matrix (up to n^2 entries at 8 bytes each, before the dense copy) never forms."""
+    n = x.shape[1]
+    gram = np.empty((n, n), dtype=np.float32)
+    by_row = sp.csr_matrix(x.T)
+    band = max(1, GRAM_BAND_ENTRIES // max(1, n))
+    for start in range(0, n, band):
+        stop = min(start + band, n)
+        gram[:, start:stop] = (by_row @ x[:, start:stop]).toarray()
+    return gram
 
 
 def spd_inverse_lower(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -17,7 +17,11 @@ def random_matrix(users: int, items: int, density: float, seed: int) -> sp.csr_m
     return sp.csr_matrix(dense.astype(np.float32))
 
 
-def test_ease_is_steck_closed_form_when_every_weight_is_kept() -> None:
+@pytest.mark.parametrize("band_entries", [2_000_000, 100])
+def test_ease_is_steck_closed_form_when_every_weight_is_kept(
+    band_entries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collaborative, "GRAM_BAND_ENTRIES", band_entries)  # 100: 2 columns
     x = random_matrix(200, 40, 0.15, seed=1)
     lam = 25.0
     weights = collaborative.ease(x, lam, max_items=1_000, k=40).toarray()
@@ -169,3 +173,19 @@ def test_each_item_keeps_its_k_most_frequent_followers() -> None:
     kept = collaborative.follows(sequences(*histories), 6, window=1, k=2).toarray()
     assert np.flatnonzero(kept[0]).tolist() == [4, 5]
     assert kept[0, 5] > kept[0, 4]
+
+
+def test_followers_come_out_alike_however_the_rows_are_blocked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    histories = [
+        [(int(i), float(t)) for t, i in enumerate(rng.integers(0, 30, 12))] for _ in range(40)
+    ]
+    seen = sequences(*histories)
+    whole = collaborative.follows(seen, 30, window=3, k=4)
+    monkeypatch.setattr(collaborative, "BLOCK_PAIRS", 7)  # a few rows a block
+    blocked = collaborative.follows(seen, 30, window=3, k=4)
+    assert whole.nnz > 30 * 2
+    assert (whole != blocked).nnz == 0
+    assert blocked.indices.dtype == np.int32
