@@ -16,11 +16,11 @@ from common.settings import IndexSettings
 from embeddings.encoder import Vectors
 
 
-def build(vectors: Vectors, settings: IndexSettings) -> Any:
-    """An index holding `vectors` (n, d) float32 at ids 0..n-1."""
+def build(vectors: Vectors, settings: IndexSettings, exact: bool = False) -> Any:
+    """An index holding `vectors` (n, d) float32 at ids 0..n-1 (`exact`: whatever n is)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dimension = vectors.shape
-    if n < settings.exact_below:
+    if exact or n < settings.exact_below:
         index: Any = faiss.IndexFlatIP(dimension)
     else:
         index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)

@@ -46,11 +46,14 @@ def assemble(
     settings: Settings,
     collaborative_model: Collaborative | None = None,
     item_index: Any = None,
+    similar_users: bool = True,
 ) -> IndexVersion:
     """Pure: the in-memory version for a snapshot (its manifest is filled in by the caller).
 
     The collaborative models are fitted here unless `collaborative_model` is given, and the
-    item index is built unless `item_index` (over these same item vectors) is.
+    item index is built unless `item_index` (over these same item vectors) is. Only
+    similar-users requests search the user index: a version that never answers them (the
+    build's tuning split) keeps the user vectors in an exact index, with no graph to build.
     """
     n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
@@ -95,7 +98,7 @@ def assemble(
         ),
         popularity=popularity,
         user_ids=snapshot.user_ids,
-        user_index=ann.build(users, settings.index),
+        user_index=ann.build(users, settings.index, exact=not similar_users),
         history_indptr=history.indptr.astype(np.int64),
         history_items=history.indices.astype(np.int32),
         history_weights=history.data.astype(np.float32),
@@ -119,7 +122,7 @@ def fit(
         part: Snapshot, chosen: Settings, model: Collaborative | None = None
     ) -> IndexVersion:
         shared = items if part.item_vectors is snapshot.item_vectors else None
-        return assemble(part, chosen, model, item_index=shared)
+        return assemble(part, chosen, model, item_index=shared, similar_users=part is snapshot)
 
     tuned = tuning.tune(snapshot, settings, assemble_on, snapshot_evidence, say)
     say("build: tuned; fitting on all the data")
