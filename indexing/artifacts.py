@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +194,7 @@ class IndexVersion:
                     self.collaborative.regularization,
                     self.collaborative.alpha,
                     self.collaborative.half_life_days,
+                    float(self.collaborative.norm_column),
                 ]
             ),
         )
@@ -221,10 +224,11 @@ class IndexVersion:
         """Read a version's files, refusing any whose sha256 is not the manifest's."""
         verify(folder, manifest)
         ids = json.loads((folder / "ids.json").read_text())
-        with np.load(folder / "arrays.npz") as arrays:
-            loaded = {name: arrays[name] for name in arrays.files}
+        loaded = mapped_arrays(folder / "arrays.npz")
         n_items = len(ids["items"])
-        regularization, alpha, half_life = (float(x) for x in loaded["collaborative_params"])
+        params = [float(x) for x in loaded["collaborative_params"]]
+        regularization, alpha, half_life = params[:3]
+        norm_column = len(params) > 3 and params[3] > 0  # three: saved before it was added
         collaborative = Collaborative(
             factor_index=_read_index(folder / "factors.faiss"),
             neighbours=sp.csr_matrix(
@@ -243,6 +247,7 @@ class IndexVersion:
             regularization=regularization,
             alpha=alpha,
             half_life_days=half_life,
+            norm_column=norm_column,
         )
         return cls(
             manifest=manifest,
@@ -309,6 +314,42 @@ def _following(loaded: dict[str, Any], n_items: int) -> sp.csr_matrix:
         (loaded["following_weights"], loaded["following_items"], loaded["following_indptr"]),
         shape=(n_items, n_items),
     )
+
+
+def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
+    """The arrays of an .npz, each mapped read-only from the file where it lies, as the
+    FAISS files are: every API process serving the version shares one copy in the page
+    cache, and a page is read only when a request touches it.
+
+    np.savez stores its members uncompressed, so each one is a .npy, header then data,
+    at its place in the zip. A compressed member is read whole."""
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member)
+                continue
+            raw.seek(info.header_offset)
+            local = raw.read(_LOCAL_HEADER)
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            raw.seek(info.header_offset + _LOCAL_HEADER + name_length + extra_length)
+            version = np.lib.format.read_magic(raw)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
+            if 0 in shape:  # nothing to map
+                arrays[name] = np.zeros(shape, dtype)
+                continue
+            arrays[name] = np.memmap(
+                path, dtype, "r", raw.tell(), shape, order="F" if fortran else "C"
+            )
+    return arrays
+
+
+_LOCAL_HEADER = 30  # a zip member's fixed local header; its name and extra field follow
 
 
 def _read_index(path: Path) -> Any:

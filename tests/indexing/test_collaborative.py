@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from common.settings import CollaborativeSettings, IndexSettings
-from indexing import ann, collaborative, rowsums
+from indexing import collaborative, rowsums
 from indexing.profiles import evidence
 
 
@@ -132,7 +132,7 @@ def test_a_view_only_history_is_collaborative_evidence() -> None:
         model.ease_scores(sums, 0, rows, np.ones(len(rows), dtype=np.float32))
         model.neighbour_scores(sums, 1, rows, np.ones(len(rows), dtype=np.float32))
         assert sums.sums[0].any() and sums.sums[1].any()
-    assert ann.vectors_of(model.factor_index).shape == (25, 4)
+    assert model.item_factors.shape == (25, 4)  # the index adds a norm column
 
 
 def sequences(*histories: list[tuple[int, float]]) -> collaborative.Sequences:

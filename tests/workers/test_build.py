@@ -51,9 +51,10 @@ async def test_a_build_publishes_a_complete_verified_version(
         assert sha256_of(folder / name) == manifest["artifacts"][name]["sha256"]
     loaded = IndexVersion.load(folder, fetched)
     assert len(loaded.item_ids) == 32 and loaded.item_vectors.shape == (32, 64)
-    # The indexes' vectors stay in their files, mapped: processes share one copy.
+    # The indexes' vectors and the arrays stay in their files, mapped: processes share one
+    # copy.
     mapped = await asyncio.to_thread(Path("/proc/self/maps").read_text)
-    for name in ("items.faiss", "users.faiss", "factors.faiss"):
+    for name in ("items.faiss", "users.faiss", "factors.faiss", "arrays.npz"):
         assert str((folder / name).resolve()) in mapped, name
 
     recorded = await db.fetchrow("SELECT * FROM index_versions WHERE version = $1", version)
