@@ -25,15 +25,19 @@ Ints = npt.NDArray[np.int64]
 
 
 def type_weights(
-    kinds: Sequence[str], values: Sequence[float | None], settings: InteractionSettings
+    kinds: Sequence[str] | npt.NDArray[np.object_],
+    values: Sequence[float | None] | npt.NDArray[np.float64],
+    settings: InteractionSettings,
 ) -> Floats:
-    """Weight of each interaction from its type; ratings interpolate over their five points."""
+    """Weight of each interaction from its type; ratings interpolate over their five points
+    (a rating without a value counts as 3). A value is None or NaN where there is none."""
     kinds_arr = np.asarray(kinds, dtype=object)
     weights = np.zeros(len(kinds_arr), dtype=np.float32)
     for kind in set(kinds_arr.tolist()):
         mask = kinds_arr == kind
         if kind == "rating":
-            raw = np.array([v if v is not None else 3.0 for v in np.asarray(values)[mask]])
+            raw = np.asarray(values, dtype=np.float64)[mask]  # None is NaN here
+            raw = np.where(np.isnan(raw), 3.0, raw)
             weights[mask] = np.interp(raw, [1, 2, 3, 4, 5], settings.rating_weights)
         else:
             # A type dropped from configuration since it was stored counts for nothing.

@@ -15,14 +15,14 @@ Items whose score is not positive are left out. Lists are computed overall and p
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from common.settings import InteractionSettings, Settings
+from common.window import WindowRows
 from indexing.artifacts import IndexVersion
 from indexing.hybrid import Trend
 from indexing.profiles import type_weights
@@ -35,28 +35,63 @@ Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 @dataclass(frozen=True)
 class Window:
-    item_ids: list[str]  # per interaction
-    categories: list[str | None]
-    published: np.ndarray  # epoch seconds per interaction's item (NaN if unknown)
-    users: list[str]
-    weights: np.ndarray
-    at: np.ndarray  # epoch seconds
+    """A window's interactions, their items and users as codes: per distinct item (sorted by
+    id, so that an item's code orders ties as its id does) and per interaction."""
+
+    item_ids: list[str]  # distinct, sorted
+    categories: list[str | None]  # per item
+    published: npt.NDArray[np.float64]  # per item: epoch seconds (NaN if unknown)
+    items: npt.NDArray[np.int64]  # per interaction: its item's code
+    users: npt.NDArray[np.int64]  # per interaction: its user's code
+    weights: npt.NDArray[np.float64]  # per interaction, negative ones as 0
+    at: npt.NDArray[np.float64]  # per interaction: epoch seconds
     now: float
 
+    @classmethod
+    def of_events(
+        cls,
+        item_ids: Sequence[str],
+        categories: Sequence[str | None],
+        published: Sequence[float] | npt.NDArray[np.float64],
+        users: Sequence[str],
+        weights: npt.NDArray[np.float64],
+        at: npt.NDArray[np.float64],
+        now: float,
+    ) -> Window:
+        """From one entry per interaction (an item's category and date on each of its own)."""
+        distinct = sorted(set(item_ids))
+        code = {item: n for n, item in enumerate(distinct)}
+        user_code: dict[str, int] = {}
+        items = np.array([code[i] for i in item_ids], dtype=np.int64)
+        item_category: list[str | None] = [None] * len(distinct)
+        item_published = np.full(len(distinct), np.nan)
+        for n, (category, date) in enumerate(zip(categories, published, strict=True)):
+            item_category[items[n]], item_published[items[n]] = category, date
+        return cls(
+            item_ids=distinct,
+            categories=item_category,
+            published=item_published,
+            items=items,
+            users=np.array([user_code.setdefault(u, len(user_code)) for u in users], np.int64),
+            weights=np.maximum(np.asarray(weights, dtype=np.float64), 0),
+            at=np.asarray(at, dtype=np.float64),
+            now=float(now),
+        )
 
-def window_of(rows: Sequence[Any], interactions: InteractionSettings) -> Window:
-    """The window from its interaction rows (storage/trending.py reads them): item_id,
-    category, user_id, type, value, at, published and now (epoch seconds)."""
-    now = rows[0]["now"] if rows else 0.0
-    weights = type_weights([r["type"] for r in rows], [r["value"] for r in rows], interactions)
+
+def window_of(rows: WindowRows, interactions: InteractionSettings) -> Window:
+    """The window from its interactions as storage/trending.py reads them."""
+    kinds = np.array(rows.kinds, dtype=object)[rows.kind_codes]
+    weights = type_weights(kinds, rows.values, interactions)
     return Window(
-        item_ids=[r["item_id"] for r in rows],
-        categories=[r["category"] for r in rows],
-        published=np.array([r["published"] for r in rows], dtype=np.float64),
-        users=[r["user_id"] for r in rows],
+        item_ids=rows.item_ids,
+        categories=rows.categories,
+        published=rows.published,
+        items=rows.items,
+        users=rows.users,
         weights=np.maximum(weights, 0).astype(np.float64),
-        at=np.array([r["at"] for r in rows], dtype=np.float64),
-        now=float(now),
+        at=rows.at,
+        now=rows.now,
     )
 
 
@@ -64,46 +99,48 @@ def scores(
     window: Window, variant: str, *, hours: float, half_life_hours: float, fresh_days: float
 ) -> dict[str, float]:
     """Score per item for one variant (see the module docstring for the formulas)."""
-    if not window.item_ids:
-        return {}
+    values, scored = _scores(
+        window, variant, hours=hours, half_life_hours=half_life_hours, fresh_days=fresh_days
+    )
+    return {window.item_ids[n]: float(values[n]) for n in np.flatnonzero(scored)}
+
+
+def _scores(
+    window: Window, variant: str, *, hours: float, half_life_hours: float, fresh_days: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Per item code: its score, and whether the variant scores it at all (viral scores
+    only the items with some positive weight)."""
+    n = len(window.item_ids)
     age_hours = (window.now - window.at) / 3600.0
-    ids = np.array(window.item_ids, dtype=object)
+    present = np.bincount(window.items, minlength=n) > 0
+
+    def summed(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.bincount(window.items, weights=values, minlength=n).astype(np.float64)
+
     if variant in ("hot", "fresh"):
         contribution = window.weights * np.power(0.5, age_hours / half_life_hours)
         if variant == "fresh":
-            new = (window.now - window.published) <= fresh_days * 86_400.0
+            new = (window.now - window.published[window.items]) <= fresh_days * 86_400.0
             contribution = np.where(new, contribution, 0.0)
-        return _sum_by(ids, contribution)
+        return summed(contribution), present
     if variant == "rising":
         newer = age_hours < hours / 2
-        e_new = _sum_by(ids, np.where(newer, window.weights, 0.0))
-        e_old = _sum_by(ids, np.where(newer, 0.0, window.weights))
-        return {
-            item: (e_new.get(item, 0.0) - e_old.get(item, 0.0))
-            / (e_old.get(item, 0.0) + 1)
-            * float(np.log1p(e_new.get(item, 0.0)))
-            for item in set(e_new) | set(e_old)
-        }
+        e_new = summed(np.where(newer, window.weights, 0.0))
+        e_old = summed(np.where(newer, 0.0, window.weights))
+        return (e_new - e_old) / (e_old + 1) * np.log1p(e_new), present
     if variant == "viral":
-        third = np.minimum((age_hours / (hours / 3)).astype(int), 2)  # 0 newest .. 2 oldest
-        distinct: dict[str, list[set[str]]] = defaultdict(lambda: [set(), set(), set()])
-        for item, user, t, w in zip(
-            window.item_ids, window.users, third, window.weights, strict=True
-        ):
-            if w > 0:
-                distinct[item][int(t)].add(user)
+        third = np.minimum((age_hours / (hours / 3)).astype(np.int64), 2)  # 0 newest .. 2 oldest
+        positive = window.weights > 0
+        n_users = int(window.users.max()) + 1 if len(window.users) else 1
+        # Each (item, third, user) once: distinct users per item and third.
+        cell = window.items[positive] * 3 + third[positive]
+        pairs = np.unique(cell * n_users + window.users[positive])
+        distinct = np.bincount(pairs // n_users, minlength=3 * n).reshape(n, 3)
+        u0, u1, u2 = distinct[:, 0], distinct[:, 1], distinct[:, 2]
         # A shrinking audience can be "convex" too (5, 2, 1): only a growing one is viral.
-        return {
-            item: float(len(u[0]) - 2 * len(u[1]) + len(u[2])) if len(u[0]) > len(u[1]) else 0.0
-            for item, u in distinct.items()
-        }
+        viral = np.where(u0 > u1, u0 - 2 * u1 + u2, 0).astype(np.float64)
+        return viral, np.bincount(window.items[positive], minlength=n) > 0
     raise ValueError(f"unknown trending variant {variant!r}")
-
-
-def _sum_by(ids: np.ndarray, values: np.ndarray) -> dict[str, float]:
-    unique, inverse = np.unique(ids, return_inverse=True)
-    totals = np.bincount(inverse, weights=values, minlength=len(unique))
-    return {str(item): float(total) for item, total in zip(unique, totals, strict=True)}
 
 
 def ranked(
@@ -120,21 +157,37 @@ def ranked(
     return positive[:top]
 
 
-def all_lists(rows: Sequence[Any], settings: Settings, hours: int) -> Lists:
-    """Every variant, overall and per category, for one window's interaction rows."""
+def _best(
+    window: Window, values: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_], top: int
+) -> list[tuple[str, float]]:
+    """`ranked` by item code: the kept items with a positive score, best first, ties by id."""
+    codes = np.flatnonzero(keep & (values > 0))
+    if len(codes) > top:  # only the best `top` (and those tied with the last) are sorted
+        cut = np.partition(values[codes], len(codes) - top)[len(codes) - top]
+        codes = codes[values[codes] >= cut]
+    order = codes[np.lexsort((codes, -values[codes]))][:top]
+    return [(window.item_ids[c], float(values[c])) for c in order]
+
+
+def all_lists(rows: WindowRows, settings: Settings, hours: int) -> Lists:
+    """Every variant, overall and per category, for one window's interactions."""
     window = window_of(rows, settings.interactions)
-    categories: list[str | None] = [None, *sorted({c for c in window.categories if c})]
+    names = sorted({c for c in window.categories if c})
+    code = {name: n for n, name in enumerate(names)}
+    item_category = np.array([code.get(c, -1) if c else -1 for c in window.categories], np.int64)
+    everything = np.ones(len(window.item_ids), dtype=bool)
     lists: Lists = {}
     for variant in VARIANTS:
-        item_scores = scores(
+        values, _ = _scores(
             window,
             variant,
             hours=hours,
             half_life_hours=settings.index.trending_half_life_hours,
             fresh_days=settings.index.trending_fresh_days,
         )
-        for category in categories:
-            lists[(variant, category)] = ranked(window, item_scores, category)
+        lists[(variant, None)] = _best(window, values, everything, TOP)
+        for name in names:
+            lists[(variant, name)] = _best(window, values, item_category == code[name], TOP)
     return lists
 
 

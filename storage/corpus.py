@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from common.snapshot import Snapshot
 from common.text import item_text
-from storage.db import database_errors
+from storage.db import copy_numbers, database_errors
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,6 @@ _ROW = np.dtype(
         ("at_size", ">i4"), ("at", ">f8"),
     ]
 )  # fmt: skip
-_COPY_HEADER = 19  # signature (11 bytes), flags and header extension length (none)
-_COPY_TRAILER = 2
 
 
 async def snapshot(pool: asyncpg.Pool, encoder: str, dimension: int) -> Snapshot:
@@ -124,23 +122,8 @@ async def snapshot(pool: asyncpg.Pool, encoder: str, dimension: int) -> Snapshot
                     JOIN ({_LIVE}) l USING (item_id) ORDER BY x.user_id""",
                 encoder,
             )
-            parts: list[bytes] = []
-
-            async def keep(part: bytes) -> None:
-                parts.append(part)
-
-            await conn.copy_from_query(_INTERACTIONS, encoder, kinds, output=keep, format="binary")
-    data = b"".join(parts)
-    parts.clear()
-    rows = np.frombuffer(data, dtype=_ROW, offset=_COPY_HEADER, count=_row_count(data))
+            rows = await copy_numbers(conn, _INTERACTIONS, _ROW, encoder, kinds)
     return _snapshot_of(as_of, items, [r["user_id"] for r in users], kinds, rows, dimension)
-
-
-def _row_count(data: bytes) -> int:
-    body = len(data) - _COPY_HEADER - _COPY_TRAILER
-    if body < 0 or body % _ROW.itemsize:
-        raise ValueError(f"unexpected COPY output: {len(data)} bytes")
-    return body // _ROW.itemsize
 
 
 def _snapshot_of(

@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
@@ -144,3 +147,29 @@ async def ping(pool: asyncpg.Pool) -> None:
     """Raise DatabaseUnavailable unless PostgreSQL answers."""
     with database_errors():
         await pool.fetchval("SELECT 1")
+
+
+# COPY's binary format: an 11-byte signature, flags and a header extension length (none)
+# before the rows, and a 2-byte end marker after them.
+_COPY_HEADER = 19
+_COPY_TRAILER = 2
+
+
+async def copy_numbers(
+    conn: Connection, query: str, row: np.dtype[Any], *args: Any
+) -> npt.NDArray[np.void]:
+    """A query's rows as one binary COPY, read into a structured array of `row`: a field
+    count, then each field's length and big-endian value. Every field must be fixed-width
+    and never NULL."""
+    parts: list[bytes] = []
+
+    async def keep(part: bytes) -> None:
+        parts.append(part)
+
+    await conn.copy_from_query(query, *args, output=keep, format="binary")
+    data = b"".join(parts)
+    parts.clear()
+    body = len(data) - _COPY_HEADER - _COPY_TRAILER
+    if body < 0 or body % row.itemsize:
+        raise ValueError(f"unexpected COPY output: {len(data)} bytes for rows of {row.itemsize}")
+    return np.frombuffer(data, dtype=row, offset=_COPY_HEADER, count=body // row.itemsize)

@@ -12,7 +12,9 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from indexing.trending import VARIANTS, Window, ranked, scores
+from common.settings import load_settings
+from common.window import WindowRows
+from indexing.trending import VARIANTS, Window, all_lists, ranked, scores, window_of
 
 NOW = 1_700_000_000.0
 HOUR = 3_600.0
@@ -29,7 +31,7 @@ class Event(NamedTuple):
 
 
 def window(*events: Event) -> Window:
-    return Window(
+    return Window.of_events(
         item_ids=[e.item for e in events],
         categories=[e.category for e in events],
         published=np.array([NOW - e.published_days_ago * DAY for e in events]),
@@ -148,3 +150,51 @@ def test_every_variant_scores_items_in_the_window(variant: str) -> None:
 def test_unknown_variant_raises() -> None:
     with pytest.raises(ValueError, match="unknown trending variant"):
         score("cold", Event("a", 0))
+
+
+def test_every_list_is_the_ranking_of_its_variants_scores() -> None:
+    """all_lists, by item code, against scores and ranked, by id, on a random window."""
+    settings = load_settings()
+    rng = np.random.default_rng(7)
+    ids = [f"{prefix}-{n}" for prefix in ("Item", "item", "b") for n in range(15)]
+    category = {i: [None, "x", "y", "Z"][n % 4] for n, i in enumerate(ids)}
+    kinds = ["view", "purchase", "rating", "dislike"]
+    n = 600
+    item = rng.choice(ids, n)
+    kind = rng.integers(0, len(kinds), n)
+    values = np.where(kind == 2, rng.integers(1, 6, n).astype(np.float64), np.nan)
+    at = NOW - rng.uniform(0, 24, n) * HOUR
+    users = rng.integers(0, 40, n)
+    distinct = sorted(set(item.tolist()))
+    code = {i: c for c, i in enumerate(distinct)}
+    rows = WindowRows(
+        item_ids=distinct,
+        categories=[category[i] for i in distinct],
+        published=NOW - rng.uniform(0, 4, len(distinct)) * DAY,
+        kinds=kinds,
+        items=np.array([code[i] for i in item.tolist()], dtype=np.int64),
+        users=users.astype(np.int64),
+        kind_codes=kind.astype(np.int64),
+        values=values,
+        at=at,
+        now=NOW,
+    )
+    lists = all_lists(rows, settings, 24)
+    window = window_of(rows, settings.interactions)
+    assert window.weights.min() == 0.0 and window.weights.max() > 0  # dislikes count as 0
+    names = [None, "Z", "x", "y"]  # code point order: "Z" before "x"
+    assert {c for _, c in lists} == set(names)
+    for variant in VARIANTS:
+        item_scores = scores(
+            window,
+            variant,
+            hours=24,
+            half_life_hours=settings.index.trending_half_life_hours,
+            fresh_days=settings.index.trending_fresh_days,
+        )
+        for name in names:
+            expected = ranked(window, item_scores, name)
+            got = lists[(variant, name)]
+            assert [i for i, _ in got] == [i for i, _ in expected], (variant, name)
+            assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+        assert lists[(variant, None)], variant
