@@ -31,22 +31,6 @@ def build(vectors: Vectors, settings: IndexSettings, exact: bool = False) -> Any
     return index
 
 
-def inner_product_index(vectors: Vectors, settings: IndexSettings) -> Any:
-    """An index for the largest inner products with vectors of any norms: row i holds
-    [y_i, sqrt(M^2 - |y_i|^2)], M the largest norm, and a query [x, 0] scores y_i . x.
-
-    Every stored row then has norm M, so the inner product orders them as cosine does,
-    and HNSW's graph is built over points on a sphere. Over raw ALS factors, whose norms
-    spread widely, the same graph took ten times longer to build (Bachrach et al.,
-    "Speeding up the Xbox recommender system using a Euclidean transformation for
-    inner-product spaces", RecSys 2014)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    largest = float(norms.max()) if len(norms) else 0.0
-    column = np.sqrt(np.maximum(largest**2 - norms**2, 0.0)).astype(np.float32)
-    return build(np.hstack([vectors, column[:, None]]), settings)
-
-
 def describe(index: Any, settings: IndexSettings) -> dict[str, Any]:
     """The parameters of an index, as the manifest records them."""
     params: dict[str, Any] = {

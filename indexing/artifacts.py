@@ -194,7 +194,6 @@ class IndexVersion:
                     self.collaborative.regularization,
                     self.collaborative.alpha,
                     self.collaborative.half_life_days,
-                    float(self.collaborative.norm_column),
                 ]
             ),
         )
@@ -226,9 +225,7 @@ class IndexVersion:
         ids = json.loads((folder / "ids.json").read_text())
         loaded = mapped_arrays(folder / "arrays.npz")
         n_items = len(ids["items"])
-        params = [float(x) for x in loaded["collaborative_params"]]
-        regularization, alpha, half_life = params[:3]
-        norm_column = len(params) > 3 and params[3] > 0  # three: saved before it was added
+        regularization, alpha, half_life = (float(x) for x in loaded["collaborative_params"])
         collaborative = Collaborative(
             factor_index=_read_index(folder / "factors.faiss"),
             neighbours=sp.csr_matrix(
@@ -247,7 +244,6 @@ class IndexVersion:
             regularization=regularization,
             alpha=alpha,
             half_life_days=half_life,
-            norm_column=norm_column,
         )
         return cls(
             manifest=manifest,

@@ -61,23 +61,19 @@ Rows = npt.NDArray[np.int64]
 class Collaborative:
     """What a version serves of the collaborative models."""
 
-    # FAISS inner-product index over the ALS item factors Y, (n_items, f), each row with a
-    # norm column after it where `norm_column` (ann.inner_product_index)
-    factor_index: Any
+    factor_index: Any  # FAISS inner-product index over the ALS item factors Y, (n_items, f)
     neighbours: sp.csr_matrix  # (n_items, n_items) float32, top-k shrunk cosine per row
     ease: sp.csr_matrix  # (n_items, n_items) float32, top-k EASE weights per row
     following: sp.csr_matrix  # (n_items, n_items) float32, top-k next(j, i) per row j
     regularization: float
     alpha: float
     half_life_days: float = 0.0  # of the evidence (indexing/profiles.py); 0: no decay
-    norm_column: bool = False  # versions built before it was added hold Y alone
     item_factors: Floats = field(init=False)  # a view into factor_index's storage
     gram: npt.NDArray[np.float64] = field(init=False)  # Y^T Y, (f, f)
     in_ease: npt.NDArray[np.bool_] = field(init=False)  # items with EASE weights, (n_items,)
 
     def __post_init__(self) -> None:
-        stored = ann.vectors_of(self.factor_index)
-        self.item_factors = stored[:, :-1] if self.norm_column else stored
+        self.item_factors = ann.vectors_of(self.factor_index)
         y = self.item_factors.astype(np.float64)
         self.gram = y.T @ y
         self.in_ease = np.diff(self.ease.indptr) > 0
@@ -97,8 +93,7 @@ class Collaborative:
 
     def items_for(self, factors: Floats, k: int) -> Rows:
         """The `k` items of largest inner product with a user's factors (approximately)."""
-        query = np.append(factors, np.float32(0.0)) if self.norm_column else factors
-        _, hits = ann.search(self.factor_index, query[None, :].astype(np.float32), k)
+        _, hits = ann.search(self.factor_index, factors[None, :], k)
         found: Rows = hits[0][hits[0] >= 0].astype(np.int64)
         return found
 
@@ -141,7 +136,7 @@ def fit(
     x = positive_part(evidence)
     n_items = x.shape[1]
     return Collaborative(
-        factor_index=ann.inner_product_index(als(x, settings), index),
+        factor_index=ann.build(als(x, settings), index),
         neighbours=cosine(x, settings.neighbours, settings.shrinkage),
         ease=ease(x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours),
         following=(
@@ -152,7 +147,6 @@ def fit(
         regularization=settings.regularization,
         alpha=settings.alpha,
         half_life_days=settings.half_life_days,
-        norm_column=True,
     )
 
 

@@ -260,11 +260,10 @@ def _refit(
     if source == "cooccurrence":
         neighbours = collaborative.cosine(x, candidate.neighbours, candidate.shrinkage)
         return replace(model, neighbours=neighbours, half_life_days=half_life)
-    factors = ann.inner_product_index(collaborative.als(x, candidate), settings.index)
+    factors = ann.build(collaborative.als(x, candidate), settings.index)
     return replace(
         model,
         factor_index=factors,
-        norm_column=True,
         regularization=candidate.regularization,
         alpha=candidate.alpha,
         half_life_days=half_life,

@@ -132,7 +132,7 @@ def test_a_view_only_history_is_collaborative_evidence() -> None:
         model.ease_scores(sums, 0, rows, np.ones(len(rows), dtype=np.float32))
         model.neighbour_scores(sums, 1, rows, np.ones(len(rows), dtype=np.float32))
         assert sums.sums[0].any() and sums.sums[1].any()
-    assert model.item_factors.shape == (25, 4)  # the index adds a norm column
+    assert model.item_factors.shape == (25, 4)
 
 
 def sequences(*histories: list[tuple[int, float]]) -> collaborative.Sequences:
