@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from common.snapshot import Snapshot
 from common.text import item_text
-from storage.db import copy_numbers, database_errors
+from storage.db import copy_numbers, copy_row, database_errors
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,7 @@ _INTERACTIONS = f"""
     FROM interactions x JOIN live USING (item_id)
     ORDER BY x.user_id, x.occurred_at"""
 
-# One row of _INTERACTIONS in COPY's binary format: a field count, then each field's length
-# and its big-endian value (none is NULL).
-_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("user_size", ">i4"), ("user", ">i8"),
-        ("item_size", ">i4"), ("item", ">i8"),
-        ("kind_size", ">i4"), ("kind", ">i4"),
-        ("value_size", ">i4"), ("value", ">f8"),
-        ("at_size", ">i4"), ("at", ">f8"),
-    ]
-)  # fmt: skip
+_ROW = copy_row(("user", ">i8"), ("item", ">i8"), ("kind", ">i4"), ("value", ">f8"), ("at", ">f8"))
 
 
 async def snapshot(pool: asyncpg.Pool, encoder: str, dimension: int) -> Snapshot:

@@ -155,12 +155,19 @@ _COPY_HEADER = 19
 _COPY_TRAILER = 2
 
 
+def copy_row(*fields: tuple[str, str]) -> np.dtype[Any]:
+    """One row of a binary COPY of these fixed-width, never NULL fields, each (name, numpy
+    type code, big-endian): a field count, then each field's length and value."""
+    layout = [("fields", ">i2")]
+    for name, code in fields:
+        layout += [(f"{name}_size", ">i4"), (name, code)]
+    return np.dtype(layout)
+
+
 async def copy_numbers(
     conn: Connection, query: str, row: np.dtype[Any], *args: Any
 ) -> npt.NDArray[np.void]:
-    """A query's rows as one binary COPY, read into a structured array of `row`: a field
-    count, then each field's length and big-endian value. Every field must be fixed-width
-    and never NULL."""
+    """A query's rows as one binary COPY, read into a structured array of `row` (copy_row)."""
     parts: list[bytes] = []
 
     async def keep(part: bytes) -> None:

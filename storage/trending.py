@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from common.window import WindowRows
 from storage.cache import redis_errors
-from storage.db import copy_numbers, database_errors
+from storage.db import copy_numbers, copy_row, database_errors
 from storage.events import generation_key, lists_key
 
 Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
@@ -69,16 +69,7 @@ _CODED = f"""
            extract(epoch FROM w.occurred_at)::float8
     FROM ({_WINDOW}) w"""
 
-_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("item_size", ">i4"), ("item", ">i8"),
-        ("user_size", ">i4"), ("user", ">i8"),
-        ("kind_size", ">i4"), ("kind", ">i4"),
-        ("value_size", ">i4"), ("value", ">f8"),
-        ("at_size", ">i4"), ("at", ">f8"),
-    ]
-)  # fmt: skip
+_ROW = copy_row(("item", ">i8"), ("user", ">i8"), ("kind", ">i4"), ("value", ">f8"), ("at", ">f8"))
 
 
 async def window_rows(pool: asyncpg.Pool, hours: int) -> WindowRows:
