@@ -91,12 +91,6 @@ class Collaborative:
         b = confidence @ y
         return np.linalg.solve(a, b).astype(np.float32)
 
-    def items_for(self, factors: Floats, k: int) -> Rows:
-        """The `k` items of largest inner product with a user's factors (approximately)."""
-        _, hits = ann.search(self.factor_index, factors[None, :], k)
-        found: Rows = hits[0][hits[0] >= 0].astype(np.int64)
-        return found
-
     def neighbour_scores(self, sums: RowSums, which: int, rows: Rows, weights: Floats) -> None:
         """sums[which] += sum over the given items of weight * their cosine neighbour row."""
         sums.add(which, self.neighbours, rows, weights)
@@ -233,9 +227,7 @@ def _stacked(blocks: list[sp.csr_matrix], n_items: int) -> sp.csr_matrix:
     """The blocks of `_block`, in row order, as one n_items x n_items matrix."""
     if not blocks:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    matrix = sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
-    blocks.clear()
-    return matrix
+    return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
 
 
 def _best_per_row(

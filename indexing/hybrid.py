@@ -169,7 +169,8 @@ def blend(
                 _, hits = ann.search(version.item_index, taste[None, :], k)
                 found.append(hits[0][hits[0] >= 0].astype(np.int64))
             if factors is not None and collab is not None and np.any(factors):
-                found.append(collab.items_for(factors, k))
+                _, hits = ann.search(collab.factor_index, factors[None, :], k)
+                found.append(hits[0][hits[0] >= 0].astype(np.int64))
             rows = np.unique(np.concatenate(found))
         if len(excluded) and len(rows):
             rows = rows[~np.isin(rows, _as_rows(excluded))]

@@ -15,7 +15,6 @@ Items whose score is not positive are left out. Lists are computed overall and p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,37 +45,6 @@ class Window:
     weights: npt.NDArray[np.float64]  # per interaction, negative ones as 0
     at: npt.NDArray[np.float64]  # per interaction: epoch seconds
     now: float
-
-    @classmethod
-    def of_events(
-        cls,
-        item_ids: Sequence[str],
-        categories: Sequence[str | None],
-        published: Sequence[float] | npt.NDArray[np.float64],
-        users: Sequence[str],
-        weights: npt.NDArray[np.float64],
-        at: npt.NDArray[np.float64],
-        now: float,
-    ) -> Window:
-        """From one entry per interaction (an item's category and date on each of its own)."""
-        distinct = sorted(set(item_ids))
-        code = {item: n for n, item in enumerate(distinct)}
-        user_code: dict[str, int] = {}
-        items = np.array([code[i] for i in item_ids], dtype=np.int64)
-        item_category: list[str | None] = [None] * len(distinct)
-        item_published = np.full(len(distinct), np.nan)
-        for n, (category, date) in enumerate(zip(categories, published, strict=True)):
-            item_category[items[n]], item_published[items[n]] = category, date
-        return cls(
-            item_ids=distinct,
-            categories=item_category,
-            published=item_published,
-            items=items,
-            users=np.array([user_code.setdefault(u, len(user_code)) for u in users], np.int64),
-            weights=np.maximum(np.asarray(weights, dtype=np.float64), 0),
-            at=np.asarray(at, dtype=np.float64),
-            now=float(now),
-        )
 
 
 def window_of(rows: WindowRows, interactions: InteractionSettings) -> Window:
@@ -112,7 +80,7 @@ def _scores(
     only the items with some positive weight)."""
     n = len(window.item_ids)
     age_hours = (window.now - window.at) / 3600.0
-    present = np.bincount(window.items, minlength=n) > 0
+    present = np.bincount(window.items, minlength=n) > 0  # every item the window holds
 
     def summed(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.bincount(window.items, weights=values, minlength=n).astype(np.float64)
@@ -147,20 +115,16 @@ def ranked(
     window: Window, item_scores: dict[str, float], category: str | None, top: int = TOP
 ) -> list[tuple[str, float]]:
     """Items with a positive score, best first (ties by id), optionally of one category."""
-    if category is not None:
-        in_category = {
-            i for i, c in zip(window.item_ids, window.categories, strict=True) if c == category
-        }
-        item_scores = {i: s for i, s in item_scores.items() if i in in_category}
-    positive = [(i, s) for i, s in item_scores.items() if s > 0]
-    positive.sort(key=lambda pair: (-pair[1], pair[0]))
-    return positive[:top]
+    values = np.array([item_scores.get(item, 0.0) for item in window.item_ids], np.float64)
+    keep = np.array([category is None or c == category for c in window.categories], bool)
+    return _best(window, values, keep, top)
 
 
 def _best(
     window: Window, values: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_], top: int
 ) -> list[tuple[str, float]]:
-    """`ranked` by item code: the kept items with a positive score, best first, ties by id."""
+    """`ranked` by item code: the kept items with a positive score, best first, ties by id
+    (an item's code orders as its id does)."""
     codes = np.flatnonzero(keep & (values > 0))
     if len(codes) > top:  # only the best `top` (and those tied with the last) are sorted
         cut = np.partition(values[codes], len(codes) - top)[len(codes) - top]
@@ -174,7 +138,7 @@ def all_lists(rows: WindowRows, settings: Settings, hours: int) -> Lists:
     window = window_of(rows, settings.interactions)
     names = sorted({c for c in window.categories if c})
     code = {name: n for n, name in enumerate(names)}
-    item_category = np.array([code.get(c, -1) if c else -1 for c in window.categories], np.int64)
+    item_category = np.array([code[c] if c else -1 for c in window.categories], np.int64)
     everything = np.ones(len(window.item_ids), dtype=bool)
     lists: Lists = {}
     for variant in VARIANTS:

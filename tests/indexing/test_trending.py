@@ -31,12 +31,22 @@ class Event(NamedTuple):
 
 
 def window(*events: Event) -> Window:
-    return Window.of_events(
-        item_ids=[e.item for e in events],
-        categories=[e.category for e in events],
-        published=np.array([NOW - e.published_days_ago * DAY for e in events]),
-        users=[e.user for e in events],
-        weights=np.array([e.weight for e in events], dtype=np.float64),
+    """The window of these events: items and users as codes, items in id order."""
+    item_ids = sorted({e.item for e in events})
+    code = {item: n for n, item in enumerate(item_ids)}
+    categories: list[str | None] = [None] * len(item_ids)
+    published = np.full(len(item_ids), np.nan)
+    for e in events:
+        categories[code[e.item]] = e.category
+        published[code[e.item]] = NOW - e.published_days_ago * DAY
+    users: dict[str, int] = {}
+    return Window(
+        item_ids=item_ids,
+        categories=categories,
+        published=published,
+        items=np.array([code[e.item] for e in events], dtype=np.int64),
+        users=np.array([users.setdefault(e.user, len(users)) for e in events], dtype=np.int64),
+        weights=np.maximum([e.weight for e in events], 0.0).astype(np.float64),
         at=np.array([NOW - e.hours_ago * HOUR for e in events]),
         now=NOW,
     )
