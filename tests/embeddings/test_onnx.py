@@ -46,7 +46,7 @@ def test_vectors_stay_close_to_the_fp32_model(int8: Encoder) -> None:
     texts = catalog_texts()
     cosine = (int8.encode(texts) * make_encoder(MODEL).encode(texts)).sum(axis=1)
     assert cosine.mean() >= 0.99, cosine.mean()
-    assert cosine.min() >= 0.98, cosine.min()
+    assert cosine.min() >= 0.985, cosine.min()
     a, b, c = int8.encode(TEXTS[:3])
     assert a @ b > a @ c + 0.1
 
@@ -55,7 +55,7 @@ def test_the_export_is_kept_and_found_again(int8: Encoder, tmp_path: Path) -> No
     cache = tmp_path / "models"
     first = make_encoder(MODEL, 32, "onnx-int8", cache)
     vectors = first.encode(TEXTS[:2])
-    exported = list(cache.rglob("model-int8.onnx"))
+    exported = list(cache.rglob("model-int8-r*.onnx"))
     assert len(exported) == 1 and not list(cache.rglob("*fp32*"))
     stamp = exported[0].stat().st_mtime_ns
     again = make_encoder(MODEL, 32, "onnx-int8", cache).encode(TEXTS[:2])
