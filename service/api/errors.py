@@ -94,5 +94,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "the service failed; see its log")
+        return unexpected_error(exc)
+
+
+def unexpected_error(exc: Exception) -> JSONResponse:
+    """The answer to a failure nothing above names: logged whole, told briefly."""
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "the service failed; see its log")

@@ -19,6 +19,7 @@ from service.api import errors
 from service.api.body import document_bodies
 from service.api.deps import Resources, document_security
 from service.api.limits import AuthenticateFirst, BodyLimit
+from service.api.lookups import Lookups
 from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import (
     API,
@@ -141,7 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = CollectorRegistry()
     _access_log(settings.api.access_log)
     errors.install(app)
-    # The last added runs first: metrics, then the size limit, then the token.
+    # The last added runs first: metrics, then the size limit, then the token, then the
+    # lookups that need no routing.
+    app.add_middleware(Lookups)
     app.add_middleware(AuthenticateFirst, prefix=API + "/")
     app.add_middleware(
         BodyLimit,
