@@ -8,7 +8,7 @@ the parameters took 20% of the API process's samples on similar-items requests a
 This middleware takes a request only when every part of it is one the route accepts as sent:
 a GET of one of the two paths, an id that the route's own validator passes, no query
 parameter but `limit` (and, for a list, `offset`) as a plain integer within the route's
-bounds, no Cache-Control, and a caller with the read role. It then calls the route's own
+bounds, headers the route accepts, and a caller with the read role. It then calls the route's own
 function, so the answer is the route's. Anything else (another parameter, a value the route
 would refuse, a key without the role) goes on to FastAPI, which answers it as it always has.
 """
@@ -47,7 +47,7 @@ class _Lookup:
         self,
         template: str,
         bounds: dict[bytes, tuple[int, int]],
-        answer: Callable[[str, Any, dict[str, int]], Awaitable[BaseModel]],
+        answer: Callable[[str, Any, dict[str, int], str | None], Awaitable[BaseModel]],
     ) -> None:
         self.template = template
         head, _, tail = (API + template).partition("{")
@@ -82,12 +82,17 @@ class _Lookup:
         return found
 
 
-async def _similar(item_id: str, res: Any, numbers: dict[str, int]) -> BaseModel:
+async def _similar(
+    item_id: str, res: Any, numbers: dict[str, int], _cache_control: str | None
+) -> BaseModel:
     return await recommendations.similar_items(item_id, res, numbers.get("limit", 10), None)
 
 
-async def _list(user_id: str, res: Any, numbers: dict[str, int]) -> BaseModel:
-    return await recommendations.recommend(user_id, res, recommendations.ListQuery(**numbers), None)
+async def _list(
+    user_id: str, res: Any, numbers: dict[str, int], cache_control: str | None
+) -> BaseModel:
+    query = recommendations.ListQuery(**numbers)
+    return await recommendations.recommend(user_id, res, query, cache_control)
 
 
 LIMIT = (1, 200)
@@ -108,10 +113,11 @@ class Lookups:
         if taken is None:
             await self.app(scope, receive, send)
             return
-        lookup, found_id, numbers = taken
+        lookup, found_id, numbers, cache_control = taken
         scope["route"] = lookup.route  # the metrics label the route as routing would
+        resources = scope["app"].state.resources
         try:
-            model = await lookup.answer(found_id, scope["app"].state.resources, numbers)
+            model = await lookup.answer(found_id, resources, numbers, cache_control)
         except RecsError as exc:
             await error_for(exc)(scope, receive, send)
             return
@@ -131,7 +137,7 @@ class Lookups:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _taken(self, scope: Scope) -> tuple[_Lookup, str, dict[str, int]] | None:
+    def _taken(self, scope: Scope) -> tuple[_Lookup, str, dict[str, int], str | None] | None:
         if scope["method"] != "GET":
             return None
         principal = scope.get("state", {}).get("principal")
@@ -147,10 +153,15 @@ class Lookups:
             if raw_id is None:
                 continue
             numbers = lookup.numbers(scope.get("query_string", b""))
-            if numbers is None or any(name == b"cache-control" for name, _ in scope["headers"]):
+            if numbers is None:
+                return None
+            # The list route reads Cache-Control (up to 256 characters, as one header).
+            given = [value for name, value in scope["headers"] if name == b"cache-control"]
+            if len(given) > 1 or (given and len(given[0]) > 256):
                 return None
             try:
-                return lookup, _ID.validate_python(raw_id), numbers
+                cache_control = given[0].decode("latin-1") if given else None
+                return lookup, _ID.validate_python(raw_id), numbers, cache_control
             except ValidationError:
                 return None
         return None

@@ -24,9 +24,9 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for lookup in lookups.LOOKUPS:
         real = lookup.answer
 
-        async def counted(found_id: str, res: Any, numbers: Any, real: Any = real) -> Any:
+        async def counted(found_id: str, *args: Any, real: Any = real) -> Any:
             seen.append(found_id)
-            return await real(found_id, res, numbers)
+            return await real(found_id, *args)
 
         monkeypatch.setattr(lookup, "answer", counted)
     return seen
@@ -40,18 +40,21 @@ async def through_fastapi(
         return await client.get(path, **options)
 
 
+NO_CACHE = {"Cache-Control": "no-cache"}
 PLAIN = [
-    ("/api/v1/items/space-3/similar", {}),
-    ("/api/v1/items/space-3/similar", {"limit": 5}),
-    ("/api/v1/items/horror-0/similar", {"limit": 200}),
-    ("/api/v1/recommendations/horror-fan-0", {}),
-    ("/api/v1/recommendations/horror-fan-0", {"limit": 3, "offset": 2}),
-    ("/api/v1/recommendations/someone-new", {"limit": 4}),
-    ("/api/v1/recommendations/viewer-1", {"offset": 0}),
+    ("/api/v1/items/space-3/similar", {}, {}),
+    ("/api/v1/items/space-3/similar", {"limit": 5}, NO_CACHE),
+    ("/api/v1/items/horror-0/similar", {"limit": 200}, {}),
+    ("/api/v1/recommendations/horror-fan-0", {}, {}),
+    ("/api/v1/recommendations/horror-fan-0", {"limit": 3, "offset": 2}, {}),
+    ("/api/v1/recommendations/someone-new", {"limit": 4}, {}),
+    ("/api/v1/recommendations/viewer-1", {"offset": 0}, {}),
+    ("/api/v1/recommendations/viewer-1", {"offset": 0}, NO_CACHE),
+    ("/api/v1/recommendations/comedy-fan-1", {"limit": 5}, {"Cache-Control": "max-age=0"}),
 ]
 
 
-@pytest.mark.parametrize(("path", "params"), PLAIN)
+@pytest.mark.parametrize(("path", "params", "headers"), PLAIN)
 async def test_a_plain_read_is_answered_here_as_fastapi_answers_it(
     client: httpx.AsyncClient,
     served: int,
@@ -59,11 +62,13 @@ async def test_a_plain_read_is_answered_here_as_fastapi_answers_it(
     monkeypatch: pytest.MonkeyPatch,
     path: str,
     params: dict[str, int],
+    headers: dict[str, str],
 ) -> None:
-    await client.get(path, params=params)  # a list ranked live is cached from here on
+    # A list ranked live is cached from here on (and kept again, for no-cache).
+    await client.get(path, params=params, headers=headers)
     assert len(taken) == 1
-    ours = await client.get(path, params=params)
-    theirs = await through_fastapi(client, monkeypatch, path, params=params)
+    ours = await client.get(path, params=params, headers=headers)
+    theirs = await through_fastapi(client, monkeypatch, path, params=params, headers=headers)
     assert len(taken) == 2
     assert ours.status_code == theirs.status_code == 200
     assert ours.content == theirs.content
@@ -86,7 +91,7 @@ async def test_a_plain_read_is_answered_here_as_fastapi_answers_it(
         ("/api/v1/recommendations/horror-fan-0", {"explain": "true"}, {}),
         ("/api/v1/recommendations/horror-fan-0", {"offset": 10_001}, {}),
         ("/api/v1/recommendations/horror-fan-0", {"limit": ""}, {}),
-        ("/api/v1/recommendations/horror-fan-0", {}, {"Cache-Control": "no-cache"}),
+        ("/api/v1/recommendations/horror-fan-0", {}, {"Cache-Control": "x" * 257}),
         ("/api/v1/recommendations/horror-fan-0/more", {}, {}),
     ],
 )
