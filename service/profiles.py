@@ -15,6 +15,7 @@ request is a lookup.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -93,7 +94,7 @@ async def refresh(
             "negative": sorted(i for i, w in net[n].items() if w < 0),
             "liked": liked,
             "evidence": strength,
-            "vector": vectors[n] if vectors is not None and vectors[n].any() else None,
+            "vector": _packed(vectors[n]) if vectors is not None and vectors[n].any() else None,
         }
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
     await stored_profiles.save(redis, encoded, PROFILE_SECONDS)
@@ -149,6 +150,19 @@ async def read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read
     return Read(profile_of(version, user_id) if version is not None else Profile())
 
 
+def _packed(vector: Floats) -> str:
+    """A taste vector as base64 of its little-endian float32 bytes: every read of a profile
+    parses it, and 384 floats as JSON numbers cost 14 us to parse and convert, against 2 us."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _unpacked(stored: str | list[float]) -> Floats:
+    """The vector of `_packed`, or of a profile stored before as a list of numbers."""
+    if isinstance(stored, str):
+        return np.frombuffer(base64.b64decode(stored), dtype="<f4").astype(np.float32)
+    return np.asarray(stored, dtype=np.float32)
+
+
 def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profile, float] | None:
     """A stored profile and its time, if it is newer than the version's snapshot."""
     stored = orjson.loads(raw)
@@ -157,7 +171,7 @@ def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profi
     vector = stored["vector"]
     taste: Floats | None
     if vector is not None and (version is None or stored["version"] == version.version):
-        taste = np.asarray(vector, dtype=np.float32)
+        taste = _unpacked(vector)
     elif version is not None:
         # Computed against other item vectors: keep the history, take the version's vector
         # for this user (or none).

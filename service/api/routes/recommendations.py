@@ -100,10 +100,10 @@ async def recommend(
     if found is None and category is None and exclude_seen and arm is None:
         # Within an experiment every arm is ranked live, so that arms differ only by their
         # params, not by one being a list ranked ahead.
-        kept = _kept(res, version, user_id, read)
-        pairs = _page_of(kept, res.serving.deleted, offset + limit) if kept else None
-        if kept is not None and pairs is not None:
-            found = kept[0], kept[1]
+        kept = _kept(res, version, user_id, read, offset + limit)
+        if kept is not None:
+            pairs, strategy = kept
+            found = pairs, strategy
     if found is None:
         found = await _ranked_ids(res, version, profile, category, exclude_seen, params)
         res.serving.answers.put(key, found)
@@ -202,17 +202,27 @@ async def _ranked_ids(
 
 
 def _kept(
-    res: ResourcesDep, version: IndexVersion | None, user_id: str, read: profiles.Read
-) -> tuple[list[tuple[str, float]], str, int] | None:
-    """The user's list as it was ranked ahead, its strategy and the depth it was cut at:
-    by the build (indexing/precompute.py) where the user has not acted since, or else from
-    their stored profile (service/lists.py); None where neither is the user's now."""
+    res: ResourcesDep,
+    version: IndexVersion | None,
+    user_id: str,
+    read: profiles.Read,
+    count: int,
+) -> tuple[list[tuple[str, float]], str] | None:
+    """The first `count` live items of the user's list as it was ranked ahead, and its
+    strategy: by the build (indexing/precompute.py) where the user has not acted since, or
+    else from their stored profile (service/lists.py). None where neither is the user's now,
+    or where the list holds too few live items and was cut at its depth (a live ranking has
+    more). Only the head that is asked for is read."""
     if version is None:
         return None
     if not read.profile.built:
         digest = res.serving.list_digest(version)
         ahead = lists.decode(read.ranked, version.version, read.stamp, digest)
-        return (ahead.pairs, ahead.strategy, ahead.depth) if ahead is not None else None
+        if ahead is None:
+            return None
+        pairs = _live(ahead.pairs, res.serving.deleted, count)
+        cut = len(ahead.pairs) >= ahead.depth
+        return (pairs, ahead.strategy) if len(pairs) == count or not cut else None
     built = res.serving.kept_lists(version)
     row = version.user_row.get(user_id)
     kept = built.get(row) if built is not None and row is not None else None
@@ -220,19 +230,15 @@ def _kept(
         return None
     assert built is not None
     rows, scores, strategy = kept
+    deleted = res.serving.deleted_rows(version)
+    head = count + len(deleted)  # enough rows to hold `count` live ones
     ids = version.item_ids
-    pairs = [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
-    return pairs, strategy, built.depth
-
-
-def _page_of(
-    found: tuple[list[tuple[str, float]], str, int], deleted: set[str], count: int
-) -> list[tuple[str, float]] | None:
-    """The first `count` live items of a kept list; None when it holds too few of them and
-    was cut at its depth (a live ranking has more)."""
-    kept, _, depth = found
-    pairs = _live(kept, deleted, count)
-    return pairs if len(pairs) == count or len(kept) < depth else None
+    pairs = [
+        (ids[r], s)
+        for r, s in zip(rows[:head].tolist(), scores[:head].tolist(), strict=True)
+        if r not in deleted
+    ][:count]
+    return (pairs, strategy) if len(pairs) == count or len(rows) < built.depth else None
 
 
 def _live(pairs: list[tuple[str, float]], deleted: set[str], count: int) -> list[tuple[str, float]]:
