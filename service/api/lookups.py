@@ -6,18 +6,20 @@ the parameters took 20% of the API process's samples on similar-items requests a
 13%, and routing, the exception and exit-stack layers and the response's validation more.
 
 This middleware takes a request only when every part of it is one the route accepts as sent:
-a GET of one of the two paths, an id that the route's own validator passes, no query
-parameter but `limit` (and, for a list, `offset`) as a plain integer within the route's
-bounds, headers the route accepts, and a caller with the read role. It then calls the route's own
-function, so the answer is the route's. Anything else (another parameter, a value the route
-would refuse, a key without the role) goes on to FastAPI, which answers it as it always has.
+a GET of one of the two paths, an id that the route's own validator passes, query parameters
+that are the route's own, each given once and valid by the route's own types (read as
+Starlette reads a query string), headers the route accepts, and a caller with the read role.
+It then calls the route's own function, so the answer is the route's. Anything else (an
+unknown or repeated parameter, a value the route would refuse, a key without the role) goes
+on to FastAPI, which answers it as it always has.
 """
 
 from __future__ import annotations
 
-import re
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -29,7 +31,9 @@ from service.api.routes import API, recommendations
 from service.auth import Principal
 
 _ID: TypeAdapter[str] = TypeAdapter(recommendations.Id)
-_NUMBER = re.compile(rb"^[0-9]{1,5}$")
+# What a lookup answers with: the route's own function, given the validated id, the app's
+# resources, the query's values and the Cache-Control header.
+Answer = Callable[[str, Any, dict[str, Any], str | None], Awaitable[BaseModel]]
 
 
 def _route(path: str) -> APIRoute:
@@ -41,18 +45,19 @@ def _route(path: str) -> APIRoute:
 
 
 class _Lookup:
-    """One route taken here: its path, the parameters it reads and their bounds."""
+    """One route taken here: its path, the check of its query, and its function."""
 
     def __init__(
         self,
         template: str,
-        bounds: dict[bytes, tuple[int, int]],
-        answer: Callable[[str, Any, dict[str, int], str | None], Awaitable[BaseModel]],
+        names: frozenset[str],
+        query: Callable[[dict[str, str]], dict[str, Any]],
+        answer: Answer,
     ) -> None:
-        self.template = template
         head, _, tail = (API + template).partition("{")
         self.prefix, self.suffix = head, tail.partition("}")[2]
-        self.bounds = bounds
+        self.names = names
+        self.query = query
         self.answer = answer
         self.route = _route(API + template)
 
@@ -63,42 +68,58 @@ class _Lookup:
         found = path[len(self.prefix) : len(path) - len(self.suffix)]
         return found if found and "/" not in found else None
 
-    def numbers(self, query: bytes) -> dict[str, int] | None:
-        """The query's parameters, where each is one of ours, once, a plain integer in
-        bounds; None otherwise (FastAPI answers or refuses it)."""
-        found: dict[str, int] = {}
-        if not query:
-            return found
-        for part in query.split(b"&"):
-            name, equals, value = part.partition(b"=")
-            bounds = self.bounds.get(name)
-            if bounds is None or not equals or not _NUMBER.match(value):
-                return None
-            number = int(value)
-            key = name.decode()
-            if key in found or not bounds[0] <= number <= bounds[1]:
-                return None
-            found[key] = number
-        return found
+    def values(self, query_string: bytes) -> dict[str, Any] | None:
+        """The query's values, read as Starlette reads them and validated by the route's
+        own types; None where a name is not the route's, comes twice, or a value fails
+        (FastAPI answers or refuses those)."""
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        given = dict(pairs)
+        if len(given) < len(pairs) or not given.keys() <= self.names:
+            return None
+        try:
+            return self.query(given)
+        except ValidationError:
+            return None
+
+
+_LIMIT: TypeAdapter[int] = TypeAdapter(recommendations.Limit)
+_SIMILAR_LIMIT = inspect.signature(recommendations.similar_items).parameters["limit"].default
+_CATEGORY: TypeAdapter[str | None] = TypeAdapter(recommendations.Category)
+
+
+def _similar_query(given: dict[str, str]) -> dict[str, Any]:
+    # As in FastAPI, a default is taken as it is, not validated.
+    limit, category = given.get("limit"), given.get("category")
+    return {
+        "limit": _SIMILAR_LIMIT if limit is None else _LIMIT.validate_python(limit),
+        "category": None if category is None else _CATEGORY.validate_python(category),
+    }
+
+
+def _list_query(given: dict[str, str]) -> dict[str, Any]:
+    return {"query": recommendations.ListQuery.model_validate(given)}
 
 
 async def _similar(
-    item_id: str, res: Any, numbers: dict[str, int], _cache_control: str | None
+    item_id: str, res: Any, values: dict[str, Any], _cache_control: str | None
 ) -> BaseModel:
-    return await recommendations.similar_items(item_id, res, numbers.get("limit", 10), None)
+    return await recommendations.similar_items(item_id, res, values["limit"], values["category"])
 
 
 async def _list(
-    user_id: str, res: Any, numbers: dict[str, int], cache_control: str | None
+    user_id: str, res: Any, values: dict[str, Any], cache_control: str | None
 ) -> BaseModel:
-    query = recommendations.ListQuery(**numbers)
-    return await recommendations.recommend(user_id, res, query, cache_control)
+    return await recommendations.recommend(user_id, res, values["query"], cache_control)
 
 
-LIMIT = (1, 200)
 LOOKUPS = (
-    _Lookup("/items/{item_id}/similar", {b"limit": LIMIT}, _similar),
-    _Lookup("/recommendations/{user_id}", {b"limit": LIMIT, b"offset": (0, 10_000)}, _list),
+    _Lookup("/items/{item_id}/similar", frozenset({"limit", "category"}), _similar_query, _similar),
+    _Lookup(
+        "/recommendations/{user_id}",
+        frozenset(recommendations.ListQuery.model_fields),
+        _list_query,
+        _list,
+    ),
 )
 
 
@@ -113,11 +134,11 @@ class Lookups:
         if taken is None:
             await self.app(scope, receive, send)
             return
-        lookup, found_id, numbers, cache_control = taken
+        lookup, found_id, values, cache_control = taken
         scope["route"] = lookup.route  # the metrics label the route as routing would
         resources = scope["app"].state.resources
         try:
-            model = await lookup.answer(found_id, resources, numbers, cache_control)
+            model = await lookup.answer(found_id, resources, values, cache_control)
         except RecsError as exc:
             await error_for(exc)(scope, receive, send)
             return
@@ -137,7 +158,7 @@ class Lookups:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def _taken(self, scope: Scope) -> tuple[_Lookup, str, dict[str, int], str | None] | None:
+    def _taken(self, scope: Scope) -> tuple[_Lookup, str, dict[str, Any], str | None] | None:
         if scope["method"] != "GET":
             return None
         principal = scope.get("state", {}).get("principal")
@@ -152,8 +173,8 @@ class Lookups:
             raw_id = lookup.path_id(path)
             if raw_id is None:
                 continue
-            numbers = lookup.numbers(scope.get("query_string", b""))
-            if numbers is None:
+            values = lookup.values(scope.get("query_string", b""))
+            if values is None:
                 return None
             # The list route reads Cache-Control (up to 256 characters, as one header).
             given = [value for name, value in scope["headers"] if name == b"cache-control"]
@@ -161,7 +182,7 @@ class Lookups:
                 return None
             try:
                 cache_control = given[0].decode("latin-1") if given else None
-                return lookup, _ID.validate_python(raw_id), numbers, cache_control
+                return lookup, _ID.validate_python(raw_id), values, cache_control
             except ValidationError:
                 return None
         return None

@@ -51,6 +51,12 @@ PLAIN = [
     ("/api/v1/recommendations/viewer-1", {"offset": 0}, {}),
     ("/api/v1/recommendations/viewer-1", {"offset": 0}, NO_CACHE),
     ("/api/v1/recommendations/comedy-fan-1", {"limit": 5}, {"Cache-Control": "max-age=0"}),
+    ("/api/v1/items/space-3/similar", {"category": "space", "limit": 3}, {}),
+    ("/api/v1/recommendations/horror-fan-0", {"category": "comedy"}, {}),
+    ("/api/v1/recommendations/horror-fan-0", {"exclude_seen": "false", "limit": "04"}, {}),
+    ("/api/v1/recommendations/horror-fan-1", {"explain": "true", "limit": 2}, {}),
+    ("/api/v1/recommendations/horror-fan-1", {"experiment_id": "none-running"}, {}),
+    ("/api/v1/recommendations/u%20with%20space", {"category": "space%opera"}, {}),
 ]
 
 
@@ -81,14 +87,16 @@ async def test_a_plain_read_is_answered_here_as_fastapi_answers_it(
 @pytest.mark.parametrize(
     ("path", "params", "headers"),
     [
-        ("/api/v1/items/space-3/similar", {"category": "space"}, {}),
+        ("/api/v1/items/space-3/similar", {"category": ""}, {}),
         ("/api/v1/items/space-3/similar", {"limit": 0}, {}),
         ("/api/v1/items/space-3/similar", {"limit": 201}, {}),
         ("/api/v1/items/space-3/similar", {"limit": "five"}, {}),
         ("/api/v1/items/space-3/similar", {"limit": ["5", "6"]}, {}),
         ("/api/v1/items/space-3/similar", {"offset": 1}, {}),
         ("/api/v1/items/" + "x" * 129 + "/similar", {}, {}),
-        ("/api/v1/recommendations/horror-fan-0", {"explain": "true"}, {}),
+        ("/api/v1/recommendations/horror-fan-0", {"explain": "maybe"}, {}),
+        ("/api/v1/recommendations/horror-fan-0", {"unknown": "1"}, {}),
+        ("/api/v1/recommendations/horror-fan-0", {"category": "x" * 129}, {}),
         ("/api/v1/recommendations/horror-fan-0", {"offset": 10_001}, {}),
         ("/api/v1/recommendations/horror-fan-0", {"limit": ""}, {}),
         ("/api/v1/recommendations/horror-fan-0", {}, {"Cache-Control": "x" * 257}),
