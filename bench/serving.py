@@ -270,7 +270,7 @@ def memory_mib(pid: int) -> tuple[float, float]:
 
 
 async def embedding_throughput(
-    pool: asyncpg.Pool, env: dict[str, str], count: int, worker_counts: list[int]
+    pool: asyncpg.Pool, env: dict[str, str], count: int, worker_counts: list[int], threads: int
 ) -> dict[str, float]:
     """Raw encode of `count` texts, then the same number of new items embedded through 1, 2,
     ... warmed workers: one task with every id, which the first worker shares out in pieces
@@ -309,7 +309,7 @@ async def embedding_throughput(
                     f"--hostname=bench{n}@%h",
                 ),
                 cwd=ROOT,
-                env=env | {"EMBEDDING_MODEL": model},
+                env=env | {"EMBEDDING_MODEL": model, "EMBEDDING_THREADS": str(threads)},
                 start_new_session=True,
             )
             for n in range(workers)
@@ -345,6 +345,9 @@ def main() -> None:
     parser.add_argument("--embed", type=int, default=2_000, help="texts for step 5 (0 skips)")
     parser.add_argument(
         "--embed-workers", default="1,2", help="worker counts for step 5, comma-separated"
+    )
+    parser.add_argument(
+        "--embed-threads", type=int, default=0, help="EMBEDDING_THREADS of step 5's workers"
     )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
@@ -649,9 +652,13 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
 
         if args.embed:
             counts = [int(n) for n in args.embed_workers.split(",")]
-            figures = await embedding_throughput(pool, env, args.embed, counts)
+            figures = await embedding_throughput(pool, env, args.embed, counts, args.embed_threads)
             raw = figures["raw_per_s"]
-            print(f"\nembedding {args.embed:,} texts: raw fp32 encode {raw:.0f}/s")
+            threads = args.embed_threads or "one per core"
+            print(
+                f"\nembedding {args.embed:,} texts: raw fp32 encode {raw:.0f}/s; "
+                f"workers' model threads: {threads}"
+            )
             for n in counts:
                 rate = figures[f"workers_{n}_per_s"]
                 print(f"  through {n} worker(s): {rate:.0f}/s, {rate / raw:.2f}x the raw encode")

@@ -155,6 +155,9 @@ class EmbeddingSettings(_Section):
     # in cache_dir: about 2x the texts per second on CPU, with vectors within cosine 0.99 of
     # fp32's; torch: sentence-transformers as shipped, in fp32.
     runtime: Literal["torch", "onnx-int8"] = "onnx-int8"
+    # Threads the onnx-int8 model runs on in each process; 0: one per core. Where several
+    # workers share a machine, 1 each lets every worker add its core's throughput.
+    threads: Annotated[int, Field(ge=0, le=256)] = 0
     cache_dir: Path = Path("model_cache")
 
 

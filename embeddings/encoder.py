@@ -51,10 +51,12 @@ def make_encoder(
     batch_size: int = 128,
     runtime: str = "torch",
     cache_dir: Path = Path("model_cache"),
+    threads: int = 0,
 ) -> Encoder:
     """`hashing-<dim>` is the deterministic fake (tests, tiny demos); anything else is a
     sentence-transformers model, loaded from disk only: run by ONNX Runtime in int8 with
-    `runtime` "onnx-int8", by sentence-transformers in fp32 with "torch"."""
+    `runtime` "onnx-int8" (on `threads` threads, 0 for one per core), by sentence-transformers
+    in fp32 with "torch"."""
     if name.startswith("hashing-"):
         from embeddings.hashing import HashingEncoder
 
@@ -62,7 +64,7 @@ def make_encoder(
     if runtime == "onnx-int8":
         from embeddings.onnx import OnnxEncoder
 
-        return OnnxEncoder(name, cache_dir, batch_size=batch_size)
+        return OnnxEncoder(name, cache_dir, batch_size=batch_size, threads=threads)
     from embeddings.sentence import SentenceEncoder
 
     return SentenceEncoder(name, batch_size=batch_size)
@@ -70,4 +72,6 @@ def make_encoder(
 
 def configured(settings: EmbeddingSettings) -> Encoder:
     """The encoder the settings name, with their batch size and runtime."""
-    return make_encoder(settings.model, settings.batch_size, settings.runtime, settings.cache_dir)
+    return make_encoder(
+        settings.model, settings.batch_size, settings.runtime, settings.cache_dir, settings.threads
+    )
