@@ -85,7 +85,7 @@ async def test_a_plain_read_is_answered_here_as_fastapi_answers_it(
 
 
 @pytest.mark.parametrize(
-    ("path", "params", "headers"),
+    "case",
     [
         ("/api/v1/items/space-3/similar", {"category": ""}, {}),
         ("/api/v1/items/space-3/similar", {"limit": 0}, {}),
@@ -108,10 +108,9 @@ async def test_anything_else_goes_through_fastapi(
     served: int,
     taken: list[str],
     monkeypatch: pytest.MonkeyPatch,
-    path: str,
-    params: dict[str, Any],
-    headers: dict[str, str],
+    case: tuple[str, dict[str, Any], dict[str, str]],
 ) -> None:
+    path, params, headers = case
     ours = await client.get(path, params=params, headers=headers)
     assert taken == []
     theirs = await through_fastapi(client, monkeypatch, path, params=params, headers=headers)
