@@ -25,7 +25,7 @@ RUN pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 recs \
- && mkdir -p /app/index_data && chown recs:recs /app/index_data
+ && mkdir -p /app/index_data /app/model_cache && chown recs:recs /app/index_data /app/model_cache
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -35,6 +35,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8000
 WORKDIR /app
 USER recs
+# The int8 model (EMBEDDING_RUNTIME=onnx-int8, EMBEDDING_CACHE_DIR=model_cache) is exported
+# here, once, from the packaged weights: no container exports it again at its first encode.
+RUN python -c "from embeddings.encoder import make_encoder as m; m('all-MiniLM-L6-v2', runtime='onnx-int8').encode(['ready'])"
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"

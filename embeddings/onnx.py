@@ -116,6 +116,9 @@ def export(source: Path, target: Path) -> Path:
         )
     partial = target / f"model-int8.{os.getpid()}.onnx"
     down = _down_projections(onnx.load(str(plain)).graph, int(transformer.config.intermediate_size))
+    if len(down) != transformer.config.num_hidden_layers:
+        # An export that holds these weights otherwise would leave every layer int8, silently.
+        raise RuntimeError(f"found {len(down)} down-projections in the exported graph")
     # Per output channel, the linear layers' weights only: per-tensor scales (or quantising
     # the embedding lookup) cost several points of cosine to the fp32 vectors.
     quantize_dynamic(

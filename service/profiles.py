@@ -94,7 +94,12 @@ async def refresh(
             "negative": sorted(i for i, w in net[n].items() if w < 0),
             "liked": liked,
             "evidence": strength,
-            "vector": _packed(vectors[n]) if vectors is not None and vectors[n].any() else None,
+            # Under a key of its own: a process of an older release reads "vector" as none
+            # (and takes the version's vector) rather than failing on a string.
+            "vector": None,
+            "vector_f32": (
+                _packed(vectors[n]) if vectors is not None and vectors[n].any() else None
+            ),
         }
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
     await stored_profiles.save(redis, encoded, PROFILE_SECONDS)
@@ -157,7 +162,8 @@ def _packed(vector: Floats) -> str:
 
 
 def _unpacked(stored: str | list[float]) -> Floats:
-    """The vector of `_packed`, or of a profile stored before as a list of numbers."""
+    """The vector of `_packed`, or of a profile stored before as a list of numbers
+    (under "vector")."""
     if isinstance(stored, str):
         return np.frombuffer(base64.b64decode(stored), dtype="<f4").astype(np.float32)
     return np.asarray(stored, dtype=np.float32)
@@ -168,7 +174,7 @@ def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profi
     stored = orjson.loads(raw)
     if version is not None and stored["at"] < version.data_as_of:
         return None
-    vector = stored["vector"]
+    vector = stored.get("vector_f32") or stored["vector"]
     taste: Floats | None
     if vector is not None and (version is None or stored["version"] == version.version):
         taste = _unpacked(vector)
