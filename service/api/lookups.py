@@ -26,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.errors import RecsError
+from service.api.deps import Resources
 from service.api.errors import error_for, unexpected_error
 from service.api.routes import API, recommendations
 from service.auth import Principal
@@ -33,7 +34,7 @@ from service.auth import Principal
 _ID: TypeAdapter[str] = TypeAdapter(recommendations.Id)
 # What a lookup answers with: the route's own function, given the validated id, the app's
 # resources, the query's values and the Cache-Control header.
-Answer = Callable[[str, Any, dict[str, Any], str | None], Awaitable[BaseModel]]
+Answer = Callable[[str, Resources, dict[str, Any], str | None], Awaitable[BaseModel]]
 
 
 def _route(path: str) -> APIRoute:
@@ -101,13 +102,13 @@ def _list_query(given: dict[str, str]) -> dict[str, Any]:
 
 
 async def _similar(
-    item_id: str, res: Any, values: dict[str, Any], _cache_control: str | None
+    item_id: str, res: Resources, values: dict[str, Any], _cache_control: str | None
 ) -> BaseModel:
     return await recommendations.similar_items(item_id, res, values["limit"], values["category"])
 
 
 async def _list(
-    user_id: str, res: Any, values: dict[str, Any], cache_control: str | None
+    user_id: str, res: Resources, values: dict[str, Any], cache_control: str | None
 ) -> BaseModel:
     return await recommendations.recommend(user_id, res, values["query"], cache_control)
 

@@ -63,7 +63,7 @@ def test_the_export_is_kept_and_found_again(int8: Encoder, tmp_path: Path) -> No
     assert np.allclose(vectors, again, atol=1e-6)
 
 
-def test_threads_are_a_setting_and_change_no_vector(int8: Encoder, tmp_path: Path) -> None:
+def test_threads_are_a_setting_and_change_no_vector(int8: Encoder) -> None:
     cache = int8._cache.parent  # type: ignore[attr-defined]  # the export made above
     single = make_encoder(MODEL, 32, "onnx-int8", cache, threads=1)
     assert np.allclose(single.encode(TEXTS), int8.encode(TEXTS), atol=1e-5)

@@ -96,21 +96,15 @@ async def recommend(
     if found is None or explain:
         read = await profiles.read(res.redis, version, user_id)
     profile = read.profile
-    pairs: list[tuple[str, float]] | None = None
     if found is None and category is None and exclude_seen and arm is None:
         # Within an experiment every arm is ranked live, so that arms differ only by their
         # params, not by one being a list ranked ahead.
-        kept = _kept(res, version, user_id, read, offset + limit)
-        if kept is not None:
-            pairs, strategy = kept
-            found = pairs, strategy
+        found = _kept(res, version, user_id, read, offset + limit)
     if found is None:
         found = await _ranked_ids(res, version, profile, category, exclude_seen, params)
         res.serving.answers.put(key, found)
     ranked, strategy = found
-    if pairs is None:
-        pairs = _live(ranked, res.serving.deleted, offset + limit)
-    page = pairs[offset : offset + limit]
+    page = _live(ranked, res.serving.deleted, offset + limit)[offset : offset + limit]
     items = [_scored(i, s) for i, s in page]
     if explain:
         shown = [i.item_id for i in items]
