@@ -125,9 +125,15 @@ def fit(
         return assemble(part, chosen, model, item_index=shared, similar_users=part is snapshot)
 
     tuned = tuning.tune(snapshot, settings, assemble_on, snapshot_evidence, say)
-    say("build: tuned; fitting on all the data")
+    if tuned.models is None:
+        say("build: tuned; fitting on all the data")
+    else:
+        say(
+            f"build: tuned; serving its models, fitted on all but {tuned.models_lack:,} "
+            "held-out interactions"
+        )
     chosen = settings.model_copy(update={"collaborative": tuned.collaborative})
-    built = assemble_on(snapshot, chosen)
+    built = assemble_on(snapshot, chosen, tuned.models)
     say("build: fitted")
     built.manifest = {"tuning": {"chosen": tuned.chosen()}}
     return built, tuned
@@ -213,6 +219,11 @@ def describe(
         "settings": shaping,
         "item_index": ann.describe(built.item_index, settings.index),
         "user_index": ann.describe(built.user_index, settings.index),
-        "tuning": {"chosen": tuned.chosen(), "search": tuned.search},
+        "tuning": {
+            "chosen": tuned.chosen(),
+            "search": tuned.search,
+            # Interactions the served models were not fitted on (tuning.REFIT_ABOVE).
+            "models_lack": tuned.models_lack,
+        },
         "metrics": tuned.metrics,
     }

@@ -22,6 +22,13 @@ say) is as likely to lose on the next users as to win. The steps:
      standardised scores.
 The starting values are the configured settings, so with no time left the build serves
 exactly what is configured.
+
+Fitting the models is most of a large build's time, and a build fitted them twice: once
+without the holdout to tune, once on all the data to serve. Where the judged users are a
+small part of a large snapshot, only their newest interactions are held out (the others
+train), and if those are at most REFIT_ABOVE of all interactions the models fitted for the
+tuning are the ones served: they lack that share of the evidence, and the user profiles,
+the history and the popularity are still made from all of it.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ MIN_GAIN = 1e-4
 MIN_SPLIT = 20
 MODEL_USERS = 600
 MIN_USERS = 300
+# The largest share of all interactions the served models may lack (see the docstring).
+REFIT_ABOVE = 0.01
 # Each model setting, the source that judges it, and how its candidates follow from the
 # starting value, in the order they are searched.
 MODEL_GRID: dict[str, str] = {
@@ -97,6 +106,10 @@ class Tuned:
     ranking: RankingSettings
     search: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The models fitted for the tuning, where they are to be served (none: fit on all).
+    models: Collaborative | None = None
+    # How many interactions those models were not fitted on: the judged users' newest.
+    models_lack: int = 0
 
     def chosen(self) -> dict[str, Any]:
         """The values a version is built and served with."""
@@ -118,10 +131,18 @@ def tune(
     limit = settings.index.evaluate_users
     if limit == 0 or len(snapshot.kinds) == 0:
         return tuned
-    train, truth = evaluation.split(snapshot, settings)
+    test = evaluation.held_out(snapshot.user_rows, snapshot.times)
+    positive = evaluation.positive_mask(snapshot, settings, test)
+    train, truth = evaluation.split(snapshot, settings, test, positive)
     if not truth:
         return tuned
     users = _spread(sorted(truth), limit)
+    judged = test & np.isin(snapshot.user_rows, users)
+    lack = int(judged.sum())
+    served = lack < int(test.sum()) and lack <= REFIT_ABOVE * len(test)
+    if served:
+        # The judged users' truth is the same: their own split is unchanged.
+        train, truth = evaluation.split(snapshot, settings, judged, positive)
     version = assemble(train, settings)
     if say is not None:
         say(f"tuning: fitted on the training split ({len(train.user_rows):,} interactions)")
@@ -211,6 +232,8 @@ def tune(
         figures[source] = evaluation.scores(top, everyone, K, n_items)
     popular = evaluation.rank_all(version, settings, None, users, K)
     figures["popular"] = evaluation.scores(popular, everyone, K, n_items)
+    if served:
+        tuned.models, tuned.models_lack = version.collaborative, lack
     tuned.metrics = {
         "protocol": (
             f"newest {evaluation.HOLDOUT:.0%} of each user's interactions held out; "

@@ -69,3 +69,56 @@ def test_only_the_served_version_builds_a_graph_over_the_users(
     assert tuning_split.user_index.ntotal == served.user_index.ntotal == USERS
     assert isinstance(served.item_index, faiss.IndexHNSWFlat)
     assert tuning_split.item_index is served.item_index
+
+
+def fitted(
+    monkeypatch: pytest.MonkeyPatch, judged_users: int
+) -> tuple[list[tuple[Snapshot, IndexVersion]], IndexVersion, Any]:
+    """A fit over snapshot() with `judged_users` judged, and each (part, version) assembled."""
+    settings = load_settings()
+    settings = settings.model_copy(
+        update={
+            "index": settings.index.model_copy(
+                update={"exact_below": 10, "tune_seconds": 0.5, "evaluate_users": judged_users}
+            )
+        }
+    )
+    assembled: list[tuple[Snapshot, IndexVersion]] = []
+    assemble = build.assemble
+
+    def recording(part: Snapshot, *args: Any, **kwargs: Any) -> IndexVersion:
+        version = assemble(part, *args, **kwargs)
+        assembled.append((part, version))
+        return version
+
+    monkeypatch.setattr(build, "assemble", recording)
+    served, tuned = build.fit(snapshot(), settings)
+    return assembled, served, tuned
+
+
+def test_where_few_are_judged_the_models_fitted_for_tuning_are_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 30 users with 8 interactions each, 2 of them held out: one judged user's are 0.8%.
+    [(split, tuning_split), (whole, final)], served, tuned = fitted(monkeypatch, judged_users=1)
+    assert final is served
+    assert len(whole.user_rows) == USERS * 8
+    assert len(split.user_rows) == USERS * 8 - 2  # only the judged user's newest held out
+    assert tuned.models_lack == 2
+    assert final.collaborative is tuning_split.collaborative is tuned.models
+    # Everything else the served version holds comes from all the data.
+    assert final.history_indptr[-1] == len(set(zip(whole.user_rows, whole.item_rows, strict=True)))
+    assert final.popularity.sum() > tuning_split.popularity.sum()
+
+
+def test_where_the_holdout_is_a_large_share_the_models_are_fitted_again_on_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every user judged: a quarter of the interactions held out.
+    [(split, tuning_split), (whole, final)], _, tuned = fitted(monkeypatch, USERS)
+    assert len(split.user_rows) == USERS * 6 and len(whole.user_rows) == USERS * 8
+    assert tuned.models is None and tuned.models_lack == 0
+    assert final.collaborative is not tuning_split.collaborative
+    # The refit learnt from the held-out pairs too.
+    assert final.collaborative is not None and tuning_split.collaborative is not None
+    assert final.collaborative.neighbours.nnz > tuning_split.collaborative.neighbours.nnz
