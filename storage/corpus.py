@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from common.snapshot import Snapshot
 from common.text import item_text
-from storage.db import copy_numbers, copy_row, database_errors
+from storage.db import copy_numbers, copy_row, database_errors, refresh_statistics
 
 
 @dataclass(frozen=True)
@@ -99,19 +99,20 @@ async def snapshot(pool: asyncpg.Pool, encoder: str, dimension: int) -> Snapshot
     The interactions (tens of millions at scale) come as one binary COPY of numbers, read
     straight into arrays: as rows of Python objects they took minutes and gigabytes."""
     with database_errors():
-        async with (
-            pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            as_of = await conn.fetchval("SELECT now()")
-            items = await conn.fetch(_LIVE + " ORDER BY i.item_id", encoder)
-            kinds = [r["type"] for r in await conn.fetch("SELECT DISTINCT type FROM interactions")]
-            users = await conn.fetch(
-                f"""SELECT DISTINCT x.user_id FROM interactions x
-                    JOIN ({_LIVE}) l USING (item_id) ORDER BY x.user_id""",
-                encoder,
-            )
-            rows = await copy_numbers(conn, _INTERACTIONS, _ROW, encoder, kinds)
+        async with pool.acquire() as conn:
+            await refresh_statistics(conn, ("items", "item_embeddings", "interactions"))
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                as_of = await conn.fetchval("SELECT now()")
+                items = await conn.fetch(_LIVE + " ORDER BY i.item_id", encoder)
+                kinds = [
+                    r["type"] for r in await conn.fetch("SELECT DISTINCT type FROM interactions")
+                ]
+                users = await conn.fetch(
+                    f"""SELECT DISTINCT x.user_id FROM interactions x
+                        JOIN ({_LIVE}) l USING (item_id) ORDER BY x.user_id""",
+                    encoder,
+                )
+                rows = await copy_numbers(conn, _INTERACTIONS, _ROW, encoder, kinds)
     return _snapshot_of(as_of, items, [r["user_id"] for r in users], kinds, rows, dimension)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -123,6 +123,41 @@ async def create_pool(settings: DatabaseSettings, *, attempts: int = 10) -> asyn
     async with pool.acquire() as conn:
         await migrate(conn)
     return pool
+
+
+# A table whose rows changed by more than this share since its statistics were gathered is
+# analysed before a build reads it (autovacuum's own default rule, with its 50-row floor).
+STALE_SHARE = 0.1
+
+
+async def refresh_statistics(conn: Connection, tables: Sequence[str]) -> list[str]:
+    """ANALYZE those of `tables` (in the current schema) whose statistics are stale, and
+    return their names.
+
+    Where autovacuum is off or behind, a bulk load leaves the planner with the row counts
+    of an empty table: after 10M interactions landed unanalysed, the snapshot's user list
+    was planned as 10M index look-ups and took 46 s instead of 5. ANALYZE samples a fixed
+    number of rows, so it costs well under a second at any size, and it blocks neither
+    reads nor writes. Without the right to analyse a table, PostgreSQL warns and skips it.
+    """
+    stale = [
+        r["relname"]
+        for r in await conn.fetch(
+            """SELECT relname FROM pg_stat_user_tables
+               WHERE schemaname = current_schema() AND relname = ANY($1::text[])
+                 AND n_mod_since_analyze > 50 + $2 * n_live_tup
+               ORDER BY relname""",
+            list(tables),
+            STALE_SHARE,
+        )
+    ]
+    for table in stale:
+        await conn.execute(f"ANALYZE {_quoted(table)}")
+    return stale
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from common.window import WindowRows
 from storage.cache import redis_errors
-from storage.db import copy_numbers, copy_row, database_errors
+from storage.db import copy_numbers, copy_row, database_errors, refresh_statistics
 from storage.events import generation_key, lists_key
 
 Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
@@ -78,25 +78,24 @@ async def window_rows(pool: asyncpg.Pool, hours: int) -> WindowRows:
     gigabytes), and each item's category and date once, all in one REPEATABLE READ
     transaction, so both readings see the same window."""
     with database_errors():
-        async with (
-            pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            now = float(await conn.fetchval("SELECT extract(epoch FROM now())::float8"))
-            items = await conn.fetch(
-                f"""SELECT it.item_id, it.category,
-                           extract(epoch FROM coalesce(it.published_at, it.created_at))::float8
-                               AS published
-                    FROM items it
-                    WHERE it.item_id IN (SELECT item_id FROM ({_WINDOW}) w)
-                    ORDER BY it.item_id COLLATE "C" """,
-                hours,
-            )
-            kinds = [
-                r["type"]
-                for r in await conn.fetch(f"SELECT DISTINCT type FROM ({_WINDOW}) w", hours)
-            ]
-            rows = await copy_numbers(conn, _CODED, _ROW, hours, kinds)
+        async with pool.acquire() as conn:
+            await refresh_statistics(conn, ("items", "interactions"))
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                now = float(await conn.fetchval("SELECT extract(epoch FROM now())::float8"))
+                items = await conn.fetch(
+                    f"""SELECT it.item_id, it.category,
+                               extract(epoch FROM coalesce(it.published_at, it.created_at))::float8
+                                   AS published
+                        FROM items it
+                        WHERE it.item_id IN (SELECT item_id FROM ({_WINDOW}) w)
+                        ORDER BY it.item_id COLLATE "C" """,
+                    hours,
+                )
+                kinds = [
+                    r["type"]
+                    for r in await conn.fetch(f"SELECT DISTINCT type FROM ({_WINDOW}) w", hours)
+                ]
+                rows = await copy_numbers(conn, _CODED, _ROW, hours, kinds)
     return WindowRows(
         item_ids=[r["item_id"] for r in items],
         categories=[r["category"] for r in items],

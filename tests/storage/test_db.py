@@ -7,7 +7,7 @@ import pytest
 
 from common.errors import DatabaseUnavailable
 from common.settings import DatabaseSettings, Settings
-from storage.db import create_pool, database_errors, migrate, migrations
+from storage.db import create_pool, database_errors, migrate, migrations, refresh_statistics
 
 
 def test_migrations_are_numbered_without_gaps() -> None:
@@ -82,3 +82,35 @@ async def test_a_statement_the_server_does_not_answer_in_time_is_database_unavai
         assert await pool.fetchval("SELECT 1") == 1  # the pool carries on
     finally:
         await pool.close()
+
+
+async def test_a_table_changed_since_its_statistics_is_analysed_once(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await conn.execute("DROP TABLE IF EXISTS statistics_probe")
+        await conn.execute("CREATE TABLE statistics_probe (n integer)")
+        try:
+            await conn.execute("INSERT INTO statistics_probe SELECT generate_series(1, 1000)")
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+            # The counts reach the shared statistics once this backend flushes them.
+            deadline = time.monotonic() + 30
+            while True:
+                await conn.execute("SELECT pg_stat_clear_snapshot()")
+                changed = await conn.fetchval(
+                    """SELECT n_mod_since_analyze FROM pg_stat_user_tables
+                       WHERE relname = 'statistics_probe' AND schemaname = current_schema()"""
+                )
+                if changed == 1000 or time.monotonic() > deadline:
+                    break
+            assert changed == 1000
+
+            assert await refresh_statistics(conn, ["statistics_probe", "no_such_table"]) == [
+                "statistics_probe"
+            ]
+            planned = await conn.fetchval(
+                "SELECT reltuples FROM pg_class WHERE relname = 'statistics_probe'"
+            )
+            assert planned == 1000  # the planner now knows the table's size
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            assert await refresh_statistics(conn, ["statistics_probe"]) == []
+        finally:
+            await conn.execute("DROP TABLE statistics_probe")
