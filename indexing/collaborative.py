@@ -40,6 +40,8 @@ rows. The order of acts says what the sets do not: what people go on to.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,9 @@ class Collaborative:
     regularization: float
     alpha: float
     half_life_days: float = 0.0  # of the evidence (indexing/profiles.py); 0: no decay
+    # How long each source's model took to fit, by source name (the build's tuning plans
+    # its refits by it); empty for a model read from disk.
+    fit_seconds: dict[str, float] = field(default_factory=dict)
     item_factors: Floats = field(init=False)  # a view into factor_index's storage
     gram: npt.NDArray[np.float64] = field(init=False)  # Y^T Y, (f, f)
     in_ease: npt.NDArray[np.bool_] = field(init=False)  # items with EASE weights, (n_items,)
@@ -129,18 +134,37 @@ def fit(
     follows what on `sequences` (`sequences_of`; none: nothing follows anything)."""
     x = positive_part(evidence)
     n_items = x.shape[1]
+    seconds: dict[str, float] = {}
+
+    def timed(source: str, make: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        made = make()
+        seconds[source] = time.perf_counter() - started
+        return made
+
     return Collaborative(
-        factor_index=ann.build(als(x, settings), index),
-        neighbours=cosine(x, settings.neighbours, settings.shrinkage),
-        ease=ease(x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours),
-        following=(
-            follows(sequences, n_items, settings.sequence_window, settings.neighbours)
-            if sequences is not None
-            else sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        factor_index=timed("collaborative", lambda: ann.build(als(x, settings), index)),
+        neighbours=timed(
+            "cooccurrence", lambda: cosine(x, settings.neighbours, settings.shrinkage)
+        ),
+        ease=timed(
+            "ease",
+            lambda: ease(
+                x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours
+            ),
+        ),
+        following=timed(
+            "sequence",
+            lambda: (
+                follows(sequences, n_items, settings.sequence_window, settings.neighbours)
+                if sequences is not None
+                else sp.csr_matrix((n_items, n_items), dtype=np.float32)
+            ),
         ),
         regularization=settings.regularization,
         alpha=settings.alpha,
         half_life_days=settings.half_life_days,
+        fit_seconds=seconds,
     )
 
 

@@ -165,8 +165,15 @@ def tune(
         best = ndcg(alone, model_users)
         start = getattr(tuned.collaborative, name)
         tuned.search.append({"setting": name, "value": start, "ndcg@10": _mean(best)})
+        # The next candidate's likely cost: the last one's refit and judging, or at first
+        # the model's own fit.
+        assert version.collaborative is not None
+        took = version.collaborative.fit_seconds.get(source, 0.0)
         for value in candidates(name, start):
-            if time.monotonic() > models_until:
+            began = time.monotonic()
+            # One that would end past the models' share of the time is not begun: at 1M
+            # items one EASE refit is a minute, and a second overran the share by as much.
+            if began + took > models_until:
                 break
             if name == "factors":
                 value = int(value)
@@ -179,6 +186,7 @@ def tune(
                 )
             version.collaborative = _refit(kept, source, strength, candidate, settings)
             figure = ndcg(alone, model_users)
+            took = time.monotonic() - began
             tuned.search.append({"setting": name, "value": value, "ndcg@10": _mean(figure)})
             if better(figure, best):
                 best, tuned.collaborative = figure, candidate

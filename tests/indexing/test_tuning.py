@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from common.settings import RankingSettings
-from indexing import hybrid, tuning
+from common.settings import RankingSettings, load_settings
+from indexing import build, collaborative, hybrid, tuning
+from indexing.collaborative import Collaborative
 from indexing.tuning import _blend_ndcg, _Cached, _weights, better
+from tests.indexing import test_build
 
 
 def test_a_gain_inside_the_noise_is_not_taken() -> None:
@@ -71,3 +75,37 @@ def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
     # 128 equal blends and 26 coordinate steps tried on pure noise, a step kept past one
     # standard error: a few stray steps (about one in six passes by chance), not a new blend.
     assert len(moved) <= 4, moved
+
+
+def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    settings = settings.model_copy(
+        update={
+            "index": settings.index.model_copy(
+                update={"exact_below": 10, "tune_seconds": 5.0, "evaluate_users": 30}
+            )
+        }
+    )
+    refits: list[str] = []
+    refit = tuning._refit
+
+    def counted(model: Collaborative, source: str, *args: Any) -> Collaborative:
+        refits.append(source)
+        return refit(model, source, *args)
+
+    fit = collaborative.fit
+
+    def slow_ease(*args: Any, **kwargs: Any) -> Collaborative:
+        model = fit(*args, **kwargs)
+        model.fit_seconds["ease"] = 60.0  # as EASE at a million items
+        return model
+
+    monkeypatch.setattr(tuning, "_refit", counted)
+    monkeypatch.setattr(collaborative, "fit", slow_ease)
+    _, tuned = build.fit(test_build.snapshot(), settings)
+    # Only the first fit's 60 s EASE would have overrun the 3.5 s for models: none is tried.
+    assert "ease" not in refits
+    assert {"cooccurrence", "collaborative"} <= set(refits)
+    assert [s["setting"] for s in tuned.search].count("ease_lambda") == 1
