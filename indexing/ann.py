@@ -51,21 +51,29 @@ def describe(index: Any, settings: IndexSettings) -> dict[str, Any]:
 
 
 def search(
-    index: Any, queries: Vectors, k: int
+    index: Any, queries: Vectors, k: int, within: Any = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
+    """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist. `within`, a
+    FAISS ID selector, keeps to its ids: HNSW still walks the whole graph but returns only
+    those, so a subset's nearest cost a search, not a scan of the subset."""
     k = max(1, min(k, index.ntotal)) if index.ntotal else 1
     if index.ntotal == 0:
         empty = np.zeros((len(queries), 0))
         return empty.astype(np.float32), empty.astype(np.int64)
-    if isinstance(index, faiss.IndexHNSWFlat) and index.hnsw.efSearch < k:
+    hnsw = isinstance(index, faiss.IndexHNSWFlat)
+    params: Any = None
+    if hnsw and (index.hnsw.efSearch < k or within is not None):
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # stub lags
-        params.efSearch = k
-        scores, ids = index.search(
-            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
-        )
+        params.efSearch = max(k, index.hnsw.efSearch)
+    elif within is not None:
+        params = faiss.SearchParameters()
+    if within is not None:
+        params.sel = within
+    vectors = np.ascontiguousarray(queries, dtype=np.float32)
+    if params is None:
+        scores, ids = index.search(vectors, k)
     else:
-        scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        scores, ids = index.search(vectors, k, params=params)
     return scores, ids
 
 

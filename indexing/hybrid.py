@@ -28,8 +28,9 @@ as can be to a rejected one and unlike any liked one sinks by the whole spread o
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -101,10 +102,27 @@ def standardised(values: Floats) -> Floats:
 @dataclass(frozen=True)
 class Trend:
     """The trending score per item row, and the rows scoring above 0 best first: a
-    request's trending candidates are a slice, not a scan of the catalog."""
+    request's trending candidates are a slice, not a scan of the catalog. `within`, where
+    given, gives those of one category, best first (sorted once, as `best` is)."""
 
     scores: Floats
     best: Rows
+    within: Callable[[str], Rows] | None = None
+
+    def top(
+        self,
+        k: int,
+        category: str | None = None,
+        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
+    ) -> Rows:
+        """The best `k` rows, or the best `k` of a category (`member` says which rows are
+        in it)."""
+        if category is None or member is None:
+            return self.best[:k]
+        if self.within is not None:
+            return self.within(category)[:k]
+        # A served trending list is at most trending.TOP rows: filtering it is a slice too.
+        return self.best[member(self.best)][:k]
 
     @classmethod
     def of(cls, scores: Floats) -> Trend:
@@ -157,19 +175,33 @@ def blend(
 
         if only is not None:
             rows = np.asarray(only, dtype=np.int64)
-        elif category is not None:
-            rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
+        elif category is not None and category not in version.category_rows:
+            rows = np.zeros(0, dtype=np.int64)
         else:
+            # Each source's best `k`, within the category if one is asked for: the searches
+            # are kept to its items and the sums read only their touched columns in it, so
+            # a category's list costs what any list does, whatever the category's size.
             k = depth + len(excluded)
-            found: list[Rows] = [trending.best[:k]]
+            within: Any = None
+            member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None
+            if category is not None:
+                within = version.within(category)
+                code = version.category_code[category]
+
+                def in_category(columns: Rows) -> npt.NDArray[np.bool_]:
+                    inside: npt.NDArray[np.bool_] = version.item_category[columns] == code
+                    return inside
+
+                member = in_category
+            found: list[Rows] = [trending.top(k, category, member)]
             if summed:
-                found += [sums.top(which, k) for which in range(len(ROW_SUMS))]
+                found += [sums.top(which, k, member) for which in range(len(ROW_SUMS))]
             if has_taste:
                 assert taste is not None
-                _, hits = ann.search(version.item_index, taste[None, :], k)
+                _, hits = ann.search(version.item_index, taste[None, :], k, within)
                 found.append(hits[0][hits[0] >= 0].astype(np.int64))
             if factors is not None and collab is not None and np.any(factors):
-                _, hits = ann.search(collab.factor_index, factors[None, :], k)
+                _, hits = ann.search(collab.factor_index, factors[None, :], k, within)
                 found.append(hits[0][hits[0] >= 0].astype(np.int64))
             rows = np.unique(np.concatenate(found))
         if len(excluded) and len(rows):

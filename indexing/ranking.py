@@ -102,16 +102,18 @@ def nearest(
     category: str | None = None,
     excluded: Collection[int] = (),
 ) -> tuple[Rows, Floats]:
-    """Items nearest to `query` by cosine: at most `depth`, none of `excluded`."""
+    """Items nearest to `query` by cosine: at most `depth`, none of `excluded`; within a
+    category, found by a search kept to its items (the category is never scanned)."""
     excluded = set(excluded)
+    within = None
     if category is not None:
-        rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
-        scores = version.item_vectors[rows] @ query if len(rows) else np.zeros(0, np.float32)
-    else:
-        k = min(depth + len(excluded), version.item_index.ntotal)
-        found_scores, found = ann.search(version.item_index, query[None, :], k)
-        keep = found[0] >= 0
-        rows, scores = found[0][keep], found_scores[0][keep]
+        if category not in version.category_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        within = version.within(category)
+    k = min(depth + len(excluded), version.item_index.ntotal)
+    found_scores, found = ann.search(version.item_index, query[None, :], k, within)
+    keep = found[0] >= 0
+    rows, scores = found[0][keep], found_scores[0][keep]
     if excluded:
         keep = np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))
         rows, scores = rows[keep], scores[keep]
@@ -132,18 +134,13 @@ def excluded_rows(
 def popular(
     version: IndexVersion, *, depth: int, category: str | None, excluded: Collection[int]
 ) -> Ranked:
-    """Items by decayed weighted engagement at build time: the cold-start answer."""
-    if category is None:
-        excluded = set(excluded)
-        best = (int(r) for r in version.popular_rows if r not in excluded)
-        rows = np.fromiter(itertools.islice(best, depth), dtype=np.int64)
-        return Ranked(rows, version.popularity[rows], "popular")
-    rows = version.category_rows.get(category, np.zeros(0, dtype=np.int64))
-    if excluded:
-        excluded = set(excluded)
-        rows = rows[np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))]
-    ranked_rows, scores = _ordered(rows, version.popularity[rows], depth)
-    return Ranked(ranked_rows, scores, "popular")
+    """Items by decayed weighted engagement at build time: the cold-start answer. Read off
+    lists the version sorted once (overall or per category), as far as `depth` kept items."""
+    ordered = version.popular_rows if category is None else version.popular_in(category)
+    excluded = set(excluded)
+    best = (int(r) for r in ordered if r not in excluded)
+    rows = np.fromiter(itertools.islice(best, depth), dtype=np.int64)
+    return Ranked(rows, version.popularity[rows], "popular")
 
 
 def recommend(
@@ -187,8 +184,8 @@ def blend_for(
     only: Rows | None = None,
 ) -> hybrid.Blend:
     liked, strength = positives_in(version, profile)
-    if trending is None:
-        trending = hybrid.Trend(version.popularity, version.engaged_rows)
+    if trending is None:  # no trending list served: build-time popularity stands in
+        trending = hybrid.Trend(version.popularity, version.engaged_rows, version.engaged_in)
     return hybrid.blend(
         version,
         settings,
@@ -196,11 +193,7 @@ def blend_for(
         liked=liked,
         evidence=strength,
         rejected=np.array(sorted(_rows_of(version, profile.negative)), dtype=np.int64),
-        trending=(
-            trending
-            if trending is not None
-            else hybrid.Trend(version.popularity, version.engaged_rows)
-        ),
+        trending=trending,
         depth=depth,
         category=category,
         excluded=excluded,

@@ -13,7 +13,7 @@ reads its own index back).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -61,9 +61,14 @@ class RowSums:
         distinct: Rows = touched[self._slot[touched] == order]
         return distinct
 
-    def top(self, which: int, k: int) -> Rows:
-        """Up to `k` distinct columns with the largest sums above 0 (ties in any order)."""
+    def top(
+        self, which: int, k: int, member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None
+    ) -> Rows:
+        """Up to `k` distinct columns with the largest sums above 0 (ties in any order),
+        among those `member` keeps where it is given."""
         columns = self.columns(which)
+        if member is not None:
+            columns = columns[member(columns)]
         values = self.sums[which][columns]
         positive = np.flatnonzero(values > 0)
         if len(positive) > k:

@@ -11,7 +11,17 @@ import pytest
 from common.settings import IndexSettings, RankingSettings
 from indexing import ann
 from indexing.artifacts import IndexVersion
-from indexing.ranking import Profile, Ranked, popular, profile_of, recommend, similar_users
+from indexing.ranking import (
+    Profile,
+    Ranked,
+    blend_for,
+    excluded_rows,
+    popular,
+    profile_of,
+    recommend,
+    similar_items,
+    similar_users,
+)
 
 DIM = 8
 
@@ -114,14 +124,63 @@ def test_popular_respects_exclusions(version: IndexVersion) -> None:
 def test_popular_is_the_catalog_by_popularity_with_ties_by_row(version: IndexVersion) -> None:
     rng = np.random.default_rng(5)
     tied = replace(version, popularity=rng.integers(0, 4, 20).astype(np.float32))
-    excluded = {1, 4, 7}
-    for depth in (1, 5, 20, 50):
-        ranked = popular(tied, depth=depth, category=None, excluded=excluded)
-        allowed = [r for r in range(20) if r not in excluded]
-        expected = sorted(allowed, key=lambda r: (-tied.popularity[r], r))[:depth]
-        assert ranked.rows.tolist() == expected
-        assert ranked.scores.tolist() == tied.popularity[expected].tolist()
-        assert ranked.strategy == "popular"
+    excluded = {1, 4, 7, 12}
+    for category, inside in ((None, range(20)), ("A", range(10)), ("B", range(10, 20))):
+        for depth in (1, 5, 20, 50):
+            ranked = popular(tied, depth=depth, category=category, excluded=excluded)
+            allowed = [r for r in inside if r not in excluded]
+            expected = sorted(allowed, key=lambda r: (-tied.popularity[r], r))[:depth]
+            assert ranked.rows.tolist() == expected
+            assert ranked.scores.tolist() == tied.popularity[expected].tolist()
+            assert ranked.strategy == "popular"
+    assert len(popular(tied, depth=5, category="no such", excluded=()).rows) == 0
+
+
+def test_similar_items_in_a_category_are_its_nearest(version: IndexVersion) -> None:
+    query = version.item_vectors[version.item_row["a0"]]
+    for category, inside in (("A", range(10)), ("B", range(10, 20))):
+        found = similar_items(version, query, limit=4, category=category, excluded={0})
+        exact = sorted(
+            (r for r in inside if r != 0), key=lambda r: -version.item_vectors[r] @ query
+        )
+        assert found.rows.tolist() == exact[:4]
+    nothing = similar_items(version, query, limit=4, category="no such", excluded=())
+    assert len(nothing.rows) == 0
+
+
+def test_a_category_list_scores_each_sources_best_not_the_whole_category() -> None:
+    rng = np.random.default_rng(8)
+    n = 2_000
+    items = rng.standard_normal((n, DIM)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    settings = IndexSettings(exact_below=1)
+    big = IndexVersion(
+        manifest={"version": 1, "data_as_of_epoch": 0.0},
+        item_ids=[f"i{r}" for r in range(n)],
+        item_titles=[""] * n,
+        item_index=ann.build(items, settings),
+        category_names=["odd", "even"],
+        item_category=(np.arange(n) % 2 == 0).astype(np.int32),
+        popularity=rng.uniform(0, 1, n).astype(np.float32),
+        user_ids=["u"],
+        user_index=ann.build(items[:1], settings),
+        history_indptr=np.array([0, 3], dtype=np.int64),
+        history_items=np.array([1, 2, 3], dtype=np.int32),
+        history_weights=np.array([2, 2, 2], dtype=np.float32),
+    )
+    profile = profile_of(big, "u")
+    excluded = excluded_rows(big, profile, (), True)
+    blended = blend_for(big, profile, RankingSettings(), 5, "even", excluded, None)
+    # A thousand items are even: the candidates are the trending and content sources' best
+    # few among them, not all of them.
+    assert 0 < len(blended.rows) <= 2 * (5 + len(excluded))
+    assert (blended.rows % 2 == 0).all()
+    evens = np.arange(0, n, 2)
+    by_popularity = evens[np.lexsort((evens, -big.popularity[evens]))]
+    assert set(by_popularity[: 5 + len(excluded)].tolist()) - excluded <= set(blended.rows.tolist())
+    assert profile.vector is not None
+    nearest_evens = evens[np.argsort(-(items[evens] @ profile.vector))][:5]
+    assert set(nearest_evens.tolist()) - excluded <= set(blended.rows.tolist())
 
 
 def test_similar_users_leave_out_the_user(version: IndexVersion) -> None:
