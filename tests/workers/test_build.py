@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 import httpx
@@ -145,3 +147,50 @@ async def test_a_build_that_cannot_upload_leaves_the_active_version(
     # The failed attempt's folder is gone; the active version's local copy stays.
     left = sorted(p.name for p in settings.index.data_dir.iterdir() if p.name[:1].isdigit())
     assert left == [f"{active:010d}"]
+
+
+@pytest.mark.parametrize(("trending_seconds", "left"), [(30.0, 70.0), (150.0, 0.0)])
+async def test_users_are_ranked_in_what_the_trending_lists_leave_of_the_budget(
+    catalog: None,
+    app: FastAPI,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    trending_seconds: float,
+    left: float,
+) -> None:
+    from workers import pipeline
+
+    clock = {"offset": 0.0}
+    real = pipeline.time
+    fake = SimpleNamespace(
+        monotonic=lambda: real.monotonic() + clock["offset"], time_ns=real.time_ns
+    )
+    monkeypatch.setattr(pipeline, "time", fake)
+    all_lists = pipeline.trending.all_lists
+
+    def slow_lists(*args: Any) -> Any:
+        clock["offset"] += trending_seconds  # as long as 10M interactions in the window take
+        return all_lists(*args)
+
+    given: list[float] = []
+    rank_users = pipeline.precompute.rank_users
+
+    def recorded(*args: Any, seconds: float, **kwargs: Any) -> Any:
+        given.append(seconds)
+        return rank_users(*args, seconds=seconds, **kwargs)
+
+    monkeypatch.setattr(pipeline.trending, "all_lists", slow_lists)
+    monkeypatch.setattr(pipeline.precompute, "rank_users", recorded)
+    budget = settings.index.model_copy(update={"precompute_seconds": 100.0})
+    res = app.state.resources
+    version, _ = await build_version(
+        res.pool,
+        res.store,
+        make_encoder(settings.embedding.model),
+        settings.model_copy(update={"index": budget}),
+        lambda _stage, _progress: asyncio.sleep(0),
+        force=True,
+        activate=False,
+    )
+    assert version is not None
+    assert len(given) == 1 and left - 1.0 <= given[0] <= left
