@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -117,11 +117,12 @@ class Trend:
     ) -> Rows:
         """The best `k` rows, or the best `k` of a category (`member` says which rows are
         in it)."""
-        if category is None or member is None:
+        if category is None:
             return self.best[:k]
         if self.within is not None:
             return self.within(category)[:k]
         # A served trending list is at most trending.TOP rows: filtering it is a slice too.
+        assert member is not None, "a category's trending rows need its members"
         return self.best[member(self.best)][:k]
 
     @classmethod
@@ -182,10 +183,8 @@ def blend(
             # are kept to its items and the sums read only their touched columns in it, so
             # a category's list costs what any list does, whatever the category's size.
             k = depth + len(excluded)
-            within: Any = None
             member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None
             if category is not None:
-                within = version.within(category)
                 code = version.category_code[category]
 
                 def in_category(columns: Rows) -> npt.NDArray[np.bool_]:
@@ -196,13 +195,20 @@ def blend(
             found: list[Rows] = [trending.top(k, category, member)]
             if summed:
                 found += [sums.top(which, k, member) for which in range(len(ROW_SUMS))]
+            searches = []
             if has_taste:
                 assert taste is not None
-                _, hits = ann.search(version.item_index, taste[None, :], k, within)
-                found.append(hits[0][hits[0] >= 0].astype(np.int64))
+                searches.append((version.item_index, taste))
             if factors is not None and collab is not None and np.any(factors):
-                _, hits = ann.search(collab.factor_index, factors[None, :], k, within)
-                found.append(hits[0][hits[0] >= 0].astype(np.int64))
+                searches.append((collab.factor_index, factors))
+            for index, query in searches:
+                if category is None:
+                    _, hits = ann.search(index, query[None, :], k)
+                    found.append(hits[0][hits[0] >= 0].astype(np.int64))
+                else:
+                    members = version.category_rows[category]
+                    within = partial(version.within, category)
+                    found.append(ann.search_among(index, query, k, members, within)[1])
             rows = np.unique(np.concatenate(found))
         if len(excluded) and len(rows):
             rows = rows[~np.isin(rows, _as_rows(excluded))]

@@ -105,15 +105,21 @@ def nearest(
     """Items nearest to `query` by cosine: at most `depth`, none of `excluded`; within a
     category, found by a search kept to its items (the category is never scanned)."""
     excluded = set(excluded)
-    within = None
+    k = min(depth + len(excluded), version.item_index.ntotal)
     if category is not None:
         if category not in version.category_rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        within = version.within(category)
-    k = min(depth + len(excluded), version.item_index.ntotal)
-    found_scores, found = ann.search(version.item_index, query[None, :], k, within)
-    keep = found[0] >= 0
-    rows, scores = found[0][keep], found_scores[0][keep]
+        scores, rows = ann.search_among(
+            version.item_index,
+            query,
+            k,
+            version.category_rows[category],
+            lambda: version.within(category),
+        )
+    else:
+        found_scores, found = ann.search(version.item_index, query[None, :], k)
+        keep = found[0] >= 0
+        rows, scores = found[0][keep], found_scores[0][keep]
     if excluded:
         keep = np.fromiter((r not in excluded for r in rows), dtype=bool, count=len(rows))
         rows, scores = rows[keep], scores[keep]

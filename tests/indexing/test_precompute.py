@@ -114,8 +114,11 @@ def test_the_lists_say_what_they_were_ranked_with(
 
 @pytest.fixture(scope="module")
 def searched(version: IndexVersion, settings: Settings) -> IndexVersion:
-    """The same version with an HNSW item index, where a search is approximate."""
-    index = settings.index.model_copy(update={"exact_below": 10, "hnsw_ef_search": 16})
+    """The same version with an HNSW item index, where a search is approximate (on this
+    graph some of the lists are not the exact ones)."""
+    index = settings.index.model_copy(
+        update={"exact_below": 10, "hnsw_ef_search": 16, "hnsw_ef_construction": 80}
+    )
     vectors = np.ascontiguousarray(version.item_vectors)
     return replace(version, item_index=ann.build(vectors, index))
 

@@ -136,7 +136,15 @@ def test_popular_is_the_catalog_by_popularity_with_ties_by_row(version: IndexVer
     assert len(popular(tied, depth=5, category="no such", excluded=()).rows) == 0
 
 
-def test_similar_items_in_a_category_are_its_nearest(version: IndexVersion) -> None:
+# A category is scanned below ann.SCAN_BELOW rows and searched with a selector above it.
+BOTH_WAYS = pytest.mark.parametrize("scan_below", [ann.SCAN_BELOW, 1])
+
+
+@BOTH_WAYS
+def test_similar_items_in_a_category_are_its_nearest(
+    version: IndexVersion, monkeypatch: pytest.MonkeyPatch, scan_below: int
+) -> None:
+    monkeypatch.setattr(ann, "SCAN_BELOW", scan_below)
     query = version.item_vectors[version.item_row["a0"]]
     for category, inside in (("A", range(10)), ("B", range(10, 20))):
         found = similar_items(version, query, limit=4, category=category, excluded={0})
@@ -148,7 +156,11 @@ def test_similar_items_in_a_category_are_its_nearest(version: IndexVersion) -> N
     assert len(nothing.rows) == 0
 
 
-def test_a_category_list_scores_each_sources_best_not_the_whole_category() -> None:
+@BOTH_WAYS
+def test_a_category_list_scores_each_sources_best_not_the_whole_category(
+    monkeypatch: pytest.MonkeyPatch, scan_below: int
+) -> None:
+    monkeypatch.setattr(ann, "SCAN_BELOW", scan_below)
     rng = np.random.default_rng(8)
     n = 2_000
     items = rng.standard_normal((n, DIM)).astype(np.float32)
