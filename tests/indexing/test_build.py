@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from common.settings import load_settings
+from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from indexing import build
 from indexing.artifacts import IndexVersion
@@ -43,25 +43,7 @@ def snapshot() -> Snapshot:
 def test_only_the_served_version_builds_a_graph_over_the_users(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = load_settings()
-    settings = settings.model_copy(
-        update={
-            "index": settings.index.model_copy(
-                update={"exact_below": 10, "tune_seconds": 0.5, "evaluate_users": 30}
-            )
-        }
-    )
-    assembled: list[IndexVersion] = []
-    assemble = build.assemble
-
-    def recording(*args: Any, **kwargs: Any) -> IndexVersion:
-        version = assemble(*args, **kwargs)
-        assembled.append(version)
-        return version
-
-    monkeypatch.setattr(build, "assemble", recording)
-    served, _ = build.fit(snapshot(), settings)
-    tuning_split, final = assembled
+    [(_, tuning_split), (_, final)], served, _ = fitted(monkeypatch, judged_users=30)
     assert final is served
     assert isinstance(served.user_index, faiss.IndexHNSWFlat)
     assert isinstance(tuning_split.user_index, faiss.IndexFlatIP)
@@ -71,18 +53,18 @@ def test_only_the_served_version_builds_a_graph_over_the_users(
     assert tuning_split.item_index is served.item_index
 
 
+def small_settings(**index: Any) -> Settings:
+    """The defaults with a small exact threshold and a short tuning, for fits on snapshot()."""
+    settings = load_settings()
+    changed = {"exact_below": 10, "tune_seconds": 0.5, **index}
+    return settings.model_copy(update={"index": settings.index.model_copy(update=changed)})
+
+
 def fitted(
     monkeypatch: pytest.MonkeyPatch, judged_users: int
 ) -> tuple[list[tuple[Snapshot, IndexVersion]], IndexVersion, Any]:
     """A fit over snapshot() with `judged_users` judged, and each (part, version) assembled."""
-    settings = load_settings()
-    settings = settings.model_copy(
-        update={
-            "index": settings.index.model_copy(
-                update={"exact_below": 10, "tune_seconds": 0.5, "evaluate_users": judged_users}
-            )
-        }
-    )
+    settings = small_settings(evaluate_users=judged_users)
     assembled: list[tuple[Snapshot, IndexVersion]] = []
     assemble = build.assemble
 

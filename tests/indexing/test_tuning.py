@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common.settings import RankingSettings, load_settings
+from common.settings import RankingSettings
 from indexing import build, collaborative, hybrid, tuning
 from indexing.collaborative import Collaborative
 from indexing.tuning import _blend_ndcg, _Cached, _weights, better
@@ -80,14 +80,7 @@ def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
 def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = load_settings()
-    settings = settings.model_copy(
-        update={
-            "index": settings.index.model_copy(
-                update={"exact_below": 10, "tune_seconds": 5.0, "evaluate_users": 30}
-            )
-        }
-    )
+    settings = test_build.small_settings(tune_seconds=5.0, evaluate_users=30)
     refits: list[str] = []
     refit = tuning._refit
 
