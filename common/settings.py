@@ -170,9 +170,9 @@ class IndexSettings(_Section):
     # Exact search below this many items; HNSW at or above it.
     exact_below: Annotated[int, Field(ge=1)] = 5_000
     hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
-    # 40, not 80: on bench/serving.py's 1M items the item index builds in 55 s less (of
-    # 133 s) at recall@10 0.9985 against exact search (1.0 at 80), and the ALS factor
-    # index in 25 s less at 0.988 (0.994).
+    # 40, not 80: in a build on bench/serving.py's 1M items the item index took 95-100 s
+    # instead of 133-140 s, at recall@10 0.9985 against exact search (1.0 at 80); the ALS
+    # factor index builds in 59 s instead of 84 s, at 0.988 (0.994).
     hnsw_ef_construction: Annotated[int, Field(ge=8, le=1024)] = 40
     hnsw_ef_search: Annotated[int, Field(ge=8, le=4096)] = 128
     keep_versions: Annotated[int, Field(ge=1, le=100)] = 5

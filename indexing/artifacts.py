@@ -165,6 +165,15 @@ class IndexVersion:
         # Popularity falls along the list: the first row without any is found by bisection.
         return rows[: bisect.bisect_left(rows, True, key=lambda r: bool(self.popularity[r] <= 0))]
 
+    def nearest_in(
+        self, index: Any, query: Vectors, k: int, category: str
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top-k (scores, rows) of one query within a category of the version's, by an index
+        whose ids are item rows (the item or the factor index): `ann.search_among`."""
+        return ann.search_among(
+            index, query, k, self.category_rows[category], lambda: self.within(category)
+        )
+
     def within(self, category: str) -> Any:
         """A FAISS selector of the category's item rows, for `ann.search`: a search finds
         the category's nearest items by walking the index, not by scoring the category.

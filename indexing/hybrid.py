@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -102,12 +101,12 @@ def standardised(values: Floats) -> Floats:
 @dataclass(frozen=True)
 class Trend:
     """The trending score per item row, and the rows scoring above 0 best first: a
-    request's trending candidates are a slice, not a scan of the catalog. `within`, where
-    given, gives those of one category, best first (sorted once, as `best` is)."""
+    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
+    where given, gives those of one category, best first (sorted once, as `best` is)."""
 
     scores: Floats
     best: Rows
-    within: Callable[[str], Rows] | None = None
+    by_category: Callable[[str], Rows] | None = None
 
     def top(
         self,
@@ -119,8 +118,8 @@ class Trend:
         in it)."""
         if category is None:
             return self.best[:k]
-        if self.within is not None:
-            return self.within(category)[:k]
+        if self.by_category is not None:
+            return self.by_category(category)[:k]
         # A served trending list is at most trending.TOP rows: filtering it is a slice too.
         assert member is not None, "a category's trending rows need its members"
         return self.best[member(self.best)][:k]
@@ -206,9 +205,7 @@ def blend(
                     _, hits = ann.search(index, query[None, :], k)
                     found.append(hits[0][hits[0] >= 0].astype(np.int64))
                 else:
-                    members = version.category_rows[category]
-                    within = partial(version.within, category)
-                    found.append(ann.search_among(index, query, k, members, within)[1])
+                    found.append(version.nearest_in(index, query, k, category)[1])
             rows = np.unique(np.concatenate(found))
         if len(excluded) and len(rows):
             rows = rows[~np.isin(rows, _as_rows(excluded))]

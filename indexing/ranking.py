@@ -109,13 +109,7 @@ def nearest(
     if category is not None:
         if category not in version.category_rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, rows = ann.search_among(
-            version.item_index,
-            query,
-            k,
-            version.category_rows[category],
-            lambda: version.within(category),
-        )
+        scores, rows = version.nearest_in(version.item_index, query, k, category)
     else:
         found_scores, found = ann.search(version.item_index, query[None, :], k)
         keep = found[0] >= 0
