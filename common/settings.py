@@ -122,6 +122,10 @@ class ApiSettings(_Section):
     # (service/lists.py), so their next request is a lookup. At most this many users wait
     # to be ranked (0: none): the users of a refresh beyond that are ranked when they ask.
     rank_ahead_users: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000
+    # Each API process keeps the stored profiles and lists it last read of users who acted
+    # since the build, within this many bytes, until a newer profile of theirs is announced
+    # (service/profiles.py): their next request reads nothing from Redis.
+    held_profile_bytes: Annotated[int, Field(ge=0)] = 32 * 1024 * 1024
 
 
 class RateSettings(_Section):

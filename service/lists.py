@@ -115,6 +115,17 @@ def encode(
     )
 
 
+def ranked_from(raw: bytes | None, version: int, stamp: float | None) -> bool:
+    """Whether a stored list was ranked for `version` from the profile stored at `stamp`."""
+    if raw is None or stamp is None:
+        return False
+    try:
+        found = orjson.loads(raw)
+        return bool(found["version"] == version and found["at"] == stamp)
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def decode(raw: bytes | None, version: int, stamp: float | None, digest: str) -> Kept | None:
     """The stored list, if it was ranked for this version, from the profile stored at
     `stamp`, with these settings; else None (rank live)."""

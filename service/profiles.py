@@ -18,9 +18,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -54,9 +55,10 @@ async def refresh(
     settings: Settings,
     version: IndexVersion | None,
     user_ids: Sequence[str],
+    stored: Stored | None = None,
 ) -> dict[str, bytes]:
-    """Recompute and store the profiles of `user_ids`, tell every API process, and return
-    them as stored.
+    """Recompute and store the profiles of `user_ids`, tell every API process (and this
+    one's `stored`), and return them as stored.
 
     All of them at once: one query, one sparse product for the vectors, one pipeline. Each
     profile reads the user's newest `profile_history` interactions, so a user with a long
@@ -102,8 +104,12 @@ async def refresh(
             ),
         }
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
-    await stored_profiles.save(redis, encoded, PROFILE_SECONDS)
-    await publish(redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids))
+    await stored_profiles.save(redis, encoded, PROFILE_SECONDS, now)
+    if stored is not None:
+        stored.heard(user_ids, now)
+    await publish(
+        redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids), at=now
+    )
     return encoded
 
 
@@ -135,14 +141,124 @@ class Read:
     ranked: bytes | None = None
 
 
-async def current(redis: Redis, version: IndexVersion | None, user_id: str) -> Profile:
+class Stored:
+    """Who has a stored profile, as far as this process knows: each user it has heard of,
+    by the time of their newest stored profile, and from when on that knowledge is whole;
+    and the last reads of users who have one, while they are still their newest.
+
+    It is whole from `since` on while the event channel holds: every refresh notes its users
+    in Redis before it announces them (storage/profiles.py), so the notes read after the
+    channel is subscribed, and the announcements heard from then on, miss no profile stored
+    at or after `since`. While it is whole, a user with no profile stored since a version's
+    snapshot has none that the version does not know, and a request for them reads nothing
+    from Redis, and a user whose newest profile and list this process has read once reads
+    them again only once a newer profile is announced. A lost channel makes it unknown, and
+    drops those reads, until the next subscription reads the notes again.
+    """
+
+    def __init__(self, max_bytes: int = 0) -> None:
+        self.stamps: dict[str, float] = {}
+        self.since: float | None = None
+        # Reads of users who have acted, each while it is their newest (`hold`), the least
+        # recently asked dropped first beyond `max_bytes`: (version, stamp, read, size).
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._held: OrderedDict[str, tuple[int, float, Read, int]] = OrderedDict()
+
+    def heard(self, user_ids: Iterable[str], at: float) -> None:
+        """These users' profiles were stored at `at`."""
+        stamps = self.stamps
+        for user_id in user_ids:
+            if at > stamps.get(user_id, -math.inf):
+                stamps[user_id] = at
+                if user_id in self._held:
+                    self._drop(user_id)
+
+    def held(self, version: int, user_id: str) -> Read | None:
+        """The read kept for the user, while it is still of their newest stored profile."""
+        found = self._held.get(user_id)
+        if found is None:
+            return None
+        number, stamp, read, _ = found
+        if number != version or self.since is None or self.stamps.get(user_id) != stamp:
+            self._drop(user_id)
+            return None
+        self._held.move_to_end(user_id)
+        return read
+
+    def hold(self, version: int, user_id: str, read: Read) -> None:
+        """Keep a read from Redis of the user's newest stored profile, with the list ranked
+        from it: while no newer profile is heard of, both are what Redis holds."""
+        stamp = read.stamp
+        if self.since is None or stamp is None or self.stamps.get(user_id) != stamp:
+            return
+        profile = read.profile
+        entries = len(profile.seen) + len(profile.liked) + len(profile.negative)
+        size = HELD_BYTES + HELD_ENTRY_BYTES * entries + len(read.ranked or b"") * 3
+        if profile.vector is not None:
+            size += profile.vector.nbytes
+        if size > self.max_bytes:
+            return
+        if user_id in self._held:
+            self._drop(user_id)
+        self._held[user_id] = (version, stamp, read, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._held)))
+
+    def _drop(self, user_id: str) -> None:
+        self.bytes -= self._held.pop(user_id)[3]
+
+    def read_all(self, found: dict[str, float], since: float) -> None:
+        """Every note from `since` on, read after the channel was subscribed. What was heard
+        meanwhile stands: it may be newer than what was read."""
+        stamps = {u: at for u, at in self.stamps.items() if at >= since}
+        for user_id, at in found.items():
+            if at > stamps.get(user_id, -math.inf):
+                stamps[user_id] = at
+        self.stamps = stamps
+        self.since = since
+
+    def lost(self) -> None:
+        """The channel is lost: announcements may be missed until it is read again."""
+        self.since = None
+        self._held.clear()
+        self.bytes = 0
+
+    def none_since(self, user_id: str, at: float) -> bool:
+        """Whether the user surely has no profile stored at or after `at`."""
+        return (
+            self.since is not None and self.since <= at and self.stamps.get(user_id, -math.inf) < at
+        )
+
+
+async def current(
+    redis: Redis, version: IndexVersion | None, user_id: str, stored: Stored | None = None
+) -> Profile:
     """The freshest profile: the stored one if newer than the version's snapshot; the
     version's own when Redis cannot be reached."""
-    return (await read(redis, version, user_id)).profile
+    return (await read(redis, version, user_id, stored)).profile
 
 
-async def read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read:
-    """`current`'s profile, with the list ranked from it, in one round trip."""
+async def read(
+    redis: Redis, version: IndexVersion | None, user_id: str, stored: Stored | None = None
+) -> Read:
+    """`current`'s profile, with the list ranked from it, in one round trip; in none where
+    `stored` knows the user has no profile newer than the version's snapshot."""
+    if version is None or stored is None:
+        return await _read(redis, version, user_id)
+    if stored.none_since(user_id, version.data_as_of):
+        return Read(profile_of(version, user_id))
+    held = stored.held(version.version, user_id)
+    if held is not None:
+        return held
+    read = await _read(redis, version, user_id)
+    if lists.ranked_from(read.ranked, version.version, read.stamp):
+        stored.hold(version.version, user_id, read)
+    return read
+
+
+async def _read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read:
     try:
         raw, ranked = await stored_profiles.load_with_list(redis, user_id)
     except CacheUnavailable:
@@ -153,6 +269,12 @@ async def read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read
         if found is not None:
             return Read(found[0], found[1], ranked)
     return Read(profile_of(version, user_id) if version is not None else Profile())
+
+
+# What `Stored.hold` counts for a read beyond its vector and the list's bytes: the objects
+# themselves, and each id of the profile's sets and tuples with its slot.
+HELD_BYTES = 1_000
+HELD_ENTRY_BYTES = 100
 
 
 def _packed(vector: Floats) -> str:
@@ -297,7 +419,9 @@ class Refresher:
 
     async def _refresh(self, user_ids: Sequence[str]) -> None:
         version = self.serving.current
-        stored = await refresh(self.pool, self.redis, self.settings, version, user_ids)
+        stored = await refresh(
+            self.pool, self.redis, self.settings, version, user_ids, self.serving.stored
+        )
         self.serving.answers.drop(user_ids)
         if version is not None:
             await self._rank_ahead(version, stored)

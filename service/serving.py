@@ -26,10 +26,11 @@ from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import precompute, publish
 from indexing.artifacts import IndexVersion, Lists
-from service import lists
+from service import lists, profiles
 from service.answers import AnswerCache
 from service.background import cancel
 from storage import builds, catalog, events
+from storage import profiles as stored_profiles
 from storage.blob import BlobStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ class Serving:
         self._digests: dict[int, str] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # Who has a stored profile (service/profiles.py), read again on each subscription.
+        self.stored = profiles.Stored(settings.api.held_profile_bytes)
+        self._subscription = 0  # counts subscriptions and losses of the channel
+        self._subscribed = False
 
     async def start(self) -> None:
         # One query at a time per request: OpenMP's thread team costs more than it saves
@@ -138,6 +143,23 @@ class Serving:
     def item_restored(self, item_id: str) -> None:
         self.deleted.discard(item_id)
         self._deleted_rows = {}
+
+    async def read_stored(self) -> None:
+        """Read who has a profile stored since the oldest held version's snapshot, if the
+        channel is subscribed (else the read could miss an announcement)."""
+        held = [self.current, *self.pinned.values()]
+        since = min((v.data_as_of for v in held if v is not None), default=None)
+        if not self._subscribed or since is None:
+            return
+        subscription = self._subscription
+        found = await stored_profiles.stored_since(self.redis, since)
+        if self._subscription == subscription:  # the channel held throughout the read
+            self.stored.read_all(found, since)
+
+    def _channel_lost(self) -> None:
+        self._subscription += 1
+        self._subscribed = False
+        self.stored.lost()
 
     @property
     def held_versions(self) -> set[int]:
@@ -218,6 +240,11 @@ class Serving:
         # from walking their hundreds of thousands of objects on every full collection.
         gc.collect()
         gc.freeze()
+        if self.stored.since is not None and self.stored.since > loaded.data_as_of:
+            try:  # an older version (a rollback): who stored a profile since its snapshot
+                await self.read_stored()
+            except Exception as exc:  # read again by the next poll
+                log.warning("could not read who has a stored profile: %s", exc)
         keep = {loaded.version} | ({previous.version} if previous else set())
         keep |= set(self.pinned) | set(self._pinning)
         await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
@@ -234,10 +261,14 @@ class Serving:
                 async for event in events.listen(self.redis, self.namespace):
                     await self._handle(event)
             except asyncio.CancelledError:
+                self._channel_lost()
                 raise
             except Exception:
+                self._channel_lost()
                 log.warning("lost the event channel; listening again shortly", exc_info=True)
                 await asyncio.sleep(1.0)
+            else:
+                self._channel_lost()
 
     async def _handle(self, event: dict[str, Any]) -> None:
         if event.get("namespace") != self.namespace:
@@ -245,6 +276,15 @@ class Serving:
         kind = event.get("type")
         if kind == "profiles_changed":
             self.answers.drop(event["user_ids"])
+            # An announcement with no time (an older release's) counts as stored now.
+            self.stored.heard(event["user_ids"], float(event.get("at") or time.time()))
+        elif kind == events.SUBSCRIBED:
+            self._subscription += 1
+            self._subscribed = True
+            try:
+                await self.read_stored()
+            except Exception as exc:  # known again by the next poll's read
+                log.warning("could not read who has a stored profile: %s", exc)
         elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
         elif kind == "item_restored":
@@ -268,6 +308,8 @@ class Serving:
             try:
                 await self.sync()
                 since_deleted += self.settings.index.poll_seconds
+                if since_deleted >= DELETED_RESYNC_SECONDS or self.stored.since is None:
+                    await self.read_stored()
                 if since_deleted >= DELETED_RESYNC_SECONDS:
                     await self.reload_deleted()
                     since_deleted = 0.0

@@ -26,6 +26,11 @@ def ranked_key(user_id: str) -> str:
     return f"recs:ranked:{user_id}"
 
 
+def stored_key() -> str:
+    """Who has a stored profile: user ids scored by the time their profile was stored."""
+    return "recs:profiles:stored"
+
+
 def lists_key(hours: int) -> str:
     """Every trending list of one window, published together."""
     return f"recs:trending:{hours}:lists"
@@ -46,12 +51,19 @@ async def publish(redis: Redis, namespace: str, kind: str, **fields: Any) -> Non
         await redis.publish(channel(namespace), orjson.dumps(message))
 
 
+# The event `listen` yields once Redis confirms the subscription: every message published
+# from then on is heard, so state read after it misses nothing that the channel announces.
+SUBSCRIBED = "subscribed"
+
+
 async def listen(redis: Redis, namespace: str) -> AsyncIterator[dict[str, Any]]:
-    """The deployment's events as they are published, until the connection is lost (then
-    CacheUnavailable: the caller subscribes again)."""
+    """The deployment's events as they are published, after one SUBSCRIBED event of its
+    own, until the connection is lost (then CacheUnavailable: the caller subscribes again)."""
     with redis_errors(redis, "listening for events", pause=False):
         async with redis.pubsub() as subscription:
             await subscription.subscribe(channel(namespace))
             async for message in subscription.listen():
                 if message.get("type") == "message":
                     yield orjson.loads(message["data"])
+                elif message.get("type") == "subscribe":
+                    yield {"type": SUBSCRIBED, "namespace": namespace}

@@ -9,12 +9,32 @@ from collections.abc import Callable, Mapping
 from redis.asyncio import Redis
 
 from storage.cache import redis_errors
-from storage.events import profile_key, ranked_key
+from storage.events import profile_key, ranked_key, stored_key
 
 
-async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int) -> None:
-    """Store encoded profiles by user id, each kept `seconds`, in one round trip."""
-    await _set_each(redis, profile_key, profiles, seconds, "storing profiles")
+async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: float) -> None:
+    """Store encoded profiles by user id, each kept `seconds`, and note each user as stored
+    at `at` (`stored_since` reads that), in one round trip. The notes outlive no profile by
+    more than a save: each save drops those older than `seconds`."""
+    with redis_errors(redis, "storing profiles"):
+        async with redis.pipeline(transaction=False) as pipe:
+            for user_id, encoded in profiles.items():
+                pipe.set(profile_key(user_id), encoded, ex=seconds)
+            if profiles:
+                pipe.zadd(stored_key(), dict.fromkeys(profiles, at), gt=True)
+                pipe.zremrangebyscore(stored_key(), "-inf", f"({at - seconds}")
+            await pipe.execute()
+
+
+async def stored_since(redis: Redis, since: float) -> dict[str, float]:
+    """Each user whose profile was stored at or after `since`, with that time."""
+    with redis_errors(redis, "reading who has a stored profile"):
+        found = await redis.zrangebyscore(stored_key(), since, "+inf", withscores=True)
+    stamps: dict[str, float] = {}
+    for pair in found:  # (user id, score) pairs, withscores
+        user_id, at = pair[0], pair[1]
+        stamps[user_id.decode() if isinstance(user_id, bytes) else str(user_id)] = float(at)
+    return stamps
 
 
 async def save_lists(redis: Redis, lists: Mapping[str, bytes], seconds: int) -> None:

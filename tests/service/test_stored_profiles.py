@@ -1,15 +1,25 @@
 """A stored profile's taste vector reads back exactly, in the packed form and the older one,
-and a process of an older release reads the packed form as no vector rather than failing."""
+and a process of an older release reads the packed form as no vector rather than failing.
+A process reads a profile from Redis only for a user who has one newer than its version."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
 
 import httpx
 import numpy as np
 import orjson
+import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from service.profiles import _packed, parse
+from indexing.ranking import Profile
+from service import profiles
+from service.profiles import HELD_BYTES, Read, Stored, _packed, parse
+from service.serving import Serving
+from storage import profiles as stored_profiles
 from storage.events import profile_key
 from tests.service.test_recommendations import served
 
@@ -69,3 +79,130 @@ async def test_a_refreshed_profile_is_stored_packed_and_reads_back(
     assert found is not None and found[0].vector is not None
     assert found[0].vector.shape == (version.item_vectors.shape[1],)
     assert found[0].vector.dtype == np.float32 and found[0].vector.any()
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The user of each read of a stored profile from Redis from now on."""
+    reads: list[str] = []
+    real = stored_profiles.load_with_list
+
+    async def counted(redis: Redis, user_id: str) -> tuple[bytes | None, bytes | None]:
+        reads.append(user_id)
+        return await real(redis, user_id)
+
+    monkeypatch.setattr(stored_profiles, "load_with_list", counted)
+    return reads
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait until `condition` holds (an event crossing Redis), failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_idle_user_is_answered_without_reading_redis_until_they_act(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.resources
+    version = res.serving.current
+    await res.serving.read_stored()
+    assert res.serving.stored.since == version.data_as_of
+    reads = count_reads(monkeypatch)
+    no_cache = {"Cache-Control": "no-cache"}
+    before = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
+    assert before.status_code == 200 and reads == []
+    # Their top item, once liked, is seen: it leaves the list.
+    top = before.json()["items"][0]["item_id"]
+    like = {"user_id": "horror-fan-0", "item_id": top, "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await res.drain()
+    after = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
+    assert reads == ["horror-fan-0"]
+    shown = [i["item_id"] for i in after.json()["items"]]
+    assert top not in shown
+    # Their profile and the list ranked ahead from it, once read, are held until they act.
+    again = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
+    assert reads == ["horror-fan-0"]
+    assert [i["item_id"] for i in again.json()["items"]] == shown
+    like = {"user_id": "horror-fan-0", "item_id": shown[0], "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
+    await res.drain()
+    later = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
+    assert reads == ["horror-fan-0", "horror-fan-0"]
+    assert shown[0] not in {i["item_id"] for i in later.json()["items"]}
+    # Other idle users still read nothing.
+    await client.get("/api/v1/recommendations/comedy-fan-0?limit=8", headers=no_cache)
+    assert reads == ["horror-fan-0", "horror-fan-0"]
+
+
+async def test_a_profile_another_process_stores_is_heard_and_read(
+    client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.resources
+    version = res.serving.current
+    await res.serving.read_stored()
+    reads = count_reads(monkeypatch)
+    no_cache = {"Cache-Control": "no-cache"}
+    before = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
+    assert reads == []
+    # Another process's refresh: only its announcement tells this one.
+    await profiles.refresh(res.pool, res.redis, res.settings, version, ["space-fan-0"])
+    await until(lambda: "space-fan-0" in res.serving.stored.stamps)
+    after = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
+    assert reads == ["space-fan-0"]
+    assert after.json()["items"] == before.json()["items"]  # nothing new in that profile
+
+
+async def test_a_process_that_starts_later_reads_who_stored_a_profile(
+    client: httpx.AsyncClient, app: FastAPI, served: int
+) -> None:
+    res = app.state.resources
+    version = res.serving.current
+    await profiles.refresh(res.pool, res.redis, res.settings, version, ["western-fan-1"])
+    other = Serving(res.settings, res.pool, res.redis, res.store)
+    await other.start()
+    try:
+        await until(lambda: other.stored.since is not None)
+        assert other.stored.since == version.data_as_of
+        assert not other.stored.none_since("western-fan-1", version.data_as_of)
+        assert other.stored.none_since("western-fan-0", version.data_as_of)
+    finally:
+        await other.stop()
+
+
+def test_what_is_known_of_stored_profiles() -> None:
+    stored = Stored()
+    assert not stored.none_since("a", 10.0)  # nothing read yet: unknown
+    stored.heard(["a"], 12.0)  # heard while the notes were being read
+    stored.read_all({"a": 11.0, "b": 15.0, "c": 9.5}, 9.0)
+    assert stored.stamps == {"a": 12.0, "b": 15.0, "c": 9.5}
+    assert stored.none_since("c", 10.0) and stored.none_since("d", 10.0)
+    assert not stored.none_since("a", 10.0) and not stored.none_since("b", 10.0)
+    assert not stored.none_since("d", 8.0)  # before what was read: unknown
+    stored.read_all({}, 10.0)
+    assert "c" not in stored.stamps  # older than any held version's snapshot
+    stored.lost()
+    assert not stored.none_since("d", 10.0)
+
+
+def test_held_reads_are_of_the_newest_profile_and_bounded() -> None:
+    stored = Stored(max_bytes=3 * HELD_BYTES)
+    read = Read(Profile(count=1), 11.0, b"[]")
+    stored.hold(1, "a", read)
+    assert stored.held(1, "a") is None  # the channel is not read yet: nothing is held
+    stored.read_all({"a": 11.0, "b": 12.0, "c": 13.0}, 10.0)
+    stored.hold(1, "a", Read(Profile(count=1), 10.5, b"[]"))  # not their newest
+    assert stored.held(1, "a") is None
+    stored.hold(1, "a", read)
+    assert stored.held(1, "a") is read and stored.held(2, "a") is None  # another version
+    stored.hold(1, "a", read)
+    stored.hold(1, "b", Read(Profile(count=1), 12.0, b"[]"))
+    stored.hold(1, "c", Read(Profile(count=1), 13.0, b"[]"))
+    assert stored.bytes <= 3 * HELD_BYTES and stored.held(1, "a") is None  # the oldest went
+    assert stored.held(1, "b") is not None
+    stored.heard(["b"], 14.0)  # a newer profile
+    assert stored.held(1, "b") is None and stored.held(1, "c") is not None
+    stored.lost()
+    assert stored.held(1, "c") is None and stored.bytes == 0

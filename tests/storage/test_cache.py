@@ -48,7 +48,7 @@ async def test_the_pause_is_per_client_and_ends_with_a_success(redis: Redis) -> 
         with pytest.raises(CacheUnavailable):
             await profiles.load_with_list(hung, "u")
         # Another client (the app's, on a live Redis) is not held back.
-        await profiles.save(redis, {"u": b"{}"}, 60)
+        await profiles.save(redis, {"u": b"{}"}, 60, 1.0)
         assert (await profiles.load_with_list(redis, "u")) == (b"{}", None)
     finally:
         await hung.aclose()

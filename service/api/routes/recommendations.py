@@ -92,13 +92,17 @@ async def recommend(
     fresh = cache_control is not None and "no-cache" in cache_control.lower()
     found = None if fresh else res.serving.answers.get(key)
     hit = found is not None
+    # A list ranked ahead may answer. Within an experiment every arm is ranked live, so that
+    # arms differ only by their params, not by one being a list ranked ahead.
+    ahead = found is None and category is None and exclude_seen and arm is None
+    if ahead and version is not None and res.serving.stored.none_since(user_id, version.data_as_of):
+        # Idle since the build: the build's list answers without reading a profile at all.
+        found, ahead = _kept_built(res, version, user_id, offset + limit), False
     read = profiles.Read(Profile())
     if found is None or explain:
-        read = await profiles.read(res.redis, version, user_id)
+        read = await profiles.read(res.redis, version, user_id, res.serving.stored)
     profile = read.profile
-    if found is None and category is None and exclude_seen and arm is None:
-        # Within an experiment every arm is ranked live, so that arms differ only by their
-        # params, not by one being a list ranked ahead.
+    if ahead:
         found = _kept(res, version, user_id, read, offset + limit)
     if found is None:
         found = await _ranked_ids(res, version, profile, category, exclude_seen, params)
@@ -159,7 +163,7 @@ async def _experiment(
 
 
 async def _profile(res: ResourcesDep, version: IndexVersion | None, user_id: str) -> Profile:
-    return await profiles.current(res.redis, version, user_id)
+    return await profiles.current(res.redis, version, user_id, res.serving.stored)
 
 
 async def _ranked_ids(
@@ -217,6 +221,15 @@ def _kept(
         pairs = _live(ahead.pairs, res.serving.deleted, count)
         cut = len(ahead.pairs) >= ahead.depth
         return (pairs, ahead.strategy) if len(pairs) == count or not cut else None
+    return _kept_built(res, version, user_id, count)
+
+
+def _kept_built(
+    res: ResourcesDep, version: IndexVersion | None, user_id: str, count: int
+) -> tuple[list[tuple[str, float]], str] | None:
+    """`_kept` for a user whose profile is the version's own: the list the build ranked."""
+    if version is None:
+        return None
     built = res.serving.kept_lists(version)
     row = version.user_row.get(user_id)
     kept = built.get(row) if built is not None and row is not None else None
