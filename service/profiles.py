@@ -151,9 +151,11 @@ class Stored:
     channel is subscribed, and the announcements heard from then on, miss no profile stored
     at or after `since`. While it is whole, a user with no profile stored since a version's
     snapshot has none that the version does not know, and a request for them reads nothing
-    from Redis, and a user whose newest profile and list this process has read once reads
-    them again only once a newer profile is announced. A lost channel makes it unknown, and
-    drops those reads, until the next subscription reads the notes again.
+    from Redis, and neither does one whose newest profile, once read, said what the version
+    says (their list is the build's). A user whose newest profile and list this process
+    has read once reads them again only once a newer profile is announced. A lost channel
+    makes it unknown, and drops those reads, until the next subscription reads the notes
+    again.
     """
 
     def __init__(self, max_bytes: int = 0) -> None:
@@ -164,6 +166,9 @@ class Stored:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._held: OrderedDict[str, tuple[int, float, Read, int]] = OrderedDict()
+        # Users whose newest stored profile says what a version says of them (a refresh
+        # after a bulk load, say): (that version, the profile's time).
+        self._same: dict[str, tuple[int, float]] = {}
 
     def heard(self, user_ids: Iterable[str], at: float) -> None:
         """These users' profiles were stored at `at`."""
@@ -171,8 +176,24 @@ class Stored:
         for user_id in user_ids:
             if at > stamps.get(user_id, -math.inf):
                 stamps[user_id] = at
+                self._same.pop(user_id, None)
                 if user_id in self._held:
                     self._drop(user_id)
+
+    def as_built(self, user_id: str, version: int, at: float) -> bool:
+        """Whether the user's profile is surely what `version` (its snapshot at `at`) holds:
+        none stored since, or the newest stored says the same (`same`)."""
+        if self.none_since(user_id, at):
+            return True
+        if self.since is None or user_id not in self._same:
+            return False
+        return self._same[user_id] == (version, self.stamps.get(user_id))
+
+    def same(self, version: int, user_id: str, stamp: float) -> None:
+        """The profile stored at `stamp`, if it is the user's newest, says what `version`
+        says of them."""
+        if self.since is not None and self.stamps.get(user_id) == stamp:
+            self._same[user_id] = (version, stamp)
 
     def held(self, version: int, user_id: str) -> Read | None:
         """The read kept for the user, while it is still of their newest stored profile."""
@@ -217,12 +238,14 @@ class Stored:
             if at > stamps.get(user_id, -math.inf):
                 stamps[user_id] = at
         self.stamps = stamps
+        self._same = {u: same for u, same in self._same.items() if u in stamps}
         self.since = since
 
     def lost(self) -> None:
         """The channel is lost: announcements may be missed until it is read again."""
         self.since = None
         self._held.clear()
+        self._same.clear()
         self.bytes = 0
 
     def none_since(self, user_id: str, at: float) -> bool:
@@ -253,7 +276,9 @@ async def read(
     if held is not None:
         return held
     read = await _read(redis, version, user_id)
-    if lists.ranked_from(read.ranked, version.version, read.stamp):
+    if read.stamp is not None and read.profile.built:
+        stored.same(version.version, user_id, read.stamp)
+    elif lists.ranked_from(read.ranked, version.version, read.stamp):
         stored.hold(version.version, user_id, read)
     return read
 

@@ -153,6 +153,9 @@ async def test_a_profile_another_process_stores_is_heard_and_read(
     after = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
     assert reads == ["space-fan-0"]
     assert after.json()["items"] == before.json()["items"]  # nothing new in that profile
+    # That profile says what the version says: the build's list answers with no more reads.
+    again = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
+    assert reads == ["space-fan-0"] and again.json()["items"] == before.json()["items"]
 
 
 async def test_a_process_that_starts_later_reads_who_stored_a_profile(
@@ -206,3 +209,19 @@ def test_held_reads_are_of_the_newest_profile_and_bounded() -> None:
     assert stored.held(1, "b") is None and stored.held(1, "c") is not None
     stored.lost()
     assert stored.held(1, "c") is None and stored.bytes == 0
+
+
+def test_a_stored_profile_that_says_what_the_version_says() -> None:
+    stored = Stored()
+    stored.read_all({"a": 11.0, "b": 12.0}, 10.0)
+    assert stored.as_built("c", 1, 10.0)  # none stored since the snapshot
+    assert not stored.as_built("a", 1, 10.0)
+    stored.same(1, "a", 11.0)
+    stored.same(1, "b", 11.5)  # not their newest
+    assert stored.as_built("a", 1, 10.0) and not stored.as_built("a", 2, 10.0)
+    assert not stored.as_built("b", 1, 10.0)
+    stored.heard(["a"], 13.0)  # they acted
+    assert not stored.as_built("a", 1, 10.0)
+    stored.same(1, "b", 12.0)
+    stored.lost()
+    assert not stored.as_built("b", 1, 10.0) and not stored.as_built("c", 1, 10.0)

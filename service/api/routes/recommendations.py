@@ -95,7 +95,8 @@ async def recommend(
     # A list ranked ahead may answer. Within an experiment every arm is ranked live, so that
     # arms differ only by their params, not by one being a list ranked ahead.
     ahead = found is None and category is None and exclude_seen and arm is None
-    if ahead and version is not None and res.serving.stored.none_since(user_id, version.data_as_of):
+    stored = res.serving.stored
+    if ahead and version and stored.as_built(user_id, version.version, version.data_as_of):
         # Idle since the build: the build's list answers without reading a profile at all.
         found, ahead = _kept_built(res, version, user_id, offset + limit), False
     read = profiles.Read(Profile())
