@@ -51,20 +51,22 @@ def describe(index: Any, settings: IndexSettings) -> dict[str, Any]:
 
 
 def search(
-    index: Any, queries: Vectors, k: int, within: Any = None
+    index: Any, queries: Vectors, k: int, within: Any = None, ef: int | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist. `within`, a
     FAISS ID selector, keeps to its ids: HNSW still walks the whole graph but returns only
-    those, so a subset's nearest cost a search, not a scan of the subset."""
+    those, so a subset's nearest cost a search, not a scan of the subset. `ef`: the HNSW
+    beam instead of the index's own (never below k)."""
     k = max(1, min(k, index.ntotal)) if index.ntotal else 1
     if index.ntotal == 0:
         empty = np.zeros((len(queries), 0))
         return empty.astype(np.float32), empty.astype(np.int64)
     hnsw = isinstance(index, faiss.IndexHNSWFlat)
     params: Any = None
-    if hnsw and (index.hnsw.efSearch < k or within is not None):
+    beam: int = index.hnsw.efSearch if hnsw and ef is None else (ef or 0)
+    if hnsw and (beam != index.hnsw.efSearch or beam < k or within is not None):
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # stub lags
-        params.efSearch = max(k, index.hnsw.efSearch)
+        params.efSearch = max(k, beam)
     elif within is not None:
         params = faiss.SearchParameters()
     if within is not None:
@@ -83,7 +85,12 @@ SCAN_BELOW = 5_000
 
 
 def search_among(
-    index: Any, query: npt.NDArray[np.float32], k: int, rows: npt.NDArray[np.int64], within: Any
+    index: Any,
+    query: npt.NDArray[np.float32],
+    k: int,
+    rows: npt.NDArray[np.int64],
+    within: Any,
+    ef: int | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Top-k (scores, ids) of one query among `rows` (sorted ids of the index), best first,
     ties by id: a scan of their vectors where they are few, else a search kept to them by
@@ -94,7 +101,7 @@ def search_among(
         scores = vectors_of(index)[rows] @ query
         best = np.lexsort((rows, -scores))[:k]
         return scores[best].astype(np.float32), rows[best]
-    scores, ids = search(index, query[None, :], k, within())
+    scores, ids = search(index, query[None, :], k, within(), ef)
     keep = ids[0] >= 0
     return scores[0][keep], ids[0][keep]
 

@@ -166,12 +166,12 @@ class IndexVersion:
         return rows[: bisect.bisect_left(rows, True, key=lambda r: bool(self.popularity[r] <= 0))]
 
     def nearest_in(
-        self, index: Any, query: Vectors, k: int, category: str
+        self, index: Any, query: Vectors, k: int, category: str, ef: int | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Top-k (scores, rows) of one query within a category of the version's, by an index
         whose ids are item rows (the item or the factor index): `ann.search_among`."""
         return ann.search_among(
-            index, query, k, self.category_rows[category], lambda: self.within(category)
+            index, query, k, self.category_rows[category], lambda: self.within(category), ef
         )
 
     def within(self, category: str) -> Any:
@@ -195,6 +195,13 @@ class IndexVersion:
     @property
     def version(self) -> int:
         return int(self.manifest["version"])
+
+    @property
+    def similar_ef(self) -> int | None:
+        """The beam of this version's similar-items searches, as its build found each item's
+        nearest items (None: the item index's own, for a version built before it was set)."""
+        found = self.manifest.get("item_index", {}).get("similar_ef_search")
+        return int(found) if found is not None else None
 
     @property
     def data_as_of(self) -> float:

@@ -31,10 +31,17 @@ def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
         "half_life_days": index.half_life_days,
         "exact_below": index.exact_below,
         "hnsw": [index.hnsw_m, index.hnsw_ef_construction, index.hnsw_ef_search],
+        "similar_ef_search": index.similar_ef_search,
         "interaction_weights": dict(sorted(settings.interactions.interaction_weights.items())),
         "rating_weights": list(settings.interactions.rating_weights),
         "collaborative": settings.collaborative.model_dump(),
     }
+
+
+def _searched(settings: Settings) -> dict[str, Any]:
+    """What a version's manifest says of its searches from the start, before the rest of it
+    is filled in: the build's nearest items are searched as the API will search."""
+    return {"item_index": {"similar_ef_search": settings.index.similar_ef_search}}
 
 
 def fingerprint(shaping: dict[str, Any]) -> str:
@@ -84,7 +91,7 @@ def assemble(
     names = sorted({c for c in snapshot.categories if c is not None})
     code = {name: n for n, name in enumerate(names)}
     return IndexVersion(
-        manifest={},
+        manifest=_searched(settings),
         item_ids=snapshot.item_ids,
         item_titles=snapshot.titles,
         item_index=(
@@ -135,7 +142,7 @@ def fit(
     chosen = settings.model_copy(update={"collaborative": tuned.collaborative})
     built = assemble_on(snapshot, chosen, tuned.models)
     say("build: fitted")
-    built.manifest = {"tuning": {"chosen": tuned.chosen()}}
+    built.manifest = {"tuning": {"chosen": tuned.chosen()}} | _searched(settings)
     return built, tuned
 
 
@@ -217,7 +224,8 @@ def describe(
         "encoder": {"name": encoder.name, "dimension": encoder.dimension},
         "fingerprint": fingerprint(shaping),
         "settings": shaping,
-        "item_index": ann.describe(built.item_index, settings.index),
+        "item_index": ann.describe(built.item_index, settings.index)
+        | {"similar_ef_search": settings.index.similar_ef_search},
         "user_index": ann.describe(built.user_index, settings.index),
         "tuning": {
             "chosen": tuned.chosen(),

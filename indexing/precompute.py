@@ -142,13 +142,16 @@ def nearest_items(
     `ranking.nearest` orders them (by row)."""
     n_items = len(version.item_ids)
     depth = settings.index.similar_depth
+    beam = version.similar_ef  # as the API searches this version
     deadline = clock() + seconds
     items, found, scored = [], [], []
     for start in range(0, n_items if seconds > 0 else 0, ITEM_BATCH):
         if clock() > deadline:
             break
         batch = version.popular_rows[start : start + ITEM_BATCH]
-        scores, rows = ann.search(version.item_index, version.item_vectors[batch], depth + 1)
+        scores, rows = ann.search(
+            version.item_index, version.item_vectors[batch], depth + 1, ef=beam
+        )
         keep = (rows >= 0) & (rows != batch[:, None])
         keep &= np.cumsum(keep, axis=1) <= depth
         items.append(np.repeat(batch, keep.sum(axis=1)))

@@ -103,15 +103,17 @@ def nearest(
     excluded: Collection[int] = (),
 ) -> tuple[Rows, Floats]:
     """Items nearest to `query` by cosine: at most `depth`, none of `excluded`; within a
-    category, found by a search kept to its items (the category is never scanned)."""
+    category, found by a search kept to its items (the category is never scanned). The
+    search's beam is the version's for similar items, as its build found nearest items."""
+    ef = version.similar_ef
     excluded = set(excluded)
     k = min(depth + len(excluded), version.item_index.ntotal)
     if category is not None:
         if category not in version.category_rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, rows = version.nearest_in(version.item_index, query, k, category)
+        scores, rows = version.nearest_in(version.item_index, query, k, category, ef)
     else:
-        found_scores, found = ann.search(version.item_index, query[None, :], k)
+        found_scores, found = ann.search(version.item_index, query[None, :], k, ef=ef)
         keep = found[0] >= 0
         rows, scores = found[0][keep], found_scores[0][keep]
     if excluded:

@@ -114,13 +114,15 @@ def test_the_lists_say_what_they_were_ranked_with(
 
 @pytest.fixture(scope="module")
 def searched(version: IndexVersion, settings: Settings) -> IndexVersion:
-    """The same version with an HNSW item index, where a search is approximate (on this
-    graph some of the lists are not the exact ones)."""
+    """The same version with an HNSW item index, where a similar-items search is approximate
+    (its beam is 16: on this graph some of the lists are not the exact ones). The index's
+    own beam, which the other searches use, is wide enough to find every item exactly."""
     index = settings.index.model_copy(
-        update={"exact_below": 10, "hnsw_ef_search": 16, "hnsw_ef_construction": 80}
+        update={"exact_below": 10, "hnsw_ef_search": 512, "hnsw_ef_construction": 80}
     )
     vectors = np.ascontiguousarray(version.item_vectors)
-    return replace(version, item_index=ann.build(vectors, index))
+    beam = {"item_index": {"similar_ef_search": 16}}
+    return replace(version, item_index=ann.build(vectors, index), manifest=beam)
 
 
 @pytest.mark.parametrize("which", ["exact", "hnsw"])
@@ -148,6 +150,8 @@ def test_each_items_nearest_are_what_a_live_search_finds(
     if which == "hnsw":  # the search is approximate here: some lists are not the exact ones
         exact = precompute.nearest_items(version, small, seconds=60.0)
         assert not np.array_equal(exact.rows, nearest.rows)
+        wide = replace(searched, manifest={})  # a version from before the beam was recorded
+        assert np.array_equal(precompute.nearest_items(wide, small, seconds=60.0).rows, exact.rows)
 
 
 def test_no_time_finds_no_nearest_and_the_most_popular_come_first(
