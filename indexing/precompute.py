@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from common.settings import Settings
 from indexing import ann, ranking
@@ -99,7 +100,10 @@ def rank_users(
     kept: dict[int, Ranked] = {}
     if seconds > 0 and len(order):
         batches = [order[n : n + BATCH] for n in range(0, len(order), BATCH)]
-        with ThreadPoolExecutor(max(1, threads)) as pool:
+        # One BLAS and OpenMP thread under each ranking thread: one user's searches and
+        # products are too small to split, and split they fought the other rankings for
+        # the cores (on the 100k bench version: 160 users a second on two cores, not 300).
+        with threadpool_limits(1), ThreadPoolExecutor(max(1, threads)) as pool:
             for done in pool.map(rank, batches):
                 kept.update(done)
     lengths = np.zeros(n_users, dtype=np.int64)
