@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from common.settings import RankingSettings, Settings
 from common.snapshot import Snapshot
@@ -161,18 +162,19 @@ def rank_all(
     cut), training items excluded. No ranking settings: the popular list, as a new user
     gets it."""
     lists = {}
-    for user in users:
-        profile = ranking.profile_of(version, version.user_ids[user])
-        depth = max(k, settings.index.ranking_depth)
-        ranked = ranking.recommend(
-            version,
-            profile,
-            ranking_settings or settings.ranking,
-            strategy="popular" if ranking_settings is None else "hybrid",
-            depth=depth,
-            cold_start_min=settings.index.cold_start_min,
-        )
-        lists[user] = ranked.rows[:k].tolist()
+    with threadpool_limits(1, "blas"):  # one user's products are small (as in precompute)
+        for user in users:
+            profile = ranking.profile_of(version, version.user_ids[user])
+            depth = max(k, settings.index.ranking_depth)
+            ranked = ranking.recommend(
+                version,
+                profile,
+                ranking_settings or settings.ranking,
+                strategy="popular" if ranking_settings is None else "hybrid",
+                depth=depth,
+                cold_start_min=settings.index.cold_start_min,
+            )
+            lists[user] = ranked.rows[:k].tolist()
     return lists
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
@@ -207,10 +208,11 @@ def tune(
     # prefix is a fair sample) are the ones the blend is chosen and reported on.
     cached: dict[int, _Cached] = {}
     scoring_until = max(deadline, time.monotonic() + 0.3 * settings.index.tune_seconds)
-    for n in np.random.default_rng(settings.collaborative.seed).permutation(len(users)):
-        if len(cached) >= MIN_USERS and time.monotonic() > scoring_until:
-            break
-        cached[users[n]] = _cache(version, settings, users[n], truth[users[n]])
+    with threadpool_limits(1, "blas"):  # one user's products are small (as in precompute)
+        for n in np.random.default_rng(settings.collaborative.seed).permutation(len(users)):
+            if len(cached) >= MIN_USERS and time.monotonic() > scoring_until:
+                break
+            cached[users[n]] = _cache(version, settings, users[n], truth[users[n]])
     users = sorted(cached)
 
     def weights_on(group: list[int], log: list[dict[str, Any]]) -> RankingSettings:
