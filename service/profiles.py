@@ -161,11 +161,12 @@ class Stored:
     def __init__(self, max_bytes: int = 0) -> None:
         self.stamps: dict[str, float] = {}
         self.since: float | None = None
-        # Reads of users who have acted, each while it is their newest (`hold`), the least
-        # recently asked dropped first beyond `max_bytes`: (version, stamp, read, size).
+        # Reads of users who have acted, each while it is their newest (`hold`) and for
+        # HELD_SECONDS at most, the least recently asked dropped first beyond `max_bytes`:
+        # (version, stamp, read, size, until).
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._held: OrderedDict[str, tuple[int, float, Read, int]] = OrderedDict()
+        self._held: OrderedDict[str, tuple[int, float, Read, int, float]] = OrderedDict()
         # Users whose newest stored profile says what a version says of them (a refresh
         # after a bulk load, say): (that version, the profile's time).
         self._same: dict[str, tuple[int, float]] = {}
@@ -200,8 +201,9 @@ class Stored:
         found = self._held.get(user_id)
         if found is None:
             return None
-        number, stamp, read, _ = found
-        if number != version or self.since is None or self.stamps.get(user_id) != stamp:
+        number, stamp, read, _, until = found
+        stale = until < time.monotonic() or self.stamps.get(user_id) != stamp
+        if number != version or self.since is None or stale:
             self._drop(user_id)
             return None
         self._held.move_to_end(user_id)
@@ -222,7 +224,7 @@ class Stored:
             return
         if user_id in self._held:
             self._drop(user_id)
-        self._held[user_id] = (version, stamp, read, size)
+        self._held[user_id] = (version, stamp, read, size, time.monotonic() + HELD_SECONDS)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._held)))
@@ -300,6 +302,10 @@ async def _read(redis: Redis, version: IndexVersion | None, user_id: str) -> Rea
 # themselves, and each id of the profile's sets and tuples with its slot.
 HELD_BYTES = 1_000
 HELD_ENTRY_BYTES = 100
+# A held read is read again after this long, as an answer is ranked again after a minute:
+# the list it holds expires in Redis after a day (service/lists.py), and a missed
+# announcement costs no more than this.
+HELD_SECONDS = 60.0
 
 
 def _packed(vector: Floats) -> str:

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from indexing.ranking import Profile
 from service import profiles
-from service.profiles import HELD_BYTES, Read, Stored, _packed, parse
+from service.profiles import HELD_BYTES, HELD_SECONDS, Read, Stored, _packed, parse
 from service.serving import Serving
 from storage import profiles as stored_profiles
 from storage.events import profile_key
@@ -102,38 +102,47 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def listed(client: httpx.AsyncClient, user: str) -> list[str]:
+    """The user's first eight items, ranked afresh (no cached answer)."""
+    answer = await client.get(
+        f"/api/v1/recommendations/{user}?limit=8", headers={"Cache-Control": "no-cache"}
+    )
+    assert answer.status_code == 200, answer.text
+    return [i["item_id"] for i in answer.json()["items"]]
+
+
+async def watched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The app's knowledge of stored profiles read, and its reads of Redis counted."""
+    res = app.state.resources
+    await res.serving.read_stored()
+    assert res.serving.stored.since == res.serving.current.data_as_of
+    return count_reads(monkeypatch)
+
+
+async def like(client: httpx.AsyncClient, app: FastAPI, user: str, item: str) -> None:
+    body = {"user_id": user, "item_id": item, "type": "like"}
+    assert (await client.post("/api/v1/interactions", json=body)).status_code == 202
+    await app.state.resources.drain()
+
+
 async def test_an_idle_user_is_answered_without_reading_redis_until_they_act(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = app.state.resources
-    version = res.serving.current
-    await res.serving.read_stored()
-    assert res.serving.stored.since == version.data_as_of
-    reads = count_reads(monkeypatch)
-    no_cache = {"Cache-Control": "no-cache"}
-    before = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
-    assert before.status_code == 200 and reads == []
+    reads = await watched(app, monkeypatch)
+    before = await listed(client, "horror-fan-0")
+    assert reads == []
     # Their top item, once liked, is seen: it leaves the list.
-    top = before.json()["items"][0]["item_id"]
-    like = {"user_id": "horror-fan-0", "item_id": top, "type": "like"}
-    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-    await res.drain()
-    after = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
-    assert reads == ["horror-fan-0"]
-    shown = [i["item_id"] for i in after.json()["items"]]
-    assert top not in shown
+    await like(client, app, "horror-fan-0", before[0])
+    after = await listed(client, "horror-fan-0")
+    assert reads == ["horror-fan-0"] and before[0] not in after
     # Their profile and the list ranked ahead from it, once read, are held until they act.
-    again = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
+    assert await listed(client, "horror-fan-0") == after
     assert reads == ["horror-fan-0"]
-    assert [i["item_id"] for i in again.json()["items"]] == shown
-    like = {"user_id": "horror-fan-0", "item_id": shown[0], "type": "like"}
-    assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-    await res.drain()
-    later = await client.get("/api/v1/recommendations/horror-fan-0?limit=8", headers=no_cache)
-    assert reads == ["horror-fan-0", "horror-fan-0"]
-    assert shown[0] not in {i["item_id"] for i in later.json()["items"]}
+    await like(client, app, "horror-fan-0", after[0])
+    later = await listed(client, "horror-fan-0")
+    assert reads == ["horror-fan-0", "horror-fan-0"] and after[0] not in later
     # Other idle users still read nothing.
-    await client.get("/api/v1/recommendations/comedy-fan-0?limit=8", headers=no_cache)
+    await listed(client, "comedy-fan-0")
     assert reads == ["horror-fan-0", "horror-fan-0"]
 
 
@@ -141,21 +150,17 @@ async def test_a_profile_another_process_stores_is_heard_and_read(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = app.state.resources
-    version = res.serving.current
-    await res.serving.read_stored()
-    reads = count_reads(monkeypatch)
-    no_cache = {"Cache-Control": "no-cache"}
-    before = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
+    reads = await watched(app, monkeypatch)
+    before = await listed(client, "space-fan-0")
     assert reads == []
     # Another process's refresh: only its announcement tells this one.
-    await profiles.refresh(res.pool, res.redis, res.settings, version, ["space-fan-0"])
+    await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, ["space-fan-0"])
     await until(lambda: "space-fan-0" in res.serving.stored.stamps)
-    after = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
+    assert await listed(client, "space-fan-0") == before  # nothing new in that profile
     assert reads == ["space-fan-0"]
-    assert after.json()["items"] == before.json()["items"]  # nothing new in that profile
     # That profile says what the version says: the build's list answers with no more reads.
-    again = await client.get("/api/v1/recommendations/space-fan-0?limit=8", headers=no_cache)
-    assert reads == ["space-fan-0"] and again.json()["items"] == before.json()["items"]
+    assert await listed(client, "space-fan-0") == before
+    assert reads == ["space-fan-0"]
 
 
 async def test_a_process_that_starts_later_reads_who_stored_a_profile(
@@ -225,3 +230,16 @@ def test_a_stored_profile_that_says_what_the_version_says() -> None:
     stored.same(1, "b", 12.0)
     stored.lost()
     assert not stored.as_built("b", 1, 10.0) and not stored.as_built("c", 1, 10.0)
+
+
+def test_a_held_read_is_read_again_after_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = Stored(max_bytes=10 * HELD_BYTES)
+    stored.read_all({"a": 11.0}, 10.0)
+    read = Read(Profile(count=1), 11.0, b"[]")
+    now = [100.0]
+    monkeypatch.setattr(profiles.time, "monotonic", lambda: now[0])
+    stored.hold(1, "a", read)
+    now[0] += HELD_SECONDS - 1
+    assert stored.held(1, "a") is read
+    now[0] += 2
+    assert stored.held(1, "a") is None and stored.bytes == 0
