@@ -322,8 +322,9 @@ def _weights(
     log: list[dict[str, Any]],
 ) -> RankingSettings:
     """The blend for these users: the best start, then coordinate search around it."""
+    side = _Side.of(cached)
     current = configured
-    best = _blend_ndcg(cached, current)
+    best = _blend_ndcg(side, current)
     log.append({"setting": "blend", "value": "configured", "ndcg@10": _mean(best)})
     # An equal blend of some sources (a single one included) that beats the configured
     # blend is a better place to start: on some data one or two models say all there is to
@@ -333,7 +334,7 @@ def _weights(
     found, found_figure = current, best
     for subset in _subsets():
         candidate = _equal(configured, subset)
-        figure = _blend_ndcg(cached, candidate)
+        figure = _blend_ndcg(side, candidate)
         if figure.mean() > found_figure.mean():
             found, found_figure = candidate, figure
     if found is not current and better(found_figure, best, SUBSET_SIGNIFICANCE):
@@ -346,7 +347,7 @@ def _weights(
             start = getattr(current, name)
             for value in (0.0, start / 2, start * 2) if start > 0 else (0.25, 1.0):
                 candidate = current.model_copy(update={name: value})
-                figure = _blend_ndcg(cached, candidate)
+                figure = _blend_ndcg(side, candidate)
                 if better(figure, best):
                     best, current, moved = figure, candidate, True
                     log.append({"setting": name, "value": value, "ndcg@10": _mean(figure)})
@@ -394,6 +395,117 @@ def _top(user: _Cached, weights: RankingSettings) -> list[int]:
     return top
 
 
-def _blend_ndcg(cached: list[_Cached], weights: RankingSettings) -> Floats:
-    """Each tuning user's NDCG@10 under `weights`."""
-    return np.array([evaluation.ndcg_of(_top(user, weights), user.positives, K) for user in cached])
+# The discount of each of the top K positions.
+_DISCOUNT = 1.0 / np.log2(np.arange(2, K + 2))
+
+
+@dataclass(frozen=True)
+class _Side:
+    """The tuning users' cached candidates side by side, padded to the longest list, so
+    that a blend is scored for all of them in a few array operations, exactly as `_top`
+    scores each (the blend search scores a few hundred blends)."""
+
+    scaled: dict[str, npt.NDArray[np.float32]]  # source -> (users, width), 0 where padded
+    push: npt.NDArray[np.float32]  # (users, width), 0 where padded
+    rows: npt.NDArray[np.int64]  # (users, width), past every row where padded
+    valid: npt.NDArray[np.bool_]
+    hit: npt.NDArray[np.bool_]  # the candidate is one of the user's held-out positives
+    liked: Floats  # each ranked user's positive items, as `hybrid.weights_for` counts them
+    ideal: Floats  # each ranked user's best DCG@K
+    ranked: npt.NDArray[np.int64]  # where the ranked users stand among all of them
+    fixed: Floats  # every user's NDCG@K where their list is fixed (popular), else 0
+
+    @classmethod
+    def of(cls, cached: list[_Cached]) -> _Side:
+        ranked = [n for n, user in enumerate(cached) if user.fixed is None]
+        fixed = np.zeros(len(cached), dtype=np.float64)
+        for n, user in enumerate(cached):
+            if user.fixed is not None:
+                fixed[n] = evaluation.ndcg_of(user.fixed, user.positives, K)
+        width = max((len(cached[n].rows) for n in ranked), default=0)
+        shape = (len(ranked), width)
+        scaled = {s: np.zeros(shape, dtype=np.float32) for s in hybrid.SOURCES}
+        push = np.zeros(shape, dtype=np.float32)
+        rows = np.full(shape, np.iinfo(np.int64).max, dtype=np.int64)
+        valid = np.zeros(shape, dtype=bool)
+        hit = np.zeros(shape, dtype=bool)
+        for at, n in enumerate(ranked):
+            user = cached[n]
+            count = len(user.rows)
+            for source in hybrid.SOURCES:
+                scaled[source][at, :count] = user.scaled[source]
+            push[at, :count] = user.push
+            rows[at, :count] = user.rows
+            valid[at, :count] = True
+            hit[at, :count] = [r in user.positives for r in user.rows.tolist()]
+        ideal = [float(_DISCOUNT[: min(len(cached[n].positives), K)].sum()) for n in ranked]
+        return cls(
+            scaled,
+            push,
+            rows,
+            valid,
+            hit,
+            np.array([cached[n].liked for n in ranked], dtype=np.float64),
+            np.array(ideal, dtype=np.float64),
+            np.array(ranked, dtype=np.int64),
+            fixed,
+        )
+
+
+def _blend_ndcg(side: _Side, weights: RankingSettings) -> Floats:
+    """Each tuning user's NDCG@10 under `weights`: `_top`'s lists, for every user at once
+    (`hybrid.weights_for`, `hybrid.combine` and the order by score, ties by row)."""
+    figure = side.fixed.copy()
+    if not len(side.ranked):
+        return figure
+    h = side.liked / (side.liked + weights.adapt_at)
+    cold = {
+        "content": weights.cold_content_weight,
+        "recent": weights.recent_weight,
+        "sequence": weights.sequence_weight,
+        "trending": weights.cold_trending_weight,
+    }
+    total = np.zeros(side.rows.shape, dtype=np.float32)
+    for source in hybrid.SOURCES:
+        weight = h * hybrid.rich_weight(weights, source) + (1.0 - h) * cold.get(source, 0.0)
+        total += weight.astype(np.float32)[:, None] * side.scaled[source]
+    if weights.negative_weight:
+        top = np.where(side.valid, total, -np.inf).max(axis=1, initial=-np.inf)
+        bottom = np.where(side.valid, total, np.inf).min(axis=1, initial=np.inf)
+        pushed: npt.NDArray[np.bool_] = np.any(side.push != 0, axis=1)
+        spread = np.where(pushed, top - bottom, 1.0).astype(np.float64)
+        spread[spread == 0] = 1.0
+        factor = (weights.negative_weight * spread).astype(np.float32)
+        total = np.where(pushed[:, None], total - factor[:, None] * side.push, total)
+    total[~side.valid] = -np.inf
+    hits = _top_hits(total, side.rows, side.hit)
+    dcg = (hits * _DISCOUNT[: hits.shape[1]]).sum(axis=1)
+    figure[side.ranked] = dcg / side.ideal
+    return figure
+
+
+def _top_hits(
+    total: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], hit: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Per user (a row of each array), whether each of the K best candidates, best first
+    and ties by row, is a hit. Only the candidates at or above each user's K-th best score
+    are sorted (ties at that score included)."""
+    k = min(K, total.shape[1])
+    if k == 0:
+        return np.zeros((len(total), 0), dtype=bool)
+    kth = -np.partition(-total, k - 1, axis=1)[:, k - 1]
+    near = (total >= kth[:, None]) & (total > -np.inf)  # not the padding
+    width = max(1, int(near.sum(axis=1).max()))
+    # Each user's candidates at or above their K-th best, packed to the left, then sorted.
+    place = np.cumsum(near, axis=1) - 1
+    user, column = np.nonzero(near)
+    packed_total = np.full((len(total), width), -np.inf, dtype=np.float32)
+    packed_rows = np.full((len(total), width), np.iinfo(np.int64).max, dtype=np.int64)
+    packed_hit = np.zeros((len(total), width), dtype=bool)
+    at = place[user, column]
+    packed_total[user, at] = total[user, column]
+    packed_rows[user, at] = rows[user, column]
+    packed_hit[user, at] = hit[user, column]
+    order = np.lexsort((packed_rows, -packed_total), axis=-1)[:, :k]
+    found: npt.NDArray[np.bool_] = np.take_along_axis(packed_hit, order, axis=1)
+    return found

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from common.settings import RankingSettings
-from indexing import build, collaborative, hybrid, tuning
+from indexing import build, collaborative, evaluation, hybrid, tuning
 from indexing.collaborative import Collaborative
-from indexing.tuning import _blend_ndcg, _Cached, _weights, better
+from indexing.tuning import _blend_ndcg, _Cached, _Side, _top, _weights, better
 from tests.indexing import test_build
 
 
@@ -44,13 +44,42 @@ def users_where_one_source_knows(source: str, n_users: int = 200) -> list[_Cache
     return cached
 
 
+@pytest.mark.parametrize("negative_weight", [0.0, 2.0])
+def test_every_user_is_scored_at_once_as_each_is_alone(negative_weight: float) -> None:
+    rng = np.random.default_rng(int(negative_weight))
+    cached = []
+    for n in range(300):
+        count = int(rng.choice([0, 3, 10, 40, 120]))
+        rows = rng.choice(1_000, count, replace=False).astype(np.int64)  # ties: by row, not place
+        # Coarse scores, so that whole runs of candidates tie and the row decides.
+        scaled = {
+            s: np.round(rng.standard_normal(count), 1).astype(np.float32) for s in hybrid.SOURCES
+        }
+        push = np.where(rng.random(count) < 0.2, rng.random(count), 0).astype(np.float32)
+        if n % 3 == 0:
+            push[:] = 0
+        positives = {int(r) for r in rng.choice(1_000, 5, replace=False)} | set(rows[:2].tolist())
+        fixed = [int(r) for r in rng.choice(1_000, 10)] if n % 7 == 0 else None
+        liked = int(rng.integers(0, 30))
+        cached.append(_Cached(rows, scaled, push, liked, positives, fixed))
+    side = _Side.of(cached)
+    for blend in [
+        RankingSettings(negative_weight=negative_weight),
+        RankingSettings(negative_weight=negative_weight, ease_weight=0.0, recent_weight=3.0),
+        RankingSettings(negative_weight=negative_weight, adapt_at=1.0, cold_trending_weight=0),
+    ]:
+        alone = [evaluation.ndcg_of(_top(user, blend), user.positives, 10) for user in cached]
+        np.testing.assert_allclose(_blend_ndcg(side, blend), alone, rtol=0, atol=1e-12)
+
+
 def test_the_search_finds_the_one_source_that_knows_and_drops_the_noise() -> None:
     cached = users_where_one_source_knows("ease")
     configured = RankingSettings()
     log: list[dict[str, object]] = []
     chosen = _weights(cached, configured, deadline=0.0, log=log)
     # The configured blend drowns EASE in five noisy sources; the choice does not.
-    assert _blend_ndcg(cached, chosen).mean() > _blend_ndcg(cached, configured).mean() + 0.2
+    side = _Side.of(cached)
+    assert _blend_ndcg(side, chosen).mean() > _blend_ndcg(side, configured).mean() + 0.2
     assert chosen.ease_weight > 0
     others = [getattr(chosen, f"{s}_weight") for s in hybrid.SOURCES if s != "ease"]
     assert sum(others) <= 0.5 * chosen.ease_weight
