@@ -101,11 +101,11 @@ def nearest(
     depth: int,
     category: str | None = None,
     excluded: Collection[int] = (),
+    ef: int | None = None,
 ) -> tuple[Rows, Floats]:
     """Items nearest to `query` by cosine: at most `depth`, none of `excluded`; within a
-    category, found by a search kept to its items (the category is never scanned). The
-    search's beam is the version's for similar items, as its build found nearest items."""
-    ef = version.similar_ef
+    category, found by a search kept to its items (the category is never scanned). `ef`:
+    the HNSW beam, if not the index's own."""
     excluded = set(excluded)
     k = min(depth + len(excluded), version.item_index.ntotal)
     if category is not None:
@@ -231,8 +231,13 @@ def similar_items(
     limit: int,
     category: str | None,
     excluded: Collection[int],
+    text: bool = False,
 ) -> Ranked:
-    rows, scores = nearest(version, query, depth=limit, category=category, excluded=excluded)
+    """Items nearest to an item's vector, searched with the version's beam for similar
+    items, as its build found each item's nearest; or, for a `text` query, with the index's
+    own beam."""
+    ef = None if text else version.similar_ef
+    rows, scores = nearest(version, query, depth=limit, category=category, excluded=excluded, ef=ef)
     return Ranked(rows, scores, "similar")
 
 

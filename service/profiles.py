@@ -243,9 +243,15 @@ class Stored:
         self._same = {u: same for u, same in self._same.items() if u in stamps}
         self.since = since
 
+    def heard_each(self, found: dict[str, float]) -> None:
+        """Each user's profile was stored at their time."""
+        for user_id, at in found.items():
+            self.heard((user_id,), at)
+
     def lost(self) -> None:
         """The channel is lost: announcements may be missed until it is read again."""
         self.since = None
+        self.stamps = {}
         self._held.clear()
         self._same.clear()
         self.bytes = 0

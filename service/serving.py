@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 DELETED_RESYNC_SECONDS = 60.0
 # A pinned version that failed to load is tried again after this long.
 PIN_RETRY_SECONDS = 30.0
+# Each periodic read of the stored-profile notes goes back this far before the last one
+# began: another process's clock may run behind this one's.
+RECENT_NOTES_SECONDS = 120.0
 
 
 class Serving:
@@ -68,6 +71,7 @@ class Serving:
         self.stored = profiles.Stored(settings.api.held_profile_bytes)
         self._subscription = 0  # counts subscriptions and losses of the channel
         self._subscribed = False
+        self._notes_read_at: float | None = None  # when the last read of the notes began
 
     async def start(self) -> None:
         # One query at a time per request: OpenMP's thread team costs more than it saves
@@ -145,16 +149,31 @@ class Serving:
         self._deleted_rows = {}
 
     async def read_stored(self) -> None:
-        """Read who has a profile stored since the oldest held version's snapshot, if the
-        channel is subscribed (else the read could miss an announcement)."""
+        """Read who has a profile stored since the oldest held version's snapshot (or since
+        profiles are noted, if later), if the channel is subscribed (else the read could
+        miss an announcement)."""
         held = [self.current, *self.pinned.values()]
         since = min((v.data_as_of for v in held if v is not None), default=None)
         if not self._subscribed or since is None:
             return
         subscription = self._subscription
+        since = max(since, await stored_profiles.noted_since(self.redis))
+        self._notes_read_at = time.time()
         found = await stored_profiles.stored_since(self.redis, since)
         if self._subscription == subscription:  # the channel held throughout the read
             self.stored.read_all(found, since)
+
+    async def read_recent_notes(self) -> None:
+        """Read the notes of the last few minutes again, in case an announcement was lost
+        (a refresh whose announcement failed): a few users, not all since the snapshot."""
+        if self.stored.since is None or self._notes_read_at is None:
+            return
+        subscription = self._subscription
+        since = self._notes_read_at - RECENT_NOTES_SECONDS
+        self._notes_read_at = time.time()
+        found = await stored_profiles.stored_since(self.redis, since)
+        if self._subscription == subscription:
+            self.stored.heard_each(found)
 
     def _channel_lost(self) -> None:
         self._subscription += 1
@@ -241,10 +260,8 @@ class Serving:
         gc.collect()
         gc.freeze()
         if self.stored.since is not None and self.stored.since > loaded.data_as_of:
-            try:  # an older version (a rollback): who stored a profile since its snapshot
-                await self.read_stored()
-            except Exception as exc:  # read again by the next poll
-                log.warning("could not read who has a stored profile: %s", exc)
+            # An older version (a rollback): who stored a profile since its snapshot.
+            await self._read_notes(full=True)
         keep = {loaded.version} | ({previous.version} if previous else set())
         keep |= set(self.pinned) | set(self._pinning)
         await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
@@ -279,12 +296,11 @@ class Serving:
             # An announcement with no time (an older release's) counts as stored now.
             self.stored.heard(event["user_ids"], float(event.get("at") or time.time()))
         elif kind == events.SUBSCRIBED:
-            self._subscription += 1
+            # Subscribed again, perhaps after a reconnection the client made on its own:
+            # whatever was announced meanwhile is unheard, so the notes are read afresh.
+            self._channel_lost()
             self._subscribed = True
-            try:
-                await self.read_stored()
-            except Exception as exc:  # known again by the next poll's read
-                log.warning("could not read who has a stored profile: %s", exc)
+            await self._read_notes(full=True)  # on failure, the next poll reads them
         elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
         elif kind == "item_restored":
@@ -301,6 +317,14 @@ class Serving:
             except Exception:
                 log.warning("could not handle a %s event", kind, exc_info=True)
 
+    async def _read_notes(self, *, full: bool) -> None:
+        """Read the stored-profile notes (all since the snapshot, or the recent ones); a
+        failure leaves the knowledge as it was (unknown, or as the announcements keep it)."""
+        try:
+            await (self.read_stored() if full else self.read_recent_notes())
+        except Exception as exc:
+            log.warning("could not read who has a stored profile: %s", exc)
+
     async def _poll(self) -> None:
         since_deleted = 0.0
         while True:
@@ -308,9 +332,10 @@ class Serving:
             try:
                 await self.sync()
                 since_deleted += self.settings.index.poll_seconds
-                if since_deleted >= DELETED_RESYNC_SECONDS or self.stored.since is None:
-                    await self.read_stored()
+                if self.stored.since is None:
+                    await self._read_notes(full=True)
                 if since_deleted >= DELETED_RESYNC_SECONDS:
+                    await self._read_notes(full=False)
                     await self.reload_deleted()
                     since_deleted = 0.0
             except asyncio.CancelledError:

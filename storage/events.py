@@ -31,6 +31,11 @@ def stored_key() -> str:
     return "recs:profiles:stored"
 
 
+def noted_key() -> str:
+    """From when on every stored profile is noted under `stored_key` (epoch seconds)."""
+    return "recs:profiles:noted-since"
+
+
 def lists_key(hours: int) -> str:
     """Every trending list of one window, published together."""
     return f"recs:trending:{hours}:lists"

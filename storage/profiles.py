@@ -4,12 +4,17 @@ encodes both)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 from redis.asyncio import Redis
 
 from storage.cache import redis_errors
-from storage.events import profile_key, ranked_key, stored_key
+from storage.events import noted_key, profile_key, ranked_key, stored_key
+
+# Notes are kept this much longer than the profiles they note: another process's clock may
+# run behind this one's.
+NOTE_MARGIN_SECONDS = 86_400
 
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: float) -> None:
@@ -22,8 +27,43 @@ async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: fl
                 pipe.set(profile_key(user_id), encoded, ex=seconds)
             if profiles:
                 pipe.zadd(stored_key(), dict.fromkeys(profiles, at), gt=True)
-                pipe.zremrangebyscore(stored_key(), "-inf", f"({at - seconds}")
+                pipe.zremrangebyscore(
+                    stored_key(), "-inf", f"({at - seconds - NOTE_MARGIN_SECONDS}"
+                )
             await pipe.execute()
+
+
+async def noted_since(redis: Redis) -> float:
+    """From when on every stored profile has its note: from the start where every profile
+    stored when a process first asks has one, else from that moment (a profile stored by
+    an older release has none). The first to ask decides for all; the others read it."""
+    with redis_errors(redis, "reading when profiles were first noted"):
+        found = await redis.get(noted_key())
+        if found is None:
+            older, keys = False, []
+            async for key in redis.scan_iter(match=profile_key("*"), count=NOTE_BATCH):
+                keys.append(key)
+                if len(keys) == NOTE_BATCH:
+                    older, keys = await _unnoted(redis, keys), []
+                    if older:
+                        break
+            older = older or await _unnoted(redis, keys)
+            await redis.set(noted_key(), repr(time.time() if older else 0.0), nx=True)
+            found = await redis.get(noted_key())
+    return float(found) if found is not None else time.time()  # flushed meanwhile: from now
+
+
+# Profile keys checked against the notes per round trip, the first time a process asks.
+NOTE_BATCH = 1_000
+
+
+async def _unnoted(redis: Redis, keys: list[bytes | str]) -> bool:
+    """Whether any of these profile keys has no note."""
+    if not keys:
+        return False
+    prefix = len(profile_key(""))
+    users = [(k.decode() if isinstance(k, bytes) else k)[prefix:] for k in keys]
+    return any(at is None for at in await redis.zmscore(stored_key(), users))
 
 
 async def stored_since(redis: Redis, since: float) -> dict[str, float]:

@@ -151,6 +151,12 @@ def test_each_items_nearest_are_what_a_live_search_finds(
         exact = precompute.nearest_items(version, small, seconds=60.0)
         assert not np.array_equal(exact.rows, nearest.rows)
         wide = replace(searched, manifest={})  # a version from before the beam was recorded
+        for row in range(ITEMS):  # a text query searches with the index's own (wide) beam
+            query = searched.item_vectors[row]
+            text = ranking.similar_items(
+                searched, query, limit=13, category=None, excluded=(), text=True
+            )
+            assert text.rows[1:].tolist() == exact.get(row)[0].tolist()  # type: ignore[index]
         assert np.array_equal(precompute.nearest_items(wide, small, seconds=60.0).rows, exact.rows)
 
 

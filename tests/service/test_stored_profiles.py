@@ -20,7 +20,7 @@ from service import profiles
 from service.profiles import HELD_BYTES, HELD_SECONDS, Read, Stored, _packed, parse
 from service.serving import Serving
 from storage import profiles as stored_profiles
-from storage.events import profile_key
+from storage.events import SUBSCRIBED, noted_key, profile_key
 from tests.service.test_recommendations import served
 
 __all__ = ["served"]
@@ -243,3 +243,39 @@ def test_a_held_read_is_read_again_after_a_minute(monkeypatch: pytest.MonkeyPatc
     assert stored.held(1, "a") is read
     now[0] += 2
     assert stored.held(1, "a") is None and stored.bytes == 0
+
+
+async def test_profiles_stored_before_any_note_are_never_taken_for_none(
+    client: httpx.AsyncClient, app: FastAPI, redis: Redis
+) -> None:
+    assert await stored_profiles.noted_since(redis) == 0.0  # nothing stored: from the start
+    await redis.delete(noted_key())
+    await redis.set(profile_key("older"), b"{}")  # stored by a release that noted nothing
+    before = time.time()
+    noted = await stored_profiles.noted_since(redis)
+    assert before <= noted <= time.time()
+    assert await stored_profiles.noted_since(redis) == noted  # the first to ask decides
+
+
+async def test_a_version_older_than_the_notes_reads_every_profile(
+    client: httpx.AsyncClient, app: FastAPI, served: int, redis: Redis
+) -> None:
+    serving = app.state.resources.serving
+    version = serving.current
+    await redis.set(noted_key(), repr(version.data_as_of + 60))  # noted only since then
+    await serving.read_stored()
+    assert serving.stored.since == version.data_as_of + 60
+    assert not serving.stored.as_built("horror-fan-0", version.version, version.data_as_of)
+
+
+async def test_each_subscription_reads_the_notes_afresh(
+    client: httpx.AsyncClient, app: FastAPI, served: int
+) -> None:
+    res = app.state.resources
+    serving = res.serving
+    await serving.read_stored()
+    serving.stored.heard(["nobody-stored-this"], 1e12)
+    # Announcements may have been missed while the client reconnected on its own.
+    await serving._handle({"type": SUBSCRIBED, "namespace": res.settings.event_namespace})
+    assert "nobody-stored-this" not in serving.stored.stamps
+    assert serving.stored.since == serving.current.data_as_of

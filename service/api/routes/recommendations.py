@@ -494,7 +494,7 @@ async def search(body: SearchIn, res: ResourcesDep) -> SearchResults:
     deleted = res.serving.deleted_rows(version)
     ranked = await res.rank(
         lambda: ranking.similar_items(
-            version, query, limit=body.limit, category=body.category, excluded=deleted
+            version, query, limit=body.limit, category=body.category, excluded=deleted, text=True
         )
     )
     return SearchResults(
