@@ -225,7 +225,7 @@ def describe(
         "fingerprint": fingerprint(shaping),
         "settings": shaping,
         "item_index": ann.describe(built.item_index, settings.index)
-        | {"similar_ef_search": settings.index.similar_ef_search},
+        | _searched(settings)["item_index"],
         "user_index": ann.describe(built.user_index, settings.index),
         "tuning": {
             "chosen": tuned.chosen(),

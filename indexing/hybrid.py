@@ -68,13 +68,19 @@ class Blend:
 def weights_for(settings: RankingSettings, liked: int) -> dict[str, float]:
     """Each source's weight for a user with `liked` positive items (see the docstring)."""
     h = liked / (liked + settings.adapt_at)
-    cold = {
+    cold = cold_weights(settings)
+    return {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
+
+
+def cold_weights(settings: RankingSettings) -> dict[str, float]:
+    """The weights of the sources that count for a user with no positive items yet (the
+    others count nothing then)."""
+    return {
         "content": settings.cold_content_weight,
         "recent": settings.recent_weight,
         "sequence": settings.sequence_weight,
         "trending": settings.cold_trending_weight,
     }
-    return {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
 
 
 def rich_weight(settings: RankingSettings, source: str) -> float:

@@ -100,9 +100,9 @@ def rank_users(
     kept: dict[int, Ranked] = {}
     if seconds > 0 and len(order):
         batches = [order[n : n + BATCH] for n in range(0, len(order), BATCH)]
-        # One BLAS and OpenMP thread under each ranking thread: one user's searches and
-        # products are too small to split, and split they fought the other rankings for
-        # the cores (on the 100k bench version: 160 users a second on two cores, not 300).
+        # One BLAS thread (OpenBLAS's setting is the process's) while the threads rank: one
+        # user's products are too small to split, and split they fought the other rankings
+        # for the cores (on the 100k bench version: 160 users a second on two cores, not 300).
         with threadpool_limits(1), ThreadPoolExecutor(max(1, threads)) as pool:
             for done in pool.map(rank, batches):
                 kept.update(done)

@@ -459,12 +459,7 @@ def _blend_ndcg(side: _Side, weights: RankingSettings) -> Floats:
     if not len(side.ranked):
         return figure
     h = side.liked / (side.liked + weights.adapt_at)
-    cold = {
-        "content": weights.cold_content_weight,
-        "recent": weights.recent_weight,
-        "sequence": weights.sequence_weight,
-        "trending": weights.cold_trending_weight,
-    }
+    cold = hybrid.cold_weights(weights)
     total = np.zeros(side.rows.shape, dtype=np.float32)
     for source in hybrid.SOURCES:
         weight = h * hybrid.rich_weight(weights, source) + (1.0 - h) * cold.get(source, 0.0)

@@ -235,12 +235,9 @@ class Stored:
     def read_all(self, found: dict[str, float], since: float) -> None:
         """Every note from `since` on, read after the channel was subscribed. What was heard
         meanwhile stands: it may be newer than what was read."""
-        stamps = {u: at for u, at in self.stamps.items() if at >= since}
-        for user_id, at in found.items():
-            if at > stamps.get(user_id, -math.inf):
-                stamps[user_id] = at
-        self.stamps = stamps
-        self._same = {u: same for u, same in self._same.items() if u in stamps}
+        self.stamps = {u: at for u, at in self.stamps.items() if at >= since}
+        self._same = {u: same for u, same in self._same.items() if u in self.stamps}
+        self.heard_each(found)
         self.since = since
 
     def heard_each(self, found: dict[str, float]) -> None:

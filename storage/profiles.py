@@ -19,8 +19,8 @@ NOTE_MARGIN_SECONDS = 86_400
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: float) -> None:
     """Store encoded profiles by user id, each kept `seconds`, and note each user as stored
-    at `at` (`stored_since` reads that), in one round trip. The notes outlive no profile by
-    more than a save: each save drops those older than `seconds`."""
+    at `at` (`stored_since` reads that), in one round trip. Each save drops the notes older
+    than `seconds` and NOTE_MARGIN_SECONDS: they outlive their profiles by that margin."""
     with redis_errors(redis, "storing profiles"):
         async with redis.pipeline(transaction=False) as pipe:
             for user_id, encoded in profiles.items():

@@ -101,7 +101,7 @@ async def recommend(
         found, ahead = _kept_built(res, version, user_id, offset + limit), False
     read = profiles.Read(Profile())
     if found is None or explain:
-        read = await profiles.read(res.redis, version, user_id, res.serving.stored)
+        read = await profiles.read(res.redis, version, user_id, stored)
     profile = read.profile
     if ahead:
         found = _kept(res, version, user_id, read, offset + limit)
