@@ -373,15 +373,17 @@ def build(api: Api) -> int:
             )
 
         try:
-            version, _ = await build_version(
-                pool,
-                S3Store(settings.s3),
-                make_encoder("hashing-64"),
-                settings,
-                report,
-                force=True,
-                on_activated=announce,
-            )
+            version = (
+                await build_version(
+                    pool,
+                    S3Store(settings.s3),
+                    make_encoder("hashing-64"),
+                    settings,
+                    report,
+                    force=True,
+                    on_activated=announce,
+                )
+            ).version
         finally:
             await pool.close()
             await redis.aclose()

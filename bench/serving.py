@@ -10,13 +10,15 @@ local servers (started if missing), so it never touches `make run`'s data. Steps
    straight to PostgreSQL (ingest has its own benchmark).
 2. Build a version at 10% and at 100% of the catalog with the hashing encoder at the real
    model's dimension (384): the index, profile and upload work of a build, without the
-   model's embedding time, which step 5 measures on its own.
+   model's embedding time, which step 5 measures on its own. Then, as a worker does once
+   its build is live, rank the lists of the users the build had no time for, in parts.
 3. Start the API (one uvicorn process) on that version and drive it at a fixed concurrency
    with a small keep-alive HTTP client: a trivial endpoint (/health), similar items and
    personalised recommendations, each for a fixed time. Latency is per request, end to end.
    "personalised" asks for users idle since the build (answered from the lists the build
-   ranked), "personalised, acted" for 1,000 users who viewed an item after it (answered
-   from the lists the API ranked ahead after their profile refresh, service/lists.py).
+   ranked, or ranked in parts after it), "personalised, acted" for 1,000 users who viewed
+   an item after it (answered from the lists the API ranked ahead after their profile
+   refresh, service/lists.py).
 4. Read the API process's resident memory.
 5. Embedding throughput: the real model's raw `encode` on N item texts, beside a Celery
    worker embedding the same N items (its model warmed first), in the same run.
@@ -52,11 +54,11 @@ from common.text import item_text  # noqa: E402
 from devstack import demo  # noqa: E402
 from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import make_encoder  # noqa: E402
-from storage import activity, builds, catalog  # noqa: E402
+from storage import activity, builds, catalog, events  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
 from storage.events import ranked_key  # noqa: E402
-from workers.pipeline import build_version, refresh_trending  # noqa: E402
+from workers.pipeline import Outcome, build_version, fill_lists, refresh_trending  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
 CHUNK = 10_000
@@ -167,7 +169,7 @@ class StageLog(logging.Handler):
         self.stages.event(record.getMessage())
 
 
-async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, int]:
+async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome]:
     stages = Stages()
     handler = StageLog(stages)
     pipeline_log = logging.getLogger("workers.pipeline")
@@ -181,14 +183,32 @@ async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, int]:
 
     started = time.perf_counter()
     try:
-        version, _ = await build_version(
+        outcome = await build_version(
             pool, S3Store(settings.s3), make_encoder("hashing-384"), settings, report, force=True
         )
     finally:
         stages.event(f"{stages.stage} done; build finished")
         pipeline_log.removeHandler(handler)
-    assert version is not None
-    return time.perf_counter() - started, version
+    assert outcome.version is not None
+    return time.perf_counter() - started, outcome
+
+
+async def timed_fill(pool: asyncpg.Pool, settings: Any, outcome: Outcome) -> None:
+    """What a worker does once its build is live: rank the lists the build had no time for
+    (workers/pipeline.py), part by part; the API, started after, folds in every part."""
+    redis = Redis.from_url(settings.redis.url)
+    stages = Stages()
+
+    async def filled(version: int, part: int) -> None:
+        await events.publish(
+            redis, settings.event_namespace, "lists_added", version=version, part=part
+        )
+
+    try:
+        users = await fill_lists(pool, S3Store(settings.s3), settings, outcome, filled)
+    finally:
+        await redis.aclose()
+    stages.event(f"lists ranked after the build went live: {users:,} users")
 
 
 class Client:
@@ -367,6 +387,12 @@ def main() -> None:
         action="store_true",
         help="build once on the data an earlier run of the same size loaded, then serve it",
     )
+    parser.add_argument(
+        "--no-fill",
+        action="store_true",
+        help="serve without the lists a worker ranks once the build is live (the users the "
+        "build had no time for are ranked live)",
+    )
     args = parser.parse_args()
 
     for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
@@ -454,13 +480,17 @@ async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -
     )
     if args.load_only:
         return 0
-    full_seconds, version = await timed_build(pool, settings)
+    full_seconds, outcome = await timed_build(pool, settings)
+    version = outcome.version
+    assert version is not None
     print(
         f"build (hashing-384 encoder, no model time): {small:,} items "
         f"{small_seconds:.1f}s, {args.items:,} items / {args.users:,} users / "
         f"{early + late:,} interactions {full_seconds:.1f}s -> version {version}",
         flush=True,
     )
+    if not args.no_fill:
+        await timed_fill(pool, settings, outcome)
     return version
 
 
@@ -494,8 +524,13 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 raise SystemExit("--reuse: no active version in recs_bench; run without it first")
             print(f"reusing version {version} of an earlier run", flush=True)
         elif args.keep_data:
-            seconds, version = await timed_build(pool, settings)
+            seconds, outcome = await timed_build(pool, settings)
+            version = outcome.version
+            assert version is not None
             print(f"build on the data loaded before: {seconds:.1f}s -> version {version}")
+            if not args.no_fill:
+                await timed_fill(pool, settings, outcome)
+            del outcome
         else:
             version = await prepare(pool, settings, args)
             if args.load_only:

@@ -296,8 +296,17 @@ class VersionList(BaseModel):
     versions: list[VersionSummary]
 
 
+class ListsAfterBuild(BaseModel):
+    """The users' lists ranked once the version went live, in parts (indexing/precompute.py):
+    the build's own are counted in its manifest (`precomputed`)."""
+
+    parts: int
+    users: int
+
+
 class VersionDetail(VersionSummary):
     manifest: dict[str, Any]
+    lists_after_build: ListsAfterBuild
 
 
 class Activated(BaseModel):

@@ -197,10 +197,16 @@ class IndexSettings(_Section):
     precompute_depth: Annotated[int, Field(ge=10, le=5_000)] = 100
     # And each item's nearest items, the most popular items first, for up to this many
     # seconds (0: none), `similar_depth` deep: similar items become a lookup. A second of
-    # these searches lists about 10,000 items, where a second of rankings lists about 100
+    # these searches lists about 10,000 items, where a second of rankings lists about 300
     # users (at 1M items, on two cores): the nearest items get the larger share.
     similar_seconds: Annotated[float, Field(ge=0)] = 120.0
     similar_depth: Annotated[int, Field(ge=10, le=200)] = 50
+    # Once the version is live, its worker ranks the lists of the users the build had no
+    # time for, `fill_part_users` at a time, each part served as soon as it is uploaded,
+    # for up to this many seconds (0: none): about 300 users a second at 1M items on two
+    # cores, so 200,000 users take some 11 minutes.
+    fill_seconds: Annotated[float, Field(ge=0)] = 1_800.0
+    fill_part_users: Annotated[int, Field(ge=1)] = 10_000
     # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).
     # The more, the smaller the gain a build can tell from noise.
     evaluate_users: Annotated[int, Field(ge=0)] = 2_000

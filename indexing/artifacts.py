@@ -18,7 +18,7 @@ import hashlib
 import json
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +50,93 @@ def sha256_of(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    """Lists ranked after the version went live, for some of its users: user row
+    users[k]'s list is rows[indptr[k]:indptr[k + 1]]."""
+
+    users: npt.NDArray[np.int64]
+    indptr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int32]
+    scores: npt.NDArray[np.float32]
+    popular: npt.NDArray[np.bool_]
+
+    def save(self, path: Path) -> dict[str, Any]:
+        """Write the part (uncompressed, so that it can be mapped); its sha256 and size."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez(
+                f,
+                users=self.users,
+                indptr=self.indptr,
+                rows=self.rows,
+                scores=self.scores,
+                popular=self.popular,
+            )
+        return {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+
+    @classmethod
+    def load(cls, path: Path, sha256: str) -> Part:
+        """A saved part, mapped, refusing a file whose sha256 is not `sha256`."""
+        if sha256_of(path) != sha256:
+            raise CorruptArtifact(f"{path.name} fails its sha256")
+        found = mapped_arrays(path)
+        return cls(
+            found["users"], found["indptr"], found["rows"], found["scores"], found["popular"]
+        )
+
+
+@dataclass(frozen=True)
 class Lists:
-    """Each user row's kept list: rows[indptr[u]:indptr[u + 1]] (empty: rank it live)."""
+    """Each user row's kept list: rows[indptr[u]:indptr[u + 1]] as the build ranked it, or
+    else its list in one of the parts ranked after (empty in both: rank it live)."""
 
     indptr: npt.NDArray[np.int64]
     rows: npt.NDArray[np.int32]
     scores: npt.NDArray[np.float32]
     popular: npt.NDArray[np.bool_]  # the list is the cold-start popular list
     ranked_with: dict[str, Any]
+    parts: tuple[Part, ...] = ()
+    # Per user row, the part holding its list (-1: none) and its place in that part.
+    part_of: npt.NDArray[np.int32] | None = None
+    place: npt.NDArray[np.int32] | None = None
+
+    @classmethod
+    def empty(cls, n_users: int, ranked_with: dict[str, Any]) -> Lists:
+        return cls(
+            np.zeros(n_users + 1, dtype=np.int64),
+            np.zeros(0, dtype=np.int32),
+            np.zeros(0, dtype=np.float32),
+            np.zeros(n_users, dtype=bool),
+            ranked_with,
+        )
 
     def get(
         self, user_row: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], str] | None:
         """The user's rows, scores and strategy ("hybrid" or "popular"); None: rank live."""
         start, end = int(self.indptr[user_row]), int(self.indptr[user_row + 1])
+        if start != end:
+            strategy = "popular" if self.popular[user_row] else "hybrid"
+            return self.rows[start:end].astype(np.int64), self.scores[start:end], strategy
+        if self.part_of is None or self.place is None or self.part_of[user_row] < 0:
+            return None
+        part, k = self.parts[self.part_of[user_row]], int(self.place[user_row])
+        start, end = int(part.indptr[k]), int(part.indptr[k + 1])
         if start == end:
             return None
-        strategy = "popular" if self.popular[user_row] else "hybrid"
-        return self.rows[start:end].astype(np.int64), self.scores[start:end], strategy
+        strategy = "popular" if part.popular[k] else "hybrid"
+        return part.rows[start:end].astype(np.int64), part.scores[start:end], strategy
+
+    def with_part(self, part: Part) -> Lists:
+        """These lists and `part`'s, for users who have none yet (the build's come first)."""
+        n_users = len(self.indptr) - 1
+        part_of = np.full(n_users, -1, np.int32) if self.part_of is None else self.part_of.copy()
+        place = np.zeros(n_users, np.int32) if self.place is None else self.place.copy()
+        users = np.asarray(part.users, dtype=np.int64)
+        fresh = (part_of[users] < 0) & (np.diff(self.indptr)[users] == 0)
+        part_of[users[fresh]] = len(self.parts)
+        place[users[fresh]] = np.flatnonzero(fresh).astype(np.int32)
+        return replace(self, parts=(*self.parts, part), part_of=part_of, place=place)
 
     @property
     def depth(self) -> int:
@@ -75,7 +144,10 @@ class Lists:
 
     @property
     def users(self) -> int:
-        return int(np.count_nonzero(np.diff(self.indptr)))
+        held = np.diff(self.indptr) > 0
+        if self.part_of is not None:
+            held |= self.part_of >= 0
+        return int(np.count_nonzero(held))
 
 
 @dataclass(frozen=True)
@@ -119,6 +191,8 @@ class IndexVersion:
     collaborative: Collaborative | None = None
     lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
     nearest: Nearest | None = None  # found at build time (indexing/precompute.py)
+    # How many recorded parts of the lists ranked after the build this copy has read.
+    parts_read: int = 0
     item_vectors: Vectors = field(init=False)
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)

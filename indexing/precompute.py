@@ -15,6 +15,12 @@ are dropped from a kept list as from any other. What a kept list does not follow
 trending list after the build: until the next build, an idle user's list moves with
 trending only where they are ranked live.
 
+The users a build had no time for are ranked once the version is live, the most active
+first, in parts of `fill_part_users` (`rank_part`, with the same hot list and settings): the
+worker uploads each part beside the version's files and records it, and every API process
+serving the version folds it in (workers/pipeline.py, service/serving.py). It stops after
+`fill_seconds`, or as soon as the version is no longer active or another build is asked for.
+
 A build also finds each item's nearest items, the most popular first, within
 `similar_seconds`: the API answers similar items for an item of the version from that list
 when the request names no category and the list holds `limit` items that are not deleted.
@@ -33,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import Settings
 from indexing import ann, ranking
-from indexing.artifacts import IndexVersion, Lists, Nearest
+from indexing.artifacts import IndexVersion, Lists, Nearest, Part
 from indexing.hybrid import Trend
 from indexing.ranking import Ranked
 
@@ -66,18 +72,85 @@ def rank_users(
     """Rank the version's users, the most active first, for at most `seconds` (by `clock`,
     checked before each batch of BATCH users), with `trending` the hot list served now."""
     n_users = len(version.user_ids)
+    deadline = clock() + seconds
+    kept = (
+        _rank_each(
+            version, settings, unranked(version), threads, trending, lambda: clock() > deadline
+        )
+        if seconds > 0
+        else {}
+    )
+    lengths = np.zeros(n_users, dtype=np.int64)
+    for user, ranked in kept.items():
+        lengths[user] = len(ranked.rows)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.zeros(int(indptr[-1]), dtype=np.int32)
+    scores = np.zeros(int(indptr[-1]), dtype=np.float32)
+    popular = np.zeros(n_users, dtype=bool)
+    for user, ranked in kept.items():
+        rows[indptr[user] : indptr[user + 1]] = ranked.rows
+        scores[indptr[user] : indptr[user + 1]] = ranked.scores
+        popular[user] = ranked.strategy == "popular"
+    if say is not None:
+        say(f"precomputed the lists of {len(kept):,} of {n_users:,} users")
+    return Lists(indptr, rows, scores, popular, ranked_with(version, settings))
+
+
+def unranked(version: IndexVersion) -> npt.NDArray[np.int64]:
+    """The rows of the version's users with a history and no kept list, the most active
+    first (ties by row)."""
+    activity = np.diff(version.history_indptr)
+    if version.lists is not None:
+        activity = np.where(np.diff(version.lists.indptr) > 0, 0, activity)
+        if version.lists.part_of is not None:
+            activity = np.where(version.lists.part_of >= 0, 0, activity)
+    order = np.argsort(-activity, kind="stable")
+    return order[activity[order] > 0]
+
+
+def rank_part(
+    version: IndexVersion,
+    settings: Settings,
+    users: npt.NDArray[np.int64],
+    *,
+    threads: int = 1,
+    trending: Trend | None = None,
+) -> Part:
+    """The lists of `users` (rows of the version), ranked as `rank_users` ranks them: the
+    lists a version ranks after it went live, for the users its build had no time for."""
+    kept = _rank_each(version, settings, users, threads, trending, lambda: False)
+    ranked = [kept[u] for u in users.tolist()]
+    lengths = [len(r.rows) for r in ranked]
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = np.concatenate([r.rows for r in ranked]) if ranked else np.zeros(0)
+    scores = np.concatenate([r.scores for r in ranked]) if ranked else np.zeros(0)
+    return Part(
+        users.astype(np.int64),
+        indptr,
+        rows.astype(np.int32),
+        scores.astype(np.float32),
+        np.array([r.strategy == "popular" for r in ranked], dtype=bool),
+    )
+
+
+def _rank_each(
+    version: IndexVersion,
+    settings: Settings,
+    users: npt.NDArray[np.int64],
+    threads: int,
+    trending: Trend | None,
+    late: Callable[[], bool],
+) -> dict[int, Ranked]:
+    """Each user's list, ranked in batches of BATCH on `threads` threads, as long as `late`
+    says no before a batch."""
     depth = settings.index.precompute_depth
     served = version.ranking(settings.ranking)
-    deadline = clock() + seconds
-    activity = np.diff(version.history_indptr)
-    order = np.argsort(-activity, kind="stable")
-    order = order[activity[order] > 0]
 
-    def rank(users: npt.NDArray[np.int64]) -> list[tuple[int, Ranked]]:
-        if clock() > deadline:
+    def rank(batch: npt.NDArray[np.int64]) -> list[tuple[int, Ranked]]:
+        if late():
             return []
         found = []
-        for user in users.tolist():
+        for user in batch.tolist():
             profile = ranking.profile_of(version, version.user_ids[user])
             found.append(
                 (
@@ -98,28 +171,15 @@ def rank_users(
         return found
 
     kept: dict[int, Ranked] = {}
-    if seconds > 0 and len(order):
-        batches = [order[n : n + BATCH] for n in range(0, len(order), BATCH)]
+    if len(users):
+        batches = [users[n : n + BATCH] for n in range(0, len(users), BATCH)]
         # One BLAS thread (OpenBLAS's setting is the process's) while the threads rank: one
         # user's products are too small to split, and split they fought the other rankings
         # for the cores (on the 100k bench version: 160 users a second on two cores, not 300).
         with threadpool_limits(1), ThreadPoolExecutor(max(1, threads)) as pool:
             for done in pool.map(rank, batches):
                 kept.update(done)
-    lengths = np.zeros(n_users, dtype=np.int64)
-    for user, ranked in kept.items():
-        lengths[user] = len(ranked.rows)
-    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    rows = np.zeros(int(indptr[-1]), dtype=np.int32)
-    scores = np.zeros(int(indptr[-1]), dtype=np.float32)
-    popular = np.zeros(n_users, dtype=bool)
-    for user, ranked in kept.items():
-        rows[indptr[user] : indptr[user + 1]] = ranked.rows
-        scores[indptr[user] : indptr[user + 1]] = ranked.scores
-        popular[user] = ranked.strategy == "popular"
-    if say is not None:
-        say(f"precomputed the lists of {len(kept):,} of {n_users:,} users")
-    return Lists(indptr, rows, scores, popular, ranked_with(version, settings))
+    return kept
 
 
 def _first(ranked: Ranked, depth: int) -> Ranked:

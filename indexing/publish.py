@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import NotFound, ObjectStoreUnavailable
-from indexing.artifacts import ARTIFACTS, MANIFEST, CorruptArtifact, sha256_of, verify
+from indexing.artifacts import ARTIFACTS, MANIFEST, CorruptArtifact, Part, sha256_of, verify
 from storage.blob import BlobStore
 
 
@@ -71,6 +71,30 @@ def _verified_local(folder: Path, version: int) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, CorruptArtifact):
         return None
     return manifest
+
+
+def lists_part_name(part: int) -> str:
+    return f"lists-{part:04d}.npz"
+
+
+def upload_part(store: BlobStore, version: int, path: Path) -> None:
+    """A part of the version's lists ranked after it went live, beside its files."""
+    store.put_file(prefix(version) + path.name, path)
+
+
+def download_part(store: BlobStore, version: int, record: dict[str, Any], data_dir: Path) -> Part:
+    """A recorded part of the version's lists, from its local copy where that matches its
+    sha256, else from the store; raise CorruptArtifact if the store's does not match."""
+    path = data_dir / f"{version:010d}" / record["name"]
+    if not (path.is_file() and sha256_of(path) == record["sha256"]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.part")
+        try:
+            store.get_file(prefix(version) + record["name"], partial)
+        except NotFound as exc:
+            raise CorruptArtifact(f"version {version}: {record['name']} is missing") from exc
+        os.replace(partial, path)
+    return Part.load(path, record["sha256"])
 
 
 def remove(store: BlobStore, version: int) -> int:

@@ -72,6 +72,9 @@ class Serving:
         self._subscription = 0  # counts subscriptions and losses of the channel
         self._subscribed = False
         self._notes_read_at: float | None = None  # when the last read of the notes began
+        self._fold_lock = asyncio.Lock()
+        self._folding: asyncio.Task[None] | None = None
+        self._to_fold: dict[int, IndexVersion] = {}
 
     async def start(self) -> None:
         # One query at a time per request: OpenMP's thread team costs more than it saves
@@ -88,7 +91,7 @@ class Serving:
         ]
 
     async def stop(self) -> None:
-        await cancel(self._tasks)
+        await cancel([*self._tasks, *([self._folding] if self._folding else [])])
 
     async def announce(self, kind: str, **fields: Any) -> None:
         """Tell this deployment's other processes. With Redis down the change stands: they
@@ -112,6 +115,57 @@ class Serving:
                 self._kept_usable.clear()
             self._kept_usable[version.version] = usable
         return version.lists if usable else None
+
+    async def fold_lists(self, version: IndexVersion) -> int:
+        """Fold in the parts of `version`'s lists ranked since it went live that this copy
+        has not read yet (indexing/precompute.py), in order; returns how many. A part that
+        cannot be read now stops the fold: the next announcement or poll tries again, and
+        its users are ranked live meanwhile."""
+        async with self._fold_lock:
+            folded = 0
+            after = version.parts_read
+            for record in await builds.lists_parts(self.pool, version.version, after=after):
+                if record["part"] != version.parts_read + 1:  # recorded in order, no gaps
+                    break
+                lists = version.lists or Lists.empty(len(version.user_ids), record["ranked_with"])
+                if record["ranked_with"] != lists.ranked_with:
+                    log.info(
+                        "version %d: part %d ranked otherwise", version.version, record["part"]
+                    )
+                else:
+                    part = await asyncio.to_thread(
+                        publish.download_part,
+                        self.store,
+                        version.version,
+                        record,
+                        self.settings.index.data_dir,
+                    )
+                    version.lists = lists.with_part(part)
+                    self._kept_usable.pop(version.version, None)
+                    folded += 1
+                version.parts_read = record["part"]
+            return folded
+
+    def _fold_soon(self, version: IndexVersion) -> None:
+        """Fold in `version`'s parts in the background, after any fold under way (which may
+        have read the records before the newest part's); a failure is logged, and the next
+        announcement or poll tries again."""
+        self._to_fold[version.version] = version
+        if self._folding is not None and not self._folding.done():
+            return
+
+        async def fold() -> None:
+            while self._to_fold:
+                number = next(iter(self._to_fold))
+                held = self._to_fold.pop(number)
+                if number not in self.held_versions:
+                    continue
+                try:
+                    await self.fold_lists(held)
+                except Exception as exc:
+                    log.warning("version %d: could not fold in its lists: %s", number, exc)
+
+        self._folding = asyncio.create_task(fold(), name="serving-fold")
 
     def list_digest(self, version: IndexVersion) -> str:
         """What the lists ranked ahead for `version` depend on besides the profile, with
@@ -209,6 +263,7 @@ class Serving:
                 if error is None:
                     self.pinned[number] = finished.result()
                     self._pin_failed.pop(number, None)
+                    self._fold_soon(finished.result())
                 elif isinstance(error, Exception):
                     # Requests fail over at once meanwhile, instead of each trying again.
                     self._pin_failed[number] = (time.monotonic(), error)
@@ -262,6 +317,7 @@ class Serving:
         if self.stored.since is not None and self.stored.since > loaded.data_as_of:
             # An older version (a rollback): who stored a profile since its snapshot.
             await self._read_notes(full=True)
+        self._fold_soon(loaded)  # the parts of its lists ranked since it went live
         keep = {loaded.version} | ({previous.version} if previous else set())
         keep |= set(self.pinned) | set(self._pinning)
         await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
@@ -301,6 +357,11 @@ class Serving:
             self._channel_lost()
             self._subscribed = True
             await self._read_notes(full=True)  # on failure, the next poll reads them
+        elif kind == "lists_added":  # a part of a version's lists (indexing/precompute.py)
+            number, current = int(event.get("version") or 0), self.current
+            held = current if current and current.version == number else self.pinned.get(number)
+            if held is not None:
+                self._fold_soon(held)
         elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
         elif kind == "item_restored":
@@ -335,6 +396,8 @@ class Serving:
                 if self.stored.since is None:
                     await self._read_notes(full=True)
                 if since_deleted >= DELETED_RESYNC_SECONDS:
+                    if self.current is not None:  # a part whose announcement was lost
+                        self._fold_soon(self.current)
                     await self._read_notes(full=False)
                     await self.reload_deleted()
                     since_deleted = 0.0

@@ -238,3 +238,45 @@ async def mark_retired(pool: asyncpg.Pool, version: int) -> bool:
             "UPDATE index_versions SET state = 'deleted' WHERE version = $1", version
         )
     return True
+
+
+async def still_filling(pool: asyncpg.Pool, version: int) -> bool:
+    """Whether ranking more of `version`'s lists is still worth it: it is the active version
+    and no build is queued or running (whose version would take its place)."""
+    with database_errors():
+        return bool(
+            await pool.fetchval(
+                """SELECT coalesce((SELECT version FROM active_index) = $1, false)
+                      AND NOT EXISTS (SELECT 1 FROM builds WHERE state IN ('queued', 'running'))""",
+                version,
+            )
+        )
+
+
+async def record_lists_part(pool: asyncpg.Pool, version: int, part: dict[str, Any]) -> None:
+    """Record a part of `version`'s lists ranked after it went live, once its file is in the
+    object store: from now on every API process serving the version folds it in."""
+    with database_errors():
+        await pool.execute(
+            """INSERT INTO version_lists (version, part, name, sha256, bytes, users, ranked_with)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            version,
+            part["part"],
+            part["name"],
+            part["sha256"],
+            part["bytes"],
+            part["users"],
+            part["ranked_with"],
+        )
+
+
+async def lists_parts(pool: asyncpg.Pool, version: int, after: int = 0) -> list[dict[str, Any]]:
+    """The parts of `version`'s lists recorded after part `after`, in order."""
+    with database_errors():
+        rows = await pool.fetch(
+            """SELECT part, name, sha256, bytes, users, ranked_with FROM version_lists
+               WHERE version = $1 AND part > $2 ORDER BY part""",
+            version,
+            after,
+        )
+    return [dict(r) for r in rows]

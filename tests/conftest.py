@@ -26,7 +26,7 @@ ADMIN_KEY = "test-admin-key-0123456789"
 TABLES = (
     "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
     " profile_refresh, experiments, experiment_variant_stops, experiment_exposures,"
-    " experiment_served, experiment_flush"
+    " experiment_served, experiment_flush, version_lists"
 )
 
 

@@ -35,17 +35,34 @@ async def build_now(app: Any, *, force: bool = False, activate: bool = True) -> 
     async def report(stage: str, progress: float) -> None:
         return None
 
-    version, _ = await build_version(
-        res.pool,
-        res.store,
-        make_encoder(res.settings.embedding.model),
-        res.settings,
-        report,
-        force=force,
-        activate=activate,
-    )
+    version = (
+        await build_version(
+            res.pool,
+            res.store,
+            make_encoder(res.settings.embedding.model),
+            res.settings,
+            report,
+            force=force,
+            activate=activate,
+        )
+    ).version
     await res.serving.sync()
     return version
+
+
+def count_rankings(monkeypatch: Any) -> list[int]:
+    """One entry for each call of `ranking.recommend` from now on."""
+    from indexing import ranking
+
+    calls: list[int] = []
+    real = ranking.recommend
+
+    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "recommend", counted)
+    return calls
 
 
 def genre_catalog(per_genre: int = 8) -> list[dict[str, Any]]:

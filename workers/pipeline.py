@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,8 +20,9 @@ from redis.asyncio import Redis
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, precompute, publish, trending
-from indexing.artifacts import MANIFEST
+from indexing.artifacts import MANIFEST, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
+from indexing.hybrid import Trend
 from storage import builds, corpus, events
 from storage import trending as trending_store
 from storage.blob import BlobStore
@@ -29,6 +31,19 @@ log = logging.getLogger(__name__)
 Report = Callable[[str, float], Awaitable[None]]
 Activated = Callable[[int], Awaitable[None]]
 Share = Callable[[list[str]], Awaitable[None]]  # queues item ids for any worker to embed
+Filled = Callable[[int, int], Awaitable[None]]  # announces (version, part)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a build ended with: its version (None: none was made), its final stage, and
+    for a version it activated, the version in memory and the hot list its lists follow,
+    for ranking the lists its build had no time for (`fill_lists`)."""
+
+    version: int | None
+    final: str
+    built: IndexVersion | None = None
+    trend: Trend | None = None
 
 
 async def embed_missing(
@@ -90,10 +105,10 @@ async def build_version(
     activate: bool = True,
     on_activated: Activated | None = None,
     share: Share | None = None,
-) -> tuple[int | None, str]:
+) -> Outcome:
     """Embed what changed, build, upload, record and (by default) activate a version.
 
-    Returns (version, final stage). Nothing becomes visible unless every step succeeds: the
+    Nothing becomes visible unless every step succeeds: the
     version is recorded only once all its files are in the store, and activated after that,
     and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
     `rejected` and the final stage is "rejected".
@@ -102,7 +117,7 @@ async def build_version(
     if not force:
         same = await _unchanged_since_active(pool, marks, settings, encoder)
         if same is not None:
-            return same, "unchanged"
+            return Outcome(same, "unchanged")
 
     await report("embedding", 0.0)
     await embed_missing(
@@ -121,6 +136,7 @@ async def build_version(
     hours = settings.index.trending_window_hours
     window = await trending_store.window_rows(pool, hours)
     hot = await asyncio.to_thread(trending.all_lists, window, settings, hours)
+    trend = trending.hot_scores(hot, built)
     built.lists = await asyncio.to_thread(
         precompute.rank_users,
         built,
@@ -130,7 +146,7 @@ async def build_version(
         seconds=max(0.0, settings.index.precompute_seconds - (time.monotonic() - started)),
         threads=os.cpu_count() or 1,
         say=log.info,
-        trending=trending.hot_scores(hot, built),
+        trending=trend,
     )
     ranked = time.monotonic()
     built.nearest = await asyncio.to_thread(
@@ -178,14 +194,67 @@ async def build_version(
         raise
     if not passed:
         await retire(pool, store, settings)
-        return version, "rejected"
+        return Outcome(version, "rejected")
     if activate:
         await report("activating", 0.95)
         await builds.activate(pool, version)
         if on_activated is not None:
             await on_activated(version)
     await retire(pool, store, settings)
-    return version, "done"
+    return Outcome(version, "done", built if activate else None, trend)
+
+
+async def fill_lists(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    settings: Settings,
+    outcome: Outcome,
+    announce: Filled,
+    *,
+    seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Rank the lists of the users the build had no time for, the most active first, in
+    parts of `fill_part_users`, now that the version is live: each part is uploaded beside
+    the version's files, recorded, then announced, and every API process serving the version
+    folds it in (indexing/precompute.py). Stops after `fill_seconds`, or `seconds` if
+    fewer (checked before each part), or once the version is no longer active or another
+    build is asked for. Returns how many users it ranked."""
+    built, number = outcome.built, outcome.version
+    if built is None or number is None or built.lists is None:
+        return 0
+    users = precompute.unranked(built)
+    size = settings.index.fill_part_users
+    budget = settings.index.fill_seconds
+    deadline = clock() + (budget if seconds is None else min(budget, seconds))
+    folder = settings.index.data_dir / f"{number:010d}"
+    done = 0
+    for part, start in enumerate(range(0, len(users), size), start=1):
+        if clock() > deadline or not await builds.still_filling(pool, number):
+            break
+        ranked = await asyncio.to_thread(
+            precompute.rank_part,
+            built,
+            settings,
+            users[start : start + size],
+            threads=os.cpu_count() or 1,
+            trending=outcome.trend,
+        )
+        name = publish.lists_part_name(part)
+        saved = await asyncio.to_thread(ranked.save, folder / name)
+        await asyncio.to_thread(publish.upload_part, store, number, folder / name)
+        record = {
+            "part": part,
+            "name": name,
+            **saved,
+            "users": len(ranked.users),
+            "ranked_with": built.lists.ranked_with,
+        }
+        await builds.record_lists_part(pool, number, record)
+        await announce(number, part)
+        done += len(ranked.users)
+        log.info("ranked the lists of %d users since the version went live (part %d)", done, part)
+    return done
 
 
 async def _unchanged_since_active(

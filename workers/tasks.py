@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from workers.pipeline import build_version, embed_missing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SETTINGS = get_settings()
+# The lists ranked after a build stop this long before the task's time limit.
+FILL_MARGIN_SECONDS = 120
 
 
 @lru_cache(maxsize=1)
@@ -113,6 +116,7 @@ def build_index(
 
 
 async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int]) -> None:
+    started = time.monotonic()
     claimed = await builds.start_build(ctx.pool, build_id)
     if claimed is None:
         log.info("build %s is no longer queued or running; nothing to do", build_id)
@@ -139,7 +143,7 @@ async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int])
         )
 
     async with _heartbeat(ctx, build_id):
-        version, final = await build_version(
+        outcome = await build_version(
             ctx.pool,
             ctx.store,
             encoder(),
@@ -150,9 +154,28 @@ async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int])
             on_activated=announce,
             share=_share,
         )
-    await builds.finish_build(ctx.pool, build_id, version=version, error=None, stage=final)
-    if version is not None and final == "done":
+    await builds.finish_build(
+        ctx.pool, build_id, version=outcome.version, error=None, stage=outcome.final
+    )
+    if outcome.version is not None and outcome.final == "done":
         await _refresh_trending(ctx)
+
+        async def filled(version: int, part: int) -> None:
+            await events.publish(
+                ctx.redis, ctx.settings.event_namespace, "lists_added", version=version, part=part
+            )
+
+        # The build is done and its version live; the worker goes on ranking the lists of
+        # the users it had no time for, until a new build is asked for, within the task's
+        # time limit. Whatever stops it, the build stands: the users left are ranked live.
+        limit = ctx.settings.index.build_time_limit - FILL_MARGIN_SECONDS
+        left = limit - (time.monotonic() - started)
+        try:
+            await pipeline.fill_lists(
+                ctx.pool, ctx.store, ctx.settings, outcome, filled, seconds=left
+            )
+        except Exception:
+            log.warning("stopped ranking version %d's lists", outcome.version, exc_info=True)
 
 
 @asynccontextmanager

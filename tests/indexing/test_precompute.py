@@ -1,9 +1,11 @@
-"""Lists ranked at build time are the lists a live ranking gives the same users."""
+"""Lists ranked at build time, or in parts after it, are the lists a live ranking gives the
+same users."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from indexing import ann, precompute, ranking
-from indexing.artifacts import IndexVersion
+from indexing.artifacts import CorruptArtifact, IndexVersion, Part
 from indexing.build import assemble
 
 ITEMS, USERS, DIM = 120, 40, 8
@@ -172,3 +174,44 @@ def test_no_time_finds_no_nearest_and_the_most_popular_come_first(
     kept = [r for r in range(ITEMS) if nearest.get(r) is not None]
     assert len(kept) == 32
     assert set(kept) == set(version.popular_rows[:32].tolist())
+
+
+def test_parts_ranked_after_the_build_give_each_user_the_list_the_build_would_have(
+    version: IndexVersion, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    whole = precompute.rank_users(version, settings, seconds=60.0, threads=2)
+    # A build with time for one batch of four users: the most active.
+    ticks = iter([0.0, 0.0])
+    monkeypatch.setattr(precompute, "BATCH", 4)
+    head = precompute.rank_users(version, settings, seconds=1.0, clock=lambda: next(ticks, 9.0))
+    assert head.users == 4
+    served = replace(version, lists=head)
+    left = precompute.unranked(served)
+    assert len(left) == USERS - 4 and not set(left.tolist()) & {
+        u for u in range(USERS) if head.get(u) is not None
+    }
+    activity = np.diff(version.history_indptr)
+    assert (np.diff(activity[left]) <= 0).all()  # the most active first
+
+    # Two parts, the second also naming a user the build ranked: the build's list stays.
+    first = precompute.rank_part(served, settings, left[:20], threads=2)
+    kept_by_build = next(u for u in range(USERS) if head.get(u) is not None)
+    second = precompute.rank_part(
+        served, settings, np.concatenate([left[20:], [kept_by_build]]), trending=None
+    )
+    saved = first.save(tmp_path / "lists-0001.npz")
+    first = Part.load(tmp_path / "lists-0001.npz", saved["sha256"])
+    lists = head.with_part(first)
+    assert lists.users == 24 and len(precompute.unranked(replace(version, lists=lists))) == 16
+    lists = lists.with_part(second)
+    assert lists.users == USERS and len(precompute.unranked(replace(version, lists=lists))) == 0
+    for user in range(USERS):
+        found, expected = lists.get(user), whole.get(user)
+        assert found is not None and expected is not None
+        assert found[0].tolist() == expected[0].tolist() and found[2] == expected[2]
+        np.testing.assert_allclose(found[1], expected[1], rtol=1e-6)
+    assert lists.get(kept_by_build)[0].tolist() == head.get(kept_by_build)[0].tolist()  # type: ignore[index]
+
+    (tmp_path / "lists-0001.npz").write_bytes(b"not the part")
+    with pytest.raises(CorruptArtifact):
+        Part.load(tmp_path / "lists-0001.npz", saved["sha256"])

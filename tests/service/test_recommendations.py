@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from indexing import ranking
 from indexing.hybrid import SOURCES
 from service import lists, profiles
-from tests.helpers import assert_error, build_now, genre_catalog
+from tests.helpers import assert_error, build_now, count_rankings, genre_catalog
 
 GENRES = ("horror", "comedy", "space", "western")
 
@@ -43,19 +43,6 @@ async def served(client: httpx.AsyncClient, app: FastAPI) -> int:
     version = await build_now(app)
     assert version is not None
     return version
-
-
-def count_rankings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """One entry for each call of `ranking.recommend` from now on."""
-    calls: list[int] = []
-    real = ranking.recommend
-
-    def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ranking, "recommend", counted)
-    return calls
 
 
 def genre_of(item_id: str) -> str:

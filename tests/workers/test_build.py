@@ -183,14 +183,16 @@ async def test_users_are_ranked_in_what_the_trending_lists_leave_of_the_budget(
     monkeypatch.setattr(pipeline.precompute, "rank_users", recorded)
     budget = settings.index.model_copy(update={"precompute_seconds": 100.0})
     res = app.state.resources
-    version, _ = await build_version(
-        res.pool,
-        res.store,
-        make_encoder(settings.embedding.model),
-        settings.model_copy(update={"index": budget}),
-        lambda _stage, _progress: asyncio.sleep(0),
-        force=True,
-        activate=False,
-    )
+    version = (
+        await build_version(
+            res.pool,
+            res.store,
+            make_encoder(settings.embedding.model),
+            settings.model_copy(update={"index": budget}),
+            lambda _stage, _progress: asyncio.sleep(0),
+            force=True,
+            activate=False,
+        )
+    ).version
     assert version is not None
     assert len(given) == 1 and left - 1.0 <= given[0] <= left

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 
@@ -105,7 +106,9 @@ async def test_ingest_build_query_rebuild_and_roll_back(
     tmp_path: Path,
 ) -> None:
     genre = {item["item_id"]: item["category"] for item in demo_catalog}
-    with worker(settings, tmp_path, EMBEDDING_MODEL="all-MiniLM-L6-v2"):
+    # The build has no time for users' lists: its worker ranks them once the version is live.
+    later = {"INDEX_PRECOMPUTE_SECONDS": "0", "INDEX_FILL_PART_USERS": "25"}
+    with worker(settings, tmp_path, EMBEDDING_MODEL="all-MiniLM-L6-v2", **later):
         queued = await client.post("/api/v1/index/builds", json={"reason": "first"})
         assert queued.status_code == 202
         seen = await wait_for_build(client, queued.json()["build_id"])
@@ -114,7 +117,16 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         progress = [b["progress"] for b in seen]
         assert progress == sorted(progress) and progress[-1] == 1
         first = final["version"]
-        await app.state.resources.serving.sync()
+        serving = app.state.resources.serving
+        await serving.sync()
+        # Part by part, announced and folded in by the API: every user with a history.
+        active = int(np.count_nonzero(np.diff(serving.current.history_indptr)))
+        deadline = time.monotonic() + 60
+        while serving.current.lists.users < active:
+            assert time.monotonic() < deadline, "the lists were not ranked within 60 s"
+            await asyncio.sleep(0.1)
+        parts = await builds.lists_parts(app.state.resources.pool, first)
+        assert len(parts) == -(-active // 25) and serving.current.parts_read == len(parts)
 
         # A film's neighbours share its genre.
         for anchor in ("horror-000", "comedy-003", "scifi-005"):

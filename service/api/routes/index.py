@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from common.errors import DependencyError, InvalidInput, NotFound
-from common.models import Activated, Build, BuildIn, VersionDetail, VersionList, VersionSummary
+from common.models import (
+    Activated,
+    Build,
+    BuildIn,
+    ListsAfterBuild,
+    VersionDetail,
+    VersionList,
+    VersionSummary,
+)
 from indexing.artifacts import CorruptArtifact
 from service.api.deps import ResourcesDep, require
 from service.api.metrics import request_id_of
@@ -81,10 +89,12 @@ async def list_versions(res: ResourcesDep) -> VersionList:
 
 @router.get("/versions/{version}")
 async def get_version(version: VersionId, res: ResourcesDep) -> VersionDetail:
-    """One version with its manifest."""
+    """One version with its manifest, and the lists ranked since it went live."""
     active = await builds.active_version(res.pool)
     found = await builds.get_version(res.pool, version)
-    return VersionDetail(**found, active=version == active)
+    parts = await builds.lists_parts(res.pool, version)
+    after = ListsAfterBuild(parts=len(parts), users=sum(p["users"] for p in parts))
+    return VersionDetail(**found, active=version == active, lists_after_build=after)
 
 
 @router.post("/versions/{version}/activate")

@@ -1,0 +1,176 @@
+"""The lists a build had no time for, ranked once its version is live: uploaded part by
+part, and folded in by the API as each part is announced, by a process that starts later,
+and again after a part could not be read."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from common.settings import Settings
+from embeddings.encoder import make_encoder
+from indexing import publish
+from indexing.artifacts import CorruptArtifact, IndexVersion
+from storage import builds, events
+from tests.helpers import count_rankings, genre_catalog
+from workers.pipeline import Outcome, build_version, fill_lists
+
+GENRES = ("horror", "comedy", "space", "western")
+
+
+@pytest.fixture
+async def built(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> Outcome:
+    """Twelve genre fans and ten viewers; a version built with no time for their lists,
+    activated and served."""
+    await client.post("/api/v1/items/batch", json={"items": genre_catalog()})
+    rows = [
+        {"user_id": f"{g}-fan-{f}", "item_id": f"{g}-{(f + k) % 8}", "type": "like"}
+        for g in GENRES
+        for f in range(3)
+        for k in range(4)
+    ]
+    rows += [
+        {"user_id": f"viewer-{n}", "item_id": f"space-{n % 2}", "type": "view"} for n in range(10)
+    ]
+    await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    res = app.state.resources
+    await res.drain()
+    outcome = await build_version(
+        res.pool,
+        res.store,
+        make_encoder(settings.embedding.model),
+        with_index(settings, precompute_seconds=0.0),
+        lambda _stage, _progress: asyncio.sleep(0),
+        force=True,
+    )
+    await res.serving.sync()
+    assert outcome.final == "done" and outcome.built is not None
+    return outcome
+
+
+def with_index(settings: Settings, **fields: Any) -> Settings:
+    return settings.model_copy(update={"index": settings.index.model_copy(update=fields)})
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.02)
+
+
+async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
+    built: Outcome,
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res = app.state.resources
+    serving = res.serving
+    served: IndexVersion = serving.current
+    assert served.version == built.version and served.lists is not None
+    assert served.lists.users == 0
+    fans = [f"{g}-fan-{f}" for g in GENRES for f in range(3)]
+    no_cache = {"Cache-Control": "no-cache"}
+    live = {}
+    for fan in fans:
+        answer = await client.get(f"/api/v1/recommendations/{fan}?limit=6", headers=no_cache)
+        live[fan] = answer.json()["items"]
+
+    async def announce(version: int, part: int) -> None:
+        await events.publish(
+            res.redis, settings.event_namespace, "lists_added", version=version, part=part
+        )
+
+    parted = with_index(settings, fill_part_users=5)
+    ranked = await fill_lists(res.pool, res.store, parted, built, announce)
+    assert ranked == 22
+    records = await builds.lists_parts(res.pool, served.version)
+    assert [r["part"] for r in records] == [1, 2, 3, 4, 5]
+    assert sum(r["users"] for r in records) == 22
+    keys = set(res.store.list(publish.prefix(served.version)))
+    assert {publish.prefix(served.version) + r["name"] for r in records} <= keys
+    # Each announcement folds its part in, in the process serving the version.
+    await until(lambda: served.parts_read == 5)
+    assert served.lists is not None and served.lists.users == 22
+
+    calls = count_rankings(monkeypatch)
+    for fan in fans:
+        answer = await client.get(f"/api/v1/recommendations/{fan}?limit=6", headers=no_cache)
+        body = answer.json()
+        assert [i["item_id"] for i in body["items"]] == [i["item_id"] for i in live[fan]], fan
+        assert [i["score"] for i in body["items"]] == pytest.approx(
+            [i["score"] for i in live[fan]], abs=1e-5
+        )
+    assert calls == []  # every list was a lookup
+
+    # A process that loads the version later reads every recorded part.
+    later = await serving.prepare(served.version)
+    assert later.lists is not None and later.lists.users == 0
+    assert await serving.fold_lists(later) == 5 and later.lists.users == 22
+
+
+async def test_a_part_that_cannot_be_read_is_read_on_the_next_try(
+    built: Outcome, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.resources
+
+    async def quiet(_version: int, _part: int) -> None:
+        return None
+
+    assert built.version is not None
+    assert (
+        await fill_lists(res.pool, res.store, with_index(settings, fill_part_users=8), built, quiet)
+        == 22
+    )
+    records = await builds.lists_parts(res.pool, built.version)
+    second = publish.prefix(built.version) + records[1]["name"]
+    good = res.store.get_bytes(second)
+    res.store.put_bytes(second, b"not the part")
+    (settings.index.data_dir / f"{built.version:010d}" / records[1]["name"]).unlink()
+
+    fresh = await res.serving.prepare(built.version)
+    with pytest.raises(CorruptArtifact):
+        await res.serving.fold_lists(fresh)
+    # The first part is served; the users of the others are ranked live meanwhile.
+    assert fresh.parts_read == 1 and fresh.lists is not None and fresh.lists.users == 8
+    res.store.put_bytes(second, good)
+    assert await res.serving.fold_lists(fresh) == 2 and fresh.lists.users == 22
+
+
+async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
+    built: Outcome, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.resources
+    announced: list[int] = []
+
+    async def heard(_version: int, part: int) -> None:
+        announced.append(part)
+        if part == 2:  # a build is asked for meanwhile: its version will take this one's place
+            await builds.request_build(res.pool, "next", False, 600.0, 60.0)
+
+    assert built.version is not None
+    parted = with_index(settings, fill_part_users=5)
+    assert await fill_lists(res.pool, res.store, parted, built, heard) == 10
+    assert announced == [1, 2]
+    assert len(await builds.lists_parts(res.pool, built.version)) == 2
+
+    # Nor past its time (checked before each part), nor for a version that is not active.
+    await res.pool.execute("UPDATE builds SET state = 'failed'")
+    await res.pool.execute("DELETE FROM version_lists")
+    ticks = iter([0.0, 0.0])
+    assert (
+        await fill_lists(
+            res.pool, res.store, parted, built, heard, clock=lambda: next(ticks, 99_999.0)
+        )
+        == 5
+    )
+    await res.pool.execute("DELETE FROM version_lists")
+    await res.pool.execute("DELETE FROM active_index")
+    assert await fill_lists(res.pool, res.store, parted, built, heard) == 0
