@@ -192,8 +192,9 @@ class IndexSettings(_Section):
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
     # A build ranks its users' lists ahead (indexing/precompute.py), the most active first,
     # keeping each list's first `precompute_depth`: up to this many seconds in all, the
-    # trending lists they follow included (0: none).
-    precompute_seconds: Annotated[float, Field(ge=0)] = 90.0
+    # trending lists they follow included where none are published (0: none). The users
+    # left are ranked once the version is live (`fill_seconds`).
+    precompute_seconds: Annotated[float, Field(ge=0)] = 60.0
     precompute_depth: Annotated[int, Field(ge=10, le=5_000)] = 100
     # And each item's nearest items, the most popular items first, for up to this many
     # seconds (0: none), `similar_depth` deep: similar items become a lookup. A second of

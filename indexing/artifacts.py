@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import mmap
 import struct
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -134,6 +135,7 @@ class Lists:
         place = np.zeros(n_users, np.int32) if self.place is None else self.place.copy()
         users = np.asarray(part.users, dtype=np.int64)
         fresh = (part_of[users] < 0) & (np.diff(self.indptr)[users] == 0)
+        fresh &= np.diff(part.indptr) > 0  # an empty list is ranked live, as none is
         part_of[users[fresh]] = len(self.parts)
         place[users[fresh]] = np.flatnonzero(fresh).astype(np.int32)
         return replace(self, parts=(*self.parts, part), part_of=part_of, place=place)
@@ -191,8 +193,8 @@ class IndexVersion:
     collaborative: Collaborative | None = None
     lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
     nearest: Nearest | None = None  # found at build time (indexing/precompute.py)
-    # How many recorded parts of the lists ranked after the build this copy has read.
-    parts_read: int = 0
+    # The recorded parts of the lists ranked after the build that this copy has read.
+    parts_read: set[int] = field(default_factory=set)
     item_vectors: Vectors = field(init=False)
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)
@@ -447,9 +449,11 @@ def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
     cache, and a page is read only when a request touches it.
 
     np.savez stores its members uncompressed, so each one is a .npy, header then data,
-    at its place in the zip. A compressed member is read whole."""
+    at its place in the zip. A compressed member is read whole. The file is mapped once,
+    whatever its number of members: each mapping holds a file descriptor."""
     arrays: dict[str, npt.NDArray[Any]] = {}
     with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+        whole = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) if _size(raw) else None
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
             if info.compress_type != zipfile.ZIP_STORED:
@@ -465,14 +469,20 @@ def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-            if 0 in shape:  # nothing to map
+            if 0 in shape or whole is None:  # nothing to map
                 arrays[name] = np.zeros(shape, dtype)
                 continue
-            mapped = np.memmap(path, dtype, "r", raw.tell(), shape, order="F" if fortran else "C")
-            # A plain ndarray over the same pages: np.memmap's own __getitem__ and
-            # __array_wrap__ run in Python on every slice, 3% of a list lookup's samples.
-            arrays[name] = mapped.view(np.ndarray)
+            count = int(np.prod(shape))
+            # A plain read-only ndarray over the mapped pages (np.memmap's own __getitem__
+            # and __array_wrap__ ran in Python on every slice: 3% of a list lookup's samples).
+            flat = np.frombuffer(whole, dtype, count, raw.tell())
+            arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
     return arrays
+
+
+def _size(raw: Any) -> int:
+    raw.seek(0, 2)
+    return int(raw.tell())
 
 
 _LOCAL_HEADER = 30  # a zip member's fixed local header; its name and extra field follow

@@ -16,10 +16,12 @@ trending list after the build: until the next build, an idle user's list moves w
 trending only where they are ranked live.
 
 The users a build had no time for are ranked once the version is live, the most active
-first, in parts of `fill_part_users` (`rank_part`, with the same hot list and settings): the
-worker uploads each part beside the version's files and records it, and every API process
-serving the version folds it in (workers/pipeline.py, service/serving.py). It stops after
-`fill_seconds`, or as soon as the version is no longer active or another build is asked for.
+first, in parts of `fill_part_users` (`rank_part`, with the same settings and, from the
+build's worker, the same hot list), each part a task of its own: the worker uploads each
+part beside the version's files and records it, and every API process serving the version
+folds it in (workers/pipeline.py, service/serving.py). It stops after `fill_seconds`, or as
+soon as the version is no longer active or another build is asked for; a build that leaves
+the version active (unchanged, rejected, failed) lets it go on.
 
 A build also finds each item's nearest items, the most popular first, within
 `similar_seconds`: the API answers similar items for an item of the version from that list
@@ -69,8 +71,9 @@ def rank_users(
     clock: Callable[[], float] = time.monotonic,
     trending: Trend | None = None,
 ) -> Lists:
-    """Rank the version's users, the most active first, for at most `seconds` (by `clock`,
-    checked before each batch of BATCH users), with `trending` the hot list served now."""
+    """Rank the version's users who have a history and no kept list yet (all of them, at a
+    build), the most active first, for at most `seconds` (by `clock`, checked before each
+    batch of BATCH users), with `trending` the hot list served now."""
     n_users = len(version.user_ids)
     deadline = clock() + seconds
     kept = (
@@ -115,10 +118,13 @@ def rank_part(
     *,
     threads: int = 1,
     trending: Trend | None = None,
+    late: Callable[[], bool] = lambda: False,
 ) -> Part:
     """The lists of `users` (rows of the version), ranked as `rank_users` ranks them: the
-    lists a version ranks after it went live, for the users its build had no time for."""
-    kept = _rank_each(version, settings, users, threads, trending, lambda: False)
+    lists a version ranks after it went live, for the users its build had no time for.
+    `late` is asked before each batch of BATCH users; the part holds those ranked by then."""
+    kept = _rank_each(version, settings, users, threads, trending, late)
+    users = np.array([u for u in users.tolist() if u in kept], dtype=np.int64)
     ranked = [kept[u] for u in users.tolist()]
     lengths = [len(r.rows) for r in ranked]
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)

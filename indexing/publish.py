@@ -86,14 +86,18 @@ def download_part(store: BlobStore, version: int, record: dict[str, Any], data_d
     """A recorded part of the version's lists, from its local copy where that matches its
     sha256, else from the store; raise CorruptArtifact if the store's does not match."""
     path = data_dir / f"{version:010d}" / record["name"]
-    if not (path.is_file() and sha256_of(path) == record["sha256"]):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.part")
+    if path.is_file():
         try:
-            store.get_file(prefix(version) + record["name"], partial)
-        except NotFound as exc:
-            raise CorruptArtifact(f"version {version}: {record['name']} is missing") from exc
-        os.replace(partial, path)
+            return Part.load(path, record["sha256"])
+        except CorruptArtifact:
+            pass  # a stale or broken copy: the store's replaces it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        store.get_file(prefix(version) + record["name"], partial)
+    except NotFound as exc:
+        raise CorruptArtifact(f"version {version}: {record['name']} is missing") from exc
+    os.replace(partial, path)
     return Part.load(path, record["sha256"])
 
 

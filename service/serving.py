@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import precompute, publish
-from indexing.artifacts import IndexVersion, Lists
+from indexing.artifacts import CorruptArtifact, IndexVersion, Lists
 from service import lists, profiles
 from service.answers import AnswerCache
 from service.background import cancel
@@ -118,52 +118,55 @@ class Serving:
 
     async def fold_lists(self, version: IndexVersion) -> int:
         """Fold in the parts of `version`'s lists ranked since it went live that this copy
-        has not read yet (indexing/precompute.py), in order; returns how many. A part that
-        cannot be read now stops the fold: the next announcement or poll tries again, and
-        its users are ranked live meanwhile."""
+        does not hold yet (indexing/precompute.py); returns how many. A part that fails its
+        sha256 is left for the next try, and its users are ranked live meanwhile; with the
+        store or PostgreSQL down, the error stops the fold, and the next announcement or
+        poll tries again. Nothing is read where this process ranks the version's users live
+        (its settings are not those the lists were ranked with)."""
         async with self._fold_lock:
+            if version.lists is not None and self.kept_lists(version) is None:
+                return 0
             folded = 0
-            after = version.parts_read
-            for record in await builds.lists_parts(self.pool, version.version, after=after):
-                if record["part"] != version.parts_read + 1:  # recorded in order, no gaps
-                    break
+            for record in await builds.lists_parts(self.pool, version.version):
+                number = int(record["part"])
+                if number in version.parts_read:
+                    continue
                 lists = version.lists or Lists.empty(len(version.user_ids), record["ranked_with"])
                 if record["ranked_with"] != lists.ranked_with:
-                    log.info(
-                        "version %d: part %d ranked otherwise", version.version, record["part"]
-                    )
-                else:
+                    log.info("version %d: part %d was ranked otherwise", version.version, number)
+                    version.parts_read.add(number)
+                    continue
+                data_dir = self.settings.index.data_dir
+                try:
                     part = await asyncio.to_thread(
-                        publish.download_part,
-                        self.store,
-                        version.version,
-                        record,
-                        self.settings.index.data_dir,
+                        publish.download_part, self.store, version.version, record, data_dir
                     )
-                    version.lists = lists.with_part(part)
-                    self._kept_usable.pop(version.version, None)
-                    folded += 1
-                version.parts_read = record["part"]
+                except CorruptArtifact as exc:
+                    log.warning("version %d: %s; its users are ranked live", version.version, exc)
+                    continue
+                version.lists = await asyncio.to_thread(lists.with_part, part)
+                version.parts_read.add(number)
+                self._kept_usable.pop(version.version, None)
+                folded += 1
             return folded
 
     def _fold_soon(self, version: IndexVersion) -> None:
         """Fold in `version`'s parts in the background, after any fold under way (which may
         have read the records before the newest part's); a failure is logged, and the next
         announcement or poll tries again."""
-        self._to_fold[version.version] = version
+        self._to_fold[id(version)] = version
         if self._folding is not None and not self._folding.done():
             return
 
         async def fold() -> None:
             while self._to_fold:
-                number = next(iter(self._to_fold))
-                held = self._to_fold.pop(number)
-                if number not in self.held_versions:
-                    continue
+                held = self._to_fold.pop(next(iter(self._to_fold)))
+                if held is not self.current and held is not self.pinned.get(held.version):
+                    continue  # no longer served
                 try:
                     await self.fold_lists(held)
                 except Exception as exc:
-                    log.warning("version %d: could not fold in its lists: %s", number, exc)
+                    log.warning("version %d: could not fold in its lists: %s", held.version, exc)
 
         self._folding = asyncio.create_task(fold(), name="serving-fold")
 
@@ -396,8 +399,10 @@ class Serving:
                 if self.stored.since is None:
                     await self._read_notes(full=True)
                 if since_deleted >= DELETED_RESYNC_SECONDS:
-                    if self.current is not None:  # a part whose announcement was lost
-                        self._fold_soon(self.current)
+                    # A part whose announcement was lost, or that could not be read.
+                    for held in (self.current, *self.pinned.values()):
+                        if held is not None:
+                            self._fold_soon(held)
                     await self._read_notes(full=False)
                     await self.reload_deleted()
                     since_deleted = 0.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -108,12 +110,13 @@ async def heartbeat(pool: asyncpg.Pool, build_id: str) -> None:
 async def finish_build(
     pool: asyncpg.Pool, build_id: str, *, version: int | None, error: str | None, stage: str
 ) -> None:
+    """Record how a build ended, once: a build already finished keeps its outcome."""
     with database_errors():
         await pool.execute(
             """UPDATE builds SET state = $2, stage = $3, error = $4, version = $5,
                    progress = CASE WHEN $4::text IS NULL THEN 1 ELSE progress END,
                    finished_at = now()
-               WHERE build_id = $1""",
+               WHERE build_id = $1 AND state IN ('queued', 'running')""",
             build_id,
             "failed" if error else "succeeded",
             stage,
@@ -268,6 +271,38 @@ async def record_lists_part(pool: asyncpg.Pool, version: int, part: dict[str, An
             part["users"],
             part["ranked_with"],
         )
+
+
+@asynccontextmanager
+async def fill_claim(pool: asyncpg.Pool, version: int) -> AsyncIterator[bool]:
+    """Whether this process may rank the next part of `version`'s lists now: one process at
+    a time (a PostgreSQL advisory lock, held until the block ends or its connection does),
+    so that two chains of parts never rank the same users."""
+    key = f"recs:fill-lists:{version}"
+    with database_errors():
+        conn = await pool.acquire()
+    try:
+        with database_errors():
+            claimed = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+            )
+        try:
+            yield claimed
+        finally:
+            if claimed:
+                with database_errors():
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+    finally:
+        await pool.release(conn)
+
+
+async def next_lists_part(pool: asyncpg.Pool, version: int) -> int:
+    """The number the next part of `version`'s lists takes."""
+    with database_errors():
+        found = await pool.fetchval(
+            "SELECT coalesce(max(part), 0) FROM version_lists WHERE version = $1", version
+        )
+    return int(found) + 1
 
 
 async def lists_parts(pool: asyncpg.Pool, version: int, after: int = 0) -> list[dict[str, Any]]:

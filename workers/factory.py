@@ -15,6 +15,7 @@ EMBED_TASK = "recs.embed_items"
 TRENDING_TASK = "recs.refresh_trending"
 NIGHTLY_TASK = "recs.nightly_build"
 EXPERIMENTS_TASK = "recs.experiments_tick"
+FILL_TASK = "recs.fill_lists"
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from common.errors import CacheUnavailable
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, precompute, publish, trending
@@ -32,6 +33,7 @@ Report = Callable[[str, float], Awaitable[None]]
 Activated = Callable[[int], Awaitable[None]]
 Share = Callable[[list[str]], Awaitable[None]]  # queues item ids for any worker to embed
 Filled = Callable[[int, int], Awaitable[None]]  # announces (version, part)
+Published = Callable[[], Awaitable["trending.Lists | None"]]  # the hot lists the API serves
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,12 @@ async def build_version(
     activate: bool = True,
     on_activated: Activated | None = None,
     share: Share | None = None,
+    published: Published | None = None,
 ) -> Outcome:
     """Embed what changed, build, upload, record and (by default) activate a version.
 
+    The lists it ranks ahead follow the hot list `published` reads (the one the API serves
+    now, which the refresh job keeps); without one, the build computes it as that job does.
     Nothing becomes visible unless every step succeeds: the
     version is recorded only once all its files are in the store, and activated after that,
     and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
@@ -133,16 +138,14 @@ async def build_version(
     built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info)
     await report("precomputing", 0.75)
     started = time.monotonic()
-    hours = settings.index.trending_window_hours
-    window = await trending_store.window_rows(pool, hours)
-    hot = await asyncio.to_thread(trending.all_lists, window, settings, hours)
+    hot = await hot_lists(pool, settings, published)
     trend = trending.hot_scores(hot, built)
     built.lists = await asyncio.to_thread(
         precompute.rank_users,
         built,
         settings,
-        # The budget holds the trending lists the rankings follow (45 s at 10M interactions
-        # in the window): users are ranked in what is left of it.
+        # The budget holds the trending lists the rankings follow where none are published
+        # (45 s at 10M interactions in the window): users are ranked in what is left of it.
         seconds=max(0.0, settings.index.precompute_seconds - (time.monotonic() - started)),
         threads=os.cpu_count() or 1,
         say=log.info,
@@ -159,6 +162,7 @@ async def build_version(
     precomputed = {
         "users": built.lists.users,
         "of": len(built.user_ids),
+        "left": len(precompute.unranked(built)),  # ranked once the version is live, in parts
         "seconds": round(ranked - started, 1),
         "ranked_with": built.lists.ranked_with,
         "nearest": {
@@ -204,45 +208,52 @@ async def build_version(
     return Outcome(version, "done", built if activate else None, trend)
 
 
-async def fill_lists(
+async def fill_part(
     pool: asyncpg.Pool,
     store: BlobStore,
     settings: Settings,
     outcome: Outcome,
     announce: Filled,
     *,
-    seconds: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    late: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Rank the lists of the users the build had no time for, the most active first, in
-    parts of `fill_part_users`, now that the version is live: each part is uploaded beside
-    the version's files, recorded, then announced, and every API process serving the version
-    folds it in (indexing/precompute.py). Stops after `fill_seconds`, or `seconds` if
-    fewer (checked before each part), or once the version is no longer active or another
-    build is asked for. Returns how many users it ranked."""
+    """Rank the next `fill_part_users` of the users whose lists the version's build had no
+    time for, the most active first, now that the version is live (indexing/precompute.py):
+    the part is uploaded beside the version's files, recorded, then announced, and every API
+    process serving the version folds it in. `late` is asked before each batch of users, and
+    the part holds those ranked until it says yes. Returns how many users the part holds:
+    0 when none are left, or the version is no longer active, or another build is asked for
+    (its version would take this one's place), or another process is ranking a part of it
+    now, or `late` said yes at once."""
     built, number = outcome.built, outcome.version
     if built is None or number is None or built.lists is None:
         return 0
-    users = precompute.unranked(built)
-    size = settings.index.fill_part_users
-    budget = settings.index.fill_seconds
-    deadline = clock() + (budget if seconds is None else min(budget, seconds))
-    folder = settings.index.data_dir / f"{number:010d}"
-    done = 0
-    for part, start in enumerate(range(0, len(users), size), start=1):
-        if clock() > deadline or not await builds.still_filling(pool, number):
-            break
+    if precompute.ranked_with(built, settings) != built.lists.ranked_with:
+        log.warning("version %d: its lists were ranked with other settings", number)
+        return 0
+    async with builds.fill_claim(pool, number) as claimed:
+        if not claimed or not await builds.still_filling(pool, number):
+            return 0
+        await _read_parts(pool, store, settings, built, number)  # another process's too
+        users = precompute.unranked(built)[: settings.index.fill_part_users]
+        if not len(users):
+            return 0
         ranked = await asyncio.to_thread(
             precompute.rank_part,
             built,
             settings,
-            users[start : start + size],
+            users,
             threads=os.cpu_count() or 1,
             trending=outcome.trend,
+            late=late,
         )
+        if not len(ranked.users):
+            return 0
+        part = await builds.next_lists_part(pool, number)
         name = publish.lists_part_name(part)
-        saved = await asyncio.to_thread(ranked.save, folder / name)
-        await asyncio.to_thread(publish.upload_part, store, number, folder / name)
+        path = settings.index.data_dir / f"{number:010d}" / name
+        saved = await asyncio.to_thread(ranked.save, path)
+        await asyncio.to_thread(publish.upload_part, store, number, path)
         record = {
             "part": part,
             "name": name,
@@ -251,10 +262,100 @@ async def fill_lists(
             "ranked_with": built.lists.ranked_with,
         }
         await builds.record_lists_part(pool, number, record)
+        built.lists = built.lists.with_part(ranked)  # the next part goes on from these users
+        built.parts_read.add(part)
+    try:
         await announce(number, part)
-        done += len(ranked.users)
-        log.info("ranked the lists of %d users since the version went live (part %d)", done, part)
+    except CacheUnavailable as exc:  # the API processes find it by their poll
+        log.warning("could not announce part %d of version %d's lists: %s", part, number, exc)
+    log.info("ranked part %d of version %d's lists: %d users", part, number, len(ranked.users))
+    return len(ranked.users)
+
+
+async def _read_parts(
+    pool: asyncpg.Pool, store: BlobStore, settings: Settings, built: IndexVersion, number: int
+) -> None:
+    """Fold the recorded parts of version `number`'s lists that this copy of it (`built`)
+    has not read in."""
+    assert built.lists is not None
+    for record in await builds.lists_parts(pool, number):
+        if int(record["part"]) not in built.parts_read:
+            part = await asyncio.to_thread(
+                publish.download_part, store, number, record, settings.index.data_dir
+            )
+            built.lists = built.lists.with_part(part)
+            built.parts_read.add(int(record["part"]))
+
+
+async def fill_lists(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    settings: Settings,
+    outcome: Outcome,
+    announce: Filled,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Every part `fill_part` ranks, one after another, for up to `fill_seconds` (by
+    `clock`, asked before each batch of users): in one process, as the bench does; a worker
+    ranks each part as a task of its own (workers/tasks.py), so that other tasks run in
+    between. Returns how many users it ranked."""
+    deadline = clock() + settings.index.fill_seconds
+    done = 0
+    while clock() <= deadline:
+        ranked = await fill_part(
+            pool, store, settings, outcome, announce, late=lambda: clock() > deadline
+        )
+        if not ranked:
+            break
+        done += ranked
     return done
+
+
+async def resume(
+    pool: asyncpg.Pool, store: BlobStore, redis: Redis, settings: Settings, number: int
+) -> Outcome | None:
+    """Version `number` in memory, with every recorded part of its lists folded in, to rank
+    the rest (`fill_part`) in a process that does not hold it from its build; None when no
+    user is left, or its build did not count them (an older release). The lists go on with
+    the hot list published now (or computed, if none is)."""
+    manifest = (await builds.get_version(pool, number))["manifest"]
+    left = int(manifest.get("precomputed", {}).get("left") or 0)
+    parts = await builds.lists_parts(pool, number)
+    if sum(int(p["users"]) for p in parts) >= left or not await builds.still_filling(pool, number):
+        return None
+    data_dir = settings.index.data_dir
+    folder, manifest = await asyncio.to_thread(publish.download, store, number, data_dir)
+    built = await asyncio.to_thread(IndexVersion.load, folder, manifest)
+    if built.lists is None:
+        return None
+    await _read_parts(pool, store, settings, built, number)
+    hot = await hot_lists(pool, settings, lambda: published_lists(redis, settings))
+    return Outcome(number, "done", built, trending.hot_scores(hot, built))
+
+
+async def published_lists(redis: Redis, settings: Settings) -> trending.Lists | None:
+    """The default window's trending lists as published for the API (None: none are, or
+    Redis cannot say)."""
+    try:
+        found = await trending_store.load_lists(redis, settings.index.trending_window_hours)
+    except CacheUnavailable as exc:
+        log.warning("could not read the published trending lists: %s", exc)
+        return None
+    return found[1] if found is not None else None
+
+
+async def hot_lists(
+    pool: asyncpg.Pool, settings: Settings, published: Published | None
+) -> trending.Lists:
+    """The default window's trending lists: those `published` reads, or else computed from
+    the window's interactions as the refresh job computes them."""
+    found = await published() if published is not None else None
+    if found is not None:
+        return found
+    hours = settings.index.trending_window_hours
+    window = await trending_store.window_rows(pool, hours)
+    return await asyncio.to_thread(trending.all_lists, window, settings, hours)
 
 
 async def _unchanged_since_active(

@@ -29,14 +29,24 @@ from storage.blob.s3 import S3Store
 from storage.db import create_pool
 from workers import pipeline
 from workers.app import celery_app
-from workers.factory import BUILD_TASK, EMBED_TASK, EXPERIMENTS_TASK, NIGHTLY_TASK, TRENDING_TASK
+from workers.factory import (
+    BUILD_TASK,
+    EMBED_TASK,
+    EXPERIMENTS_TASK,
+    FILL_TASK,
+    NIGHTLY_TASK,
+    TRENDING_TASK,
+)
 from workers.pipeline import build_version, embed_missing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SETTINGS = get_settings()
-# The lists ranked after a build stop this long before the task's time limit.
-FILL_MARGIN_SECONDS = 120
+# A part of the lists ranked after a build stops growing after this long; its task's soft
+# time limit is a minute beyond (one batch of users at most).
+PART_SECONDS = 300
+# A part that failed (a dependency down) is tried again this long after.
+FILL_RETRY_SECONDS = 60
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +110,7 @@ def build_index(
     log.info("build %s: delivery %d (request %s)", build_id, self.request.retries + 1, request_id)
     try:
         run(lambda ctx: _build(ctx, build_id, activate, claims))
+        _fill_soon()
         return
     except DependencyError as exc:
         attempt = max([self.request.retries + 1, *claims])
@@ -113,10 +124,81 @@ def build_index(
         log.exception("build %s (request %s) failed", build_id, request_id)
         error = f"{type(exc).__name__}: {exc}"
     run(lambda ctx: _fail(ctx, build_id, error))
+    _fill_soon()  # the active version's lists stopped for this build: they go on
+
+
+# The version whose lists this process is ranking, held in memory from its build (or loaded
+# to go on after a restart), and the hot list they follow.
+_filling: pipeline.Outcome | None = None
+
+
+def _hold(outcome: pipeline.Outcome | None) -> None:
+    global _filling
+    _filling = outcome
+
+
+def _fill_soon(version: int | None = None, until: float | None = None, after: float = 0) -> None:
+    """Queue the next part of `version`'s lists (the active one's if None), `after` seconds
+    from now; nothing is ranked if none is left."""
+    try:
+        fill_lists.apply_async(args=[version, until], countdown=after)
+    except Exception as exc:  # the broker is down: the next build's end queues them again
+        log.warning("could not queue the ranking of version %s's lists: %s", version, exc)
+
+
+@celery_app.task(
+    name=FILL_TASK, acks_late=True, time_limit=PART_SECONDS + 120, soft_time_limit=PART_SECONDS + 60
+)
+def fill_lists(version: int | None = None, until: float | None = None) -> int:
+    """Rank one part of the lists of `version` (the active one if None) that its build had
+    no time for (workers/pipeline.py), then queue the next, until epoch `until` (from now,
+    `fill_seconds`): one part per task, so that whatever else is queued runs in between.
+    Returns how many users the part holds."""
+    deadline = time.time() + SETTINGS.index.fill_seconds if until is None else until
+    started = time.monotonic()
+
+    def late() -> bool:
+        return time.time() > deadline or time.monotonic() - started > PART_SECONDS
+
+    async def body(ctx: Context) -> tuple[int | None, int]:
+        number = version if version is not None else await builds.active_version(ctx.pool)
+        if number is None:
+            return None, 0
+        held = _filling
+        if held is None or held.version != number:
+            _hold(None)  # another version's: let it go before loading this one
+            held = await pipeline.resume(ctx.pool, ctx.store, ctx.redis, ctx.settings, number)
+            _hold(held)
+        if held is None:
+            return number, 0
+
+        async def announce(filled: int, part: int) -> None:
+            await events.publish(
+                ctx.redis, ctx.settings.event_namespace, "lists_added", version=filled, part=part
+            )
+
+        ranked = await pipeline.fill_part(
+            ctx.pool, ctx.store, ctx.settings, held, announce, late=late
+        )
+        return number, ranked
+
+    try:
+        number, ranked = run(body)
+    except Exception as exc:  # PostgreSQL, Redis or the store down, say: try again
+        if time.time() < deadline:
+            log.warning("ranking version %s's lists: %s; trying again shortly", version, exc)
+            _fill_soon(version, deadline, after=FILL_RETRY_SECONDS)
+        else:
+            _hold(None)
+        return 0
+    if ranked and time.time() < deadline:
+        _fill_soon(number, deadline)
+    else:
+        _hold(None)  # done, or stopped: the version's memory goes
+    return ranked
 
 
 async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int]) -> None:
-    started = time.monotonic()
     claimed = await builds.start_build(ctx.pool, build_id)
     if claimed is None:
         log.info("build %s is no longer queued or running; nothing to do", build_id)
@@ -153,29 +235,15 @@ async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int])
             activate=activate,
             on_activated=announce,
             share=_share,
+            published=lambda: pipeline.published_lists(ctx.redis, ctx.settings),
         )
     await builds.finish_build(
         ctx.pool, build_id, version=outcome.version, error=None, stage=outcome.final
     )
     if outcome.version is not None and outcome.final == "done":
         await _refresh_trending(ctx)
-
-        async def filled(version: int, part: int) -> None:
-            await events.publish(
-                ctx.redis, ctx.settings.event_namespace, "lists_added", version=version, part=part
-            )
-
-        # The build is done and its version live; the worker goes on ranking the lists of
-        # the users it had no time for, until a new build is asked for, within the task's
-        # time limit. Whatever stops it, the build stands: the users left are ranked live.
-        limit = ctx.settings.index.build_time_limit - FILL_MARGIN_SECONDS
-        left = limit - (time.monotonic() - started)
-        try:
-            await pipeline.fill_lists(
-                ctx.pool, ctx.store, ctx.settings, outcome, filled, seconds=left
-            )
-        except Exception:
-            log.warning("stopped ranking version %d's lists", outcome.version, exc_info=True)
+        if outcome.built is not None:
+            _hold(outcome)
 
 
 @asynccontextmanager

@@ -27,8 +27,17 @@ def mapped(array: np.ndarray) -> bool:
     """Whether the array's memory is a mapping of the file."""
     base = array.base
     while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
     return base is not None
+
+
+def test_a_file_is_mapped_once_whatever_its_arrays(tmp_path: Path) -> None:
+    np.savez(tmp_path / "arrays.npz", **saved())
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    loaded = mapped_arrays(tmp_path / "arrays.npz")
+    # Each mapping holds a file descriptor: one for the file, not one per array.
+    assert len(list(Path("/proc/self/fd").iterdir())) == before + 1
+    assert len(loaded) > 2
 
 
 def test_each_array_is_mapped_read_only_from_the_npz(tmp_path: Path) -> None:

@@ -193,24 +193,35 @@ def test_parts_ranked_after_the_build_give_each_user_the_list_the_build_would_ha
     activity = np.diff(version.history_indptr)
     assert (np.diff(activity[left]) <= 0).all()  # the most active first
 
-    # Two parts, the second also naming a user the build ranked: the build's list stays.
+    # Two parts, and a third naming a user the build ranked, and another user, with lists
+    # of their own: the build's list stays, and a user already in a part keeps that list.
     first = precompute.rank_part(served, settings, left[:20], threads=2)
+    second = precompute.rank_part(served, settings, left[20:], trending=None)
     kept_by_build = next(u for u in range(USERS) if head.get(u) is not None)
-    second = precompute.rank_part(
-        served, settings, np.concatenate([left[20:], [kept_by_build]]), trending=None
+    other = Part(
+        np.array([kept_by_build, left[0]], dtype=np.int64),
+        np.array([0, 2, 4], dtype=np.int64),
+        np.array([7, 8, 9, 10], dtype=np.int32),
+        np.ones(4, dtype=np.float32),
+        np.zeros(2, dtype=bool),
     )
     saved = first.save(tmp_path / "lists-0001.npz")
     first = Part.load(tmp_path / "lists-0001.npz", saved["sha256"])
     lists = head.with_part(first)
     assert lists.users == 24 and len(precompute.unranked(replace(version, lists=lists))) == 16
-    lists = lists.with_part(second)
+    lists = lists.with_part(second).with_part(other)
     assert lists.users == USERS and len(precompute.unranked(replace(version, lists=lists))) == 0
+    assert lists.part_of is not None and lists.part_of[kept_by_build] == -1
+    assert lists.part_of[left[0]] == 0
     for user in range(USERS):
         found, expected = lists.get(user), whole.get(user)
         assert found is not None and expected is not None
         assert found[0].tolist() == expected[0].tolist() and found[2] == expected[2]
         np.testing.assert_allclose(found[1], expected[1], rtol=1e-6)
-    assert lists.get(kept_by_build)[0].tolist() == head.get(kept_by_build)[0].tolist()  # type: ignore[index]
+    # A part stops where `late` says: it holds the users ranked by then.
+    ticks = iter([False, True])
+    cut = precompute.rank_part(served, settings, left, late=lambda: next(ticks, True))
+    assert cut.users.tolist() == left[:4].tolist() and len(cut.indptr) == 5
 
     (tmp_path / "lists-0001.npz").write_bytes(b"not the part")
     with pytest.raises(CorruptArtifact):

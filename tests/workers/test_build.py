@@ -17,6 +17,7 @@ from common.settings import Settings
 from embeddings.encoder import make_encoder
 from indexing import publish
 from indexing.artifacts import ARTIFACTS, CorruptArtifact, IndexVersion, sha256_of
+from storage import builds
 from storage.blob.s3 import S3Store
 from tests.helpers import build_now, genre_catalog
 from workers.pipeline import build_version
@@ -196,3 +197,14 @@ async def test_users_are_ranked_in_what_the_trending_lists_leave_of_the_budget(
     ).version
     assert version is not None
     assert len(given) == 1 and left - 1.0 <= given[0] <= left
+
+
+async def test_a_finished_build_keeps_its_outcome(db: asyncpg.Pool) -> None:
+    # A time limit that strikes after a build succeeded (its lists ranked on) changes nothing.
+    build, _ = await builds.request_build(db, "first", False, 600.0, 60.0)
+    assert await builds.start_build(db, build["build_id"]) is not None
+    await builds.finish_build(db, build["build_id"], version=None, error=None, stage="done")
+    late = "the build ran past its time limit"
+    await builds.finish_build(db, build["build_id"], version=None, error=late, stage="done")
+    found = await builds.get_build(db, build["build_id"])
+    assert found["state"] == "succeeded" and found["error"] is None

@@ -12,13 +12,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from common.errors import ObjectStoreUnavailable
 from common.settings import Settings
 from embeddings.encoder import make_encoder
 from indexing import publish
-from indexing.artifacts import CorruptArtifact, IndexVersion
+from indexing.artifacts import IndexVersion
 from storage import builds, events
+from storage.blob.s3 import S3Store
 from tests.helpers import count_rankings, genre_catalog
-from workers.pipeline import Outcome, build_version, fill_lists
+from workers.pipeline import Outcome, build_version, fill_lists, fill_part, resume
 
 GENRES = ("horror", "comedy", "space", "western")
 
@@ -97,7 +99,7 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
     keys = set(res.store.list(publish.prefix(served.version)))
     assert {publish.prefix(served.version) + r["name"] for r in records} <= keys
     # Each announcement folds its part in, in the process serving the version.
-    await until(lambda: served.parts_read == 5)
+    await until(lambda: served.parts_read == {1, 2, 3, 4, 5})
     assert served.lists is not None and served.lists.users == 22
 
     calls = count_rankings(monkeypatch)
@@ -116,8 +118,8 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
     assert await serving.fold_lists(later) == 5 and later.lists.users == 22
 
 
-async def test_a_part_that_cannot_be_read_is_read_on_the_next_try(
-    built: Outcome, app: FastAPI, settings: Settings
+async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_no_other(
+    built: Outcome, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = app.state.resources
 
@@ -136,12 +138,18 @@ async def test_a_part_that_cannot_be_read_is_read_on_the_next_try(
     (settings.index.data_dir / f"{built.version:010d}" / records[1]["name"]).unlink()
 
     fresh = await res.serving.prepare(built.version)
-    with pytest.raises(CorruptArtifact):
-        await res.serving.fold_lists(fresh)
-    # The first part is served; the users of the others are ranked live meanwhile.
-    assert fresh.parts_read == 1 and fresh.lists is not None and fresh.lists.users == 8
+    assert await res.serving.fold_lists(fresh) == 2
+    # The other parts are served; the users of the broken one are ranked live meanwhile.
+    assert fresh.parts_read == {1, 3} and fresh.lists is not None and fresh.lists.users == 14
     res.store.put_bytes(second, good)
-    assert await res.serving.fold_lists(fresh) == 2 and fresh.lists.users == 22
+    assert await res.serving.fold_lists(fresh) == 1 and fresh.lists.users == 22
+    # The store down stops a fold with its error (the next poll tries again).
+    later = await res.serving.prepare(built.version)
+    (settings.index.data_dir / f"{built.version:010d}" / records[0]["name"]).unlink()
+    dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
+    monkeypatch.setattr(res.serving, "store", dead)
+    with pytest.raises(ObjectStoreUnavailable):
+        await res.serving.fold_lists(later)
 
 
 async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
@@ -164,7 +172,7 @@ async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
     # Nor past its time (checked before each part), nor for a version that is not active.
     await res.pool.execute("UPDATE builds SET state = 'failed'")
     await res.pool.execute("DELETE FROM version_lists")
-    ticks = iter([0.0, 0.0])
+    ticks = iter([0.0, 0.0, 0.0])  # the deadline, the loop's check, the first batch's
     assert (
         await fill_lists(
             res.pool, res.store, parted, built, heard, clock=lambda: next(ticks, 99_999.0)
@@ -174,3 +182,50 @@ async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
     await res.pool.execute("DELETE FROM version_lists")
     await res.pool.execute("DELETE FROM active_index")
     assert await fill_lists(res.pool, res.store, parted, built, heard) == 0
+
+
+async def test_another_process_goes_on_where_the_parts_stopped(
+    built: Outcome, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.resources
+    parted = with_index(settings, fill_part_users=5)
+
+    async def quiet(_version: int, _part: int) -> None:
+        return None
+
+    assert built.version is not None
+    await fill_part(res.pool, res.store, parted, built, quiet)
+    await fill_part(res.pool, res.store, parted, built, quiet)
+    # A worker restarted, or another one: the version loaded, its two parts folded in.
+    again = await resume(res.pool, res.store, res.redis, parted, built.version)
+    assert again is not None and again.built is not None and again.built.lists is not None
+    assert again.built.lists.users == 10 and again.trend is not None
+    assert await fill_lists(res.pool, res.store, parted, again, quiet) == 12
+    records = await builds.lists_parts(res.pool, built.version)
+    assert [r["part"] for r in records] == [1, 2, 3, 4, 5]
+    assert await resume(res.pool, res.store, res.redis, parted, built.version) is None
+    # The first copy reads the parts the other ranked before it ranks: none is left.
+    assert await fill_part(res.pool, res.store, parted, built, quiet) == 0
+    assert built.built is not None and built.built.parts_read == {1, 2, 3, 4, 5}
+    assert len(await builds.lists_parts(res.pool, built.version)) == 5
+    # The served version's lists are every user's, each ranked once.
+    served = res.serving.current
+    await res.serving.fold_lists(served)
+    assert served.lists.users == 22
+
+
+async def test_one_process_at_a_time_ranks_a_versions_parts(
+    built: Outcome, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.resources
+    assert built.version is not None
+
+    async def quiet(_version: int, _part: int) -> None:
+        return None
+
+    async with builds.fill_claim(res.pool, built.version) as first:
+        async with builds.fill_claim(res.pool, built.version) as second:
+            assert first and not second
+        # Another process holds the claim: this one ranks nothing.
+        assert await fill_part(res.pool, res.store, settings, built, quiet) == 0
+    assert await fill_part(res.pool, res.store, settings, built, quiet) == 22

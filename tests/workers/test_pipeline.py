@@ -126,7 +126,7 @@ async def test_ingest_build_query_rebuild_and_roll_back(
             assert time.monotonic() < deadline, "the lists were not ranked within 60 s"
             await asyncio.sleep(0.1)
         parts = await builds.lists_parts(app.state.resources.pool, first)
-        assert len(parts) == -(-active // 25) and serving.current.parts_read == len(parts)
+        assert len(parts) == -(-active // 25) and len(serving.current.parts_read) == len(parts)
 
         # A film's neighbours share its genre.
         for anchor in ("horror-000", "comedy-003", "scifi-005"):
