@@ -135,7 +135,6 @@ class Lists:
         place = np.zeros(n_users, np.int32) if self.place is None else self.place.copy()
         users = np.asarray(part.users, dtype=np.int64)
         fresh = (part_of[users] < 0) & (np.diff(self.indptr)[users] == 0)
-        fresh &= np.diff(part.indptr) > 0  # an empty list is ranked live, as none is
         part_of[users[fresh]] = len(self.parts)
         place[users[fresh]] = np.flatnonzero(fresh).astype(np.int32)
         return replace(self, parts=(*self.parts, part), part_of=part_of, place=place)
@@ -146,6 +145,8 @@ class Lists:
 
     @property
     def users(self) -> int:
+        """Users with a list held: from the build, or ranked in a part (where an empty one,
+        answered by a live ranking, still counts: the user is not ranked again)."""
         held = np.diff(self.indptr) > 0
         if self.part_of is not None:
             held |= self.part_of >= 0

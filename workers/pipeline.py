@@ -21,7 +21,7 @@ from common.errors import CacheUnavailable
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, precompute, publish, trending
-from indexing.artifacts import MANIFEST, IndexVersion
+from indexing.artifacts import MANIFEST, CorruptArtifact, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
 from indexing.hybrid import Trend
 from storage import builds, corpus, events
@@ -279,12 +279,17 @@ async def _read_parts(
     has not read in."""
     assert built.lists is not None
     for record in await builds.lists_parts(pool, number):
-        if int(record["part"]) not in built.parts_read:
+        if int(record["part"]) in built.parts_read:
+            continue
+        built.parts_read.add(int(record["part"]))
+        try:
             part = await asyncio.to_thread(
                 publish.download_part, store, number, record, settings.index.data_dir
             )
-            built.lists = built.lists.with_part(part)
-            built.parts_read.add(int(record["part"]))
+        except CorruptArtifact as exc:  # its users are ranked again, in a part of this one's
+            log.warning("version %d: %s", number, exc)
+            continue
+        built.lists = built.lists.with_part(part)
 
 
 async def fill_lists(

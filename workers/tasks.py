@@ -107,6 +107,7 @@ def build_index(
     # Attempts are counted in the build's row: a redelivery after a lost worker comes back
     # with Celery's retry count unchanged.
     claims: list[int] = []
+    _hold(None)  # a version held for its lists goes before this build's own takes the memory
     log.info("build %s: delivery %d (request %s)", build_id, self.request.retries + 1, request_id)
     try:
         run(lambda ctx: _build(ctx, build_id, activate, claims))
@@ -155,10 +156,10 @@ def fill_lists(version: int | None = None, until: float | None = None) -> int:
     `fill_seconds`): one part per task, so that whatever else is queued runs in between.
     Returns how many users the part holds."""
     deadline = time.time() + SETTINGS.index.fill_seconds if until is None else until
-    started = time.monotonic()
+    started = [time.monotonic()]  # once the version is in memory: the part's own time
 
     def late() -> bool:
-        return time.time() > deadline or time.monotonic() - started > PART_SECONDS
+        return time.time() > deadline or time.monotonic() - started[0] > PART_SECONDS
 
     async def body(ctx: Context) -> tuple[int | None, int]:
         number = version if version is not None else await builds.active_version(ctx.pool)
@@ -171,6 +172,7 @@ def fill_lists(version: int | None = None, until: float | None = None) -> int:
             _hold(held)
         if held is None:
             return number, 0
+        started[0] = time.monotonic()
 
         async def announce(filled: int, part: int) -> None:
             await events.publish(

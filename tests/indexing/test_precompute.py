@@ -13,7 +13,7 @@ import pytest
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from indexing import ann, precompute, ranking
-from indexing.artifacts import CorruptArtifact, IndexVersion, Part
+from indexing.artifacts import CorruptArtifact, IndexVersion, Lists, Part
 from indexing.build import assemble
 
 ITEMS, USERS, DIM = 120, 40, 8
@@ -226,3 +226,19 @@ def test_parts_ranked_after_the_build_give_each_user_the_list_the_build_would_ha
     (tmp_path / "lists-0001.npz").write_bytes(b"not the part")
     with pytest.raises(CorruptArtifact):
         Part.load(tmp_path / "lists-0001.npz", saved["sha256"])
+
+
+def test_a_user_ranked_with_an_empty_list_is_ranked_live_and_not_ranked_again(
+    version: IndexVersion, settings: Settings
+) -> None:
+    lists = Lists.empty(USERS, precompute.ranked_with(version, settings))
+    empty = Part(
+        np.array([3], dtype=np.int64),
+        np.array([0, 0], dtype=np.int64),
+        np.zeros(0, dtype=np.int32),
+        np.zeros(0, dtype=np.float32),
+        np.zeros(1, dtype=bool),
+    )
+    lists = lists.with_part(empty)
+    assert lists.get(3) is None  # ranked live
+    assert 3 not in precompute.unranked(replace(version, lists=lists)).tolist()

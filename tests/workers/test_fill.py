@@ -229,3 +229,26 @@ async def test_one_process_at_a_time_ranks_a_versions_parts(
         # Another process holds the claim: this one ranks nothing.
         assert await fill_part(res.pool, res.store, settings, built, quiet) == 0
     assert await fill_part(res.pool, res.store, settings, built, quiet) == 22
+
+
+async def test_a_part_that_cannot_be_read_is_ranked_again(
+    built: Outcome, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.resources
+    parted = with_index(settings, fill_part_users=5)
+
+    async def quiet(_version: int, _part: int) -> None:
+        return None
+
+    assert built.version is not None
+    await fill_part(res.pool, res.store, parted, built, quiet)
+    await fill_part(res.pool, res.store, parted, built, quiet)
+    second = (await builds.lists_parts(res.pool, built.version))[1]["name"]
+    res.store.put_bytes(publish.prefix(built.version) + second, b"not the part")
+    (settings.index.data_dir / f"{built.version:010d}" / second).unlink()
+    again = await resume(res.pool, res.store, res.redis, parted, built.version)
+    assert again is not None and again.built is not None and again.built.lists is not None
+    assert again.built.lists.users == 5
+    # Its five users are ranked again, with the twelve left.
+    assert await fill_lists(res.pool, res.store, parted, again, quiet) == 17
+    assert len(await builds.lists_parts(res.pool, built.version)) == 6
