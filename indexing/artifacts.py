@@ -454,7 +454,7 @@ def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
     whatever its number of members: each mapping holds a file descriptor."""
     arrays: dict[str, npt.NDArray[Any]] = {}
     with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
-        whole = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) if _size(raw) else None
+        whole = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)  # a zip is never empty
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
             if info.compress_type != zipfile.ZIP_STORED:
@@ -470,7 +470,7 @@ def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-            if 0 in shape or whole is None:  # nothing to map
+            if 0 in shape:  # nothing to map
                 arrays[name] = np.zeros(shape, dtype)
                 continue
             count = int(np.prod(shape))
@@ -479,11 +479,6 @@ def mapped_arrays(path: Path) -> dict[str, npt.NDArray[Any]]:
             flat = np.frombuffer(whole, dtype, count, raw.tell())
             arrays[name] = flat.reshape(shape, order="F" if fortran else "C")
     return arrays
-
-
-def _size(raw: Any) -> int:
-    raw.seek(0, 2)
-    return int(raw.tell())
 
 
 _LOCAL_HEADER = 30  # a zip member's fixed local header; its name and extra field follow

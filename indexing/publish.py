@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import NotFound, ObjectStoreUnavailable
-from indexing.artifacts import ARTIFACTS, MANIFEST, CorruptArtifact, Part, sha256_of, verify
+from indexing.artifacts import (
+    ARTIFACTS,
+    MANIFEST,
+    CorruptArtifact,
+    IndexVersion,
+    Lists,
+    Part,
+    sha256_of,
+    verify,
+)
 from storage.blob import BlobStore
 
 
@@ -50,12 +59,7 @@ def download(
         path = folder / name
         if path.is_file() and sha256_of(path) == manifest["artifacts"][name]["sha256"]:
             continue
-        partial = folder / f".{name}.part"
-        try:
-            store.get_file(prefix(version) + name, partial)
-        except NotFound as exc:
-            raise CorruptArtifact(f"version {version}: {name} is missing from the store") from exc
-        os.replace(partial, path)
+        _fetch(store, version, path)
     verify(folder, manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest))
     return folder, manifest
@@ -92,13 +96,47 @@ def download_part(store: BlobStore, version: int, record: dict[str, Any], data_d
         except CorruptArtifact:
             pass  # a stale or broken copy: the store's replaces it
     path.parent.mkdir(parents=True, exist_ok=True)
+    _fetch(store, version, path)
+    return Part.load(path, record["sha256"])
+
+
+def read_parts(
+    store: BlobStore,
+    copy: IndexVersion,
+    number: int,
+    records: list[dict[str, Any]],
+    data_dir: Path,
+) -> list[int]:
+    """Fold into `copy` (of version `number`) each recorded part of its lists ranked after it
+    went live that it has not read, and that was ranked with what its lists were. Returns the
+    parts that could not be read (missing, or failing their sha256), left unread; with the
+    store down, the error stops the reading, and what was read stands."""
+    unreadable = []
+    for record in records:
+        part_number = int(record["part"])
+        if part_number in copy.parts_read:
+            continue
+        lists = copy.lists or Lists.empty(len(copy.user_ids), record["ranked_with"])
+        if record["ranked_with"] == lists.ranked_with:
+            try:
+                part = download_part(store, number, record, data_dir)
+            except CorruptArtifact:
+                unreadable.append(part_number)
+                continue
+            copy.lists = lists.with_part(part)
+        copy.parts_read.add(part_number)
+    return unreadable
+
+
+def _fetch(store: BlobStore, version: int, path: Path) -> None:
+    """The version's file named as `path` is, from the store into `path` (whole or not at
+    all); CorruptArtifact if the store has none."""
     partial = path.with_name(f".{path.name}.part")
     try:
-        store.get_file(prefix(version) + record["name"], partial)
+        store.get_file(prefix(version) + path.name, partial)
     except NotFound as exc:
-        raise CorruptArtifact(f"version {version}: {record['name']} is missing") from exc
+        raise CorruptArtifact(f"version {version}: {path.name} is missing from the store") from exc
     os.replace(partial, path)
-    return Part.load(path, record["sha256"])
 
 
 def remove(store: BlobStore, version: int) -> int:

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import precompute, publish
-from indexing.artifacts import CorruptArtifact, IndexVersion, Lists
+from indexing.artifacts import IndexVersion, Lists
 from service import lists, profiles
 from service.answers import AnswerCache
 from service.background import cancel
@@ -126,29 +126,24 @@ class Serving:
         async with self._fold_lock:
             if version.lists is not None and self.kept_lists(version) is None:
                 return 0
-            folded = 0
-            for record in await builds.lists_parts(self.pool, version.version):
-                number = int(record["part"])
-                if number in version.parts_read:
-                    continue
-                lists = version.lists or Lists.empty(len(version.user_ids), record["ranked_with"])
-                if record["ranked_with"] != lists.ranked_with:
-                    log.info("version %d: part %d was ranked otherwise", version.version, number)
-                    version.parts_read.add(number)
-                    continue
-                data_dir = self.settings.index.data_dir
-                try:
-                    part = await asyncio.to_thread(
-                        publish.download_part, self.store, version.version, record, data_dir
-                    )
-                except CorruptArtifact as exc:
-                    log.warning("version %d: %s; its users are ranked live", version.version, exc)
-                    continue
-                version.lists = await asyncio.to_thread(lists.with_part, part)
-                version.parts_read.add(number)
+            records = await builds.lists_parts(self.pool, version.version)
+            held = len(version.lists.parts) if version.lists is not None else 0
+            try:
+                unreadable = await asyncio.to_thread(
+                    publish.read_parts,
+                    self.store,
+                    version,
+                    version.version,
+                    records,
+                    self.settings.index.data_dir,
+                )
+            finally:
                 self._kept_usable.pop(version.version, None)
-                folded += 1
-            return folded
+            for number in unreadable:
+                log.warning(
+                    "version %d: part %d of its lists cannot be read", version.version, number
+                )
+            return (len(version.lists.parts) if version.lists is not None else 0) - held
 
     def _fold_soon(self, version: IndexVersion) -> None:
         """Fold in `version`'s parts in the background, after any fold under way (which may

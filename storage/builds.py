@@ -305,13 +305,12 @@ async def next_lists_part(pool: asyncpg.Pool, version: int) -> int:
     return int(found) + 1
 
 
-async def lists_parts(pool: asyncpg.Pool, version: int, after: int = 0) -> list[dict[str, Any]]:
-    """The parts of `version`'s lists recorded after part `after`, in order."""
+async def lists_parts(pool: asyncpg.Pool, version: int) -> list[dict[str, Any]]:
+    """The parts of `version`'s lists recorded so far, in order."""
     with database_errors():
         rows = await pool.fetch(
             """SELECT part, name, sha256, bytes, users, ranked_with FROM version_lists
-               WHERE version = $1 AND part > $2 ORDER BY part""",
+               WHERE version = $1 ORDER BY part""",
             version,
-            after,
         )
     return [dict(r) for r in rows]

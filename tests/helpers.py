@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -63,6 +64,14 @@ def count_rankings(monkeypatch: Any) -> list[int]:
 
     monkeypatch.setattr(ranking, "recommend", counted)
     return calls
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Return once `condition()` holds; fail if it does not within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {seconds:g} s"
+        await asyncio.sleep(0.02)
 
 
 def genre_catalog(per_genre: int = 8) -> list[dict[str, Any]]:

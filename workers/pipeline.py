@@ -21,7 +21,7 @@ from common.errors import CacheUnavailable
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, precompute, publish, trending
-from indexing.artifacts import MANIFEST, CorruptArtifact, IndexVersion
+from indexing.artifacts import MANIFEST, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
 from indexing.hybrid import Trend
 from storage import builds, corpus, events
@@ -276,20 +276,15 @@ async def _read_parts(
     pool: asyncpg.Pool, store: BlobStore, settings: Settings, built: IndexVersion, number: int
 ) -> None:
     """Fold the recorded parts of version `number`'s lists that this copy of it (`built`)
-    has not read in."""
-    assert built.lists is not None
-    for record in await builds.lists_parts(pool, number):
-        if int(record["part"]) in built.parts_read:
-            continue
-        built.parts_read.add(int(record["part"]))
-        try:
-            part = await asyncio.to_thread(
-                publish.download_part, store, number, record, settings.index.data_dir
-            )
-        except CorruptArtifact as exc:  # its users are ranked again, in a part of this one's
-            log.warning("version %d: %s", number, exc)
-            continue
-        built.lists = built.lists.with_part(part)
+    has not read in; the users of a part that cannot be read are ranked again."""
+    records = await builds.lists_parts(pool, number)
+    data_dir = settings.index.data_dir
+    unreadable = await asyncio.to_thread(
+        publish.read_parts, store, built, number, records, data_dir
+    )
+    for part in unreadable:
+        log.warning("version %d: part %d cannot be read; its users are ranked again", number, part)
+        built.parts_read.add(part)
 
 
 async def fill_lists(

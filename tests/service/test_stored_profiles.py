@@ -4,9 +4,7 @@ A process reads a profile from Redis only for a user who has one newer than its 
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -21,6 +19,7 @@ from service.profiles import HELD_BYTES, HELD_SECONDS, Read, Stored, _packed, pa
 from service.serving import Serving
 from storage import profiles as stored_profiles
 from storage.events import SUBSCRIBED, noted_key, profile_key
+from tests.helpers import until
 from tests.service.test_recommendations import served
 
 __all__ = ["served"]
@@ -92,14 +91,6 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(stored_profiles, "load_with_list", counted)
     return reads
-
-
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Wait until `condition` holds (an event crossing Redis), failing after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def listed(client: httpx.AsyncClient, user: str) -> list[str]:

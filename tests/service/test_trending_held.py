@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from common.settings import Settings
 from indexing import trending
 from storage import trending as store
-from tests.helpers import genre_catalog
+from tests.helpers import genre_catalog, until
 from workers.pipeline import refresh_trending
 
 
@@ -37,13 +37,6 @@ async def engaged(client: httpx.AsyncClient) -> None:
     await client.post("/api/v1/items/batch", json={"items": genre_catalog(3)})
     rows = [{"user_id": f"u{n}", "item_id": f"horror-{n % 3}", "type": "like"} for n in range(12)]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-
-
-async def until(check: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def published(

@@ -5,7 +5,6 @@ and again after a part could not be read."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from indexing import publish
 from indexing.artifacts import IndexVersion
 from storage import builds, events
 from storage.blob.s3 import S3Store
-from tests.helpers import count_rankings, genre_catalog
+from tests.helpers import count_rankings, genre_catalog, until
 from workers.pipeline import Outcome, build_version, fill_lists, fill_part, resume
 
 GENRES = ("horror", "comedy", "space", "western")
@@ -55,15 +54,21 @@ async def built(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> 
     return outcome
 
 
+async def quiet(_version: int, _part: int) -> None:
+    """Announces nothing: the tests read the records themselves."""
+    return None
+
+
+async def two_parts(res: Any, settings: Settings, built: Outcome) -> Settings:
+    """Parts of five users, and the first two of them ranked; the settings they used."""
+    parted = with_index(settings, fill_part_users=5)
+    for _ in range(2):
+        assert await fill_part(res.pool, res.store, parted, built, quiet) == 5
+    return parted
+
+
 def with_index(settings: Settings, **fields: Any) -> Settings:
     return settings.model_copy(update={"index": settings.index.model_copy(update=fields)})
-
-
-async def until(condition: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        await asyncio.sleep(0.02)
 
 
 async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
@@ -122,9 +127,6 @@ async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_n
     built: Outcome, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = app.state.resources
-
-    async def quiet(_version: int, _part: int) -> None:
-        return None
 
     assert built.version is not None
     assert (
@@ -188,14 +190,8 @@ async def test_another_process_goes_on_where_the_parts_stopped(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.resources
-    parted = with_index(settings, fill_part_users=5)
-
-    async def quiet(_version: int, _part: int) -> None:
-        return None
-
     assert built.version is not None
-    await fill_part(res.pool, res.store, parted, built, quiet)
-    await fill_part(res.pool, res.store, parted, built, quiet)
+    parted = await two_parts(res, settings, built)
     # A worker restarted, or another one: the version loaded, its two parts folded in.
     again = await resume(res.pool, res.store, res.redis, parted, built.version)
     assert again is not None and again.built is not None and again.built.lists is not None
@@ -220,9 +216,6 @@ async def test_one_process_at_a_time_ranks_a_versions_parts(
     res = app.state.resources
     assert built.version is not None
 
-    async def quiet(_version: int, _part: int) -> None:
-        return None
-
     async with builds.fill_claim(res.pool, built.version) as first:
         async with builds.fill_claim(res.pool, built.version) as second:
             assert first and not second
@@ -235,14 +228,8 @@ async def test_a_part_that_cannot_be_read_is_ranked_again(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.resources
-    parted = with_index(settings, fill_part_users=5)
-
-    async def quiet(_version: int, _part: int) -> None:
-        return None
-
     assert built.version is not None
-    await fill_part(res.pool, res.store, parted, built, quiet)
-    await fill_part(res.pool, res.store, parted, built, quiet)
+    parted = await two_parts(res, settings, built)
     second = (await builds.lists_parts(res.pool, built.version))[1]["name"]
     res.store.put_bytes(publish.prefix(built.version) + second, b"not the part")
     (settings.index.data_dir / f"{built.version:010d}" / second).unlink()

@@ -24,7 +24,7 @@ from common.settings import Settings
 from devstack import demo
 from devstack.servers import celery_worker
 from storage import builds, catalog
-from tests.helpers import build_now
+from tests.helpers import build_now, until
 from workers.factory import make_celery
 
 pytestmark = pytest.mark.slow
@@ -121,10 +121,7 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         await serving.sync()
         # Part by part, announced and folded in by the API: every user with a history.
         active = int(np.count_nonzero(np.diff(serving.current.history_indptr)))
-        deadline = time.monotonic() + 60
-        while serving.current.lists.users < active:
-            assert time.monotonic() < deadline, "the lists were not ranked within 60 s"
-            await asyncio.sleep(0.1)
+        await until(lambda: serving.current.lists.users >= active, seconds=60)
         parts = await builds.lists_parts(app.state.resources.pool, first)
         assert len(parts) == -(-active // 25) and len(serving.current.parts_read) == len(parts)
 
