@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 import time
+from typing import Any
 
 import asyncpg
 import httpx
@@ -10,9 +13,12 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.types import Message
 
 from common.errors import DatabaseUnavailable, Unauthorized
 from common.settings import Settings
+from service.api.deps import Guarded, required_role
+from service.api.routes import experiments, index, items, keys, recommendations, users
 from service.auth import LOOKUP_SECONDS, Authenticator
 from tests.helpers import assert_error
 
@@ -95,6 +101,83 @@ async def test_auth_is_checked_before_the_body(
     bad = {"no": "title"}
     assert_error(await anonymous.put("/api/v1/items/x", json=bad), 401)
     assert_error(await anonymous.put("/api/v1/items/x", json=bad, headers=bearer(read)), 403)
+
+
+def _guarded_routes() -> list[tuple[str, str, str]]:
+    """(method, path with its parameters filled in, role) of every /api/v1 route."""
+    found = []
+    for module in (recommendations, items, users, keys, index, experiments):
+        for route in module.router.routes:
+            assert isinstance(route, Guarded), route
+            role = required_role(route.dependencies)
+            assert role is not None, route.path
+            path = re.sub(r"\{[^}]+\}", "x1", route.path)
+            found += [(method, path, role) for method in sorted(route.methods)]
+    return found
+
+
+async def _answer_without_reading(
+    app: FastAPI, method: str, path: str, token: str | None
+) -> tuple[int, dict[str, Any], bool]:
+    """Send a request whose body is bad JSON straight to the app, and say whether the app
+    ever asked for a byte of it."""
+    read = False
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal read
+        read = True
+        return {"type": "http.request", "body": b"{not json", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"9")]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.9", 1234),
+        "server": ("recs.test", 80),
+        "app": app,
+    }
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body), read
+
+
+async def test_every_route_refuses_a_caller_before_reading_a_byte_of_the_body(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """401 without a token and 403 for a role too weak, on every route, with the body
+    unread: a read key posting bad JSON to a write route learns of its role, not its JSON."""
+    read = await make_key(client, "read")
+    write = await make_key(client, "write")
+    routes = _guarded_routes()
+    assert {role for _, _, role in routes} == {"read", "write", "admin"}
+    for method, path, role in routes:
+        status, body, was_read = await _answer_without_reading(app, method, path, None)
+        assert (status, body["error"]["code"], was_read) == (401, "unauthorized", False), path
+        for token, weak in ((read, role != "read"), (write, role == "admin")):
+            if weak:
+                status, body, was_read = await _answer_without_reading(app, method, path, token)
+                assert (status, body["error"]["code"], was_read) == (403, "forbidden", False), (
+                    method,
+                    path,
+                )
+    # The reported case: a read key, bad JSON, a write route.
+    status, body, _ = await _answer_without_reading(app, "POST", "/api/v1/interactions", read)
+    assert status == 403
 
 
 async def test_keys_are_stored_hashed_and_listed_without_tokens(client: httpx.AsyncClient) -> None:

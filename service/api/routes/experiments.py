@@ -19,11 +19,12 @@ from common.models import (
     Text,
 )
 from experiments import design, results
-from service.api.deps import ResourcesDep, require
+from service.api.deps import Guarded, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from storage import experiments as stored
 
 router = APIRouter(
+    route_class=Guarded,
     prefix=f"{API}/experiments",
     tags=["experiments"],
     dependencies=[require("read")],

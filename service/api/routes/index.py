@@ -18,7 +18,7 @@ from common.models import (
     VersionSummary,
 )
 from indexing.artifacts import CorruptArtifact
-from service.api.deps import ResourcesDep, require
+from service.api.deps import Guarded, ResourcesDep, require
 from service.api.metrics import request_id_of
 from service.api.routes import API, ERRORS
 from storage import builds
@@ -28,7 +28,11 @@ from workers.factory import BUILD_TASK
 VersionId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 STORE_CHECK_SECONDS = 3.0
 router = APIRouter(
-    prefix=f"{API}/index", tags=["index"], dependencies=[require("admin")], responses=ERRORS
+    route_class=Guarded,
+    prefix=f"{API}/index",
+    tags=["index"],
+    dependencies=[require("admin")],
+    responses=ERRORS,
 )
 
 

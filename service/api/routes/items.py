@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from common.models import Addressable, Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
 from service.api.body import body_schema, json_body
-from service.api.deps import PoolDep, Resources, ResourcesDep, require
+from service.api.deps import Guarded, PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from storage import catalog
 from workers.factory import EMBED_TASK
@@ -18,7 +18,11 @@ from workers.factory import EMBED_TASK
 log = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix=f"{API}/items", tags=["catalog"], dependencies=[require("write")], responses=ERRORS
+    route_class=Guarded,
+    prefix=f"{API}/items",
+    tags=["catalog"],
+    dependencies=[require("write")],
+    responses=ERRORS,
 )
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]

@@ -7,12 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from common.models import ApiKeyIn, ApiKeyList, NewApiKey, Text
-from service.api.deps import PoolDep, ResourcesDep, require
+from service.api.deps import Guarded, PoolDep, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from storage import keys
 
 router = APIRouter(
-    prefix=f"{API}/keys", tags=["credentials"], dependencies=[require("admin")], responses=ERRORS
+    route_class=Guarded,
+    prefix=f"{API}/keys",
+    tags=["credentials"],
+    dependencies=[require("admin")],
+    responses=ERRORS,
 )
 
 

@@ -31,14 +31,18 @@ from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
 from service import lists, profiles
-from service.api.deps import ResourcesDep, require
+from service.api.deps import Guarded, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from service.experiments import State
 from storage import catalog
 
 log = logging.getLogger(__name__)
 router = APIRouter(
-    prefix=API, tags=["recommendations"], dependencies=[require("read")], responses=ERRORS
+    route_class=Guarded,
+    prefix=API,
+    tags=["recommendations"],
+    dependencies=[require("read")],
+    responses=ERRORS,
 )
 
 Id = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]

@@ -20,14 +20,18 @@ from common.models import (
     UserFields,
 )
 from service.api.body import body_schema, json_body
-from service.api.deps import PoolDep, ResourcesDep, require
+from service.api.deps import Guarded, PoolDep, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from storage import activity
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix=API, tags=["users and interactions"], dependencies=[require("write")], responses=ERRORS
+    route_class=Guarded,
+    prefix=API,
+    tags=["users and interactions"],
+    dependencies=[require("write")],
+    responses=ERRORS,
 )
 
 UserId = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
