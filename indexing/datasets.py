@@ -9,6 +9,18 @@
               a random 20% of their books held out (random.Random(7), users in sorted order,
               each user's items sorted then shuffled); training pairs are one `view` each, a
               minute apart in the shuffled order. Every held-out book is a positive.
+  retail      Retailrocket e-commerce events as filtered by caserec (three kinds, hashed ids,
+              no text, no timestamps): per visitor a random 20% of the products they touched
+              held out, drawn as for bookx; every event on a training product is sent in that
+              order, a minute apart (view as `view`, add-to-cart as `like`, transaction as
+              `purchase`). Items are titled "product N" and nothing else. Every held-out
+              product is a positive.
+  ml-light, retail-light
+              catalogs of light users with strong popularity, made from the two above: each
+              user's positive items in the order first touched (MovieLens ratings of 4 and
+              above, sent as `purchase`s; every Retailrocket event, of its kind) cut into
+              runs of 2 to 5 items (drawn by random.Random(7)), each run a user of its own
+              whose last item is held out: most users have one to three items to learn from.
 Items carry their title, tags (genres, or the author), a category (the first genre) and, for
 books, a description "title by author, publisher year".
 """
@@ -18,7 +30,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +42,7 @@ from common.text import item_text
 from embeddings.encoder import Encoder, Vectors, chunks_by_length
 from indexing.evaluation import held_out
 
-NAMES = ("ml-ratings", "ml-views", "bookx")
+NAMES = ("ml-ratings", "ml-views", "bookx", "retail", "ml-light", "retail-light")
 BOOKX_START = datetime(2004, 8, 1, tzinfo=UTC).timestamp()
 
 
@@ -67,6 +79,12 @@ def load(name: str, data: Path) -> Dataset:
         return movielens(data / "ml-latest-small", views=True)
     if name == "bookx":
         return book_crossing(data / "book-crossing")
+    if name == "retail":
+        return retailrocket(data / "retailrocket")
+    if name == "ml-light":
+        return light(movielens(data / "ml-latest-small", views=False), name)
+    if name == "retail-light":
+        return light(retailrocket(data / "retailrocket"), name)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
 
 
@@ -90,6 +108,88 @@ def movielens(folder: Path, views: bool) -> Dataset:
         values=[None] * len(ratings) if views else list(stars),
         times=[float(r["timestamp"]) for r in ratings],
         positive=np.array(stars) >= 4.0,
+    )
+
+
+def light(whole: Dataset, name: str) -> Dataset:
+    """Runs of a few items, each a user of its own (see the module docstring): every
+    interaction the protocol counts as a positive, each user's items in the order they
+    were first touched, cut into runs of 2 to 5 items; the last item of each run is held
+    out."""
+    by_user: dict[str, dict[str, list[int]]] = {}  # user -> item -> interactions, in order
+    order = sorted(range(len(whole.users)), key=lambda n: (whole.times[n], n))
+    for n in order:
+        if whole.positive[n]:
+            by_user.setdefault(whole.users[n], {}).setdefault(whole.items[n], []).append(n)
+    rng = random.Random(7)
+    picked: list[int] = []
+    users: list[str] = []
+    times: list[float] = []
+    test: list[bool] = []
+    for user in sorted(by_user, key=_numbers):
+        mine = list(by_user[user])
+        start = 0
+        while len(mine) - start >= 2:
+            run = mine[start : start + rng.randint(2, 5)]
+            start += len(run)
+            for at, item in enumerate(run):
+                for n in by_user[user][item]:
+                    picked.append(n)
+                    users.append(f"{user}-{start}")
+                    times.append(BOOKX_START + 60.0 * len(times))
+                    test.append(at == len(run) - 1)
+    return replace(
+        whole,
+        name=name,
+        users=users,
+        items=[whole.items[n] for n in picked],
+        kinds=["purchase" if whole.kinds[n] == "rating" else whole.kinds[n] for n in picked],
+        values=[None] * len(picked),
+        times=times,
+        positive=np.ones(len(picked), dtype=bool),
+        test=np.array(test, dtype=bool),
+    )
+
+
+def retailrocket(folder: Path) -> Dataset:
+    kinds = {"view": "view", "add_to_cart": "like", "purchase": "purchase"}
+    events: dict[str, dict[str, list[str]]] = {}  # visitor -> product -> kinds, in file order
+    for name, kind in kinds.items():
+        with (folder / f"{name}_ecommerce.dat").open(encoding="utf-8") as f:
+            next(f)
+            for line in f:
+                visitor, product, _ = line.split("\t")
+                events.setdefault(visitor, {}).setdefault(product, []).append(kind)
+    rng = random.Random(7)
+    users, items, times, test, kinds_sent = [], [], [], [], []
+    for visitor in sorted(events, key=int):
+        mine = sorted(events[visitor], key=int)
+        rng.shuffle(mine)
+        held = round(0.2 * len(mine))
+        n = 0
+        for at, product in enumerate(mine):
+            for kind in events[visitor][product]:
+                users.append(visitor)
+                items.append(product)
+                kinds_sent.append(kind)
+                times.append(BOOKX_START + 60.0 * n)
+                test.append(at < held)
+                n += 1
+    ids = sorted({p for mine in events.values() for p in mine}, key=int)
+    return Dataset(
+        name="retail",
+        item_ids=ids,
+        titles=[f"product {i}" for i in ids],
+        categories=[None] * len(ids),
+        tags=[[] for _ in ids],
+        descriptions=[None] * len(ids),
+        users=users,
+        items=items,
+        kinds=kinds_sent,
+        values=[None] * len(users),
+        times=times,
+        positive=np.ones(len(users), dtype=bool),
+        test=np.array(test, dtype=bool),
     )
 
 
@@ -162,7 +262,7 @@ def embed(dataset: Dataset, encoder: Encoder, cache: Path | None) -> Vectors:
 def snapshot(dataset: Dataset, vectors: Vectors) -> tuple[Snapshot, npt.NDArray[np.bool_]]:
     """The whole dataset as a snapshot, and the mask of its held-out interactions."""
     item_row = {item_id: n for n, item_id in enumerate(dataset.item_ids)}
-    user_ids = sorted(set(dataset.users), key=int)
+    user_ids = sorted(set(dataset.users), key=_numbers)
     user_row = {user_id: n for n, user_id in enumerate(user_ids)}
     times = np.array(dataset.times, dtype=np.float64)
     user_rows = np.array([user_row[u] for u in dataset.users], dtype=np.int64)
@@ -182,3 +282,8 @@ def snapshot(dataset: Dataset, vectors: Vectors) -> tuple[Snapshot, npt.NDArray[
     )
     test = dataset.test if dataset.test is not None else held_out(user_rows, times)
     return whole, test
+
+
+def _numbers(user_id: str) -> list[int]:
+    """A user id's numbers, to order "12" before "100" (and "12-3" as 12 then 3)."""
+    return [int(part) for part in user_id.split("-")]
