@@ -266,6 +266,23 @@ class BuildIn(_In):
     activate: bool = True
 
 
+class Gate(BaseModel):
+    """The quality gate's verdict on a build's version (indexing/gate.py): a build that
+    succeeded with `passed` false made a version that was kept back, and `reason` says why."""
+
+    passed: bool
+    reason: str = ""
+    figures: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reason_of_older_verdicts(cls, data: Any) -> Any:
+        """An older release recorded only a list of reasons."""
+        if isinstance(data, dict) and "reason" not in data:
+            data = data | {"reason": "; ".join(data.get("reasons") or [])}
+        return data
+
+
 class Build(BaseModel):
     build_id: str
     state: Literal["queued", "running", "succeeded", "failed"]
@@ -279,6 +296,7 @@ class Build(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    gate: Gate | None = None
 
 
 class VersionSummary(BaseModel):

@@ -185,7 +185,7 @@ class IndexSettings(_Section):
     similar_ef_search: Annotated[int, Field(ge=8, le=4096)] = 64
     keep_versions: Annotated[int, Field(ge=1, le=100)] = 5
     half_life_days: Annotated[float, Field(gt=0)] = 30.0
-    cold_start_min: Annotated[int, Field(ge=0)] = 3
+    cold_start_min: Annotated[int, Field(ge=0)] = 1
     # The newest interactions of a user that a profile refresh reads (between builds).
     profile_history: Annotated[int, Field(ge=10, le=1_000_000)] = 2_000
     # Depth of the one ranked list that `offset` pages through.
@@ -296,6 +296,11 @@ class CollaborativeSettings(_Section):
     # Half-life of the evidence the collaborative models learn from (0: no decay; the
     # "recent" source and the taste vectors weigh recency in any case).
     half_life_days: Annotated[float, Field(ge=0)] = 0.0
+    # What the item-item models (EASE, cosine) and the row sums learn from a positive pair:
+    # its evidence, or 1. Where a purchase weighs three views, views are what most held-out
+    # interactions are, and counting every pair alike can predict them better; each build
+    # tries both. ALS always weighs its confidences by the evidence.
+    item_evidence: Literal["weighted", "binary"] = "weighted"
     seed: int = 7
 
 

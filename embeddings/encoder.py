@@ -38,6 +38,34 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     return normalised
 
 
+# A catalog's mean vector is taken off in proportion n / (n + CENTRE_ITEMS): the mean of a
+# handful of items says more of them than of the space they lie in.
+CENTRE_ITEMS = 50.0
+
+
+def centre(vectors: Vectors) -> tuple[Vectors, Vectors]:
+    """Unit vectors with the catalog's common direction taken off, and what was taken off
+    (shape (dimension,)); a query is placed the same way by `place`.
+
+    Sentence embeddings share a large common component: every film title lies near every
+    other (cosine 0.4 between random titles of one catalog), so a taste of five horror films
+    ranked 1995 thrillers as close as horror ones. Taking the mean off leaves the directions
+    that tell items apart (Mu and Viswanath, "All-but-the-Top", ICLR 2018)."""
+    n = len(vectors)
+    if n == 0:
+        return vectors, np.zeros(vectors.shape[1], dtype=np.float32)
+    mean = (vectors.mean(axis=0) * (n / (n + CENTRE_ITEMS))).astype(np.float32)
+    return normalise(vectors - mean), mean
+
+
+def place(vectors: npt.NDArray[np.floating], mean: Vectors | None) -> Vectors:
+    """Vectors placed in a catalog's centred space (`centre`): its mean taken off, unit
+    length again. No mean (an index built before it was kept): as they are, normalised."""
+    if mean is None:
+        return normalise(vectors)
+    return normalise(np.asarray(vectors, dtype=np.float32) - mean)
+
+
 def chunks_by_length(texts: Sequence[str], size: int = CHUNK) -> Iterator[list[int]]:
     """Positions of `texts` in chunks of `size`, shortest texts first: a chunk of texts of
     similar length pads less, and the model's cost follows the longest text of each chunk."""

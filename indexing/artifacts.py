@@ -36,6 +36,9 @@ from indexing.collaborative import Collaborative
 
 ARTIFACTS = ("items.faiss", "users.faiss", "factors.faiss", "arrays.npz", "ids.json")
 MANIFEST = "manifest.json"
+# The users an item needs for its collaborative rows to count half (`item_support`): the
+# rows of an item three people share say little of what goes with it.
+SUPPORT_USERS = 10.0
 
 
 class CorruptArtifact(RecsError):
@@ -194,6 +197,9 @@ class IndexVersion:
     collaborative: Collaborative | None = None
     lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
     nearest: Nearest | None = None  # found at build time (indexing/precompute.py)
+    # What `embeddings.encoder.centre` took off the catalog's vectors: a query vector is
+    # placed in the version's space by taking it off too (None: a version built before).
+    embedding_mean: Vectors | None = None
     # The recorded parts of the lists ranked after the build that this copy has read.
     parts_read: set[int] = field(default_factory=set)
     item_vectors: Vectors = field(init=False)
@@ -204,6 +210,9 @@ class IndexVersion:
     category_code: dict[str, int] = field(init=False)  # name -> code in item_category
     popular_rows: npt.NDArray[np.int64] = field(init=False)  # by popularity, ties by row
     engaged_rows: npt.NDArray[np.int64] = field(init=False)  # popular_rows with popularity > 0
+    # Per item row, how far its collaborative rows are to be trusted: u / (u + SUPPORT_USERS)
+    # for the u users with a positive history of it (indexing/hybrid.py).
+    item_support: npt.NDArray[np.float32] = field(init=False)
     # Per category, made on first use: its popular_rows, and a FAISS selector of its rows.
     _popular_in: dict[str, npt.NDArray[np.int64]] = field(init=False, repr=False)
     _selectors: dict[str, tuple[npt.NDArray[np.uint8], Any]] = field(init=False, repr=False)
@@ -218,10 +227,29 @@ class IndexVersion:
             name: np.flatnonzero(self.item_category == code)
             for code, name in enumerate(self.category_names)
         }
+        users = np.bincount(
+            self.history_items[self.history_weights > 0], minlength=len(self.item_ids)
+        ).astype(np.float32)
+        self.item_support = users / (users + np.float32(SUPPORT_USERS))
         # Sorted once per version, so a popular list costs its own length, not a sort.
         self.popular_rows = np.argsort(-self.popularity, kind="stable").astype(np.int64)
         self.engaged_rows = self.popular_rows[self.popularity[self.popular_rows] > 0]
         self._popular_in, self._selectors = {}, {}
+
+    @property
+    def typical(self) -> dict[str, dict[str, float]]:
+        """Each source's typical spread of scores over a user's candidates and typical
+        support, as its build measured them (indexing/ranking.py, `typical`); empty for a
+        version built before they were."""
+        found: dict[str, dict[str, float]] = self.manifest.get("typical") or {}
+        return found
+
+    @property
+    def content_informative(self) -> float:
+        """How far its build found content to tell what users go on to (0: not at all, or a
+        version built before it was measured): indexing/hybrid.py moves the weight the
+        collaborative sources lack support for to content by this share."""
+        return float(self.manifest.get("content_informative") or 0.0)
 
     def popular_in(self, category: str) -> npt.NDArray[np.int64]:
         """The category's rows by popularity, ties by row (popular_rows within it): sorted
@@ -326,9 +354,12 @@ class IndexVersion:
                     self.collaborative.regularization,
                     self.collaborative.alpha,
                     self.collaborative.half_life_days,
+                    float(self.collaborative.binary),
                 ]
             ),
         )
+        if self.embedding_mean is not None:
+            arrays["embedding_mean"] = self.embedding_mean
         arrays |= _lists_arrays(self.lists)
         if self.nearest is not None:
             arrays |= {
@@ -357,7 +388,9 @@ class IndexVersion:
         ids = json.loads((folder / "ids.json").read_text())
         loaded = mapped_arrays(folder / "arrays.npz")
         n_items = len(ids["items"])
-        regularization, alpha, half_life = (float(x) for x in loaded["collaborative_params"])
+        params = [float(x) for x in loaded["collaborative_params"]]
+        regularization, alpha, half_life = params[:3]
+        binary = len(params) > 3 and params[3] > 0  # an older version's items weigh evidence
         collaborative = Collaborative(
             factor_index=_read_index(folder / "factors.faiss"),
             neighbours=sp.csr_matrix(
@@ -376,6 +409,7 @@ class IndexVersion:
             regularization=regularization,
             alpha=alpha,
             half_life_days=half_life,
+            binary=binary,
         )
         return cls(
             manifest=manifest,
@@ -394,6 +428,7 @@ class IndexVersion:
             collaborative=collaborative,
             lists=_lists(loaded, manifest),
             nearest=_nearest(loaded),
+            embedding_mean=loaded.get("embedding_mean"),
         )
 
 

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 
 from common.settings import Settings
 from common.snapshot import Snapshot
-from embeddings.encoder import Encoder
-from indexing import ann, collaborative, tuning
+from embeddings.encoder import Encoder, centre
+from indexing import ann, collaborative, ranking, tuning
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.profiles import evidence, type_weights, user_decay, user_vectors
@@ -65,12 +65,14 @@ def assemble(
     n_items, n_users = len(snapshot.item_ids), len(snapshot.user_ids)
     weights = type_weights(snapshot.kinds, snapshot.values, settings.interactions)
     half_life = settings.index.half_life_days
+    # The version's vectors are the catalog's, centred (embeddings/encoder.py, `centre`).
+    vectors, mean = centre(snapshot.item_vectors)
     users = user_vectors(
         snapshot.user_rows,
         snapshot.item_rows,
         weights * user_decay(snapshot.user_rows, snapshot.times, half_life),
         n_users,
-        snapshot.item_vectors,
+        vectors,
     )
     # All-time positive weight: the cold-start list and the trending source's stand-in
     # when no trending list is served. What is hot now is the trending lists' business.
@@ -94,11 +96,8 @@ def assemble(
         manifest=_searched(settings),
         item_ids=snapshot.item_ids,
         item_titles=snapshot.titles,
-        item_index=(
-            item_index
-            if item_index is not None
-            else ann.build(snapshot.item_vectors, settings.index)
-        ),
+        item_index=item_index if item_index is not None else ann.build(vectors, settings.index),
+        embedding_mean=mean,
         category_names=names,
         item_category=np.array(
             [code[c] if c is not None else -1 for c in snapshot.categories], dtype=np.int32
@@ -115,14 +114,19 @@ def assemble(
 
 
 def fit(
-    snapshot: Snapshot, settings: Settings, say: tuning.Say | None = None
+    snapshot: Snapshot,
+    settings: Settings,
+    say: tuning.Say | None = None,
+    active: dict[str, Any] | None = None,
 ) -> tuple[IndexVersion, tuning.Tuned]:
     """Tune on the snapshot's own holdout, then assemble on all of it with the chosen values.
 
-    The version's manifest holds the chosen values, so it serves the blend it chose."""
+    The version's manifest holds the chosen values, so it serves the blend it chose.
+    `active`: the chosen values of the version serving now, which the tuning also scores
+    on its holdout for the quality gate."""
     say = say or (lambda _message: None)
     # The holdout split keeps every item and its vector: one item index serves both fits.
-    items = ann.build(snapshot.item_vectors, settings.index)
+    items = ann.build(centre(snapshot.item_vectors)[0], settings.index)
     say(f"build: item index over {items.ntotal:,} items")
 
     def assemble_on(
@@ -131,7 +135,7 @@ def fit(
         shared = items if part.item_vectors is snapshot.item_vectors else None
         return assemble(part, chosen, model, item_index=shared, similar_users=part is snapshot)
 
-    tuned = tuning.tune(snapshot, settings, assemble_on, snapshot_evidence, say)
+    tuned = tuning.tune(snapshot, settings, assemble_on, snapshot_evidence, say, active)
     if tuned.models is None:
         say("build: tuned; fitting on all the data")
     else:
@@ -142,7 +146,12 @@ def fit(
     chosen = settings.model_copy(update={"collaborative": tuned.collaborative})
     built = assemble_on(snapshot, chosen, tuned.models)
     say("build: fitted")
-    built.manifest = {"tuning": {"chosen": tuned.chosen()}} | _searched(settings)
+    typical = ranking.typical(built, settings.ranking, settings.index.ranking_depth)
+    built.manifest = {
+        "tuning": {"chosen": tuned.chosen()},
+        "typical": typical,
+        "content_informative": tuned.content_informative,
+    } | _searched(settings)
     return built, tuned
 
 
@@ -224,6 +233,8 @@ def describe(
         "encoder": {"name": encoder.name, "dimension": encoder.dimension},
         "fingerprint": fingerprint(shaping),
         "settings": shaping,
+        "typical": built.typical,
+        "content_informative": built.content_informative,
         "item_index": ann.describe(built.item_index, settings.index)
         | _searched(settings)["item_index"],
         "user_index": ann.describe(built.user_index, settings.index),

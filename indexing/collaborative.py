@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,8 @@ class Collaborative:
     regularization: float
     alpha: float
     half_life_days: float = 0.0  # of the evidence (indexing/profiles.py); 0: no decay
+    # The item-item models and row sums count each positive pair as 1 (`item_evidence`).
+    binary: bool = False
     # How long each source's model took to fit, by source name (the build's tuning plans
     # its refits by it); empty for a model read from disk.
     fit_seconds: dict[str, float] = field(default_factory=dict)
@@ -95,6 +97,11 @@ class Collaborative:
         a = self.gram + self.regularization * np.eye(f) + (y.T * (confidence - 1.0)) @ y
         b = confidence @ y
         return np.linalg.solve(a, b).astype(np.float32)
+
+    def item_evidence(self, evidence: Floats) -> Floats:
+        """A user's row of the X the item-item models learned from: their evidence, or 1
+        for each positive item."""
+        return np.ones_like(evidence) if self.binary else evidence
 
     def neighbour_scores(self, sums: RowSums, which: int, rows: Rows, weights: Floats) -> None:
         """sums[which] += sum over the given items of weight * their cosine neighbour row."""
@@ -124,6 +131,15 @@ def positive_part(evidence: sp.csr_matrix) -> sp.csr_matrix:
     return positive
 
 
+def item_part(evidence: sp.csr_matrix, settings: CollaborativeSettings) -> sp.csr_matrix:
+    """The X the item-item models learn from: `positive_part`, each pair 1 where
+    `item_evidence` is binary."""
+    x = positive_part(evidence)
+    if settings.item_evidence == "binary":
+        x.data[:] = 1.0
+    return x
+
+
 def fit(
     evidence: sp.csr_matrix,
     settings: CollaborativeSettings,
@@ -133,6 +149,7 @@ def fit(
     """Fit ALS, EASE and the cosine neighbours on a users x items evidence matrix, and what
     follows what on `sequences` (`sequences_of`; none: nothing follows anything)."""
     x = positive_part(evidence)
+    items = item_part(evidence, settings)
     n_items = x.shape[1]
     seconds: dict[str, float] = {}
 
@@ -145,12 +162,12 @@ def fit(
     return Collaborative(
         factor_index=timed("collaborative", lambda: ann.build(als(x, settings), index)),
         neighbours=timed(
-            "cooccurrence", lambda: cosine(x, settings.neighbours, settings.shrinkage)
+            "cooccurrence", lambda: cosine(items, settings.neighbours, settings.shrinkage)
         ),
         ease=timed(
             "ease",
             lambda: ease(
-                x, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours
+                items, settings.ease_lambda, settings.ease_max_items, settings.ease_neighbours
             ),
         ),
         following=timed(
@@ -164,7 +181,40 @@ def fit(
         regularization=settings.regularization,
         alpha=settings.alpha,
         half_life_days=settings.half_life_days,
+        binary=settings.item_evidence == "binary",
         fit_seconds=seconds,
+    )
+
+
+def refit(
+    model: Collaborative,
+    source: str,
+    evidence: sp.csr_matrix,
+    settings: CollaborativeSettings,
+    index: IndexSettings,
+) -> Collaborative:
+    """`model` with the part behind `source` (ease, cooccurrence or collaborative) refitted
+    on `evidence` under `settings`: the build's tuning tries one setting at a time."""
+    half_life = settings.half_life_days
+    binary = settings.item_evidence == "binary"
+    if source == "ease":
+        weights = ease(
+            item_part(evidence, settings),
+            settings.ease_lambda,
+            settings.ease_max_items,
+            settings.ease_neighbours,
+        )
+        return replace(model, ease=weights, half_life_days=half_life, binary=binary)
+    if source == "cooccurrence":
+        similar = cosine(item_part(evidence, settings), settings.neighbours, settings.shrinkage)
+        return replace(model, neighbours=similar, half_life_days=half_life, binary=binary)
+    factors = ann.build(als(positive_part(evidence), settings), index)
+    return replace(
+        model,
+        factor_index=factors,
+        regularization=settings.regularization,
+        alpha=settings.alpha,
+        half_life_days=half_life,
     )
 
 

@@ -12,13 +12,36 @@ Sources, each a score per candidate item c for user u (indexing/collaborative.py
                  went on to after them
 (e_j: the evidence of the user's item j, indexing/profiles.py)
   trending       the served trending score (or build-time popularity when none is served)
-Candidates are the union of each source's top `depth` items. Each source's scores are
-standardised over the candidates, z = (s - mean) / std (0 where a source is flat), so one
-noisy maximum cannot squeeze every other score towards 0 as min-max scaling would. Then
-  score(c) = b(c) - negative_weight * push(c) * (max b - min b),  b(c) = sum_k w_k(n) * z_k(c)
-  w_k(n)   = h * rich_k + (1 - h) * cold_k,  h = n / (n + adapt_at),  n = positive items
-so with little history content and trending lead, and with a rich one the collaborative
-sources do; each build chooses the weights on its own holdout (indexing/tuning.py).
+Candidates are the union of each source's top `depth` items. Each source's scores (trending's
+as log(1 + s)) are standardised over the candidates, z = (s - mean) / std (0 where a source
+is flat), so one noisy maximum cannot squeeze every other score towards 0 as min-max
+scaling would. A
+standardised score is as loud for a user the source knows little of as for one it knows
+well, so each is then weighed by the source's trust in this user,
+  t_k = support_k * min(1, std_k / spread_k)
+support_k = min(1, s_k / typical s_k): s_k is the mean `item_support` (u / (u + SUPPORT_USERS),
+u the item's users) of the user's items that source k read, weighted as it weighed them (0
+for an item EASE does not cover): the rows of items a handful of people share say little.
+Trending's is that of all the user's items (a user who likes what few others like is served
+less by what most do); content's is 1. It counts next to the typical user's, the median over
+the build's users (`ranking.typical`): on a catalog where every item has few users, the
+blend was chosen on users like that, and only those well below them are thin.
+spread_k: the median std of source k's scores over the build's users' candidates: a source
+whose scores barely move for this user, next to how they move for a typical one, is not
+made as loud. Then
+  score(c) = b(c) - negative_weight * push(c) * (max b - min b),  b(c) = sum_k w_k t_k z_k(c)
+  w_k      = h * rich_k + (1 - h) * cold_k,  h = n / (n + adapt_at)
+where n is the user's supported positive items, the sum of their `item_support`: so with
+little evidence (few items, or items few people share) content and trending lead, and with
+much the collaborative sources do; each build chooses the weights on its own holdout
+(indexing/tuning.py), with users cut to their newest few items among those it judges by.
+What the sources that speak from other users cannot say for lack of support goes to
+content, as far as the build found content informative (`content_informative`, i in
+[0, 1]):
+  w_content += i * sum over k in FROM_OTHERS of w_k * (1 - support_k)
+so a new user whose few likes only a handful of people share is carried by what those
+items are, not by the noise of who else had them; on a catalog whose texts say nothing,
+nothing moves.
 push(c) = max(0, max_d cos(e_c, e_d) - max(0, max_j cos(e_c, e_j))) over disliked or hidden
 items d and the newest PUSH_LIKED positive items j: items more like what the user rejected
 than like anything they liked sink, not only the rejected items themselves, while a disliked
@@ -28,7 +51,7 @@ as can be to a rejected one and unlike any liked one sinks by the whole spread o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +72,9 @@ SOURCES = (
     "sequence",
     "trending",
 )
+# The sources that speak from what other users did: the collaborative ones read the user's
+# items through it, and trending is the crowd's own choice.
+FROM_OTHERS = ("collaborative", "ease", "cooccurrence", "recent", "sequence", "trending")
 # The newest positive items a candidate's closeness to rejected items is weighed against.
 PUSH_LIKED = 20
 
@@ -63,13 +89,25 @@ class Blend:
     push: Floats  # closeness to rejected items
     weights: dict[str, float]
     total: Floats
+    trust: dict[str, float]  # source -> the factor its standardised scores were weighed by
+    support: dict[str, float]  # collaborative source -> the mean support of the items it read
 
 
-def weights_for(settings: RankingSettings, liked: int) -> dict[str, float]:
-    """Each source's weight for a user with `liked` positive items (see the docstring)."""
+def weights_for(
+    settings: RankingSettings,
+    liked: float,
+    support: Mapping[str, float] | None = None,
+    informative: float = 0.0,
+) -> dict[str, float]:
+    """Each source's weight for a user with `liked` supported positive items, whose items
+    each collaborative source reads have mean `support` (see the docstring)."""
     h = liked / (liked + settings.adapt_at)
     cold = cold_weights(settings)
-    return {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
+    weights = {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
+    if support and informative > 0:
+        lost = sum(weights[k] * (1.0 - support.get(k, 1.0)) for k in FROM_OTHERS)
+        weights["content"] += informative * lost
+    return weights
 
 
 def cold_weights(settings: RankingSettings) -> dict[str, float]:
@@ -86,6 +124,73 @@ def cold_weights(settings: RankingSettings) -> dict[str, float]:
 def rich_weight(settings: RankingSettings, source: str) -> float:
     weight: float = getattr(settings, f"{source}_weight")
     return weight
+
+
+def shaped(source: str, values: Floats) -> Floats:
+    """A source's scores as they are standardised: popularity on a log scale, whose counts
+    run over orders of magnitude (standardised as counts, a few blockbusters stood five
+    deviations above every other candidate, whatever the user liked); the others as they
+    are."""
+    if source == "trending":
+        return np.log1p(np.maximum(values, 0.0)).astype(np.float32)
+    return values
+
+
+def trusted(values: Floats, typical: float | None, support: float) -> tuple[Floats, float]:
+    """`standardised(values)` weighed by the source's trust in this user (the docstring's
+    t_k), and that trust. No typical spread (a version built before one was measured):
+    support alone."""
+    loud = 1.0
+    if typical:
+        loud = min(1.0, float(values.std()) / typical) if len(values) else 0.0
+    trust = support * loud
+    return standardised(values) * np.float32(trust), trust
+
+
+def supports(
+    version: IndexVersion, settings: RankingSettings, liked: Rows, evidence: Floats
+) -> dict[str, float]:
+    """Each source in FROM_OTHERS's support for a user: the mean `item_support` of the
+    items it reads, weighted as it weighs them (the docstring's support_k, before it is
+    taken relative to the typical user's)."""
+    collab = version.collaborative
+    if collab is None or not len(liked):
+        return {}
+    items = collab.item_evidence(evidence)
+    recent = min(len(liked), settings.recent_items)
+    newest = recent_weights(recent, settings) * items[:recent]
+    known = version.item_support[liked]
+    return {
+        "ease": _mean_support(known * collab.in_ease[liked], items),
+        "cooccurrence": _mean_support(known, items),
+        "collaborative": _mean_support(known, evidence),
+        "recent": _mean_support(known[:recent], newest),
+        "sequence": _mean_support(known[:recent], newest),
+        # A user whose likes few others share is no mainstream user: the crowd's choice
+        # says less of them.
+        "trending": _mean_support(known, items),
+    }
+
+
+def relative_support(version: IndexVersion, found: Mapping[str, float]) -> dict[str, float]:
+    """`supports` as a share of the typical user's, at most 1 (1 where the version knows
+    no typical support: one built before it was measured)."""
+    typical = version.typical.get("support", {})
+    return {
+        source: min(1.0, value / typical[source]) if typical.get(source) else 1.0
+        for source, value in found.items()
+    }
+
+
+def supported(version: IndexVersion, liked: Rows) -> float:
+    """The user's positive items, each counted by its `item_support`: `h`'s n."""
+    return float(version.item_support[liked].sum()) if len(liked) else 0.0
+
+
+def _mean_support(support: Floats, weights: Floats) -> float:
+    """The mean of the items' `support`, weighted by `weights` (1 with none to weigh)."""
+    total = float(weights.sum())
+    return float(support @ weights) / total if total > 0 else 1.0
 
 
 def recent_weights(count: int, settings: RankingSettings) -> Floats:
@@ -169,15 +274,18 @@ def blend(
         has_taste = taste is not None and bool(np.any(taste))
         summed = False  # whether the ROW_SUMS sources scored this user's items
         factors = None
+        support: dict[str, float] = {}
         if collab is not None and len(liked):
             factors = collab.user_factors(liked, evidence)
-            collab.ease_scores(sums, 0, liked, evidence)
-            collab.neighbour_scores(sums, 1, liked, evidence)
+            items = collab.item_evidence(evidence)
+            collab.ease_scores(sums, 0, liked, items)
+            collab.neighbour_scores(sums, 1, liked, items)
             recent = liked[: settings.recent_items]
-            newest = recent_weights(len(recent), settings) * evidence[: len(recent)]
+            newest = recent_weights(len(recent), settings) * items[: len(recent)]
             collab.item_item_scores(sums, 2, recent, newest)
             collab.following_scores(sums, 3, recent, newest)
             summed = True
+            support = relative_support(version, supports(version, settings, liked, evidence))
 
         if only is not None:
             rows = np.asarray(only, dtype=np.int64)
@@ -227,7 +335,12 @@ def blend(
             raw["content"] = version.item_vectors[rows] @ taste
         if collab is not None and factors is not None:
             raw["collaborative"] = collab.item_factors[rows] @ factors
-        scaled = {k: standardised(v) for k, v in raw.items()}
+        typical = version.typical.get("spread", {})
+        scaled, trust = {}, {}
+        for source, values in raw.items():
+            scaled[source], trust[source] = trusted(
+                shaped(source, values), typical.get(source), support.get(source, 1.0)
+            )
         push = zeros
         if len(rejected) and len(rows):
             candidates = version.item_vectors[rows]
@@ -236,8 +349,11 @@ def blend(
                 kept = liked[:PUSH_LIKED]
                 closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
             push = np.maximum(closest, 0.0).astype(np.float32)
-        weights = weights_for(settings, len(liked))
-        return Blend(rows, raw, scaled, push, weights, combine(scaled, push, weights, settings))
+        weights = weights_for(
+            settings, supported(version, liked), support, version.content_informative
+        )
+        total = combine(scaled, push, weights, settings)
+        return Blend(rows, raw, scaled, push, weights, total, trust, support)
 
 
 def _as_rows(rows: Collection[int]) -> Rows:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings
+from embeddings.encoder import normalise
 from indexing import ann, hybrid
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, evidence
@@ -62,6 +64,25 @@ def profile_of(version: IndexVersion, user_id: str) -> Profile:
         liked=liked,
         evidence=strength,
         built=True,
+    )
+
+
+def cut_to_newest(version: IndexVersion, profile: Profile, count: int) -> Profile:
+    """`profile` as if the user had liked only their `count` newest positive items, their
+    taste made of those alone; everything else they touched stays seen (the tuning's
+    stand-in for a user with little evidence)."""
+    liked, strength = profile.liked[:count], profile.evidence[:count]
+    rows = rows_in_order(version, liked)
+    weights = np.array(strength[: len(rows)], dtype=np.float32)
+    vector = normalise((weights @ version.item_vectors[rows])[None, :])[0]
+    return replace(
+        profile,
+        vector=vector,
+        negative=frozenset(),
+        count=count,
+        liked=liked,
+        evidence=strength,
+        built=False,
     )
 
 
@@ -136,9 +157,11 @@ def excluded_rows(
 def popular(
     version: IndexVersion, *, depth: int, category: str | None, excluded: Collection[int]
 ) -> Ranked:
-    """Items by decayed weighted engagement at build time: the cold-start answer. Read off
-    lists the version sorted once (overall or per category), as far as `depth` kept items."""
-    ordered = version.popular_rows if category is None else version.popular_in(category)
+    """Items by weighted engagement at build time: the cold-start answer. Read off lists
+    the version sorted once (overall or per category), as far as `depth` kept items; items
+    no one engaged with have no place in it (the API fills a short list from live
+    popularity)."""
+    ordered = version.engaged_rows if category is None else version.engaged_in(category)
     excluded = set(excluded)
     best = (int(r) for r in ordered if r not in excluded)
     rows = np.fromiter(itertools.islice(best, depth), dtype=np.int64)
@@ -258,3 +281,33 @@ def similar_users(
         keep &= scores[0] >= min_similarity
     ranked_rows, ranked_scores = _ordered(rows[0][keep], scores[0][keep], limit)
     return ranked_rows, ranked_scores
+
+
+# Users a build measures its sources' typical spreads and supports on.
+TYPICAL_USERS = 200
+
+
+def typical(version: IndexVersion, settings: RankingSettings, depth: int) -> dict[str, Any]:
+    """{"spread": each source's median std of scores over a user's candidates, "support":
+    each source's median support (`hybrid.supports`)}, among up to TYPICAL_USERS of the
+    version's users spread over them (those the source scored): what indexing/hybrid.py
+    weighs a user's against. Independent of the blend's weights: the candidates are every
+    source's best."""
+    picked = np.unique(np.linspace(0, len(version.user_ids) - 1, TYPICAL_USERS).astype(np.int64))
+    spreads: dict[str, list[float]] = {source: [] for source in hybrid.SOURCES}
+    supports: dict[str, list[float]] = {source: [] for source in hybrid.FROM_OTHERS}
+    for user in picked.tolist() if len(version.user_ids) else []:
+        profile = profile_of(version, version.user_ids[user])
+        excluded = excluded_rows(version, profile, (), True)
+        blended = blend_for(version, profile, settings, depth, None, excluded, None)
+        for source, values in blended.raw.items():
+            spread = float(hybrid.shaped(source, values).std()) if len(values) else 0.0
+            if spread > 1e-9:
+                spreads[source].append(spread)
+        liked, strength = positives_in(version, profile)
+        for source, value in hybrid.supports(version, settings, liked, strength).items():
+            supports[source].append(value)
+    return {
+        "spread": {source: float(np.median(v)) for source, v in spreads.items() if v},
+        "support": {source: float(np.median(v)) for source, v in supports.items() if v},
+    }

@@ -83,6 +83,18 @@ class Trending:
     async def top(self, variant: str, hours: int, category: str | None) -> list[tuple[str, float]]:
         return (await self.lists(hours)).get((variant, category), [])
 
+    def popular(self, category: str | None) -> list[tuple[str, float]]:
+        """Live items by all of their history, best first (the refresh job computes them
+        with the default window's lists): what a list that comes out short is filled
+        from. Never waits; [] until such lists are held."""
+        held = self._published
+        if held is None:
+            computed = self._computed.get(self.hours)
+            held = computed[1] if computed is not None else None
+            if computed is None and self.hours not in self._flights:
+                self._background(self.hours)  # for the requests after this one
+        return held.get(("popular", category), []) if held is not None else []
+
     def hot_scores(self, version: IndexVersion) -> Trend | None:
         """The held hot list of the default window as a score per row of `version` (None when
         no list is held: the version's popularity stands in). Never waits; sorted once per
@@ -115,6 +127,8 @@ class Trending:
     async def _compute(self, hours: int) -> trending.Lists:
         rows = await store.window_rows(self.pool, hours)
         lists = await asyncio.to_thread(trending.all_lists, rows, self.settings, hours)
+        if hours == self.hours:  # as the refresh job publishes them
+            lists |= await store.popular_lists(self.pool, self.settings.interactions, trending.TOP)
         self._computed[hours] = (time.monotonic() + ON_DEMAND_SECONDS, lists)
         self._computed.move_to_end(hours)
         while len(self._computed) > WINDOWS:

@@ -50,8 +50,15 @@ async def request_build(
 
 
 async def get_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any]:
+    """A build, with the quality gate's verdict on the version it made (if it made one)."""
     with database_errors():
-        row = await pool.fetchrow(f"SELECT {_BUILD} FROM builds WHERE build_id = $1", build_id)
+        row = await pool.fetchrow(
+            f"""SELECT {_BUILD},
+                       (SELECT v.manifest->'gate' FROM index_versions v
+                        WHERE v.version = builds.version) AS gate
+                FROM builds WHERE build_id = $1""",
+            build_id,
+        )
     if row is None:
         raise NotFound(f"build {build_id!r} does not exist")
     return dict(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -147,3 +148,14 @@ async def deleted_ids(pool: asyncpg.Pool) -> set[str]:
     with database_errors():
         rows = await pool.fetch("SELECT item_id FROM items WHERE deleted_at IS NOT NULL")
     return {r["item_id"] for r in rows}
+
+
+async def deleted_since(pool: asyncpg.Pool, when: datetime) -> int:
+    """How many items that existed at `when` are deleted now."""
+    with database_errors():
+        count = await pool.fetchval(
+            """SELECT count(*) FROM items
+               WHERE deleted_at IS NOT NULL AND deleted_at > $1 AND created_at <= $1""",
+            when,
+        )
+    return int(count)

@@ -41,6 +41,11 @@ def lists_key(hours: int) -> str:
     return f"recs:trending:{hours}:lists"
 
 
+def popular_key() -> str:
+    """The all-history popular lists, with the change marks they were computed at."""
+    return "recs:popular"
+
+
 def generation_key(hours: int) -> str:
     """The generation of the lists under `lists_key(hours)`: read often, a few bytes."""
     return f"recs:trending:{hours}:generation"

@@ -5,6 +5,7 @@ storage/; everything computed is indexing/'s pure logic, the same the evaluation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from indexing import gate, precompute, publish, trending
 from indexing.artifacts import MANIFEST, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
 from indexing.hybrid import Trend
-from storage import builds, corpus, events
+from storage import builds, catalog, corpus, events
 from storage import trending as trending_store
 from storage.blob import BlobStore
 
@@ -134,8 +135,14 @@ async def build_version(
     )
     await report("snapshot", 0.6)
     snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
+    # The serving version's configuration is scored on this build's holdout too, and the
+    # share of its items still live says whether it can still serve the catalog.
+    active = await builds.active_version(pool)
+    active_manifest = (await builds.get_version(pool, active))["manifest"] if active else None
+    live_share = await _live_share(pool, active_manifest) if active_manifest is not None else None
+    chosen = (active_manifest or {}).get("tuning", {}).get("chosen")
     await report("tuning", 0.65)
-    built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info)
+    built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info, chosen)
     await report("precomputing", 0.75)
     started = time.monotonic()
     hot = await hot_lists(pool, settings, published)
@@ -172,9 +179,9 @@ async def build_version(
             "seconds": round(time.monotonic() - ranked, 1),
         },
     }
-    active = await builds.active_version(pool)
-    active_metrics = (await builds.get_version(pool, active))["metrics"] if active else None
-    verdict = gate.judge(tuned.metrics, active_metrics, settings.index.gate_tolerance)
+    verdict = gate.judge(tuned.per_user, settings.index.gate_tolerance, live_share)
+    if tuned.reference:
+        verdict["figures"]["reference"] = tuned.reference | {"version": active}
 
     version = await builds.next_version(pool)
     manifest: dict[str, Any] = {
@@ -206,6 +213,17 @@ async def build_version(
             await on_activated(version)
     await retire(pool, store, settings)
     return Outcome(version, "done", built if activate else None, trend)
+
+
+async def _live_share(pool: asyncpg.Pool, manifest: dict[str, Any]) -> float:
+    """The share of a version's items that are still live: those deleted since its data
+    was read are gone."""
+    items = int(manifest.get("items") or 0)
+    if not items:
+        return 0.0
+    as_of = datetime.fromisoformat(manifest["data_as_of"])
+    gone = await catalog.deleted_since(pool, as_of)
+    return max(0.0, 1.0 - gone / items)
 
 
 async def fill_part(
@@ -385,13 +403,46 @@ async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> li
 async def refresh_trending(
     pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int
 ) -> trending.Lists:
-    """Every trending list of one window, computed from its interactions, published, and
-    announced: each API process replaces the lists it holds."""
+    """Every trending list of one window, computed from its interactions, with the
+    all-history popular lists (`popular_lists`), published, and announced: each API
+    process replaces the lists it holds."""
     rows = await trending_store.window_rows(pool, hours)
     lists = await asyncio.to_thread(trending.all_lists, rows, settings, hours)
+    lists |= await popular_lists(pool, redis, settings)
     generation = time.time_ns() // 1_000_000
     await trending_store.publish_lists(redis, lists, hours, generation)
     await events.publish(
         redis, settings.event_namespace, "trending_changed", hours=hours, generation=generation
     )
+    return lists
+
+
+# All of history moves slowly: new interactions alone recompute the popular lists at most
+# this often (a pass over every interaction: about 8 s at 10M), a catalog change at once.
+POPULAR_SECONDS = 600.0
+
+
+async def popular_lists(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> trending.Lists:
+    """Live items by all of their history (storage/trending.py), what every list falls
+    back to where the trending window holds too little: computed again when items changed
+    (a catalog replaced, items deleted), or when interactions came and the stored lists
+    are POPULAR_SECONDS old; else the stored ones."""
+    marks = await corpus.change_marks(pool)
+    weights = settings.interactions.model_dump(mode="json")
+    try:
+        stored = await trending_store.load_popular(redis)
+    except CacheUnavailable:
+        stored = None
+    if stored is not None:
+        computed, lists = stored
+        then = computed["marks"]
+        same_items = all(then[k] == marks[k] for k in ("item_rows", "items_changed"))
+        recent = time.time() - computed["at"] < POPULAR_SECONDS
+        same_history = then["last_interaction"] == marks["last_interaction"] or recent
+        if same_items and same_history and computed["weights"] == weights:
+            return lists
+    lists = await trending_store.popular_lists(pool, settings.interactions, trending.TOP)
+    computed = {"marks": marks, "at": time.time(), "weights": weights}
+    with contextlib.suppress(CacheUnavailable):
+        await trending_store.store_popular(redis, lists, computed)
     return lists

@@ -63,3 +63,22 @@ def test_item_text_and_hash_change_with_any_field() -> None:
         item_text("Alien", "Space horror", "Horror", ["space", "monster"]),
     ]
     assert len({content_hash(t) for t in [base, *variants]}) == 5
+
+
+def test_centring_takes_the_common_direction_off_and_places_queries_alike() -> None:
+    from embeddings.encoder import centre, place
+
+    rng = np.random.default_rng(3)
+    common = rng.standard_normal(32)
+    raw = normalise(rng.standard_normal((400, 32)) * 0.5 + common)
+    centred, mean = centre(raw)
+    pairwise = (raw @ raw.T).mean()
+    assert pairwise > 0.5  # every vector near every other
+    assert abs((centred @ centred.T).mean()) < 0.1 * pairwise
+    np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0, rtol=1e-5)
+    # A query of the catalog's own text lands on its item.
+    np.testing.assert_allclose(place(raw[:3], mean), centred[:3], rtol=1e-5, atol=1e-6)
+    # A few items' mean is mostly their own: taken off in part.
+    _, few_mean = centre(raw[:5])
+    assert np.linalg.norm(few_mean) < np.linalg.norm(raw[:5].mean(axis=0))
+    assert place(raw[:2], None).tolist() == normalise(raw[:2]).tolist()

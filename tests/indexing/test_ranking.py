@@ -121,14 +121,18 @@ def test_popular_respects_exclusions(version: IndexVersion) -> None:
     assert ids(version, ranked.rows) == ["a2", "a3", "a4"]
 
 
-def test_popular_is_the_catalog_by_popularity_with_ties_by_row(version: IndexVersion) -> None:
+def test_popular_is_the_engaged_catalog_by_popularity_with_ties_by_row(
+    version: IndexVersion,
+) -> None:
+    """Items no one engaged with have no place in it: a list they would end is left short,
+    for the API to fill from live popularity."""
     rng = np.random.default_rng(5)
     tied = replace(version, popularity=rng.integers(0, 4, 20).astype(np.float32))
     excluded = {1, 4, 7, 12}
     for category, inside in ((None, range(20)), ("A", range(10)), ("B", range(10, 20))):
         for depth in (1, 5, 20, 50):
             ranked = popular(tied, depth=depth, category=category, excluded=excluded)
-            allowed = [r for r in inside if r not in excluded]
+            allowed = [r for r in inside if r not in excluded and tied.popularity[r] > 0]
             expected = sorted(allowed, key=lambda r: (-tied.popularity[r], r))[:depth]
             assert ranked.rows.tolist() == expected
             assert ranked.scores.tolist() == tied.popularity[expected].tolist()

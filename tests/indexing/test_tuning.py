@@ -1,4 +1,5 @@
-"""The build's own search: it moves only on evidence, and finds a source that says it all."""
+"""The build's own search (indexing/tuning.py, indexing/blends.py): it moves only on evidence,
+and finds a source that says it all."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 
 from common.settings import RankingSettings
-from indexing import build, collaborative, evaluation, hybrid, tuning
+from indexing import blends, build, collaborative, evaluation, hybrid
+from indexing.blends import Judge, Side, better, choose, ndcg, top
 from indexing.collaborative import Collaborative
-from indexing.tuning import _blend_ndcg, _Cached, _Side, _top, _weights, better
 from tests.indexing import test_build
 
 
@@ -26,7 +27,7 @@ def test_a_gain_inside_the_noise_is_not_taken() -> None:
     assert not better(best[:0], best[:0])
 
 
-def users_where_one_source_knows(source: str, n_users: int = 200) -> list[_Cached]:
+def users_where_one_source_knows(source: str, n_users: int = 200) -> list[Judge]:
     """Each user has 50 candidates and 2 positives; `source` scores the positives highest,
     every other source scores at random."""
     rng = np.random.default_rng(8)
@@ -40,7 +41,7 @@ def users_where_one_source_knows(source: str, n_users: int = 200) -> list[_Cache
             if name == source:
                 values[list(positives)] += 3.0
             scaled[name] = hybrid.standardised(values)
-        cached.append(_Cached(rows, scaled, np.zeros(50, np.float32), 20, positives, fixed=None))
+        cached.append(Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, fixed=None))
     return cached
 
 
@@ -61,25 +62,25 @@ def test_every_user_is_scored_at_once_as_each_is_alone(negative_weight: float) -
         positives = {int(r) for r in rng.choice(1_000, 5, replace=False)} | set(rows[:2].tolist())
         fixed = [int(r) for r in rng.choice(1_000, 10)] if n % 7 == 0 else None
         liked = int(rng.integers(0, 30))
-        cached.append(_Cached(rows, scaled, push, liked, positives, fixed))
-    side = _Side.of(cached)
+        cached.append(Judge(rows, scaled, push, liked, positives, fixed))
+    side = Side.of(cached)
     for blend in [
         RankingSettings(negative_weight=negative_weight),
         RankingSettings(negative_weight=negative_weight, ease_weight=0.0, recent_weight=3.0),
         RankingSettings(negative_weight=negative_weight, adapt_at=1.0, cold_trending_weight=0),
     ]:
-        alone = [evaluation.ndcg_of(_top(user, blend), user.positives, 10) for user in cached]
-        np.testing.assert_allclose(_blend_ndcg(side, blend), alone, rtol=0, atol=1e-12)
+        alone = [evaluation.ndcg_of(top(user, blend), user.positives, 10) for user in cached]
+        np.testing.assert_allclose(ndcg(side, blend), alone, rtol=0, atol=1e-12)
 
 
 def test_the_search_finds_the_one_source_that_knows_and_drops_the_noise() -> None:
     cached = users_where_one_source_knows("ease")
     configured = RankingSettings()
     log: list[dict[str, object]] = []
-    chosen = _weights(cached, configured, deadline=0.0, log=log)
+    chosen = choose(cached, configured, deadline=0.0, log=log)
     # The configured blend drowns EASE in five noisy sources; the choice does not.
-    side = _Side.of(cached)
-    assert _blend_ndcg(side, chosen).mean() > _blend_ndcg(side, configured).mean() + 0.2
+    side = Side.of(cached)
+    assert ndcg(side, chosen).mean() > ndcg(side, configured).mean() + 0.2
     assert chosen.ease_weight > 0
     others = [getattr(chosen, f"{s}_weight") for s in hybrid.SOURCES if s != "ease"]
     assert sum(others) <= 0.5 * chosen.ease_weight
@@ -97,10 +98,10 @@ def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
             for name in hybrid.SOURCES
         }
         positives = {int(r) for r in rng.choice(50, 2, replace=False)}
-        cached.append(_Cached(rows, scaled, np.zeros(50, np.float32), 20, positives, None))
+        cached.append(Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, None))
     configured = RankingSettings()
-    chosen = _weights(cached, configured, deadline=0.0, log=[])
-    moved = [w for w in tuning.WEIGHTS if getattr(chosen, w) != getattr(configured, w)]
+    chosen = choose(cached, configured, deadline=0.0, log=[])
+    moved = [w for w in blends.WEIGHTS if getattr(chosen, w) != getattr(configured, w)]
     # 128 equal blends and 26 coordinate steps tried on pure noise, a step kept past one
     # standard error: a few stray steps (about one in six passes by chance), not a new blend.
     assert len(moved) <= 4, moved
@@ -111,7 +112,7 @@ def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
 ) -> None:
     settings = test_build.small_settings(tune_seconds=5.0, evaluate_users=30)
     refits: list[str] = []
-    refit = tuning._refit
+    refit = collaborative.refit
 
     def counted(model: Collaborative, source: str, *args: Any) -> Collaborative:
         refits.append(source)
@@ -124,10 +125,12 @@ def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
         model.fit_seconds["ease"] = 60.0  # as EASE at a million items
         return model
 
-    monkeypatch.setattr(tuning, "_refit", counted)
+    monkeypatch.setattr(collaborative, "refit", counted)
     monkeypatch.setattr(collaborative, "fit", slow_ease)
     _, tuned = build.fit(test_build.snapshot(), settings)
-    # Only the first fit's 60 s EASE would have overrun the 3.5 s for models: none is tried.
+    # Only the first fit's 60 s EASE would have overrun the 3.5 s for models: no setting
+    # that refits it is tried (its evidence, its lambda).
     assert "ease" not in refits
     assert {"cooccurrence", "collaborative"} <= set(refits)
-    assert [s["setting"] for s in tuned.search].count("ease_lambda") == 1
+    searched = [s["setting"] for s in tuned.search]
+    assert searched.count("ease_lambda") == searched.count("item_evidence") == 1

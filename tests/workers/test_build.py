@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 
@@ -54,6 +55,15 @@ async def test_a_build_publishes_a_complete_verified_version(
         assert sha256_of(folder / name) == manifest["artifacts"][name]["sha256"]
     loaded = IndexVersion.load(folder, fetched)
     assert len(loaded.item_ids) == 32 and loaded.item_vectors.shape == (32, 64)
+    # What serving reads besides the arrays comes back as the build made it: the centred
+    # space's mean, how the item-item models counted evidence, the typical user's figures.
+    served = app.state.resources.serving.current
+    assert loaded.embedding_mean is not None and served.embedding_mean is not None
+    np.testing.assert_allclose(loaded.embedding_mean, served.embedding_mean)
+    assert loaded.collaborative is not None and served.collaborative is not None
+    assert loaded.collaborative.binary == served.collaborative.binary
+    assert loaded.typical == manifest["typical"] and set(loaded.typical) == {"spread", "support"}
+    assert loaded.content_informative == manifest["content_informative"]
     # The indexes' vectors and the arrays stay in their files, mapped: processes share one
     # copy.
     mapped = await asyncio.to_thread(Path("/proc/self/maps").read_text)

@@ -12,8 +12,8 @@ from common.models import Addressable, Item, ItemBatch, ItemFields, ItemPage, Te
 from service.api.body import body_schema, json_body
 from service.api.deps import Guarded, PoolDep, Resources, ResourcesDep, require
 from service.api.routes import API, ERRORS
-from storage import catalog
-from workers.factory import EMBED_TASK
+from storage import catalog, trending
+from workers.factory import EMBED_TASK, TRENDING_TASK
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ async def delete_item(item_id: ItemId, res: ResourcesDep) -> Response:
     await catalog.delete_item(res.pool, item_id)
     res.serving.item_deleted(item_id)
     await res.serving.announce("item_deleted", item_id=item_id)
+    res.in_background(_ask_for_popular(res))
     return Response(status_code=204)
 
 
@@ -82,6 +83,22 @@ async def _written(res: Resources, item_ids: list[str], revived: list[str]) -> N
             res.serving.item_restored(item_id)
         await res.serving.announce("item_restored", item_ids=revived)
     res.in_background(_schedule_embedding(res, sorted(set(item_ids))))
+    res.in_background(_ask_for_popular(res))
+
+
+# A changed catalog asks for fresh popular lists at most this often, across all processes:
+# a list short of live items is filled from them (service/fill.py), and after a catalog is
+# replaced the lists held name only deleted items until the refresh job runs again.
+ASK_SECONDS = 30
+
+
+async def _ask_for_popular(res: Resources) -> None:
+    try:
+        if await trending.ask_once(res.redis, ASK_SECONDS):
+            await asyncio.to_thread(res.celery.send_task, TRENDING_TASK)
+    except Exception:
+        # The refresh job runs every minute in any case.
+        log.warning("could not ask for fresh popular lists", exc_info=True)
 
 
 async def _schedule_embedding(res: Resources, item_ids: list[str]) -> None:

@@ -25,12 +25,13 @@ from common.models import (
     TrendingList,
 )
 from common.text import item_text
+from embeddings.encoder import place
 from experiments.design import DEFAULT, Params
 from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from indexing.ranking import Profile, Ranked
-from service import lists, profiles
+from service import fill, lists, profiles
 from service.api.deps import Guarded, ResourcesDep, require
 from service.api.routes import API, ERRORS
 from service.experiments import State
@@ -104,7 +105,8 @@ async def recommend(
         # Idle since the build: the build's list answers without reading a profile at all.
         found, ahead = _kept_built(res, version, user_id, offset + limit), False
     read = profiles.Read(Profile())
-    if found is None or explain:
+    was_read = found is None or explain
+    if was_read:
         read = await profiles.read(res.redis, version, user_id, stored)
     profile = read.profile
     if ahead:
@@ -113,7 +115,17 @@ async def recommend(
         found = await _ranked_ids(res, version, profile, category, exclude_seen, params)
         res.serving.answers.put(key, found)
     ranked, strategy = found
-    page = _live(ranked, res.serving.deleted, offset + limit)[offset : offset + limit]
+    head = _live(ranked, res.serving.deleted, offset + limit)
+    if len(head) < offset + limit:
+        # Short once deleted items are gone: filled from live popularity (service/fill.py).
+        if not was_read:
+            profile = await _profile(res, version, user_id)
+        seen = profile.seen if exclude_seen else frozenset()
+        excluded = res.serving.deleted | profile.negative | seen
+        popular = res.trending.popular(category)
+        strategy = strategy if head else "popular"
+        head = fill.filled(head, offset + limit, popular, excluded)
+    page = head[offset : offset + limit]
     items = [_scored(i, s) for i, s in page]
     if explain:
         shown = [i.item_id for i in items]
@@ -351,6 +363,7 @@ async def explain(user_id: Id, item_id: Id, res: ResourcesDep) -> Explanation:
     for source in hybrid.SOURCES:
         components[source] = round(float(blended.raw[source][at]), 6)
         components[f"{source}_scaled"] = round(float(blended.scaled[source][at]), 6)
+        components[f"{source}_trust"] = round(blended.trust[source], 6)
         components[f"{source}_weight"] = round(blended.weights[source], 6)
     components["negative_push"] = round(float(blended.push[at]), 6)
     components["negative_weight"] = version.ranking(res.settings.ranking).negative_weight
@@ -375,9 +388,13 @@ async def similar_items(
     version = res.serving.current
     if item_id in res.serving.deleted:
         raise NotFound(f"item {item_id!r} does not exist")
-    if version is None:
+    if version is None:  # no index yet: the item's similar items are live popular ones
         await catalog.get_item(res.pool, item_id)
-        return SimilarItems(item_id=item_id, items=[], index_version=None)
+        popular = res.trending.popular(category)
+        found = fill.filled([], limit, popular, res.serving.deleted | {item_id})
+        return SimilarItems(
+            item_id=item_id, items=[_scored(i, s) for i, s in found], index_version=None
+        )
     row = version.item_row.get(item_id)
     if row is not None and category is None:
         kept = _kept_nearest(version, row, res.serving.deleted_rows(version), limit)
@@ -399,9 +416,13 @@ async def similar_items(
             version, query, limit=limit, category=category, excluded=excluded
         )
     )
+    found = _pairs(version, ranked)
+    if len(found) < limit:  # the version's items are mostly gone (service/fill.py)
+        popular = res.trending.popular(category)
+        found = fill.filled(found, limit, popular, res.serving.deleted | {item_id})
     return SimilarItems(
         item_id=item_id,
-        items=[_scored(i, s) for i, s in _pairs(version, ranked)],
+        items=[_scored(i, s) for i, s in found],
         index_version=version.version,
     )
 
@@ -480,6 +501,11 @@ async def trending_items(
     hours = window_hours or res.settings.index.trending_window_hours
     found = await res.trending.top(variant, hours, category)
     live = [(i, s) for i, s in found if i not in res.serving.deleted][:limit]
+    if variant == "hot" and len(live) < limit:
+        # Little or nothing engaged within the window: what is popular is what was, over
+        # all of history (service/fill.py). The other variants measure change in the
+        # window, and say only what it holds.
+        live = fill.filled(live, limit, res.trending.popular(category), res.serving.deleted)
     return TrendingList(
         variant=variant,
         category=category,
@@ -516,5 +542,5 @@ async def _encode(res: ResourcesDep, version: IndexVersion, text: str) -> Floats
             f"{res.settings.embedding.model!r}: set EMBEDDING_MODEL alike everywhere"
         )
     vectors = await res.encode([text])
-    query: Floats = vectors[0]
+    query: Floats = place(vectors, version.embedding_mean)[0]
     return query
