@@ -249,8 +249,9 @@ class RankingSettings(_Section):
 
     # Starting weights of each source for a user with a rich history; each build searches
     # around them on its own holdout (INDEX_TUNE_SECONDS) and serves what it chose. Sources
-    # are standardised per list before blending, so weights compare across sources.
-    # `adapt_at` positive items is where the rich weights count half.
+    # are standardised per list, then weighed by their trust in the user, before blending,
+    # so weights compare across sources. `adapt_at` positive items, each counted by its
+    # support, is where the rich weights count half.
     content_weight: Annotated[float, Field(ge=0)] = 0.5
     collaborative_weight: Annotated[float, Field(ge=0)] = 1.0
     ease_weight: Annotated[float, Field(ge=0)] = 1.0

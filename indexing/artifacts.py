@@ -247,8 +247,8 @@ class IndexVersion:
     @property
     def content_informative(self) -> float:
         """How far its build found content to tell what users go on to (0: not at all, or a
-        version built before it was measured): indexing/hybrid.py moves the weight the
-        collaborative sources lack support for to content by this share."""
+        version built before it was measured): indexing/hybrid.py moves the weight that the
+        sources speaking from other users lack support for to content by this share."""
         return float(self.manifest.get("content_informative") or 0.0)
 
     def popular_in(self, category: str) -> npt.NDArray[np.int64]:

@@ -57,6 +57,8 @@ class Judge:
     positives: set[int]
     fixed: list[int] | None  # the popular list, for a user the blend does not rank
     support: dict[str, float] = field(default_factory=dict)  # as hybrid.Blend has it
+    # The user judged for: a user and the same user cut to their newest items judge as one.
+    user: int = 0
 
 
 def better(candidate: Floats, best: Floats, significance: float = SIGNIFICANCE) -> bool:
@@ -83,6 +85,12 @@ def choose(
     """The blend for these users: the best start, then coordinate search around it.
     `informative`: the version's `content_informative`."""
     side = Side.of(judges, informative)
+
+    def ndcg(side: Side, weights: RankingSettings) -> Floats:
+        """Each judged user's NDCG@10 (a user and their cut profile averaged): the figures
+        `better` compares, one per user, as independent as users are."""
+        return side.per_user(judged(side, weights))
+
     current = configured
     best = ndcg(side, current)
     log.append({"setting": "blend", "value": "configured", "ndcg@10": mean(best)})
@@ -101,7 +109,7 @@ def choose(
         best, current = found_figure, found
         log.append({"setting": "blend", "value": _sources(found), "ndcg@10": mean(best)})
     out_of_fold = _fitted_elsewhere(side, current)
-    if out_of_fold is not None and better(out_of_fold, best):
+    if out_of_fold is not None and better(side.per_user(out_of_fold), best):
         fitted = _fitted(side, current, np.ones(len(side.ranked), dtype=bool))
         figure = ndcg(side, fitted) if fitted is not None else best
         if fitted is not None and figure.mean() >= best.mean():
@@ -146,18 +154,19 @@ def _fitted(
 
 
 def _fitted_elsewhere(side: Side, current: RankingSettings) -> Floats | None:
-    """Each user's NDCG@10 under the weights the listwise fit chooses on the other half of
-    the ranked users (None where a half has nothing to fit)."""
-    half = np.arange(len(side.ranked)) % 2 == 0
+    """Each judge's NDCG@10 under the weights the listwise fit chooses on the other half of
+    the users (a user and their cut profile in the same half), None where a half has
+    nothing to fit."""
+    half = side.users[side.ranked] % 2 == 0
     figure = None
     for on in (half, ~half):
         fitted = _fitted(side, current, on)
         if fitted is None:
             return None
-        judged = ndcg(side, fitted)
+        scored = judged(side, fitted)
         if figure is None:
-            figure = judged.copy()
-        figure[side.ranked[~on]] = judged[side.ranked[~on]]
+            figure = scored.copy()
+        figure[side.ranked[~on]] = scored[side.ranked[~on]]
     return figure
 
 
@@ -199,6 +208,7 @@ class Side:
     ideal: Floats  # each ranked user's best DCG@K
     ranked: npt.NDArray[np.int64]  # where the ranked users stand among all of them
     fixed: Floats  # every user's NDCG@K where their list is fixed (popular), else 0
+    users: npt.NDArray[np.int64]  # every judge's user
 
     @classmethod
     def of(cls, judges: list[Judge], informative: float = 0.0) -> Side:
@@ -240,7 +250,15 @@ class Side:
             np.array(ideal, dtype=np.float64),
             np.array(ranked, dtype=np.int64),
             fixed,
+            np.array([judge.user for judge in judges], dtype=np.int64),
         )
+
+    def per_user(self, figure: Floats) -> Floats:
+        """Per-judge figures averaged over each user's judges, in the order of their users."""
+        _, group = np.unique(self.users, return_inverse=True)
+        total = np.bincount(group, weights=figure)
+        counted: Floats = total / np.bincount(group)
+        return counted
 
     def design(self, adapt_at: float) -> dict[str, dict[str, Floats]]:
         """How each weight setting listwise.names() fits weighs each source, per ranked
@@ -285,8 +303,8 @@ def weight_arrays(side: Side, weights: RankingSettings) -> dict[str, Floats]:
     return found
 
 
-def ndcg(side: Side, weights: RankingSettings) -> Floats:
-    """Each judging user's NDCG@10 under `weights`: `top`'s lists, for every user at once
+def judged(side: Side, weights: RankingSettings) -> Floats:
+    """Each judge's NDCG@10 under `weights`: `top`'s lists, for every judge at once
     (`hybrid.weights_for`, `hybrid.combine` and the order by score, ties by row)."""
     figure = side.fixed.copy()
     if not len(side.ranked):

@@ -219,7 +219,10 @@ BASELINES = ("Pop", "ItemKNN", "EASE")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m indexing.evaluate", description=__doc__)
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="folder of ml-latest-small/, book-crossing/"
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder of ml-latest-small/, book-crossing/, retailrocket/",
     )
     parser.add_argument(
         "--dataset", choices=datasets.NAMES, action="append", help="default: all (in process)"

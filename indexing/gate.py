@@ -55,7 +55,8 @@ def judge(
     tolerance: float,
     active_live_share: float | None,
 ) -> dict[str, Any]:
-    """{"passed", "reason", "reasons", "figures"} for a build whose judged users scored
+    """{"passed", "reason", "reasons", "figures"} (and "notes": what a build that goes live
+    although it fell short fell short of) for a build whose judged users scored
     `per_user["hybrid"]`, `["popular"]` and, where a version is active, `["reference"]`.
     `active_live_share`: the share of the active version's items still live (None: no
     version is active)."""

@@ -28,7 +28,8 @@ the build's users (`ranking.typical`): on a catalog where every item has few use
 blend was chosen on users like that, and only those well below them are thin.
 spread_k: the median std of source k's scores over the build's users' candidates: a source
 whose scores barely move for this user, next to how they move for a typical one, is not
-made as loud. Then
+made as loud (trending, whose served scores are the window's, is weighed by support alone).
+Then
   score(c) = b(c) - negative_weight * push(c) * (max b - min b),  b(c) = sum_k w_k t_k z_k(c)
   w_k      = h * rich_k + (1 - h) * cold_k,  h = n / (n + adapt_at)
 where n is the user's supported positive items, the sum of their `item_support`: so with
@@ -90,7 +91,7 @@ class Blend:
     weights: dict[str, float]
     total: Floats
     trust: dict[str, float]  # source -> the factor its standardised scores were weighed by
-    support: dict[str, float]  # collaborative source -> the mean support of the items it read
+    support: dict[str, float]  # source in FROM_OTHERS -> its support (relative), as weighed
 
 
 def weights_for(
@@ -99,8 +100,8 @@ def weights_for(
     support: Mapping[str, float] | None = None,
     informative: float = 0.0,
 ) -> dict[str, float]:
-    """Each source's weight for a user with `liked` supported positive items, whose items
-    each collaborative source reads have mean `support` (see the docstring)."""
+    """Each source's weight for a user with `liked` supported positive items, and the
+    (relative) `support` of each source in FROM_OTHERS (see the docstring)."""
     h = liked / (liked + settings.adapt_at)
     cold = cold_weights(settings)
     weights = {k: h * rich_weight(settings, k) + (1.0 - h) * cold.get(k, 0.0) for k in SOURCES}
@@ -335,11 +336,18 @@ def blend(
             raw["content"] = version.item_vectors[rows] @ taste
         if collab is not None and factors is not None:
             raw["collaborative"] = collab.item_factors[rows] @ factors
-        typical = version.typical.get("spread", {})
+        # A version built before the typical user was measured is served as it was tuned:
+        # plain z-scores, and its rich and cold weights by the count of positive items.
+        legacy = not version.typical
+        spread = version.typical.get("spread", {})
         scaled, trust = {}, {}
         for source, values in raw.items():
             scaled[source], trust[source] = trusted(
-                shaped(source, values), typical.get(source), support.get(source, 1.0)
+                values if legacy else shaped(source, values),
+                # The served trending scores are the window's, whose spread is not the one
+                # its build measured on popularity: trending is weighed by support alone.
+                None if source == "trending" else spread.get(source),
+                support.get(source, 1.0),
             )
         push = zeros
         if len(rejected) and len(rows):
@@ -349,9 +357,8 @@ def blend(
                 kept = liked[:PUSH_LIKED]
                 closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
             push = np.maximum(closest, 0.0).astype(np.float32)
-        weights = weights_for(
-            settings, supported(version, liked), support, version.content_informative
-        )
+        evidence_count = float(len(liked)) if legacy else supported(version, liked)
+        weights = weights_for(settings, evidence_count, support, version.content_informative)
         total = combine(scaled, push, weights, settings)
         return Blend(rows, raw, scaled, push, weights, total, trust, support)
 

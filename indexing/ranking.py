@@ -69,8 +69,9 @@ def profile_of(version: IndexVersion, user_id: str) -> Profile:
 
 def cut_to_newest(version: IndexVersion, profile: Profile, count: int) -> Profile:
     """`profile` as if the user had liked only their `count` newest positive items, their
-    taste made of those alone; everything else they touched stays seen (the tuning's
-    stand-in for a user with little evidence)."""
+    taste made of those alone (weighed by their evidence: a newcomer's taste weighs the
+    same items by type and age, alike for items this new), no rejected items; everything
+    else they touched stays seen (the tuning's stand-in for a user with little evidence)."""
     liked, strength = profile.liked[:count], profile.evidence[:count]
     rows = rows_in_order(version, liked)
     weights = np.array(strength[: len(rows)], dtype=np.float32)
@@ -301,6 +302,8 @@ def typical(version: IndexVersion, settings: RankingSettings, depth: int) -> dic
         excluded = excluded_rows(version, profile, (), True)
         blended = blend_for(version, profile, settings, depth, None, excluded, None)
         for source, values in blended.raw.items():
+            if source == "trending":  # weighed by support alone (indexing/hybrid.py)
+                continue
             spread = float(hybrid.shaped(source, values).std()) if len(values) else 0.0
             if spread > 1e-9:
                 spreads[source].append(spread)

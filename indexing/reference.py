@@ -74,16 +74,22 @@ def per_user(
             for part, names in PARTS.items()
             if any(getattr(models, n) != getattr(configured, n) for n in names)
         ]
-    refitted, kept = [], []
+    # Parts refitted together: EASE and the cosine count evidence one way, never one of
+    # each (the row sums read both by the same rule).
+    joint = ["ease", "cooccurrence"] if models.item_evidence != configured.item_evidence else []
+    units = ([joint] if joint else []) + [[part] for part in changed if part not in joint]
+    refitted: list[str] = []
+    kept: list[str] = []
     model, budget = first, seconds
-    for part in changed:
-        cost = first.fit_seconds.get(part, 0.0)
+    for unit in units:
+        cost = sum(first.fit_seconds.get(part, 0.0) for part in unit)
         if cost > budget:
-            kept.append(part)
+            kept += unit
             continue
         budget -= cost
-        model = collaborative.refit(model, part, strength, models, settings.index)
-        refitted.append(part)
+        for part in unit:
+            model = collaborative.refit(model, part, strength, models, settings.index)
+        refitted += unit
     measured = version.manifest
     try:
         version.collaborative = replace(model, half_life_days=models.half_life_days)

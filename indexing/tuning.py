@@ -2,17 +2,18 @@
 
 The snapshot is split as the evaluation splits it (indexing/evaluation.py: each user's newest
 20% held out), and up to `evaluate_users` held-out users judge every choice (as many as
-`tune_seconds` allows, at least MIN_USERS). The figures reported in the manifest, which the
-quality gate reads, are cross-fitted, so they are not the ones the search was fitted to: the
-users are divided in two, the blend search is run again on each half alone, and each half
-is ranked with the weights chosen on the other.
+`tune_seconds` allows, at least MIN_USERS). The figures reported in the manifest, and each
+user's that the quality gate reads (`Tuned.per_user`), are cross-fitted, so they are not the
+ones the search was fitted to: the users are divided in two, the blend search is run again
+on each half alone, and each half is ranked with the weights chosen on the other.
 
 Within `tune_seconds`, a step is kept only if it raises the judging users' NDCG@10 beyond
 noise (indexing/blends.py, `better`). The steps:
   1. model settings, each judged by its own source ranking alone: whether the item-item
      models weigh a pair's evidence or count it 1, EASE lambda, shrinkage of the item-item
      cosine, ALS factors, regularisation and alpha; each tried at the starting value and at
-     a few values around it (`candidates`);
+     a few values around it (`candidates`), and one step further the way a value won
+     (`further`);
   2. blend weights (indexing/blends.py), on each judged user and on the same user cut to
      their newest few positive items (THIN), so that the weights for little evidence are
      judged too; each user's candidates are scored once, and a trial only re-weights them.
@@ -71,17 +72,26 @@ MODEL_GRID: dict[str, str] = {
 }
 
 
+def further(name: str, moved_from: Any, value: Any) -> list[Any]:
+    """The next value to try after `value` beat `moved_from`: one more step the same way,
+    while the settings allow (a grid of three cannot tell that 4x was not far enough)."""
+    if name == "item_evidence" or not moved_from or not value:
+        return []
+    if name == "factors":
+        step = min(512, int(value) * 2) if value > moved_from else max(8, int(value) // 2)
+        return [step] if step != value else []
+    return [value * (value / moved_from)]
+
+
 def candidates(name: str, start: Any) -> list[Any]:
     """Values tried for a model setting besides its starting value."""
     if name == "item_evidence":
         return ["binary" if start == "weighted" else "weighted"]
-    if name == "half_life_days":
-        return [365.0, 60.0] if start == 0 else [0.0, start * 4, start / 4]
     if name == "shrinkage":
         return [0.0, start * 5] if start > 0 else [20.0, 100.0]
     if name == "factors":
         return [float(min(512, int(start) * 2)), float(max(8, int(start) // 2))]
-    multiples = {"ease_lambda": (0.25, 4.0), "regularization": (10.0, 0.1), "alpha": (4.0, 0.25)}
+    multiples = {"ease_lambda": (0.5, 2.0), "regularization": (10.0, 0.1), "alpha": (4.0, 0.25)}
     return [start * m for m in multiples[name]]
 
 
@@ -168,7 +178,12 @@ def tune(
         # the models' own fit.
         assert version.collaborative is not None
         took = sum(version.collaborative.fit_seconds.get(s, 0.0) for s in _refitted(name))
-        for value in candidates(name, start):
+        queue, tried = candidates(name, start), {start}
+        while queue:
+            value = queue.pop(0)
+            if value in tried:
+                continue
+            tried.add(value)
             began = time.monotonic()
             # One that would end past the models' share of the time is not begun: at 1M
             # items one EASE refit is a minute, and a second overran the share by as much.
@@ -181,12 +196,8 @@ def tune(
                 if _all_alike(strength):  # counting each pair 1 changes nothing
                     continue
                 candidate = _rescaled(candidate, tuned.collaborative, strength)
-            kept, kept_strength = version.collaborative, strength
+            kept = version.collaborative
             assert kept is not None
-            if name == "half_life_days":
-                strength = evidence_of(
-                    train, settings.model_copy(update={"collaborative": candidate})
-                )
             model = kept
             for part in _refitted(name):
                 model = collaborative.refit(model, part, strength, candidate, settings.index)
@@ -195,16 +206,11 @@ def tune(
             took = time.monotonic() - began
             tuned.search.append({"setting": name, "value": value, "ndcg@10": blends.mean(figure)})
             if blends.better(figure, best):
+                moved_from = getattr(tuned.collaborative, name)
                 best, tuned.collaborative = figure, candidate
+                queue += further(name, moved_from, value)
             else:
-                version.collaborative, strength = kept, kept_strength
-        if name == "half_life_days" and tuned.collaborative.half_life_days != start:
-            # The other models learn from the evidence too.
-            for other in ("cooccurrence", "collaborative"):
-                assert version.collaborative is not None
-                version.collaborative = collaborative.refit(
-                    version.collaborative, other, strength, tuned.collaborative, settings.index
-                )
+                version.collaborative = kept
         if say is not None:
             chosen = getattr(tuned.collaborative, name)
             say(f"tuning: {name} = {chosen} (ndcg {blends.mean(best):.4f})")
@@ -230,11 +236,11 @@ def tune(
                 break
             user = users[n]
             profile = ranking.profile_of(version, version.user_ids[user])
-            cached[user] = _cache(version, settings, profile, truth[user])
+            cached[user] = _cache(version, settings, profile, truth[user], user)
             newest = THIN[user % len(THIN)]
             if len(profile.liked) > newest:
                 cut = ranking.cut_to_newest(version, profile, newest)
-                thin[user] = _cache(version, settings, cut, truth[user])
+                thin[user] = _cache(version, settings, cut, truth[user], user)
     users = sorted(cached)
     # How far content alone tells what the judged users went on to: the share of the weight
     # the collaborative sources lack support for that moves to content (indexing/hybrid.py).
@@ -338,10 +344,15 @@ def _rescaled(
         ratio = 1.0
     return candidate.model_copy(
         update={
-            "ease_lambda": start.ease_lambda * ratio,
-            "shrinkage": start.shrinkage * ratio,
+            "ease_lambda": _rounded(start.ease_lambda * ratio),
+            "shrinkage": _rounded(start.shrinkage * ratio),
         }
     )
+
+
+def _rounded(value: float) -> float:
+    """Three significant figures: what a penalty's scale can tell apart."""
+    return float(f"{value:.3g}")
 
 
 def _refitted(name: str) -> tuple[str, ...]:
@@ -352,14 +363,19 @@ def _refitted(name: str) -> tuple[str, ...]:
 
 
 def _cache(
-    version: IndexVersion, settings: Settings, profile: ranking.Profile, positives: set[int]
+    version: IndexVersion,
+    settings: Settings,
+    profile: ranking.Profile,
+    positives: set[int],
+    user: int,
 ) -> blends.Judge:
     excluded = ranking.excluded_rows(version, profile, (), True)
     liked, _ = ranking.positives_in(version, profile)
     if profile.count < settings.index.cold_start_min or not (profile.has_taste or len(liked)):
         popular = ranking.popular(version, depth=K, category=None, excluded=excluded)
         empty = np.zeros(0, dtype=np.float32)
-        return blends.Judge(popular.rows, {}, empty, 0, positives, popular.rows[:K].tolist())
+        fixed = popular.rows[:K].tolist()
+        return blends.Judge(popular.rows, {}, empty, 0, positives, fixed, user=user)
     blended = ranking.blend_for(
         version, profile, settings.ranking, settings.index.ranking_depth, None, excluded, None
     )
@@ -372,4 +388,5 @@ def _cache(
         positives,
         None,
         blended.support,
+        user,
     )

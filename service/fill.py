@@ -15,15 +15,16 @@ from collections.abc import Collection
 Pairs = list[tuple[str, float]]
 
 
-def filled(pairs: Pairs, count: int, popular: Pairs, excluded: Collection[str]) -> Pairs:
-    """`pairs` and then, up to `count` in all, the `popular` items not in `excluded`."""
+def filled(pairs: Pairs, count: int, popular: Pairs, *excluded: Collection[str]) -> Pairs:
+    """`pairs` and then, up to `count` in all, the `popular` items in none of `excluded`
+    (several collections, each asked in turn: the deleted items are never copied)."""
     if len(pairs) >= count:
         return pairs
     shown = {item_id for item_id, _ in pairs}
     out = list(pairs)
     last = pairs[-1][1] if pairs else float("inf")
     for item_id, score in popular:
-        if item_id in shown or item_id in excluded:
+        if item_id in shown or any(item_id in these for these in excluded):
             continue
         last = min(last, score)
         out.append((item_id, last))

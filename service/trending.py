@@ -127,8 +127,12 @@ class Trending:
     async def _compute(self, hours: int) -> trending.Lists:
         rows = await store.window_rows(self.pool, hours)
         lists = await asyncio.to_thread(trending.all_lists, rows, self.settings, hours)
-        if hours == self.hours:  # as the refresh job publishes them
-            lists |= await store.popular_lists(self.pool, self.settings.interactions, trending.TOP)
+        if hours == self.hours:  # as the refresh job publishes them, where it can
+            try:
+                top = trending.TOP
+                lists |= await store.popular_lists(self.pool, self.settings.interactions, top)
+            except DependencyError as exc:  # a pass over all of history, in a 5 s statement
+                log.warning("could not compute the popular lists: %s", exc)
         self._computed[hours] = (time.monotonic() + ON_DEMAND_SECONDS, lists)
         self._computed.move_to_end(hours)
         while len(self._computed) > WINDOWS:

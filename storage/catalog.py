@@ -159,3 +159,15 @@ async def deleted_since(pool: asyncpg.Pool, when: datetime) -> int:
             when,
         )
     return int(count)
+
+
+async def live_share(pool: asyncpg.Pool, item_ids: Sequence[str]) -> float:
+    """The share of `item_ids` that are live items (1 for none)."""
+    if not item_ids:
+        return 1.0
+    with database_errors():
+        live = await pool.fetchval(
+            "SELECT count(*) FROM items WHERE item_id = ANY($1::text[]) AND deleted_at IS NULL",
+            list(item_ids),
+        )
+    return int(live) / len(item_ids)

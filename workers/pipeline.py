@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from common.errors import CacheUnavailable
+from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from embeddings.encoder import Encoder, chunks_by_length
 from indexing import gate, precompute, publish, trending
@@ -181,7 +181,7 @@ async def build_version(
     }
     verdict = gate.judge(tuned.per_user, settings.index.gate_tolerance, live_share)
     if tuned.reference:
-        verdict["figures"]["reference"] = tuned.reference | {"version": active}
+        verdict["figures"]["reference_config"] = tuned.reference | {"version": active}
 
     version = await builds.next_version(pool)
     manifest: dict[str, Any] = {
@@ -408,7 +408,7 @@ async def refresh_trending(
     process replaces the lists it holds."""
     rows = await trending_store.window_rows(pool, hours)
     lists = await asyncio.to_thread(trending.all_lists, rows, settings, hours)
-    lists |= await popular_lists(pool, redis, settings)
+    lists |= await popular(pool, redis, settings)
     generation = time.time_ns() // 1_000_000
     await trending_store.publish_lists(redis, lists, hours, generation)
     await events.publish(
@@ -417,32 +417,46 @@ async def refresh_trending(
     return lists
 
 
-# All of history moves slowly: new interactions alone recompute the popular lists at most
-# this often (a pass over every interaction: about 8 s at 10M), a catalog change at once.
+# All of history moves slowly: changes recompute the popular lists at most this often (a
+# pass over every interaction: about 8 s at 10M), unless most of the items they name are
+# gone (a catalog replaced), which recomputes them at once.
 POPULAR_SECONDS = 600.0
+# The share of the stored lists' items that must still be live for them to wait.
+POPULAR_LIVE = 0.5
 
 
-async def popular_lists(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> trending.Lists:
-    """Live items by all of their history (storage/trending.py), what every list falls
-    back to where the trending window holds too little: computed again when items changed
-    (a catalog replaced, items deleted), or when interactions came and the stored lists
-    are POPULAR_SECONDS old; else the stored ones."""
-    marks = await corpus.change_marks(pool)
+async def popular(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> trending.Lists:
+    """Live items by all of their history (storage/trending.py), what a list that comes out
+    short is filled from: the stored lists while nothing changed, or while they are full,
+    younger than POPULAR_SECONDS and most of their items live; else computed again. Where they
+    cannot be computed (PostgreSQL slow or down), the stored ones, or none: the trending
+    lists are published all the same."""
     weights = settings.interactions.model_dump(mode="json")
     try:
         stored = await trending_store.load_popular(redis)
     except CacheUnavailable:
         stored = None
-    if stored is not None:
-        computed, lists = stored
-        then = computed["marks"]
-        same_items = all(then[k] == marks[k] for k in ("item_rows", "items_changed"))
-        recent = time.time() - computed["at"] < POPULAR_SECONDS
-        same_history = then["last_interaction"] == marks["last_interaction"] or recent
-        if same_items and same_history and computed["weights"] == weights:
-            return lists
-    lists = await trending_store.popular_lists(pool, settings.interactions, trending.TOP)
-    computed = {"marks": marks, "at": time.time(), "weights": weights}
+    try:
+        marks = await corpus.change_marks(pool)
+        if stored is not None:
+            computed, lists = stored
+            ids = [item_id for item_id, _ in lists.get(("popular", None), [])]
+            if computed["weights"] == weights and (
+                computed["marks"] == marks
+                or (
+                    # A list shorter than TOP named every live item: a new one joins now.
+                    len(ids) == trending.TOP
+                    and time.time() - computed["at"] < POPULAR_SECONDS
+                    and await catalog.live_share(pool, ids) >= POPULAR_LIVE
+                )
+            ):
+                return lists
+        lists = await trending_store.popular_lists(pool, settings.interactions, trending.TOP)
+    except DependencyError as exc:
+        log.warning("could not compute the popular lists: %s", exc)
+        return stored[1] if stored is not None else {}
     with contextlib.suppress(CacheUnavailable):
-        await trending_store.store_popular(redis, lists, computed)
+        await trending_store.store_popular(
+            redis, lists, {"marks": marks, "at": time.time(), "weights": weights}
+        )
     return lists

@@ -104,3 +104,27 @@ def test_where_the_holdout_is_a_large_share_the_models_are_fitted_again_on_all(
     # The refit learnt from the held-out pairs too.
     assert final.collaborative is not None and tuning_split.collaborative is not None
     assert final.collaborative.neighbours.nnz > tuning_split.collaborative.neighbours.nnz
+
+
+def test_the_active_configuration_is_judged_on_the_same_users_and_changes_nothing_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate's reference refits what the active version chose otherwise (EASE's lambda
+    here) on the build's own split, scores the same users, and leaves the served models."""
+    [(_, tuning_split), (_, final)], _, tuned = fitted(monkeypatch, USERS)
+    active = {
+        "collaborative": {"ease_lambda": 1e6},
+        "ranking": {"content_weight": 3.0, "ease_weight": 0.0},
+    }
+    settings = small_settings(evaluate_users=USERS)
+    served, judged = build.fit(snapshot(), settings, active=active)
+    assert judged.reference["refitted"] == ["ease"] and judged.reference["kept"] == []
+    per_user = judged.per_user
+    assert set(per_user) == {"hybrid", "popular", "reference"}
+    assert len(per_user["reference"]) == len(per_user["hybrid"]) == len(per_user["popular"])
+    # What is served is what the search chose, not the reference's models: the same as a
+    # build with no version active.
+    assert served.collaborative is not None and final.collaborative is not None
+    assert (served.collaborative.ease != final.collaborative.ease).nnz == 0
+    assert tuned.per_user.keys() == {"hybrid", "popular"}
+    assert tuning_split.collaborative is not None

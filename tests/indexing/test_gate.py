@@ -113,7 +113,7 @@ async def test_a_build_on_shuffled_interactions_is_rejected_and_the_active_one_s
     # Judged on its own holdout against popularity and the active configuration there.
     figures = gate["figures"]
     assert figures["over_popular"]["low"] <= 0
-    assert figures["reference"]["version"] == good
+    assert figures["reference_config"]["version"] == good
     answer = (await client.get("/api/v1/recommendations/u1")).json()
     assert answer["index_version"] == good
 

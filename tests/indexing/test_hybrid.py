@@ -182,3 +182,89 @@ def test_the_sequence_source_ranks_what_others_went_on_to(version: IndexVersion)
     at = int(np.flatnonzero(blended.rows == 11)[0])
     assert blended.raw["sequence"][at] == pytest.approx(20 / (20 + 5))
     assert explanations.reasons(with_model, blended, at, liked, liked) == ["often chosen after a0"]
+
+
+def test_a_source_is_weighed_by_its_support_and_spread_next_to_the_typical_users() -> None:
+    values = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float32)
+    z = hybrid.standardised(values)
+    scaled, trust = hybrid.trusted(values, typical=None, support=0.5)
+    np.testing.assert_allclose(scaled, 0.5 * z)
+    assert trust == 0.5
+    # Spread half the typical one: half as loud; a wider spread is no louder than z.
+    spread = float(values.std())
+    assert hybrid.trusted(values, 2 * spread, 1.0)[1] == pytest.approx(0.5)
+    assert hybrid.trusted(values, spread / 2, 1.0)[1] == 1.0
+
+
+def _with_history(version: IndexVersion, users_of: dict[int, int]) -> IndexVersion:
+    """`version` with `users_of[row]` users behind each item row (their items alone)."""
+    rows = [row for row, users in users_of.items() for _ in range(users)]
+    indptr = np.arange(len(rows) + 1, dtype=np.int64)
+    return replace(
+        version,
+        user_ids=[f"u{n}" for n in range(len(rows))],
+        user_index=ann.build(np.zeros((len(rows), DIM), dtype=np.float32), IndexSettings()),
+        history_indptr=indptr,
+        history_items=np.array(rows, dtype=np.int32),
+        history_weights=np.ones(len(rows), dtype=np.float32),
+        collaborative=Collaborative(
+            ann.build(np.eye(12, 2, dtype=np.float32), IndexSettings()),
+            *(sp.identity(12, dtype=np.float32, format="csr") for _ in range(3)),
+            0.1,
+            1.0,
+        ),
+    )
+
+
+def test_thin_support_is_quiet_and_moves_its_weight_to_content(version: IndexVersion) -> None:
+    """a0..a2 are each known to 2 users, b0..b2 to 40: a user of the first is thin next to
+    the typical user (of the second), and content carries them as far as it is informative."""
+    known = _with_history(version, {0: 2, 1: 2, 2: 2, 6: 40, 7: 40, 8: 40})
+    typical = {"spread": {}, "support": {k: 0.8 for k in hybrid.FROM_OTHERS}}
+    known.manifest = known.manifest | {"typical": typical, "content_informative": 1.0}
+    settings = RankingSettings()
+
+    def blend_of(rows: list[int]) -> hybrid.Blend:
+        liked = np.array(rows, dtype=np.int64)
+        return hybrid.blend(
+            known,
+            settings,
+            taste=unit(1.0, 0.0),
+            liked=liked,
+            evidence=np.ones(len(rows), dtype=np.float32),
+            rejected=np.zeros(0, dtype=np.int64),
+            trending=hybrid.Trend.of(np.ones(12, dtype=np.float32)),
+            depth=10,
+        )
+
+    thin, strong = blend_of([0, 1, 2]), blend_of([6, 7, 8])
+    support = 2 / (2 + 10)  # an item's users u: u / (u + SUPPORT_USERS)
+    assert thin.support["ease"] == pytest.approx(support / 0.8)
+    assert strong.support["ease"] == 1.0  # above the typical user's: no quieter
+    assert thin.trust["ease"] == pytest.approx(support / 0.8)
+    # n counts items by their support: the thin user leans to the cold weights.
+    assert thin.weights == pytest.approx(
+        {**hybrid.weights_for(settings, 3 * support, thin.support, known.content_informative)}
+    )
+    assert thin.weights["content"] > strong.weights["content"]
+    lost = sum(
+        hybrid.weights_for(settings, 3 * support)[k] * (1 - thin.support[k])
+        for k in hybrid.FROM_OTHERS
+    )
+    assert thin.weights["content"] == pytest.approx(
+        hybrid.weights_for(settings, 3 * support)["content"] + lost
+    )
+    # A version built before any of this is served as it was tuned: the count of items.
+    legacy = replace(known, manifest={"version": 1, "data_as_of_epoch": 0.0})
+    blended = hybrid.blend(
+        legacy,
+        settings,
+        taste=unit(1.0, 0.0),
+        liked=np.array([0, 1, 2], dtype=np.int64),
+        evidence=np.ones(3, dtype=np.float32),
+        rejected=np.zeros(0, dtype=np.int64),
+        trending=hybrid.Trend.of(np.ones(12, dtype=np.float32)),
+        depth=10,
+    )
+    assert blended.weights == pytest.approx(hybrid.weights_for(settings, 3))
+    assert set(blended.trust.values()) == {1.0}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from common.settings import RankingSettings
-from indexing import blends, build, collaborative, evaluation, hybrid
-from indexing.blends import Judge, Side, better, choose, ndcg, top
+from indexing import blends, build, collaborative, evaluation, hybrid, tuning
+from indexing.blends import Judge, Side, better, choose, judged, top
 from indexing.collaborative import Collaborative
 from tests.indexing import test_build
 
@@ -32,7 +32,7 @@ def users_where_one_source_knows(source: str, n_users: int = 200) -> list[Judge]
     every other source scores at random."""
     rng = np.random.default_rng(8)
     cached = []
-    for _ in range(n_users):
+    for user in range(n_users):
         rows = np.arange(50, dtype=np.int64)
         positives = {int(r) for r in rng.choice(50, 2, replace=False)}
         scaled = {}
@@ -41,12 +41,17 @@ def users_where_one_source_knows(source: str, n_users: int = 200) -> list[Judge]
             if name == source:
                 values[list(positives)] += 3.0
             scaled[name] = hybrid.standardised(values)
-        cached.append(Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, fixed=None))
+        cached.append(
+            Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, fixed=None, user=user)
+        )
     return cached
 
 
-@pytest.mark.parametrize("negative_weight", [0.0, 2.0])
-def test_every_user_is_scored_at_once_as_each_is_alone(negative_weight: float) -> None:
+@pytest.mark.parametrize(("negative_weight", "informative"), [(0.0, 0.0), (2.0, 0.0), (2.0, 0.7)])
+def test_every_user_is_scored_at_once_as_each_is_alone(
+    negative_weight: float, informative: float
+) -> None:
+    """Thin support moving weight to content included (`informative`)."""
     rng = np.random.default_rng(int(negative_weight))
     cached = []
     for n in range(300):
@@ -61,16 +66,27 @@ def test_every_user_is_scored_at_once_as_each_is_alone(negative_weight: float) -
             push[:] = 0
         positives = {int(r) for r in rng.choice(1_000, 5, replace=False)} | set(rows[:2].tolist())
         fixed = [int(r) for r in rng.choice(1_000, 10)] if n % 7 == 0 else None
-        liked = int(rng.integers(0, 30))
-        cached.append(Judge(rows, scaled, push, liked, positives, fixed))
-    side = Side.of(cached)
+        liked = float(rng.uniform(0, 30))
+        support = {k: float(rng.uniform(0, 1)) for k in hybrid.FROM_OTHERS if rng.random() < 0.8}
+        cached.append(Judge(rows, scaled, push, liked, positives, fixed, support, user=n))
+    side = Side.of(cached, informative)
     for blend in [
         RankingSettings(negative_weight=negative_weight),
         RankingSettings(negative_weight=negative_weight, ease_weight=0.0, recent_weight=3.0),
         RankingSettings(negative_weight=negative_weight, adapt_at=1.0, cold_trending_weight=0),
     ]:
-        alone = [evaluation.ndcg_of(top(user, blend), user.positives, 10) for user in cached]
-        np.testing.assert_allclose(ndcg(side, blend), alone, rtol=0, atol=1e-12)
+        alone = [
+            evaluation.ndcg_of(top(user, blend, informative), user.positives, 10) for user in cached
+        ]
+        np.testing.assert_allclose(judged(side, blend), alone, rtol=0, atol=1e-12)
+        # The listwise fit's shares of each setting in each source rebuild the same weights.
+        shares = side.design(blend.adapt_at)
+        rebuilt = {source: np.zeros(len(side.ranked)) for source in hybrid.SOURCES}
+        for name, by_source in shares.items():
+            for source, share in by_source.items():
+                rebuilt[source] += getattr(blend, name) * share
+        for source, weight in blends.weight_arrays(side, blend).items():
+            np.testing.assert_allclose(rebuilt[source], weight, rtol=1e-9, atol=1e-12)
 
 
 def test_the_search_finds_the_one_source_that_knows_and_drops_the_noise() -> None:
@@ -80,7 +96,7 @@ def test_the_search_finds_the_one_source_that_knows_and_drops_the_noise() -> Non
     chosen = choose(cached, configured, deadline=0.0, log=log)
     # The configured blend drowns EASE in five noisy sources; the choice does not.
     side = Side.of(cached)
-    assert ndcg(side, chosen).mean() > ndcg(side, configured).mean() + 0.2
+    assert judged(side, chosen).mean() > judged(side, configured).mean() + 0.2
     assert chosen.ease_weight > 0
     others = [getattr(chosen, f"{s}_weight") for s in hybrid.SOURCES if s != "ease"]
     assert sum(others) <= 0.5 * chosen.ease_weight
@@ -91,14 +107,14 @@ def test_the_search_finds_the_one_source_that_knows_and_drops_the_noise() -> Non
 def test_with_nothing_to_learn_the_configured_blend_stays(seed: int) -> None:
     rng = np.random.default_rng(seed)
     cached = []
-    for _ in range(600):
+    for user in range(600):
         rows = np.arange(50, dtype=np.int64)
         scaled = {
             name: hybrid.standardised(rng.standard_normal(50).astype(np.float32))
             for name in hybrid.SOURCES
         }
         positives = {int(r) for r in rng.choice(50, 2, replace=False)}
-        cached.append(Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, None))
+        cached.append(Judge(rows, scaled, np.zeros(50, np.float32), 20, positives, None, user=user))
     configured = RankingSettings()
     chosen = choose(cached, configured, deadline=0.0, log=[])
     moved = [w for w in blends.WEIGHTS if getattr(chosen, w) != getattr(configured, w)]
@@ -134,3 +150,28 @@ def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
     assert {"cooccurrence", "collaborative"} <= set(refits)
     searched = [s["setting"] for s in tuned.search]
     assert searched.count("ease_lambda") == searched.count("item_evidence") == 1
+
+
+def test_a_value_that_wins_is_followed_one_step_further_the_same_way() -> None:
+    assert tuning.further("ease_lambda", 200.0, 50.0) == [12.5]
+    assert tuning.further("alpha", 2.0, 8.0) == [32.0]
+    assert tuning.further("factors", 64, 128) == [256] and tuning.further("factors", 64, 32) == [16]
+    assert tuning.further("factors", 256, 512) == []  # as far as factors go
+    assert tuning.further("shrinkage", 20.0, 0.0) == []  # no further than none
+    assert tuning.further("item_evidence", "weighted", "binary") == []
+
+
+def test_a_user_and_their_cut_profile_judge_as_one_user() -> None:
+    rows = np.arange(5, dtype=np.int64)
+    scaled = {s: np.linspace(1, 0, 5).astype(np.float32) for s in hybrid.SOURCES}
+    push = np.zeros(5, np.float32)
+    judges = [
+        Judge(rows, scaled, push, 10.0, {0}, None, user=7),  # finds its item first
+        Judge(rows, scaled, push, 1.0, {4}, None, user=7),  # its cut profile, fifth
+        Judge(rows, scaled, push, 10.0, {1}, None, user=3),
+    ]
+    side = Side.of(judges)
+    each = judged(side, RankingSettings())
+    np.testing.assert_allclose(side.per_user(each), [each[2], (each[0] + each[1]) / 2])
+    # Halves of the listwise fit fall by user: both of user 7's judges in one.
+    assert (side.users[side.ranked] % 2).tolist() == [1, 1, 1]

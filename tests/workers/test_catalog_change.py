@@ -139,7 +139,7 @@ async def test_a_replaced_catalog_answers_at_once_and_its_harder_rebuild_goes_li
         metrics["protocol"],
     )
     assert not gate["passed"] and "does not beat popularity" in gate["reason"]
-    assert gate["figures"]["reference"]["version"] == second
+    assert gate["figures"]["reference_config"]["version"] == second
 
     # Its build's status says so, with the figures, so that an operator sees why.
     build_id = await db.fetchval(

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from common.errors import DatabaseUnavailable
 from common.settings import Settings
 from storage import trending
 from workers import pipeline
@@ -42,40 +43,61 @@ async def _view(db: asyncpg.Pool, item_id: str) -> None:
     )
 
 
-async def test_items_changed_compute_at_once_interactions_alone_wait(
+async def test_full_lists_wait_for_changes_unless_their_items_are_gone(
     db: asyncpg.Pool,
     redis: Redis,
     settings: Settings,
     computed: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await _put(db, "a")
-    await _put(db, "b")
+    monkeypatch.setattr(pipeline.trending, "TOP", 2)  # lists of two items are full
+    for item_id in ("a", "b", "c"):
+        await _put(db, item_id)
     await _view(db, "b")
-    first = await pipeline.popular_lists(db, redis, settings)
-    assert [i for i, _ in first[("popular", None)]] == ["b", "a"] and len(computed) == 1
+    await _view(db, "a")
+    await _view(db, "a")
+    first = await pipeline.popular(db, redis, settings)
+    assert [i for i, _ in first[("popular", None)]] == ["a", "b"] and len(computed) == 1
 
-    # Nothing changed: the stored lists, without a pass over the interactions.
-    assert await pipeline.popular_lists(db, redis, settings) == first
-    # New interactions alone wait for the stored lists to age.
-    await _view(db, "a")
-    await _view(db, "a")
-    assert await pipeline.popular_lists(db, redis, settings) == first
+    # Nothing changed, or only new interactions on lists still young: the stored ones.
+    assert await pipeline.popular(db, redis, settings) == first
+    for _ in range(3):
+        await _view(db, "c")
+    assert await pipeline.popular(db, redis, settings) == first
+    # Half of their items gone: they still serve (the API leaves deleted items out).
+    await db.execute("UPDATE items SET deleted_at = now() WHERE item_id = 'b'")
+    assert await pipeline.popular(db, redis, settings) == first
     assert len(computed) == 1
+    # Once they are old, computed again.
     monkeypatch.setattr(pipeline, "POPULAR_SECONDS", 0.0)
-    aged = await pipeline.popular_lists(db, redis, settings)
-    assert [i for i, _ in aged[("popular", None)]] == ["a", "b"] and len(computed) == 2
+    aged = await pipeline.popular(db, redis, settings)
+    assert [i for i, _ in aged[("popular", None)]] == ["c", "a"] and len(computed) == 2
 
-    # A catalog change is taken at once, however young the lists.
+    # Most of their items gone (a catalog replaced): computed at once, however young.
     monkeypatch.setattr(pipeline, "POPULAR_SECONDS", 3600.0)
-    await db.execute("UPDATE items SET deleted_at = now() WHERE item_id = 'a'")
-    after = await pipeline.popular_lists(db, redis, settings)
-    assert [i for i, _ in after[("popular", None)]] == ["b"] and len(computed) == 3
-    await _put(db, "c")
-    assert [
-        i for i, _ in (await pipeline.popular_lists(db, redis, settings))[("popular", None)]
-    ] == [
-        "b",
-        "c",
+    await db.execute("UPDATE items SET deleted_at = now() WHERE item_id IN ('a', 'c')")
+    await _put(db, "new")
+    after = await pipeline.popular(db, redis, settings)
+    assert [i for i, _ in after[("popular", None)]] == ["new"] and len(computed) == 3
+    # A list shorter than TOP named every live item: a new one joins at once.
+    await _put(db, "newer")
+    assert [i for i, _ in (await pipeline.popular(db, redis, settings))[("popular", None)]] == [
+        "newer",
+        "new",
     ]
-    assert len(computed) == 4
+
+
+async def test_the_stored_lists_serve_while_postgresql_cannot_compute_them(
+    db: asyncpg.Pool, redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _put(db, "a")
+    first = await pipeline.popular(db, redis, settings)
+    await _put(db, "b")
+
+    async def down(*args: Any) -> trending.Lists:
+        raise DatabaseUnavailable("the database did not answer in time")
+
+    monkeypatch.setattr(trending, "popular_lists", down)
+    assert await pipeline.popular(db, redis, settings) == first
+    await redis.flushdb()
+    assert await pipeline.popular(db, redis, settings) == {}

@@ -116,19 +116,23 @@ async def recommend(
         res.serving.answers.put(key, found)
     ranked, strategy = found
     head = _live(ranked, res.serving.deleted, offset + limit)
+    filled_ids: set[str] = set()
     if len(head) < offset + limit:
         # Short once deleted items are gone: filled from live popularity (service/fill.py).
         if not was_read:
             profile = await _profile(res, version, user_id)
         seen = profile.seen if exclude_seen else frozenset()
-        excluded = res.serving.deleted | profile.negative | seen
         popular = res.trending.popular(category)
         strategy = strategy if head else "popular"
-        head = fill.filled(head, offset + limit, popular, excluded)
+        ranked_count = len(head)
+        head = fill.filled(
+            head, offset + limit, popular, res.serving.deleted, profile.negative, seen
+        )
+        filled_ids = {i for i, _ in head[ranked_count:]}
     page = head[offset : offset + limit]
     items = [_scored(i, s) for i, s in page]
     if explain:
-        shown = [i.item_id for i in items]
+        shown = [i.item_id for i in items if i.item_id not in filled_ids]
         said = await _reasons(res, version, profile, shown, strategy, params)
         for item in items:
             item.reasons = said.get(item.item_id, ["popular right now"])
@@ -391,7 +395,7 @@ async def similar_items(
     if version is None:  # no index yet: the item's similar items are live popular ones
         await catalog.get_item(res.pool, item_id)
         popular = res.trending.popular(category)
-        found = fill.filled([], limit, popular, res.serving.deleted | {item_id})
+        found = fill.filled([], limit, popular, res.serving.deleted, (item_id,))
         return SimilarItems(
             item_id=item_id, items=[_scored(i, s) for i, s in found], index_version=None
         )
@@ -419,7 +423,7 @@ async def similar_items(
     found = _pairs(version, ranked)
     if len(found) < limit:  # the version's items are mostly gone (service/fill.py)
         popular = res.trending.popular(category)
-        found = fill.filled(found, limit, popular, res.serving.deleted | {item_id})
+        found = fill.filled(found, limit, popular, res.serving.deleted, (item_id,))
     return SimilarItems(
         item_id=item_id,
         items=[_scored(i, s) for i, s in found],
