@@ -52,10 +52,10 @@ sys.path.insert(0, str(ROOT))
 
 from common.models import InteractionIn, ItemIn  # noqa: E402
 from common.settings import load_settings  # noqa: E402
-from common.text import item_text  # noqa: E402
+from common.text import item_labels, item_text  # noqa: E402
 from devstack import demo  # noqa: E402
 from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
-from embeddings.encoder import make_encoder  # noqa: E402
+from embeddings.encoder import LABELLED, make_encoder  # noqa: E402
 from storage import activity, builds, catalog, events  # noqa: E402
 from storage.blob.s3 import S3Store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
@@ -313,18 +313,21 @@ def memory_mib(pid: int) -> tuple[float, float]:
 async def embedding_throughput(
     pool: asyncpg.Pool, env: dict[str, str], count: int, worker_counts: list[int], threads: int
 ) -> dict[str, float]:
-    """Raw encode of `count` texts, then the same number of new items embedded through 1, 2,
-    ... warmed workers: one task with every id, which the first worker shares out in pieces
-    (workers/pipeline.py, embed_missing)."""
+    """Raw encode of `count` items (each item's text and labels, as embed_items encodes
+    them), then the same number of new items embedded through 1, 2, ... warmed workers: one
+    task with every id, which the first worker shares out in pieces (workers/pipeline.py,
+    embed_missing)."""
     from workers.factory import EMBED_TASK, make_celery
 
     model = env.get("BENCH_EMBEDDING_MODEL", "all-MiniLM-L6-v2")
     encoder = make_encoder("all-MiniLM-L6-v2")
     base = make_items(count, seed=99)
     texts = [item_text(i.title, i.description, i.category, i.tags) for i in base]
+    labels = [item_labels(i.category, i.tags) for i in base]
     encoder.encode(texts[:64])  # load the model before timing
     started = time.perf_counter()
     encoder.encode(texts)
+    encoder.encode([label for label in labels if label])
     figures = {"raw_per_s": count / (time.perf_counter() - started)}
     celery = make_celery(load_settings())
 
@@ -332,7 +335,7 @@ async def embedding_throughput(
         return int(
             await pool.fetchval(
                 "SELECT count(*) FROM item_embeddings WHERE encoder = $1 AND item_id = ANY($2)",
-                model,
+                model + LABELLED,
                 ids,
             )
         )

@@ -38,6 +38,30 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     return normalised
 
 
+# Item vectors are stored under the encoder's name with this mark: the vector of an item's
+# text and of its labels together (`embed_items`), not of its text alone (as the vectors of
+# an older release were: those are made again, not mixed with these).
+LABELLED = "+labels"
+
+
+def item_vectors_key(encoder: Encoder) -> str:
+    """The name an item's stored vectors are kept under, for this encoder."""
+    return encoder.name + LABELLED
+
+
+def embed_items(encoder: Encoder, texts: Sequence[str], labels: Sequence[str]) -> Vectors:
+    """Each item's vector: its whole text's embedding and, where it has any, its labels'
+    (common/text.py, `item_labels`), summed and normalised, so that what kind of item it
+    is weighs as much as its title's words. A catalog of "product N" titles with no labels
+    is embedded by its text alone."""
+    vectors = np.asarray(encoder.encode(list(texts)), dtype=np.float32)
+    labelled = [n for n, label in enumerate(labels) if label]
+    if labelled:
+        vectors = vectors.copy()
+        vectors[labelled] += encoder.encode([labels[n] for n in labelled])
+    return normalise(vectors)
+
+
 # A catalog's mean vector is taken off in proportion n / (n + CENTRE_ITEMS): the mean of a
 # handful of items says more of them than of the space they lie in.
 CENTRE_ITEMS = 50.0

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from common.settings import Settings
 from common.snapshot import Snapshot
-from embeddings.encoder import Encoder, centre
+from embeddings.encoder import Encoder, centre, item_vectors_key
 from indexing import ann, collaborative, ranking, tuning
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
@@ -27,7 +27,7 @@ def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
     """The settings a version's content depends on; their digest is the fingerprint."""
     index = settings.index
     return {
-        "encoder": encoder.name,
+        "encoder": item_vectors_key(encoder),
         "half_life_days": index.half_life_days,
         "exact_below": index.exact_below,
         "hnsw": [index.hnsw_m, index.hnsw_ef_construction, index.hnsw_ef_search],

@@ -38,8 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from common.snapshot import Snapshot
-from common.text import item_text
-from embeddings.encoder import Encoder, Vectors, chunks_by_length
+from common.text import item_labels, item_text
+from embeddings.encoder import Encoder, Vectors, chunks_by_length, embed_items, item_vectors_key
 from indexing.evaluation import held_out
 
 NAMES = ("ml-ratings", "ml-views", "bookx", "retail", "ml-light", "retail-light")
@@ -61,6 +61,12 @@ class Dataset:
     times: list[float]
     positive: npt.NDArray[np.bool_]  # would be a positive if held out
     test: npt.NDArray[np.bool_] | None = None  # held out; None: each user's newest 20%
+
+    def labels(self) -> list[str]:
+        return [
+            item_labels(category, tags)
+            for category, tags in zip(self.categories, self.tags, strict=True)
+        ]
 
     def texts(self) -> list[str]:
         return [
@@ -244,15 +250,16 @@ def book_crossing(folder: Path) -> Dataset:
 
 def embed(dataset: Dataset, encoder: Encoder, cache: Path | None) -> Vectors:
     """Item vectors, shortest texts first in chunks (as the worker does), cached by content."""
-    texts = dataset.texts()
-    digest = hashlib.sha256("\n\0".join([encoder.name, *texts]).encode()).hexdigest()[:16]
+    texts, labels = dataset.texts(), dataset.labels()
+    key = item_vectors_key(encoder)
+    digest = hashlib.sha256("\n\0".join([key, *texts, *labels]).encode()).hexdigest()[:16]
     path = cache / f"{dataset.name.split('-')[0]}-{digest}.npy" if cache is not None else None
     if path is not None and path.is_file():
         cached: Vectors = np.load(path)
         return cached
     vectors = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
     for chunk in chunks_by_length(texts):
-        vectors[chunk] = encoder.encode([texts[n] for n in chunk])
+        vectors[chunk] = embed_items(encoder, [texts[n] for n in chunk], [labels[n] for n in chunk])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)

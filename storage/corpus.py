@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.snapshot import Snapshot
-from common.text import item_text
+from common.text import item_labels, item_text
 from storage.db import copy_numbers, copy_row, database_errors, refresh_statistics
 
 
@@ -24,6 +24,7 @@ class Stale:
     item_ids: list[str]
     content_hashes: list[str]
     texts: list[str]
+    labels: list[str]  # common/text.py, `item_labels`
 
 
 async def stale_items(pool: asyncpg.Pool, encoder: str, item_ids: list[str] | None) -> Stale:
@@ -44,6 +45,7 @@ async def stale_items(pool: asyncpg.Pool, encoder: str, item_ids: list[str] | No
         item_ids=[r["item_id"] for r in rows],
         content_hashes=[r["content_hash"] for r in rows],
         texts=[item_text(r["title"], r["description"], r["category"], r["tags"]) for r in rows],
+        labels=[item_labels(r["category"], r["tags"]) for r in rows],
     )
 
 

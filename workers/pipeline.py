@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
-from embeddings.encoder import Encoder, chunks_by_length
+from embeddings.encoder import Encoder, chunks_by_length, embed_items, item_vectors_key
 from indexing import gate, precompute, publish, trending
 from indexing.artifacts import MANIFEST, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
@@ -68,7 +68,8 @@ async def embed_missing(
     middle; one still in another's hands is embedded here too (the same vectors, stored
     twice), so the result never waits on a worker that may not exist or may die.
     """
-    stale = await corpus.stale_items(pool, encoder.name, item_ids)
+    key = item_vectors_key(encoder)
+    stale = await corpus.stale_items(pool, key, item_ids)
     if share is not None and len(stale.item_ids) > chunk:
         pieces = [stale.item_ids[n : n + chunk] for n in range(0, len(stale.item_ids), chunk)]
         for piece in pieces:
@@ -80,10 +81,15 @@ async def embed_missing(
         return done
     done = 0
     for chunk_rows in chunks_by_length(stale.texts):
-        vectors = await asyncio.to_thread(encoder.encode, [stale.texts[n] for n in chunk_rows])
+        vectors = await asyncio.to_thread(
+            embed_items,
+            encoder,
+            [stale.texts[n] for n in chunk_rows],
+            [stale.labels[n] for n in chunk_rows],
+        )
         await corpus.store_vectors(
             pool,
-            encoder.name,
+            key,
             [stale.item_ids[n] for n in chunk_rows],
             [stale.content_hashes[n] for n in chunk_rows],
             [v.tobytes() for v in vectors],
@@ -134,7 +140,7 @@ async def build_version(
         chunk=settings.embedding.chunk_items,
     )
     await report("snapshot", 0.6)
-    snapshot = await corpus.snapshot(pool, encoder.name, encoder.dimension)
+    snapshot = await corpus.snapshot(pool, item_vectors_key(encoder), encoder.dimension)
     # The serving version's configuration is scored on this build's holdout too, and the
     # share of its items still live says whether it can still serve the catalog.
     active = await builds.active_version(pool)

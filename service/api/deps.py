@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from common.models import Role
 from common.settings import Settings
-from embeddings.encoder import Encoder, Vectors, configured
+from embeddings.encoder import Encoder, Vectors, configured, embed_items
 from service.auth import RANK, Authenticator, Principal
 from service.experiments import Experiments
 from service.profiles import Refresher
@@ -79,6 +79,13 @@ class Resources:
         """Query texts as vectors, off the event loop, on the encoder's thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoding, lambda: self.encoder.encode(texts))
+
+    async def embed_item(self, text: str, labels: str) -> Vectors:
+        """One item's vector as the workers make it (`embed_items`), on the encoder's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._encoding, lambda: embed_items(self.encoder, [text], [labels])
+        )
 
     async def rank(self, work: Callable[[], T]) -> T:
         """`work` (a ranking or a search) on a ranking thread, off the event loop."""

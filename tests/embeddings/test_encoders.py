@@ -82,3 +82,19 @@ def test_centring_takes_the_common_direction_off_and_places_queries_alike() -> N
     _, few_mean = centre(raw[:5])
     assert np.linalg.norm(few_mean) < np.linalg.norm(raw[:5].mean(axis=0))
     assert place(raw[:2], None).tolist() == normalise(raw[:2]).tolist()
+
+
+def test_an_item_is_its_text_and_its_labels_each_embedded() -> None:
+    from common.text import item_labels
+    from embeddings.encoder import embed_items
+
+    encoder = make_encoder("hashing-32")
+    texts = ["Dracula (1995)", "Heat (1995)", "product 17"]
+    labels = [item_labels("Comedy", ["Horror"]), item_labels("Action", ["Crime"]), ""]
+    assert labels == ["Category: Comedy. Tags: Horror.", "Category: Action. Tags: Crime.", ""]
+    vectors = embed_items(encoder, texts, labels)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    alone, of_labels = encoder.encode(texts), encoder.encode(labels[:2])
+    np.testing.assert_allclose(vectors[:2], normalise(alone[:2] + of_labels), rtol=1e-5)
+    # No labels: the text alone.
+    np.testing.assert_allclose(vectors[2], alone[2], rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from common.settings import Settings
-from embeddings.encoder import make_encoder
+from embeddings.encoder import item_vectors_key, make_encoder
 from storage import corpus
 from tests.helpers import genre_catalog
 from workers.pipeline import embed_missing
@@ -34,7 +34,7 @@ async def test_pieces_are_queued_and_met_in_the_middle(
     assert [len(p) for p in queued] == [16, 16, 8]
     assert len({i for p in queued for i in p}) == 40
     assert mine == 8  # only the last piece was still stale when this process reached it
-    assert (await corpus.stale_items(db, encoder.name, None)).item_ids == []
+    assert (await corpus.stale_items(db, item_vectors_key(encoder), None)).item_ids == []
 
 
 async def test_with_no_other_worker_every_piece_is_embedded_here(
@@ -49,7 +49,7 @@ async def test_with_no_other_worker_every_piece_is_embedded_here(
 
     assert await embed_missing(db, encoder, quiet, share=share, chunk=16) == 40
     assert len(queued) == 3
-    assert (await corpus.stale_items(db, encoder.name, None)).item_ids == []
+    assert (await corpus.stale_items(db, item_vectors_key(encoder), None)).item_ids == []
     # Small work is not shared at all.
     queued.clear()
     await client.put("/api/v1/items/horror-0", json={"title": "A new title"})

@@ -24,7 +24,7 @@ from common.models import (
     Text,
     TrendingList,
 )
-from common.text import item_text
+from common.text import item_labels, item_text
 from embeddings.encoder import place
 from experiments.design import DEFAULT, Params
 from indexing import explanations, hybrid, ranking
@@ -413,7 +413,7 @@ async def similar_items(
     else:
         item = await catalog.get_item(res.pool, item_id)
         text = item_text(item.title, item.description, item.category, item.tags)
-        query = await _encode(res, version, text)
+        query = await _encode(res, version, text, item_labels(item.category, item.tags))
     excluded = set(res.serving.deleted_rows(version)) | ({row} if row is not None else set())
     ranked = await res.rank(
         lambda: ranking.similar_items(
@@ -537,14 +537,17 @@ async def search(body: SearchIn, res: ResourcesDep) -> SearchResults:
     )
 
 
-async def _encode(res: ResourcesDep, version: IndexVersion, text: str) -> Floats:
-    """One text as a query vector, by the encoder the served version was built with."""
+async def _encode(
+    res: ResourcesDep, version: IndexVersion, text: str, labels: str | None = None
+) -> Floats:
+    """One text as a query vector, by the encoder the served version was built with: an
+    item's (with its `labels`) as the workers embed items, or else a searcher's words."""
     built_with = version.manifest["encoder"]["name"]
     if built_with != res.settings.embedding.model:
         raise DependencyError(
             f"the served index was built with {built_with!r}, this process encodes with "
             f"{res.settings.embedding.model!r}: set EMBEDDING_MODEL alike everywhere"
         )
-    vectors = await res.encode([text])
+    vectors = await (res.encode([text]) if labels is None else res.embed_item(text, labels))
     query: Floats = place(vectors, version.embedding_mean)[0]
     return query
