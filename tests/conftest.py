@@ -2,7 +2,8 @@
 
 Tests never touch the servers a developer configured for running the service: they read
 TEST_DATABASE_URL, TEST_REDIS_URL and TEST_S3_ENDPOINT, and otherwise use a `recs_test`
-database, Redis database 15 and a `recs-test` bucket on local servers (started if missing).
+database, Redis database 15 and a `recs-test` bucket (TEST_S3_BUCKET) on local servers (started
+if missing).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _point_at_test_servers() -> None:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     _point_at_test_servers()
-    up = bring_up(ROOT / ".stack" / "test", database="recs_test", redis_db=15, bucket="recs-test")
+    bucket = os.environ.get("TEST_S3_BUCKET") or "recs-test"
+    up = bring_up(ROOT / ".stack" / "test", database="recs_test", redis_db=15, bucket=bucket)
     os.environ.update(up.env)
     yield up
     up.stop()
