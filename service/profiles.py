@@ -14,16 +14,13 @@ request is a lookup.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
 import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import asyncpg
 import numpy as np
@@ -36,14 +33,9 @@ from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, type_weights, user_decay, user_vectors
 from indexing.ranking import Profile, newest_first, profile_of
 from service import lists
-from service.background import cancel
 from storage import activity
 from storage import profiles as stored_profiles
 from storage.events import publish
-
-if TYPE_CHECKING:
-    from service.serving import Serving
-    from service.trending import Trending
 
 log = logging.getLogger(__name__)
 PROFILE_SECONDS = 7 * 86_400
@@ -170,6 +162,7 @@ class Stored:
         # Users whose newest stored profile says what a version says of them (a refresh
         # after a bulk load, say): (that version, the profile's time).
         self._same: dict[str, tuple[int, float]] = {}
+        self.verdicts = Verdicts()
 
     def heard(self, user_ids: Iterable[str], at: float) -> None:
         """These users' profiles were stored at `at`."""
@@ -280,7 +273,7 @@ async def read(
     held = stored.held(version.version, user_id)
     if held is not None:
         return held
-    read = await _read(redis, version, user_id)
+    read = await _read(redis, version, user_id, stored.verdicts)
     if read.stamp is not None and read.profile.built:
         stored.same(version.version, user_id, read.stamp)
     elif lists.ranked_from(read.ranked, version.version, read.stamp):
@@ -288,14 +281,16 @@ async def read(
     return read
 
 
-async def _read(redis: Redis, version: IndexVersion | None, user_id: str) -> Read:
+async def _read(
+    redis: Redis, version: IndexVersion | None, user_id: str, verdicts: Verdicts | None = None
+) -> Read:
     try:
         raw, ranked = await stored_profiles.load_with_list(redis, user_id)
     except CacheUnavailable:
         log.warning("Redis is unavailable: serving %r from the version's profile", user_id)
         raw = ranked = None
     if raw is not None:
-        found = parse(raw, version, user_id)
+        found = parse(raw, version, user_id, verdicts)
         if found is not None:
             return Read(found[0], found[1], ranked)
     return Read(profile_of(version, user_id) if version is not None else Profile())
@@ -325,8 +320,11 @@ def _unpacked(stored: str | list[float]) -> Floats:
     return np.asarray(stored, dtype=np.float32)
 
 
-def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profile, float] | None:
-    """A stored profile and its time, if it is newer than the version's snapshot."""
+def parse(
+    raw: bytes, version: IndexVersion | None, user_id: str, verdicts: Verdicts | None = None
+) -> tuple[Profile, float] | None:
+    """A stored profile and its time, if it is newer than the version's snapshot; the
+    verdicts of whether it says what the version says are kept in `verdicts`."""
     stored = orjson.loads(raw)
     if version is not None and stored["at"] < version.data_as_of:
         return None
@@ -349,11 +347,15 @@ def parse(raw: bytes, version: IndexVersion | None, user_id: str) -> tuple[Profi
         evidence=tuple(stored.get("evidence", ())),
     )
     stamp = float(stored["at"])
-    return _built_if_same(fresh, version, user_id, stamp), stamp
+    return _built_if_same(fresh, version, user_id, stamp, verdicts), stamp
 
 
 def _built_if_same(
-    fresh: Profile, version: IndexVersion | None, user_id: str, stored_at: float
+    fresh: Profile,
+    version: IndexVersion | None,
+    user_id: str,
+    stored_at: float,
+    verdicts: Verdicts | None,
 ) -> Profile:
     """`fresh` marked as the version's own where it says what the version's profile says
     (a refresh after a bulk load, say, with nothing done since the snapshot): the user's
@@ -362,7 +364,7 @@ def _built_if_same(
     if version is None:
         return fresh
     key = (version.version, user_id, stored_at)
-    same = _SAME.get(key)
+    same = verdicts.get(key) if verdicts is not None else None
     if same is None:
         own = profile_of(version, user_id)
         same = (
@@ -373,144 +375,25 @@ def _built_if_same(
             and len(own.evidence) == len(fresh.evidence)
             and np.allclose(own.evidence, fresh.evidence, rtol=1e-5)
         )
-        _SAME[key] = same
-        if len(_SAME) > SAME_KEPT:
-            _SAME.popitem(last=False)
+        if verdicts is not None:
+            verdicts.put(key, same)
     return replace(fresh, built=True) if same else fresh
 
 
-# Verdicts of `_built_if_same` kept, by (version, user, stored profile's time): about 100 bytes
-# each.
-SAME_KEPT = 100_000
-_SAME: OrderedDict[tuple[int, str, float], bool] = OrderedDict()
+class Verdicts:
+    """Whether a stored profile says what a version says of its user (`_built_if_same`), by
+    (version, user, the stored profile's time), so that an idle user's requests compare
+    once; the oldest dropped beyond KEPT (about 100 bytes each)."""
 
+    KEPT = 100_000
 
-class Refresher:
-    """Drains the queue of users whose profiles are behind (storage/activity.py).
+    def __init__(self) -> None:
+        self._found: OrderedDict[tuple[int, str, float], bool] = OrderedDict()
 
-    Every API process drains it, woken by its own writes and every POLL_SECONDS otherwise,
-    so users queued by a process that died are refreshed by the others, or by it after a
-    restart. Two processes may refresh the same user at once; the result is the same.
-    """
+    def get(self, key: tuple[int, str, float]) -> bool | None:
+        return self._found.get(key)
 
-    CHUNK = 500
-    POLL_SECONDS = 5.0
-    RANK_BATCH = 32  # users ranked ahead per hand-off to a thread, then stored
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        redis: Redis,
-        settings: Settings,
-        serving: Serving,
-        trending: Trending,
-    ) -> None:
-        self.pool, self.redis, self.settings, self.serving = pool, redis, settings, serving
-        self.trending = trending
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        # Users whose lists wait to be ranked ahead: the version, the profile and its time.
-        self._to_rank: dict[str, tuple[IndexVersion, tuple[Profile, float]]] = {}
-        self._ranking: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        self._wake.set()  # users a stopped process left queued are refreshed at once
-        self._task = asyncio.create_task(self._run(), name="profile-refresher")
-
-    async def stop(self) -> None:
-        self._stopping = True  # the last refreshes rank nothing ahead
-        if self._task is not None:
-            await cancel([self._task])
-        if self._ranking is not None:
-            await cancel([self._ranking])
-        try:
-            await self.flush()
-        except Exception:
-            log.warning("profiles left queued at shutdown; the next start refreshes them")
-
-    def mark(self) -> None:
-        """Users were queued: drain soon."""
-        self._wake.set()
-
-    async def now(self, user_ids: Sequence[str]) -> None:
-        """Refresh these users before returning (a single interaction's write)."""
-        queued = await activity.queued_for(self.pool, user_ids)
-        await self._refresh([u for u, _ in queued] or list(user_ids))
-        await activity.refreshed(self.pool, queued)
-
-    async def flush(self) -> None:
-        """Refresh every queued user (in chunks) until the queue is empty."""
-        while queued := await activity.queued_refreshes(self.pool, self.CHUNK):
-            await self._refresh([u for u, _ in queued])
-            await activity.refreshed(self.pool, queued)
-
-    async def ranked(self) -> None:
-        """Wait until the lists waiting to be ranked ahead are ranked and stored."""
-        while self._ranking is not None and not self._ranking.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._ranking)
-
-    async def _refresh(self, user_ids: Sequence[str]) -> None:
-        version = self.serving.current
-        stored = await refresh(
-            self.pool, self.redis, self.settings, version, user_ids, self.serving.stored
-        )
-        self.serving.answers.drop(user_ids)
-        if version is not None:
-            await self._rank_ahead(version, stored)
-
-    async def _rank_ahead(self, version: IndexVersion, stored: dict[str, bytes]) -> None:
-        """Queue the refreshed users whose profile is not the build's own (the build's list
-        answers those) for ranking ahead, within the bound."""
-        if self._stopping:
-            return
-        room = self.settings.api.rank_ahead_users - len(self._to_rank)
-        for n, (user_id, raw) in enumerate(stored.items()):
-            if n % self.RANK_BATCH == self.RANK_BATCH - 1:
-                await asyncio.sleep(0)  # parsing a whole chunk at once would hold the loop
-            if user_id not in self._to_rank and room <= 0:
-                continue
-            # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
-            found = parse(raw, version, user_id)
-            if found is None or found[0].built:
-                self._to_rank.pop(user_id, None)  # an older profile waiting is superseded
-                continue
-            room -= user_id not in self._to_rank
-            self._to_rank[user_id] = (version, found)  # the newest profile wins
-        if self._to_rank and (self._ranking is None or self._ranking.done()):
-            self._ranking = asyncio.create_task(self._rank_waiting(), name="lists-ranked-ahead")
-
-    async def _rank_waiting(self) -> None:
-        """Rank the waiting users' lists, a batch at a time on one thread, and store them."""
-        while self._to_rank:
-            batch = list(self._to_rank.items())[: self.RANK_BATCH]
-            for user_id, _ in batch:
-                del self._to_rank[user_id]
-            version = self.serving.current
-            todo = [(u, found) for u, (v, found) in batch if version is not None and v is version]
-            if version is None or not todo:
-                continue  # another version serves now: its users are ranked when they ask
-            trending = self.trending.hot_scores(version)  # as a live ranking would now
-            digest = self.serving.list_digest(version)
-            try:
-                ranked = await asyncio.to_thread(
-                    lists.rank_ahead, version, todo, self.settings, trending, digest
-                )
-                await stored_profiles.save_lists(self.redis, ranked, lists.LIST_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # they are ranked when they ask
-                log.warning("could not rank %d lists ahead: %s", len(todo), exc)
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.POLL_SECONDS)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("could not refresh queued profiles (%s); they stay queued", exc)
+    def put(self, key: tuple[int, str, float], same: bool) -> None:
+        self._found[key] = same
+        if len(self._found) > self.KEPT:
+            self._found.popitem(last=False)

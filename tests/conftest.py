@@ -73,22 +73,22 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     """The app's pool, on tables emptied before the test."""
-    pool: asyncpg.Pool = app.state.resources.pool
+    pool: asyncpg.Pool = app.state.application.pool
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    await app.state.resources.redis.flushdb()
-    app.state.resources.auth.forget()
-    app.state.resources.trending.forget()
+    await app.state.application.redis.flushdb()
+    app.state.application.auth.forget()
+    app.state.application.trending.forget()
     # Forget what an earlier test had this process serve.
-    app.state.resources.serving.current = None
-    app.state.resources.serving.pinned = {}
-    app.state.resources.experiments.forget()
-    await app.state.resources.serving.reload_deleted()
+    app.state.application.serving.current = None
+    app.state.application.serving.pinned = {}
+    app.state.application.experiments.forget()
+    await app.state.application.serving.reload_deleted()
     yield pool
 
 
 @pytest.fixture
 def redis(app: FastAPI) -> Redis:
-    client: Redis = app.state.resources.redis
+    client: Redis = app.state.application.redis
     return client
 
 

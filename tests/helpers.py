@@ -31,7 +31,7 @@ async def build_now(app: Any, *, force: bool = False, activate: bool = True) -> 
     from embeddings.encoder import make_encoder
     from workers.pipeline import build_version
 
-    res = app.state.resources
+    res = app.state.application
 
     async def report(stage: str, progress: float) -> None:
         return None

@@ -20,14 +20,15 @@ PACKAGES = (
 DRIVERS = ("asyncpg", "redis", "minio", "urllib3")
 
 
-def _imports(path: Path, *, deferred: bool) -> set[str]:
-    """Modules imported at run time: imports under `if TYPE_CHECKING:` are left out, and so
-    are those inside functions unless `deferred` (they run on call, not at import)."""
+def _imports(path: Path, *, deferred: bool, typed: bool = False) -> set[str]:
+    """Modules imported at run time: imports under `if TYPE_CHECKING:` are left out unless
+    `typed`, and so are those inside functions unless `deferred` (they run on call, not at
+    import)."""
     tree = ast.parse(path.read_text())
     skipped = {
         id(node)
         for block in ast.walk(tree)
-        if (isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test))
+        if (not typed and isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test))
         or (not deferred and isinstance(block, ast.FunctionDef | ast.AsyncFunctionDef))
         for stmt in block.body
         for node in ast.walk(stmt)
@@ -44,7 +45,7 @@ def _imports(path: Path, *, deferred: bool) -> set[str]:
     return found
 
 
-def _modules(*, deferred: bool) -> dict[str, set[str]]:
+def _modules(*, deferred: bool, typed: bool = False) -> dict[str, set[str]]:
     """Each module of the project, and the project modules and drivers it imports."""
     paths = {
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
@@ -53,7 +54,9 @@ def _modules(*, deferred: bool) -> dict[str, set[str]]:
     }
     return {
         name: {
-            m for m in _imports(path, deferred=deferred) if m in paths or m.split(".")[0] in DRIVERS
+            m
+            for m in _imports(path, deferred=deferred, typed=typed)
+            if m in paths or m.split(".")[0] in DRIVERS
         }
         for name, path in paths.items()
     }
@@ -101,10 +104,42 @@ def test_indexing_and_embeddings_know_nothing_of_storage_or_transport() -> None:
     assert _importers((*above, "indexing"), "embeddings") == []
 
 
+def test_the_application_layer_knows_nothing_of_transports() -> None:
+    """Use cases are what every door calls: none of them imports a door, or a web framework."""
+    doors = ("service.api", "fastapi", "starlette", "grpc")
+    found = sorted(
+        f"{name} imports {target}"
+        for name, path in _paths().items()
+        if name.startswith("service.usecases")
+        for target in _imports(path, deferred=True, typed=True)
+        if target.startswith(doors)
+    )
+    assert found == []
+
+
+def test_routes_reach_storage_only_through_the_use_cases() -> None:
+    """A route parses, calls its use case and shapes the answer; it never queries a store."""
+    found = [
+        line
+        for line in _importers(("storage",), "service")
+        if line.startswith(("service.api.routes", "service.api.lookups"))
+    ]
+    assert found == []
+
+
+def _paths() -> dict[str, Path]:
+    return {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+    }
+
+
 def test_no_import_cycles() -> None:
     """Among imports that run when a module is first imported (a factory's import inside a
-    function runs later, once both modules exist)."""
-    graph = _modules(deferred=False)
+    function runs later, once both modules exist), and those made for type checking only: a
+    cycle there is still two modules that cannot be read apart."""
+    graph = _modules(deferred=False, typed=True)
 
     def module_of(target: str) -> str:
         return target if target in graph else target.rsplit(".", 1)[0]

@@ -57,7 +57,7 @@ class AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization")
-        resources = scope["app"].state.resources
+        resources = scope["app"].state.application
         client = scope.get("client")
         address = client[0] if client else "unknown"
         try:

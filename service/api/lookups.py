@@ -9,14 +9,14 @@ This middleware takes a request only when every part of it is one the route acce
 a GET of one of the two paths, an id that the route's own validator passes, query parameters
 that are the route's own, each given once and valid by the route's own types (read as
 Starlette reads a query string), headers the route accepts, and a caller with the read role.
-It then calls the route's own function, so the answer is the route's. Anything else (an
+It then calls the route's use case (service/usecases/) with the same arguments the route
+would give it, so the answer is the route's. Anything else (an
 unknown or repeated parameter, a value the route would refuse, a key without the role) goes
 on to FastAPI, which answers it as it always has.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,15 +26,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.errors import RecsError
-from service.api.deps import Resources
 from service.api.errors import error_for, unexpected_error
 from service.api.routes import API, recommendations
+from service.application import Application
 from service.auth import Principal
+from service.usecases import similar
+from service.usecases.user_list import user_list
 
 _ID: TypeAdapter[str] = TypeAdapter(recommendations.Id)
-# What a lookup answers with: the route's own function, given the validated id, the app's
-# resources, the query's values and the Cache-Control header.
-Answer = Callable[[str, Resources, dict[str, Any], str | None], Awaitable[BaseModel]]
+# What a lookup answers with: the route's use case, given the validated id, the application,
+# the query's values and the Cache-Control header.
+Answer = Callable[[str, Application, dict[str, Any], str | None], Awaitable[BaseModel]]
 
 
 def _route(path: str) -> APIRoute:
@@ -84,7 +86,6 @@ class _Lookup:
 
 
 _LIMIT: TypeAdapter[int] = TypeAdapter(recommendations.Limit)
-_SIMILAR_LIMIT = inspect.signature(recommendations.similar_items).parameters["limit"].default
 _CATEGORY: TypeAdapter[str | None] = TypeAdapter(recommendations.Category)
 
 
@@ -92,7 +93,7 @@ def _similar_query(given: dict[str, str]) -> dict[str, Any]:
     # As in FastAPI, a default is taken as it is, not validated.
     limit, category = given.get("limit"), given.get("category")
     return {
-        "limit": _SIMILAR_LIMIT if limit is None else _LIMIT.validate_python(limit),
+        "limit": recommendations.SIMILAR_LIMIT if limit is None else _LIMIT.validate_python(limit),
         "category": None if category is None else _CATEGORY.validate_python(category),
     }
 
@@ -102,15 +103,15 @@ def _list_query(given: dict[str, str]) -> dict[str, Any]:
 
 
 async def _similar(
-    item_id: str, res: Resources, values: dict[str, Any], _cache_control: str | None
+    item_id: str, app: Application, values: dict[str, Any], _cache_control: str | None
 ) -> BaseModel:
-    return await recommendations.similar_items(item_id, res, values["limit"], values["category"])
+    return await similar.similar_items(app, item_id, values["limit"], values["category"])
 
 
 async def _list(
-    user_id: str, res: Resources, values: dict[str, Any], cache_control: str | None
+    user_id: str, app: Application, values: dict[str, Any], cache_control: str | None
 ) -> BaseModel:
-    return await recommendations.recommend(user_id, res, values["query"], cache_control)
+    return await user_list(app, values["query"].request(user_id, cache_control))
 
 
 LOOKUPS = (
@@ -137,9 +138,9 @@ class Lookups:
             return
         lookup, found_id, values, cache_control = taken
         scope["route"] = lookup.route  # the metrics label the route as routing would
-        resources = scope["app"].state.resources
+        application = scope["app"].state.application
         try:
-            model = await lookup.answer(found_id, resources, values, cache_control)
+            model = await lookup.answer(found_id, application, values, cache_control)
         except RecsError as exc:
             await error_for(exc)(scope, receive, send)
             return

@@ -17,7 +17,7 @@ from common.retry import wait_for
 from common.settings import Settings, get_settings
 from service.api import errors
 from service.api.body import document_bodies
-from service.api.deps import Resources, document_security
+from service.api.deps import document_security
 from service.api.limits import AuthenticateFirst, BodyLimit
 from service.api.lookups import Lookups
 from service.api.metrics import RequestMetrics, access_log
@@ -31,10 +31,11 @@ from service.api.routes import (
     recommendations,
     users,
 )
+from service.application import Application
 from service.auth import Authenticator
 from service.experiments import Experiments
-from service.profiles import Refresher
 from service.ratelimit import RateLimiter
+from service.refresher import Refresher
 from service.serving import Serving
 from service.trending import Trending
 from storage import cache
@@ -45,7 +46,7 @@ from workers.factory import make_celery
 log = logging.getLogger(__name__)
 
 
-async def open_resources(settings: Settings, registry: CollectorRegistry) -> Resources:
+async def open_application(settings: Settings, registry: CollectorRegistry) -> Application:
     """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each."""
     if settings.api.admin_api_key is None:
         raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
@@ -83,7 +84,7 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
         await redis.aclose()
         await pool.close()
         raise
-    return Resources(
+    return Application(
         settings=settings,
         pool=pool,
         redis=redis,
@@ -99,7 +100,7 @@ async def open_resources(settings: Settings, registry: CollectorRegistry) -> Res
     )
 
 
-async def close_resources(res: Resources) -> None:
+async def close_application(res: Application) -> None:
     await res.drain()
     await res.profiles.stop()
     await res.trending.stop()
@@ -126,11 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.resources = await open_resources(settings, app.state.registry)
+        app.state.application = await open_application(settings, app.state.registry)
         try:
             yield
         finally:
-            await close_resources(app.state.resources)
+            await close_application(app.state.application)
 
     app = FastAPI(
         title="recs",

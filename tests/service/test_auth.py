@@ -183,7 +183,7 @@ async def test_every_route_refuses_a_caller_before_reading_a_byte_of_the_body(
 async def test_keys_are_stored_hashed_and_listed_without_tokens(client: httpx.AsyncClient) -> None:
     created = (await client.post("/api/v1/keys", json={"name": "ci", "role": "write"})).json()
     assert created["token"].startswith("rk_") and created["role"] == "write"
-    pool = client._transport.app.state.resources.pool  # type: ignore[attr-defined]
+    pool = client._transport.app.state.application.pool  # type: ignore[attr-defined]
     stored = await pool.fetchrow("SELECT * FROM api_keys WHERE key_id = $1", created["key_id"])
     assert created["token"].encode() not in bytes(stored["token_sha256"])
     assert len(stored["token_sha256"]) == 32
@@ -208,7 +208,7 @@ async def test_a_revoked_key_stops_working_in_other_processes_after_the_cache_ti
 ) -> None:
     created = (await client.post("/api/v1/keys", json={"name": "tmp", "role": "read"})).json()
     other = Authenticator(
-        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.resources.pool
+        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.application.pool
     )
     header = f"Bearer {created['token']}"
     assert (await other.principal(header)).role == "read"
@@ -232,7 +232,7 @@ async def test_signed_jwts_carry_a_role(app: FastAPI, settings: Settings) -> Non
     secret = "s" * 40
     auth = Authenticator(
         settings.api.model_copy(update={"jwt_secret": SecretStr(secret)}),
-        app.state.resources.pool,
+        app.state.application.pool,
     )
     principal = await auth.principal(f"Bearer {_jwt(secret, role='write')}")
     assert (principal.subject, principal.role) == ("svc", "write")
@@ -266,7 +266,7 @@ async def test_known_keys_keep_working_while_postgresql_is_down_or_hung(
     header = f"Bearer {created['token']}"
     # Every lookup goes to the database: the cache time is 0.
     auth = Authenticator(
-        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.resources.pool
+        settings.api.model_copy(update={"key_cache_seconds": 0.0}), app.state.application.pool
     )
     assert (await auth.principal(header)).role == "read"
 
@@ -288,7 +288,7 @@ async def test_known_keys_keep_working_while_postgresql_is_down_or_hung(
     hung.close()
 
     # PostgreSQL is back: a revocation reaches this process at its next lookup.
-    auth.pool = app.state.resources.pool
+    auth.pool = app.state.application.pool
     await client.delete(f"/api/v1/keys/{created['key_id']}")
     with pytest.raises(Unauthorized):
         await auth.principal(header)
@@ -307,7 +307,7 @@ async def test_jwts_can_be_bound_to_an_issuer_and_audience_and_a_lifetime(
                 "jwt_max_lifetime_seconds": 3_600,
             }
         ),
-        app.state.resources.pool,
+        app.state.application.pool,
     )
     good = {"role": "read", "iss": "https://login.example", "aud": "recs"}
     assert (await auth.principal(f"Bearer {_jwt(secret, **good)}")).role == "read"

@@ -60,10 +60,10 @@ async def fans(client: httpx.AsyncClient, app: FastAPI, users: int) -> int:
     ]
     answer = await client.post("/api/v1/interactions/batch", json={"interactions": rows})
     assert answer.status_code == 202, answer.text
-    await app.state.resources.drain()
+    await app.state.application.drain()
     version = await build_now(app)
     assert version is not None
-    assert app.state.resources.serving.current.version == version, "the gate refused it"
+    assert app.state.application.serving.current.version == version, "the gate refused it"
     return version
 
 
@@ -229,7 +229,7 @@ async def test_clicks_on_shown_items_within_the_window_are_conversions(
     ]
     # Clicked before it was shown: not a conversion either (the window opens at the showing).
     early = {"user_id": "fan-0", "item_id": shown[3], "type": "click"}
-    await app.state.resources.pool.execute(
+    await app.state.application.pool.execute(
         """INSERT INTO interactions (event_id, user_id, item_id, type, occurred_at)
            VALUES ('early', $1, $2, $3, now() - interval '1 hour')""",
         early["user_id"],
@@ -251,7 +251,7 @@ async def test_clicks_on_shown_items_within_the_window_are_conversions(
     assert found["ctr"] == pytest.approx(2 / (8 + len(others)))
     assert found["conversion_rate"] == 0.5 and found["conversions_per_user"] == 1.0
     # Shown two days ago: a click now is outside the 24-hour window.
-    await app.state.resources.pool.execute(
+    await app.state.application.pool.execute(
         """UPDATE experiment_exposures SET first_shown_at = now() - interval '2 days',
                                            last_shown_at = now() - interval '2 days'
            WHERE user_id = 'fan-5'"""
@@ -290,7 +290,7 @@ async def test_the_guardrail_stops_a_significantly_worse_variant(
     await fans(client, app, 300)
     await start(client, experiment(guardrail=True))
     await simulate(client, 300, seed=12)
-    res = app.state.resources
+    res = app.state.application
     await res.experiments.push()  # the worker's tick counts what the API has sent
     loose = res.settings.experiment.model_copy(update={"guardrail_min_users": 50})
     stopped = await results.tick(res.pool, res.redis, loose, res.settings.event_namespace)
@@ -333,16 +333,16 @@ async def test_a_variant_can_pin_an_older_index_version(
     assert set(found["old"]["index_versions"]) == {str(old)}
     assert set(found["control"]["index_versions"]) == {str(newer)}
     # Retention keeps the pinned version while the experiment runs.
-    assert old not in await builds.versions_to_retire(app.state.resources.pool, keep=1)
+    assert old not in await builds.versions_to_retire(app.state.application.pool, keep=1)
     # Rolled back to it, the process serves the copy it holds for the experiment.
-    serving = app.state.resources.serving
+    serving = app.state.application.serving
     held = serving.pinned[old]
     assert (await client.post(f"/api/v1/index/versions/{old}/activate")).status_code == 200
     assert serving.current is held
     assert (await recs(client, "fan-1", experiment_id="exp"))["index_version"] == old
     assert (await client.post(f"/api/v1/index/versions/{newer}/activate")).status_code == 200
     await client.post("/api/v1/experiments/exp/stop")
-    assert old in await builds.versions_to_retire(app.state.resources.pool, keep=1)
+    assert old in await builds.versions_to_retire(app.state.application.pool, keep=1)
 
 
 async def test_results_survive_an_api_restart(
@@ -374,7 +374,7 @@ async def test_with_redis_away_answers_go_on_and_impressions_wait(
     monkeypatch.setattr(stored, "append_impressions", away)
     for n in range(5):
         await recs(client, f"fan-{n}", limit=2, experiment_id="exp")
-    held = app.state.resources.experiments
+    held = app.state.application.experiments
     with pytest.raises(CacheUnavailable):
         await held.push()
     found = await results_of(client, "exp")
@@ -389,7 +389,7 @@ async def test_a_pinned_version_that_cannot_load_gets_the_default_answer(
 ) -> None:
     old = await fans(client, app, 20)
     await build_now(app, force=True)
-    serving = app.state.resources.serving
+    serving = app.state.application.serving
     attempts = []
 
     async def unavailable(version: int, **_: object) -> None:
@@ -434,11 +434,11 @@ async def test_a_non_finite_param_is_refused(client: httpx.AsyncClient) -> None:
 async def test_pushes_running_together_send_each_answer_once(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    held = app.state.resources.experiments
+    held = app.state.application.experiments
     for n in range(300):
         held.record("exp", "control", f"u{n}", ["a", "b"], 1)
     await asyncio.gather(*(held.push() for _ in range(5)))
-    assert await app.state.resources.redis.xlen(stored.STREAM) == 300
+    assert await app.state.application.redis.xlen(stored.STREAM) == 300
 
 
 async def test_explain_under_a_variant_explains_that_variants_ranking(

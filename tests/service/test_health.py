@@ -30,7 +30,7 @@ async def test_ready_checks_every_backing_server(anonymous: httpx.AsyncClient) -
 async def test_ready_is_503_and_names_the_store_that_is_down(
     anonymous: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
-    resources = app.state.resources
+    resources = app.state.application
     healthy = resources.store_probe
     dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
     resources.store_probe = StoreProbe(dead)
@@ -56,7 +56,7 @@ async def test_a_hung_store_holds_one_thread_however_often_readiness_is_asked(
 
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    resources = app.state.resources
+    resources = app.state.application
     healthy = resources.store_probe
     hung = S3Store(settings.s3.model_copy(update={"endpoint": f"127.0.0.1:{port}"}))
     resources.store_probe = StoreProbe(hung, name="hung-probe")
@@ -140,7 +140,7 @@ async def test_unknown_routes_use_the_error_body(anonymous: httpx.AsyncClient) -
 
 
 async def test_an_oversized_body_is_a_413(client: httpx.AsyncClient, app: FastAPI) -> None:
-    limit = app.state.resources.settings.api.max_body_bytes
+    limit = app.state.application.settings.api.max_body_bytes
     answer = await client.post(
         "/api/v1/items/batch",
         content=b" " * (limit + 1),

@@ -155,7 +155,7 @@ async def test_an_activation_whose_files_are_gone_changes_nothing(
     old = await build_now(app)
     new = await build_now(app, force=True)
     assert old is not None and new is not None
-    res = app.state.resources
+    res = app.state.application
     publish.remove(res.store, old)
     error = assert_error(await client.post(f"/api/v1/index/versions/{old}/activate"), 422)
     assert f"version {old} cannot be served" in error["message"]
@@ -173,7 +173,7 @@ async def test_an_activation_while_the_store_is_down_is_a_503_and_changes_nothin
 ) -> None:
     old = await build_now(app)
     new = await build_now(app, force=True)
-    res = app.state.resources
+    res = app.state.application
     with socket.socket() as probe:  # a port nothing listens on: connections are refused
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]

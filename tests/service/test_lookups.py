@@ -141,7 +141,7 @@ async def test_refusals_and_failures_read_as_fastapi_gives_them(
         raise RuntimeError("a bug")
 
     # A bug answers the 500 of FastAPI's last handler, and its traceback goes to the log.
-    monkeypatch.setattr(app.state.resources.serving, "deleted_rows", broken)
+    monkeypatch.setattr(app.state.application.serving, "deleted_rows", broken)
     with caplog.at_level(logging.ERROR, logger="service.api.errors"):
         ours = await client.get("/api/v1/items/space-3/similar")
     assert_error(ours, 500, "internal_error")

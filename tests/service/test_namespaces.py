@@ -62,19 +62,19 @@ async def within(seconds: float, condition: object, what: str) -> None:
 async def settled(app: FastAPI) -> None:
     """Every message published to `app` before now has been handled: its own channel
     delivers in order, so once a marker sent now is handled, everything before it is."""
-    res = app.state.resources
+    res = app.state.application
     marker = f"marker-{next(_markers)}"
     await events.publish(res.redis, res.settings.event_namespace, "item_deleted", item_id=marker)
     await within(FOLLOW_SECONDS, lambda: marker in res.serving.deleted, "the marker")
 
 
 def served(app: FastAPI) -> int | None:
-    current = app.state.resources.serving.current
+    current = app.state.application.serving.current
     return current.version if current is not None else None
 
 
 async def activate_as_a_worker_does(app: FastAPI, version: int) -> None:
-    res = app.state.resources
+    res = app.state.application
     await builds.activate(res.pool, version)
     await events.publish(
         res.redis, res.settings.event_namespace, "index_activated", version=version
@@ -86,7 +86,7 @@ async def fill(app: FastAPI, http: httpx.AsyncClient) -> tuple[int, int]:
     await http.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
     rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
     await http.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.resources.profiles.flush()
+    await app.state.application.profiles.flush()
     first = await build_now(app)
     second = await build_now(app, force=True)
     assert first is not None and second is not None
@@ -105,9 +105,9 @@ async def test_two_deployments_on_one_redis_server_never_steer_each_other(
         running(b_settings) as (b, b_http),
         running(own_process(settings, tmp_path / "a")) as (a_peer, _),
     ):
-        await b.state.resources.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        await b.state.resources.redis.flushdb()
-        b.state.resources.serving.current = None
+        await b.state.application.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await b.state.application.redis.flushdb()
+        b.state.application.serving.current = None
         b_first, b_second = await fill(b, b_http)
         assert served(a_peer) == a_second and served(b) == b_second
 
@@ -125,7 +125,7 @@ async def test_two_deployments_on_one_redis_server_never_steer_each_other(
         # The reproduction: a bare message on the old shared channel, a message on B's own
         # channel naming another deployment, and a replayed hint of a version B does not
         # serve. None of them moves B.
-        redis = b.state.resources.redis
+        redis = b.state.application.redis
         stray = {"type": "index_activated", "version": b_second}
         await redis.publish("recs:events", orjson.dumps(stray))
         b_channel = events.channel(b_settings.event_namespace)
@@ -140,10 +140,10 @@ async def test_two_deployments_on_one_redis_server_never_steer_each_other(
         # A delete in A leaves B's answers alone.
         assert (await client.delete("/api/v1/items/horror-3")).status_code == 204
         await within(
-            FOLLOW_SECONDS, lambda: "horror-3" in a_peer.state.resources.serving.deleted, "A"
+            FOLLOW_SECONDS, lambda: "horror-3" in a_peer.state.application.serving.deleted, "A"
         )
         await settled(b)
-        assert "horror-3" not in b.state.resources.serving.deleted
+        assert "horror-3" not in b.state.application.serving.deleted
         similar = (await b_http.get("/api/v1/items/horror-2/similar?limit=20")).json()
         assert "horror-3" in [i["item_id"] for i in similar["items"]]
 

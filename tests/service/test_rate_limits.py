@@ -25,7 +25,7 @@ def rules(**limits: int) -> RateSettings:
 @pytest.fixture
 def limits(app: FastAPI) -> Iterator[RateLimiter]:
     """The app's limiter, turned on; its settings are put back after the test."""
-    limiter: RateLimiter = app.state.resources.limiter
+    limiter: RateLimiter = app.state.application.limiter
     before = limiter.settings
     limiter.settings = rules()
     limiter._blocked.clear()

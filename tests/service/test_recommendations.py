@@ -39,7 +39,7 @@ async def served(client: httpx.AsyncClient, app: FastAPI) -> int:
         {"user_id": f"viewer-{n}", "item_id": f"space-{n % 2}", "type": "view"} for n in range(10)
     ]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.resources.drain()
+    await app.state.application.drain()
     version = await build_now(app)
     assert version is not None
     return version
@@ -96,7 +96,7 @@ async def test_a_batch_of_interactions_changes_answers_too(
 ) -> None:
     rows = [{"user_id": "batcher", "item_id": f"comedy-{k}", "type": "like"} for k in range(4)]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.resources.drain()
+    await app.state.application.drain()
     body = await recs(client, "batcher", limit=3)
     assert [genre_of(i["item_id"]) for i in body["items"]] == ["comedy"] * 3
 
@@ -122,7 +122,7 @@ async def test_offset_pages_through_one_list(
     # ranked live and kept for a minute.
     like = {"user_id": "space-fan-2", "item_id": "space-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-    await app.state.resources.drain()
+    await app.state.application.drain()
     for user, category, cached in (
         ("space-fan-1", None, False),
         ("space-fan-2", None, False),
@@ -179,7 +179,7 @@ async def test_similar_items_share_their_genre(client: httpx.AsyncClient, served
 async def test_similar_items_come_from_the_build_as_a_live_search_finds_them(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    version = app.state.resources.serving.current
+    version = app.state.application.serving.current
     assert version.nearest is not None and version.nearest.items == 32
     searches = []
     search = ranking.similar_items
@@ -248,7 +248,7 @@ async def test_trending_hot_ranks_engagement(client: httpx.AsyncClient, served: 
 async def test_without_any_version_answers_come_from_popularity(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    app.state.resources.serving.current = None
+    app.state.application.serving.current = None
     await client.post("/api/v1/items/batch", json={"items": genre_catalog(2)})
     rows = [{"user_id": f"v{n}", "item_id": "comedy-1", "type": "view"} for n in range(3)]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
@@ -272,7 +272,7 @@ async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, se
     # A category is ranked live, and the list kept for a minute.
     like = {"user_id": "comedy-fan-0", "item_id": "comedy-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-    await app.state.resources.drain()  # the profile refresh has landed
+    await app.state.application.drain()  # the profile refresh has landed
     first = await recs(client, "comedy-fan-0", category="Comedy")
     assert first["cached"] is False
     assert (await recs(client, "comedy-fan-0", category="Comedy"))["cached"] is True
@@ -292,7 +292,7 @@ async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, se
 async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     users = ["western-fan-0", "horror-fan-2"]
     for user in users:
         like = {"user_id": user, "item_id": "space-5", "type": "like"}
@@ -333,7 +333,7 @@ async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
 @pytest.fixture
 def two_waiting(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """At most two users wait to be ranked ahead."""
-    res = app.state.resources
+    res = app.state.application
     bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
     monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
 
@@ -341,7 +341,7 @@ def two_waiting(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
     client: httpx.AsyncClient, app: FastAPI, served: int, two_waiting: None
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     rows = [{"user_id": f"comedy-fan-{n}", "item_id": "space-6", "type": "like"} for n in range(3)]
     assert (await client.post("/api/v1/interactions/batch", json={"interactions": rows})).is_success
     await res.drain()
@@ -352,7 +352,7 @@ async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
 async def test_users_idle_since_the_build_take_no_room_among_those_ranked_ahead(
     client: httpx.AsyncClient, app: FastAPI, served: int, two_waiting: None
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     # A refresh of users who did nothing since the build (after a bulk load, say): the
     # build's lists answer them, and nothing waits to be ranked.
     idle = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
@@ -396,7 +396,7 @@ async def test_a_slow_ranking_does_not_hold_up_other_requests(
 async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    serving = app.state.resources.serving
+    serving = app.state.application.serving
     assert serving.current.lists is not None and serving.current.lists.users == 22
     fans = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
     kept = {fan: (await recs(client, fan, limit=8))["items"] for fan in fans}
@@ -417,7 +417,7 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     assert again["items"] == kept["horror-fan-1"][:4] and again["cached"] is False
     # A profile stored after the build that says what the build knew (a refresh after a
     # bulk load) still gets the kept list.
-    res = app.state.resources
+    res = app.state.application
     await profiles.refresh(res.pool, res.redis, res.settings, serving.current, ["horror-fan-1"])
     serving.answers.drop(["horror-fan-1"])
     assert (await recs(client, "horror-fan-1", limit=4))["items"] == kept["horror-fan-1"][:4]
@@ -436,13 +436,25 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     await client.get("/api/v1/recommendations/comedy-fan-2?limit=4", headers=no_cache)
     assert calls == [1, 1, 1]
     monkeypatch.setattr(serving, "_kept_usable", {})
-    # Within an experiment, control's users are ranked live as the other arms' are.
+    # An A/A experiment's arms rank as served: their users' kept lists are their lists.
     alike = [{"name": n, "weight": 1, "params": {}} for n in ("control", "same")]
     created = await client.post(
         "/api/v1/experiments", json={"experiment_id": "e", "variants": alike}
     )
     assert created.status_code == 201, created.text
-    await recs(client, "western-fan-2", limit=4, experiment_id="e")
-    assert calls == [1, 1, 1, 1]
+    tested = await recs(client, "western-fan-2", limit=4, experiment_id="e")
+    assert calls == [1, 1, 1] and tested["variant"] in ("control", "same")
+    assert tested["items"] == kept["western-fan-2"][:4]
+    # An arm that ranks otherwise is ranked live.
+    other = [
+        {"name": "control", "weight": 1, "params": {}},
+        {"name": "fresh", "weight": 1000, "params": {"trending_weight": 0.5}},
+    ]
+    created = await client.post(
+        "/api/v1/experiments", json={"experiment_id": "f", "variants": other}
+    )
+    assert created.status_code == 201, created.text
+    ranked = await recs(client, "western-fan-2", limit=4, experiment_id="f")
+    assert ranked["variant"] == "fresh" and calls == [1, 1, 1, 1]
     await recs(client, "western-fan-1", limit=4)
     assert calls == [1, 1, 1, 1]

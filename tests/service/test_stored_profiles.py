@@ -68,12 +68,12 @@ async def test_a_refreshed_profile_is_stored_packed_and_reads_back(
     for k in range(3):
         like = {"user_id": "packed", "item_id": f"comedy-{k}", "type": "like"}
         assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-    await app.state.resources.drain()
+    await app.state.application.drain()
     raw = await redis.get(profile_key("packed"))
     written = orjson.loads(raw)
     assert written["vector"] is None  # what an older reader reads: no vector of its own
     assert isinstance(written["vector_f32"], str)
-    version = app.state.resources.serving.current
+    version = app.state.application.serving.current
     found = parse(raw, version, "packed")
     assert found is not None and found[0].vector is not None
     assert found[0].vector.shape == (version.item_vectors.shape[1],)
@@ -104,7 +104,7 @@ async def listed(client: httpx.AsyncClient, user: str) -> list[str]:
 
 async def watched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The app's knowledge of stored profiles read, and its reads of Redis counted."""
-    res = app.state.resources
+    res = app.state.application
     await res.serving.read_stored()
     assert res.serving.stored.since == res.serving.current.data_as_of
     return count_reads(monkeypatch)
@@ -113,7 +113,7 @@ async def watched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def like(client: httpx.AsyncClient, app: FastAPI, user: str, item: str) -> None:
     body = {"user_id": user, "item_id": item, "type": "like"}
     assert (await client.post("/api/v1/interactions", json=body)).status_code == 202
-    await app.state.resources.drain()
+    await app.state.application.drain()
 
 
 async def test_an_idle_user_is_answered_without_reading_redis_until_they_act(
@@ -140,7 +140,7 @@ async def test_an_idle_user_is_answered_without_reading_redis_until_they_act(
 async def test_a_profile_another_process_stores_is_heard_and_read(
     client: httpx.AsyncClient, app: FastAPI, served: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     reads = await watched(app, monkeypatch)
     before = await listed(client, "space-fan-0")
     assert reads == []
@@ -157,7 +157,7 @@ async def test_a_profile_another_process_stores_is_heard_and_read(
 async def test_a_process_that_starts_later_reads_who_stored_a_profile(
     client: httpx.AsyncClient, app: FastAPI, served: int
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     version = res.serving.current
     await profiles.refresh(res.pool, res.redis, res.settings, version, ["western-fan-1"])
     other = Serving(res.settings, res.pool, res.redis, res.store)
@@ -251,7 +251,7 @@ async def test_profiles_stored_before_any_note_are_never_taken_for_none(
 async def test_a_version_older_than_the_notes_reads_every_profile(
     client: httpx.AsyncClient, app: FastAPI, served: int, redis: Redis
 ) -> None:
-    serving = app.state.resources.serving
+    serving = app.state.application.serving
     version = serving.current
     await redis.set(noted_key(), repr(version.data_as_of + 60))  # noted only since then
     await serving.read_stored()
@@ -262,7 +262,7 @@ async def test_a_version_older_than_the_notes_reads_every_profile(
 async def test_each_subscription_reads_the_notes_afresh(
     client: httpx.AsyncClient, app: FastAPI, served: int
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     serving = res.serving
     await serving.read_stored()
     serving.stored.heard(["nobody-stored-this"], 1e12)

@@ -73,13 +73,13 @@ async def test_five_horror_likes_bring_horror(settings: Settings, db: asyncpg.Po
             batch = {"interactions": rows[start : start + 5000]}
             answer = await client.post("/api/v1/interactions/batch", json=batch)
             assert answer.status_code == 202, answer.text
-        await app.state.resources.drain()
+        await app.state.application.drain()
         assert await build_now(app) is not None
 
         for item_id in horror[:5]:
             like = {"user_id": "newcomer", "item_id": item_id, "type": "like"}
             assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
-        await app.state.resources.drain()
+        await app.state.application.drain()
         answer = (await client.get("/api/v1/recommendations/newcomer")).json()
 
     shown = [i["item_id"] for i in answer["items"]]

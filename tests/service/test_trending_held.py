@@ -45,7 +45,7 @@ async def published(
 ) -> trending.Lists:
     """Engagement, then the lists a refresh job publishes, once this process holds them."""
     await engaged(client)
-    res = app.state.resources
+    res = app.state.application
     hours = settings.index.trending_window_hours
     lists = await refresh_trending(res.pool, redis, settings, hours)
     generation = await store.generation(redis, hours)
@@ -109,7 +109,7 @@ async def test_a_missed_announcement_is_caught_by_the_generation_check(
     settings: Settings,
 ) -> None:
     await engaged(client)
-    res = app.state.resources
+    res = app.state.application
     hours = settings.index.trending_window_hours
     lists = {("hot", None): [("horror-2", 9.0)]}
     # Published without the event, as if the announcement was lost.
@@ -127,7 +127,7 @@ async def test_deleting_the_trending_keys_under_load_slows_no_request(
     window_reads: list[int],
 ) -> None:
     lists = await published(app, client, redis, settings)
-    res, hours = app.state.resources, settings.index.trending_window_hours
+    res, hours = app.state.application, settings.index.trending_window_hours
     window_reads.clear()
     paths = [
         "/health",

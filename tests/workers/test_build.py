@@ -57,7 +57,7 @@ async def test_a_build_publishes_a_complete_verified_version(
     assert len(loaded.item_ids) == 32 and loaded.item_vectors.shape == (32, 64)
     # What serving reads besides the arrays comes back as the build made it: the centred
     # space's mean, how the item-item models counted evidence, the typical user's figures.
-    served = app.state.resources.serving.current
+    served = app.state.application.serving.current
     assert loaded.embedding_mean is not None and served.embedding_mean is not None
     np.testing.assert_allclose(loaded.embedding_mean, served.embedding_mean)
     assert loaded.collaborative is not None and served.collaborative is not None
@@ -151,7 +151,7 @@ async def test_a_build_that_cannot_upload_leaves_the_active_version(
 
     with pytest.raises(ObjectStoreUnavailable):
         await build_version(
-            app.state.resources.pool, dead, make_encoder("hashing-64"), settings, report, force=True
+            app.state.application.pool, dead, make_encoder("hashing-64"), settings, report, force=True
         )
     assert await db.fetchval("SELECT version FROM active_index") == active
     assert await db.fetchval("SELECT count(*) FROM index_versions") == 1
@@ -193,7 +193,7 @@ async def test_users_are_ranked_in_what_the_trending_lists_leave_of_the_budget(
     monkeypatch.setattr(pipeline.trending, "all_lists", slow_lists)
     monkeypatch.setattr(pipeline.precompute, "rank_users", recorded)
     budget = settings.index.model_copy(update={"precompute_seconds": 100.0})
-    res = app.state.resources
+    res = app.state.application
     version = (
         await build_version(
             res.pool,

@@ -54,7 +54,7 @@ async def send_mixed_tastes(client: httpx.AsyncClient) -> None:
 
 async def refresh_lists(app: FastAPI, redis: Redis) -> None:
     """What the worker's refresh job does every minute (and when the catalog changes)."""
-    res = app.state.resources
+    res = app.state.application
     await refresh_trending(res.pool, redis, res.settings, res.settings.index.trending_window_hours)
     await res.trending.reload()
 
@@ -72,7 +72,7 @@ async def test_a_replaced_catalog_answers_at_once_and_its_harder_rebuild_goes_li
         assert (await client.delete(f"/api/v1/items/{item_id}")).status_code == 204
     await client.post("/api/v1/items/batch", json={"items": second_catalog()})
     await send_mixed_tastes(client)
-    await app.state.resources.drain()
+    await app.state.application.drain()
     await refresh_lists(app, redis)
 
     # Before the rebuild every answer is full of live items: users the version knows, users

@@ -39,7 +39,7 @@ async def built(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> 
         {"user_id": f"viewer-{n}", "item_id": f"space-{n % 2}", "type": "view"} for n in range(10)
     ]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-    res = app.state.resources
+    res = app.state.application
     await res.drain()
     outcome = await build_version(
         res.pool,
@@ -78,7 +78,7 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     serving = res.serving
     served: IndexVersion = serving.current
     assert served.version == built.version and served.lists is not None
@@ -126,7 +126,7 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
 async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_no_other(
     built: Outcome, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
 
     assert built.version is not None
     assert (
@@ -157,7 +157,7 @@ async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_n
 async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     announced: list[int] = []
 
     async def heard(_version: int, part: int) -> None:
@@ -189,7 +189,7 @@ async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
 async def test_another_process_goes_on_where_the_parts_stopped(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     assert built.version is not None
     parted = await two_parts(res, settings, built)
     # A worker restarted, or another one: the version loaded, its two parts folded in.
@@ -213,7 +213,7 @@ async def test_another_process_goes_on_where_the_parts_stopped(
 async def test_one_process_at_a_time_ranks_a_versions_parts(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     assert built.version is not None
 
     async with builds.fill_claim(res.pool, built.version) as first:
@@ -227,7 +227,7 @@ async def test_one_process_at_a_time_ranks_a_versions_parts(
 async def test_a_part_that_cannot_be_read_is_ranked_again(
     built: Outcome, app: FastAPI, settings: Settings
 ) -> None:
-    res = app.state.resources
+    res = app.state.application
     assert built.version is not None
     parted = await two_parts(res, settings, built)
     second = (await builds.lists_parts(res.pool, built.version))[1]["name"]

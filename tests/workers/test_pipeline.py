@@ -94,7 +94,7 @@ async def demo_catalog(
     await client.post("/api/v1/items/batch", json={"items": items})
     rows = demo.interactions(items, users=60)
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.resources.drain()
+    await app.state.application.drain()
     yield items
 
 
@@ -117,12 +117,12 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         progress = [b["progress"] for b in seen]
         assert progress == sorted(progress) and progress[-1] == 1
         first = final["version"]
-        serving = app.state.resources.serving
+        serving = app.state.application.serving
         await serving.sync()
         # Part by part, announced and folded in by the API: every user with a history.
         active = int(np.count_nonzero(np.diff(serving.current.history_indptr)))
         await until(lambda: serving.current.lists.users >= active, seconds=60)
-        parts = await builds.lists_parts(app.state.resources.pool, first)
+        parts = await builds.lists_parts(app.state.application.pool, first)
         assert len(parts) == -(-active // 25) and len(serving.current.parts_read) == len(parts)
 
         # A film's neighbours share its genre.
@@ -149,7 +149,7 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         again = (await client.post("/api/v1/index/builds", json={"force": True})).json()
         second = (await wait_for_build(client, again["build_id"]))[-1]
         assert second["state"] == "succeeded" and second["version"] > first
-        await app.state.resources.serving.sync()
+        await app.state.application.serving.sync()
         assert (await client.get("/api/v1/recommendations/u")).json()["index_version"] == second[
             "version"
         ]
@@ -171,7 +171,7 @@ async def test_a_build_whose_worker_is_killed_fails_and_the_active_version_serve
     active = await build_now(app)
     # Written past the API, which would also queue their embedding ahead of the build: this
     # way the build itself has them all to embed.
-    await catalog.upsert_items(app.state.resources.pool, [ItemIn(**i) for i in items[40:]])
+    await catalog.upsert_items(app.state.application.pool, [ItemIn(**i) for i in items[40:]])
     with worker(settings, tmp_path, EMBEDDING_MODEL="all-MiniLM-L6-v2") as process:
         build = (await client.post("/api/v1/index/builds")).json()
         deadline = time.monotonic() + BUILD_SECONDS
@@ -220,7 +220,7 @@ async def test_redeliveries_count_toward_the_retry_limit(
     # Two deliveries that claimed the build and were lost without a word, as when a build
     # keeps killing its worker: each redelivery comes back with Celery's retry count at 0.
     for _ in range(2):
-        assert await builds.start_build(app.state.resources.pool, build["build_id"])
+        assert await builds.start_build(app.state.application.pool, build["build_id"])
     with worker(settings, tmp_path, INDEX_BUILD_RETRIES="1"):
         final = (await wait_for_build(client, build["build_id"]))[-1]
     assert final["state"] == "failed" and final["version"] is None, final

@@ -1,0 +1,120 @@
+"""The application: what every use case is handed, opened once per API process.
+
+It holds the process's connections (PostgreSQL, Redis, the blob store, the broker), the
+objects that keep serving state (the served version, the trending lists, experiments, the
+profile refresher) and the threads that rank and encode off the event loop. Nothing in it
+knows of HTTP: the routes, the lookups and any other door reach the use cases
+(service/usecases/) through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+import faiss
+from celery import Celery
+from redis.asyncio import Redis
+from threadpoolctl import threadpool_limits
+
+from common.settings import Settings
+from embeddings.encoder import Encoder, Vectors, configured, embed_items
+from service.auth import Authenticator
+from service.experiments import Experiments
+from service.ratelimit import RateLimiter
+from service.refresher import Refresher
+from service.serving import Serving
+from service.trending import Trending
+from storage.blob import BlobStore
+from storage.blob.s3 import StoreProbe
+
+T = TypeVar("T")
+
+
+def one_thread_each() -> None:
+    """A ranking thread runs FAISS with no OpenMP team of its own (the setting is per
+    thread): one query's search is too small to split."""
+    faiss.omp_set_num_threads(1)
+
+
+@dataclass
+class Application:
+    """Everything the API process opens at start and closes after."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    store: BlobStore
+    auth: Authenticator
+    serving: Serving
+    celery: Celery
+    profiles: Refresher
+    store_probe: StoreProbe
+    limiter: RateLimiter
+    trending: Trending
+    experiments: Experiments
+    _encoder: Encoder | None = None
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+    # The model runs on one thread of its own: queries wait their turn instead of each
+    # executor thread growing its own allocator arena around the model.
+    _encoding: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="query-encoder")
+    )
+    _ranking: ThreadPoolExecutor | None = None
+    # One BLAS thread for the process: a ranking's products are small, and OpenBLAS's own
+    # threads cost more than they saved there, fighting the other ranking thread for the
+    # cores (a live ranking on bench/serving.py's 100k version: 7.4 ms, against 3.4 ms).
+    _blas: threadpool_limits = field(default_factory=lambda: threadpool_limits(1, "blas"))
+
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder, created on first use: most processes never need it."""
+        if self._encoder is None:
+            self._encoder = configured(self.settings.embedding)
+        return self._encoder
+
+    async def encode(self, texts: list[str]) -> Vectors:
+        """Query texts as vectors, off the event loop, on the encoder's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoding, lambda: self.encoder.encode(texts))
+
+    async def embed_item(self, text: str, labels: str) -> Vectors:
+        """One item's vector as the workers make it (`embed_items`), on the encoder's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._encoding, lambda: embed_items(self.encoder, [text], [labels])
+        )
+
+    async def rank(self, work: Callable[[], T]) -> T:
+        """`work` (a ranking or a search) on a ranking thread, off the event loop."""
+        if self._ranking is None:
+            self._ranking = ThreadPoolExecutor(
+                self.settings.api.ranking_threads,
+                thread_name_prefix="ranking",
+                initializer=one_thread_each,
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._ranking, work)
+
+    def close(self) -> None:
+        self._blas.restore_original_limits()
+        self._encoding.shutdown(wait=False, cancel_futures=True)
+        if self._ranking is not None:
+            self._ranking.shutdown(wait=False, cancel_futures=True)
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the answer is sent; shutdown waits for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work: scheduled tasks, profile refreshes and the lists they
+        rank ahead."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.profiles.flush()
+        await self.profiles.ranked()

@@ -1,0 +1,87 @@
+"""The catalog: items put one at a time or in batches, read, listed, deleted.
+
+A change tells every API process at once (items deleted or back from deletion), asks the
+workers to embed the items' new text, and asks for fresh popular lists, which fill lists
+left short of live items (service/fill.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from common.models import Item, ItemFields, ItemIn, ItemPage
+from service.application import Application
+from storage import catalog, trending
+from workers.factory import EMBED_TASK, TRENDING_TASK
+
+log = logging.getLogger(__name__)
+
+# A changed catalog asks for fresh popular lists at most this often, across all processes:
+# after a catalog is replaced the lists held name only deleted items until the refresh job
+# runs again.
+ASK_SECONDS = 30
+
+
+async def put_item(app: Application, item_id: str, fields: ItemFields) -> Item:
+    """Create or replace one item; its embedding is refreshed in the background."""
+    item, revived = await catalog.put_item(app.pool, item_id, fields)
+    await _written(app, [item_id], [item_id] if revived else [])
+    return item
+
+
+async def put_items(app: Application, items: list[ItemIn]) -> int:
+    """Create or replace items in one transaction, all or nothing; returns how many."""
+    written, revived = await catalog.upsert_items(app.pool, items)
+    await _written(app, [item.item_id for item in items], revived)
+    return written
+
+
+async def get_item(app: Application, item_id: str) -> Item:
+    """One live item."""
+    return await catalog.get_item(app.pool, item_id)
+
+
+async def list_items(
+    app: Application, category: str | None, limit: int, cursor: str | None
+) -> ItemPage:
+    """Live items in item_id order, a page at a time."""
+    items, next_cursor = await catalog.list_items(
+        app.pool, category=category, limit=limit, cursor=cursor
+    )
+    return ItemPage(items=items, next_cursor=next_cursor)
+
+
+async def delete_item(app: Application, item_id: str) -> None:
+    """Remove an item from the catalog and from every answer at once; its history is kept."""
+    await catalog.delete_item(app.pool, item_id)
+    app.serving.item_deleted(item_id)
+    await app.serving.announce("item_deleted", item_id=item_id)
+    app.in_background(_ask_for_popular(app))
+
+
+async def _written(app: Application, item_ids: list[str], revived: list[str]) -> None:
+    """Tell every API process about items back from deletion; schedule re-embedding."""
+    if revived:
+        for item_id in revived:
+            app.serving.item_restored(item_id)
+        await app.serving.announce("item_restored", item_ids=revived)
+    app.in_background(_schedule_embedding(app, sorted(set(item_ids))))
+    app.in_background(_ask_for_popular(app))
+
+
+async def _ask_for_popular(app: Application) -> None:
+    try:
+        if await trending.ask_once(app.redis, ASK_SECONDS):
+            await asyncio.to_thread(app.celery.send_task, TRENDING_TASK)
+    except Exception:
+        # The refresh job runs every minute in any case.
+        log.warning("could not ask for fresh popular lists", exc_info=True)
+
+
+async def _schedule_embedding(app: Application, item_ids: list[str]) -> None:
+    try:
+        await asyncio.to_thread(app.celery.send_task, EMBED_TASK, args=[item_ids])
+    except Exception:
+        # The next build embeds whatever is missing: a lost hint costs time, not data.
+        log.warning("could not schedule embedding of %d items", len(item_ids), exc_info=True)

@@ -1,0 +1,131 @@
+"""An item's similar items and a user's similar users.
+
+Similar items of an item the version knows are usually a lookup of the nearest items its
+build found (indexing/precompute.py); otherwise, and for an item newer than the version
+(embedded on the spot), a search of the item index.
+"""
+
+from __future__ import annotations
+
+from common.errors import NotFound
+from common.models import SimilarItems, SimilarUser, SimilarUsers
+from common.text import item_labels, item_text
+from indexing import ranking
+from indexing.artifacts import IndexVersion
+from service import fill, profiles
+from service.application import Application
+from service.usecases.search import query_vector
+from service.usecases.user_list import scored
+from storage import catalog
+
+Pairs = list[tuple[str, float]]
+
+
+async def similar_items(
+    app: Application, item_id: str, limit: int = 10, category: str | None = None
+) -> SimilarItems:
+    """The `limit` items nearest in meaning to the item, in `category` if given."""
+    version = app.serving.current
+    deleted = app.serving.deleted
+    if item_id in deleted:
+        raise NotFound(f"item {item_id!r} does not exist")
+    if version is None:  # no index yet: the item's similar items are live popular ones
+        await catalog.get_item(app.pool, item_id)
+        popular = app.trending.popular(category)
+        found = fill.filled([], limit, popular, deleted, (item_id,))
+        return SimilarItems(
+            item_id=item_id, items=[scored(i, s) for i, s in found], index_version=None
+        )
+    row = version.item_row.get(item_id)
+    kept = None
+    if row is not None and category is None:
+        kept = _nearest_kept(version, row, app.serving.deleted_rows(version), limit)
+    found = (
+        kept
+        if kept is not None
+        else await _nearest_now(app, version, item_id, row, limit, category)
+    )
+    if len(found) < limit:  # the version's items are mostly gone (service/fill.py)
+        popular = app.trending.popular(category)
+        found = fill.filled(found, limit, popular, deleted, (item_id,))
+    return SimilarItems(
+        item_id=item_id, items=[scored(i, s) for i, s in found], index_version=version.version
+    )
+
+
+def _nearest_kept(
+    version: IndexVersion, row: int, deleted: frozenset[int], limit: int
+) -> Pairs | None:
+    """The first `limit` live items of the item's nearest items as the build found them;
+    None where the build found none, or too few are left of a list cut at its depth (a
+    live search finds more)."""
+    kept = version.nearest.get(row) if version.nearest is not None else None
+    if kept is None:
+        return None
+    assert version.nearest is not None
+    rows, scores = kept
+    ids = version.item_ids
+    pairs = []
+    for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
+        if r not in deleted:
+            pairs.append((ids[r], s))
+            if len(pairs) == limit:
+                return pairs
+    return pairs if len(rows) < version.nearest.depth else None
+
+
+async def _nearest_now(
+    app: Application,
+    version: IndexVersion,
+    item_id: str,
+    row: int | None,
+    limit: int,
+    category: str | None,
+) -> Pairs:
+    """The item's nearest items searched now; an item the version does not know is read
+    from the catalog and embedded as the workers embed items."""
+    if row is not None:
+        query = version.item_vectors[row]
+    else:
+        item = await catalog.get_item(app.pool, item_id)
+        text = item_text(item.title, item.description, item.category, item.tags)
+        query = await query_vector(app, version, text, item_labels(item.category, item.tags))
+    excluded = set(app.serving.deleted_rows(version)) | ({row} if row is not None else set())
+    ranked = await app.rank(
+        lambda: ranking.similar_items(
+            version, query, limit=limit, category=category, excluded=excluded
+        )
+    )
+    ids = version.item_ids
+    return [(ids[r], float(s)) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
+
+
+async def similar_users(
+    app: Application, user_id: str, limit: int = 10, min_similarity: float | None = None
+) -> SimilarUsers:
+    """Users whose taste vectors are nearest to this one's."""
+    version = app.serving.current
+    if version is None:
+        return SimilarUsers(user_id=user_id, users=[], index_version=None)
+    profile = await profiles.current(app.redis, version, user_id, app.serving.stored)
+    if not profile.has_taste:
+        return SimilarUsers(user_id=user_id, users=[], index_version=version.version)
+    vector = profile.vector
+    assert vector is not None
+    rows, scores = await app.rank(
+        lambda: ranking.similar_users(
+            version,
+            vector,
+            limit=limit,
+            min_similarity=min_similarity,
+            exclude=version.user_row.get(user_id),
+        )
+    )
+    return SimilarUsers(
+        user_id=user_id,
+        users=[
+            SimilarUser(user_id=version.user_ids[r], similarity=round(float(s), 6))
+            for r, s in zip(rows, scores, strict=True)
+        ],
+        index_version=version.version,
+    )
