@@ -42,10 +42,16 @@ class _Section(BaseSettings):
 
 
 class DatabaseSettings(_Section):
+    """PostgreSQL: the catalog, users and interactions, builds and versions, keys and
+    experiments."""
+
     model_config = SettingsConfigDict(env_prefix="DATABASE_")
 
+    # The PostgreSQL server and database (postgresql:// or postgres://).
     url: str = "postgresql://postgres@127.0.0.1:5432/recs"
+    # Connections each process's pool keeps open.
     pool_min: Annotated[int, Field(ge=1, le=100)] = 2
+    # Connections each process's pool opens at most.
     pool_max: Annotated[int, Field(ge=1, le=200)] = 10
     # A statement the server has not answered within this many seconds fails with a 503
     # (database_unavailable): a hung PostgreSQL is a clear error, not a hung request.
@@ -61,8 +67,14 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """Redis: the Celery broker, stored profiles and the lists ranked from them, trending
+    lists, rate counts, the impression stream, and the channel that keeps every API process
+    in step."""
+
     model_config = SettingsConfigDict(env_prefix="REDIS_")
 
+    # The Redis server and database (redis://, rediss:// or unix://). Pub/sub ignores the
+    # database number: see DEPLOYMENT_NAME.
     url: str = "redis://127.0.0.1:6379/0"
     # The API's wait for one Redis call; a hung Redis then costs a request this, once in a
     # few seconds (storage/cache.py).
@@ -77,13 +89,22 @@ class RedisSettings(_Section):
 
 
 class S3Settings(_Section):
+    """The object store of index versions: each version's files and manifest under
+    `versions/<id>/` (S3, MinIO, SeaweedFS)."""
+
     model_config = SettingsConfigDict(env_prefix="S3_")
 
+    # host:port of the S3 server (a URL is accepted: its scheme is dropped).
     endpoint: str = "127.0.0.1:8333"
+    # The bucket of index versions, created if missing.
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = "recs-index"
+    # The S3 access key.
     access_key: Annotated[str, Field(min_length=3)] = "recs-local"
+    # The S3 secret key; ENVIRONMENT=production refuses the shipped default.
     secret_key: Annotated[SecretStr, Field(min_length=8)] = SecretStr("recs-local-secret")
+    # Talk to S3 over HTTPS.
     secure: bool = False
+    # The S3 region, where the server needs one.
     region: str | None = None
 
     @field_validator("endpoint")
@@ -97,22 +118,38 @@ class S3Settings(_Section):
 
 
 class ApiSettings(_Section):
+    """The API process: where it listens, who may call it, and what it keeps in memory."""
+
+    # The address the API listens on.
     host: str = "127.0.0.1"
+    # The port the API listens on.
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # The first admin token (16 characters or more): the API does not start without it.
     admin_api_key: Annotated[SecretStr | None, Field(min_length=16)] = None
+    # When set, HS256 JWTs signed with it are accepted as tokens (32 characters or more).
     jwt_secret: Annotated[SecretStr | None, Field(min_length=32)] = None
-    # When set, a JWT must name this issuer (iss) and this audience (aud).
+    # When set, a JWT must name this issuer (iss).
     jwt_issuer: Annotated[str | None, Field(min_length=1)] = None
+    # When set, a JWT must name this audience (aud).
     jwt_audience: Annotated[str | None, Field(min_length=1)] = None
-    # One JSON line per request on stderr (the `recs.access` logger).
+    # One JSON line per request on stderr (the `recs.access` logger): method, route template,
+    # status, duration, request id (X-Request-ID, kept or made, and returned) and key id,
+    # never the token.
     access_log: bool = True
     # A JWT that is still valid for longer than this from now is refused.
     jwt_max_lifetime_seconds: Annotated[int, Field(ge=60)] = 86_400
-    # Request bodies larger than these get a 413: the batch routes', and every other route's.
+    # Request bodies larger than this get a 413 on the batch routes.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    # Request bodies larger than this get a 413 on every other route. A request without a
+    # valid token gets its 401 before any of its body is read.
     body_limit_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # How long a process trusts a key lookup: a key revoked in one process stops working in
+    # the others within this.
     key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
-    # Each API process keeps its recent ranked lists (60 s each) within this many bytes.
+    # The answer cache (service/answers.py): each API process keeps the lists it ranked in the
+    # last 60 s within this many bytes, the oldest dropped first, so paging and repeats within
+    # that minute cost nothing. A request with `Cache-Control: no-cache` skips it (a kept list
+    # still answers that request).
     answer_cache_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
     # Threads that rank and search, off the event loop: a slow list never holds up /health
     # or a cached answer. FAISS and numpy release the GIL, so two use both cores of a small
@@ -135,11 +172,15 @@ class RateSettings(_Section):
 
     model_config = SettingsConfigDict(env_prefix="RATE_LIMIT_")
 
+    # Off (false): nothing is counted or limited.
     enabled: bool = True
+    # Per key, on GET and HEAD routes.
     read_per_minute: Annotated[int, Field(ge=0)] = 500
+    # Per key, on the other methods, but for the two below.
     write_per_minute: Annotated[int, Field(ge=0)] = 1_200
     # POST /search encodes a query with the model: tens of milliseconds of CPU each.
     search_per_minute: Annotated[int, Field(ge=0)] = 60
+    # Per key, on POST /index/builds.
     build_per_minute: Annotated[int, Field(ge=0)] = 10
     # Every request an address makes with a non-admin token, across keys.
     address_per_minute: Annotated[int, Field(ge=0)] = 6_000
@@ -148,20 +189,28 @@ class RateSettings(_Section):
 
 
 class EmbeddingSettings(_Section):
+    """The model that turns item texts and search queries into vectors."""
+
     model_config = SettingsConfigDict(env_prefix="EMBEDDING_")
 
+    # A sentence-transformers model, loaded from disk only (the packaged one, or a folder);
+    # `hashing-<dim>` is a fast word-hashing stand-in for tests.
     model: Annotated[str, Field(min_length=1)] = "all-MiniLM-L6-v2"
+    # Texts per encoder call; at most 32 for `onnx-int8`, which is both faster and closer to
+    # fp32 in small batches.
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 128
     # A build (or a large embedding task) queues its stale items in pieces of this many, so
     # that every running worker embeds a share.
     chunk_items: Annotated[int, Field(ge=16, le=100_000)] = 256
-    # onnx-int8: the model exported to ONNX and quantised to int8 (embeddings/onnx.py), kept
-    # in cache_dir: about 2x the texts per second on CPU, with vectors within cosine 0.99 of
-    # fp32's; torch: sentence-transformers as shipped, in fp32.
+    # onnx-int8: the model exported once from its packaged files to ONNX and quantised to int8
+    # (embeddings/onnx.py), kept in EMBEDDING_CACHE_DIR: about 2x the texts per second of
+    # `torch` on CPU, with vectors at cosine 0.995 to fp32's on average, 0.989 at worst;
+    # torch: sentence-transformers as shipped, in fp32.
     runtime: Literal["torch", "onnx-int8"] = "onnx-int8"
     # Threads the onnx-int8 model runs on in each process; 0: one per core. Where several
     # workers share a machine, 1 each lets every worker add its core's throughput.
     threads: Annotated[int, Field(ge=0, le=256)] = 0
+    # Where the ONNX export and its int8 copy are kept, under the model's digest.
     cache_dir: Path = Path("model_cache")
 
 
@@ -170,23 +219,33 @@ class IndexSettings(_Section):
 
     model_config = SettingsConfigDict(env_prefix="INDEX_")
 
+    # Where versions are built and downloaded.
     data_dir: Path = Path("index_data")
     # Exact search below this many items; HNSW at or above it.
     exact_below: Annotated[int, Field(ge=1)] = 5_000
+    # HNSW: links per node (M).
     hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
     # 40, not 80: in a build on bench/serving.py's 1M items the item index took 95-100 s
     # instead of 133-140 s, at recall@10 0.9985 against exact search (1.0 at 80); the ALS
     # factor index builds in 59 s instead of 84 s, at 0.988 (0.994).
     hnsw_ef_construction: Annotated[int, Field(ge=8, le=1024)] = 40
+    # HNSW: the beam (efSearch) of every search but similar items' (INDEX_SIMILAR_EF_SEARCH).
     hnsw_ef_search: Annotated[int, Field(ge=8, le=4096)] = 128
     # The beam of a similar-items search (and of the build's nearest items), for up to this
     # many results; 64, not 128: on bench/serving.py's 1M items recall@10 against exact
     # search stayed 0.9973 at every beam from 51 to 128, and a search took half the time.
     similar_ef_search: Annotated[int, Field(ge=8, le=4096)] = 64
+    # Versions kept besides the active one (and those a running experiment pins); older ones
+    # are deleted from the object store.
     keep_versions: Annotated[int, Field(ge=1, le=100)] = 5
+    # Age at which an interaction counts half in a user's taste vector.
     half_life_days: Annotated[float, Field(gt=0)] = 30.0
+    # Users with fewer interactions get the popular list (so do users with neither a positive
+    # item nor a taste); one like is enough for a personal list, whose weights each build
+    # chooses for users with little evidence too.
     cold_start_min: Annotated[int, Field(ge=0)] = 1
-    # The newest interactions of a user that a profile refresh reads (between builds).
+    # The newest interactions of a user that a profile refresh reads after a write (a build
+    # reads them all).
     profile_history: Annotated[int, Field(ge=10, le=1_000_000)] = 2_000
     # Depth of the one ranked list that `offset` pages through.
     ranking_depth: Annotated[int, Field(ge=10, le=5_000)] = 200
@@ -195,39 +254,58 @@ class IndexSettings(_Section):
     # trending lists they follow included where none are published (0: none). The users
     # left are ranked once the version is live (`fill_seconds`).
     precompute_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # How many items of each list ranked ahead are kept (by the build, after it, and after a
+    # user acts).
     precompute_depth: Annotated[int, Field(ge=10, le=5_000)] = 100
-    # And each item's nearest items, the most popular items first, for up to this many
+    # A build also finds each item's nearest items, the most popular first, for up to this many
     # seconds (0: none), `similar_depth` deep: similar items become a lookup. A second of
     # these searches lists about 10,000 items, where a second of rankings lists about 300
     # users (at 1M items, on two cores): the nearest items get the larger share.
     similar_seconds: Annotated[float, Field(ge=0)] = 120.0
+    # How many nearest items a build keeps per item; below INDEX_SIMILAR_EF_SEARCH.
     similar_depth: Annotated[int, Field(ge=10, le=200)] = 50
     # Once the version is live, its worker ranks the lists of the users the build had no
     # time for, `fill_part_users` at a time, each part served as soon as it is uploaded,
     # for up to this many seconds (0: none): about 300 users a second at 1M items on two
     # cores, so 200,000 users take some 11 minutes.
     fill_seconds: Annotated[float, Field(ge=0)] = 1_800.0
+    # Users per part of the lists ranked once the version is live: each part one task, served
+    # once uploaded.
     fill_part_users: Annotated[int, Field(ge=1)] = 10_000
-    # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures).
-    # The more, the smaller the gain a build can tell from noise.
+    # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures, no
+    # gate). The more, the smaller the gain a build can tell from noise.
     evaluate_users: Annotated[int, Field(ge=0)] = 2_000
+    # How often each API process reads the active version from PostgreSQL, besides hearing it
+    # announced.
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # Seconds a build may run; a worker's statements may take as long.
     build_time_limit: Annotated[int, Field(ge=10)] = 3_600
+    # A running build silent this long is marked failed (its worker died).
     heartbeat_timeout: Annotated[float, Field(ge=1)] = 60.0
+    # Retries of a build that PostgreSQL or S3 failed.
     build_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # Seconds before each retry.
     build_retry_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # Half-life of an interaction in the trending scores (indexing/trending.py).
     trending_half_life_hours: Annotated[float, Field(gt=0)] = 24.0
+    # The default trending window: the interactions of the last this many hours.
     trending_window_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
+    # How new an item must be (its published_at) to count for `fresh`.
     trending_fresh_days: Annotated[float, Field(gt=0)] = 14.0
+    # Period of the worker job that publishes the trending lists of the default window.
     trending_refresh_seconds: Annotated[float, Field(ge=5)] = 60.0
-    # Time a build may spend choosing its blend weights and model settings on its holdout
-    # (0: serve the starting values as configured).
+    # Time a build may spend, after its first fit on the holdout split, choosing model
+    # settings (70% of it at most) and blend weights (at least 30%, for scoring the held-out
+    # users); 0: serve the starting values as configured.
     tune_seconds: Annotated[float, Field(ge=0)] = 90.0
-    # The quality gate: a build whose held-out NDCG@10 is below the active version's by more
-    # than this fraction, or not above popularity on its own holdout, is not activated.
+    # The quality gate (indexing/gate.py): how far below the active version's configuration,
+    # refitted on the build's own split, a build's held-out NDCG@10 may fall beyond noise, as
+    # a fraction of that reference's, before the build is kept as `rejected`. A build not
+    # above popularity on its own holdout is rejected too.
     gate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.1
-    # The nightly build (through the gate), at this hour (UTC); off with INDEX_NIGHTLY=false.
+    # Beat queues a build every night; it goes live only through the quality gate.
     nightly: bool = True
+    # The hour (UTC) of the nightly build.
     nightly_hour: Annotated[int, Field(ge=0, le=23)] = 3
 
     @model_validator(mode="after")
@@ -243,25 +321,35 @@ class IndexSettings(_Section):
 
 
 class RankingSettings(_Section):
-    """How the hybrid ranker blends its sources (see indexing/hybrid.py for the formula)."""
+    """How the hybrid ranker blends its sources (see indexing/hybrid.py for the formula).
+
+    The weights are starting values: each build searches around them on its own holdout
+    (INDEX_TUNE_SECONDS) and serves what it chose. Sources are standardised per list, then
+    weighed by their trust in the user, before blending, so weights compare across sources.
+    A user's weights move from the cold set to the rich one as their positive items grow."""
 
     model_config = SettingsConfigDict(env_prefix="RANKING_")
 
-    # Starting weights of each source for a user with a rich history; each build searches
-    # around them on its own holdout (INDEX_TUNE_SECONDS) and serves what it chose. Sources
-    # are standardised per list, then weighed by their trust in the user, before blending,
-    # so weights compare across sources. `adapt_at` positive items, each counted by its
-    # support, is where the rich weights count half.
+    # `content`, for a user with a rich history: the taste vector against item embeddings.
     content_weight: Annotated[float, Field(ge=0)] = 0.5
+    # `collaborative`, rich history: implicit ALS factors.
     collaborative_weight: Annotated[float, Field(ge=0)] = 1.0
+    # `ease`, rich history: EASE item-item weights.
     ease_weight: Annotated[float, Field(ge=0)] = 1.0
+    # `cooccurrence`, rich history: the shrunk item-item cosine.
     cooccurrence_weight: Annotated[float, Field(ge=0)] = 1.0
+    # `recent`, rich history: item-item weights seeded by the newest positive items.
     recent_weight: Annotated[float, Field(ge=0)] = 0.5
+    # `sequence`, rich history: what other users went on to after the newest positive items.
     sequence_weight: Annotated[float, Field(ge=0)] = 0.5
+    # `trending`, rich history: the served hot list, on a log scale.
     trending_weight: Annotated[float, Field(ge=0)] = 0.25
-    # The same for a user with no positive items yet; collaborative sources weigh 0 there.
+    # `content` for a user with no positive items yet; collaborative sources weigh 0 there.
     cold_content_weight: Annotated[float, Field(ge=0)] = 1.0
+    # `trending` for a user with no positive items yet.
     cold_trending_weight: Annotated[float, Field(ge=0)] = 0.5
+    # Positive items, each counted by its support, at which a user's weights are halfway from
+    # the cold set to the rich one.
     adapt_at: Annotated[float, Field(gt=0)] = 5.0
     # How many of the newest positive items seed the "recent" and "sequence" sources.
     recent_items: Annotated[int, Field(ge=1, le=100)] = 10
@@ -270,23 +358,34 @@ class RankingSettings(_Section):
     negative_weight: Annotated[float, Field(ge=0)] = 2.0
     # MMR: 1.0 ranks by relevance alone, lower values trade relevance for variety.
     mmr_lambda: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # At most this many items of one category in a list (unset: no cap).
     max_per_category: Annotated[int | None, Field(ge=1)] = None
 
 
 class CollaborativeSettings(_Section):
-    """Implicit-feedback ALS and item-item co-occurrence, fitted at build time."""
+    """The collaborative models fitted at build time (indexing/collaborative.py): implicit
+    ALS, EASE, the shrunk item-item cosine and what follows what. Factors, regularisation,
+    alpha, the EASE penalty, the shrinkage and the item evidence are starting values: each
+    build searches around them on its own holdout."""
 
     model_config = SettingsConfigDict(env_prefix="COLLABORATIVE_")
 
-    # Starting values; each build searches around them on its own holdout.
+    # ALS latent factors.
     factors: Annotated[int, Field(ge=2, le=512)] = 64
+    # ALS L2 regularisation.
     regularization: Annotated[float, Field(gt=0)] = 0.1
+    # ALS confidence of a pair: 1 + alpha * its evidence (Hu, Koren and Volinsky, 2008).
     alpha: Annotated[float, Field(gt=0)] = 2.0
+    # ALS iterations.
     iterations: Annotated[int, Field(ge=1, le=200)] = 15
-    # Neighbours kept per item by the cosine and the EASE models.
+    # Neighbours kept per item by the item-item cosine, and followers by `sequence`.
     neighbours: Annotated[int, Field(ge=1, le=2_000)] = 200
+    # Weights kept per item by EASE, the largest in magnitude.
     ease_neighbours: Annotated[int, Field(ge=1, le=5_000)] = 1_000
+    # Shrinkage of the item-item cosine, so that two co-occurrences cannot outrank two
+    # hundred.
     shrinkage: Annotated[float, Field(ge=0)] = 20.0
+    # EASE's L2 penalty.
     ease_lambda: Annotated[float, Field(gt=0)] = 200.0
     # An item follows another when it comes at most this many positive interactions later
     # in a user's history (the "sequence" source).
@@ -302,6 +401,7 @@ class CollaborativeSettings(_Section):
     # interactions are, and counting every pair alike can predict them better; each build
     # tries both. ALS always weighs its confidences by the evidence.
     item_evidence: Literal["weighted", "binary"] = "weighted"
+    # Seed of ALS's random start and of the tuning's draw of users, so a build repeats.
     seed: int = 7
 
 
@@ -310,10 +410,11 @@ class ExperimentSettings(_Section):
 
     model_config = SettingsConfigDict(env_prefix="EXPERIMENT_")
 
-    # A conversion is one of these by a user on an item shown to them, between its first
-    # showing and this many hours after its last. Unset: those of click, like, superlike
-    # and purchase that are configured, or else every type of positive weight.
+    # A conversion is one of EXPERIMENT_CONVERSION_TYPES by a user on an item shown to them,
+    # between its first showing and this many hours after its last.
     attribution_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24.0
+    # Interaction types that count as a conversion. Unset: those of click, like, superlike and
+    # purchase that are configured, or else every type of positive weight.
     conversion_types: Annotated[list[str] | None, Field(min_length=1)] = None
     # Two-sided significance level of the tests against control.
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
@@ -332,9 +433,12 @@ class ExperimentSettings(_Section):
 class InteractionSettings(_Section):
     """Interaction types and the weight each one gives an item in a user's profile."""
 
+    # Interaction types and their weights in a user's profile; negative ones (dislike, hide)
+    # push down the items like them. `rating` is built in: see RATING_WEIGHTS.
     interaction_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_INTERACTION_WEIGHTS)
     )
+    # Weight of a `rating` of 1, 2, 3, 4, 5; values between interpolate.
     rating_weights: tuple[float, float, float, float, float] = DEFAULT_RATING_WEIGHTS
 
     @field_validator("interaction_weights")
@@ -366,6 +470,9 @@ class InteractionSettings(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
+    # `production` refuses the credentials this project ships for local use (the S3 secret
+    # key, the DATABASE_URL password) and requires ADMIN_API_KEY; the test suite runs as
+    # `test`.
     environment: Literal["development", "test", "production"] = "development"
     # Names this deployment among others that share a Redis server (pub/sub ignores the
     # database number). Unset: derived from the PostgreSQL database and the S3 bucket.
