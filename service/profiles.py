@@ -47,7 +47,7 @@ async def refresh(
     settings: Settings,
     version: IndexVersion | None,
     user_ids: Sequence[str],
-    stored: Stored | None = None,
+    stored: ProfileStamps | None = None,
 ) -> dict[str, bytes]:
     """Recompute and store the profiles of `user_ids`, tell every API process (and this
     one's `stored`), and return them as stored.
@@ -98,7 +98,7 @@ async def refresh(
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
     await stored_profiles.save(redis, encoded, PROFILE_SECONDS, now)
     if stored is not None:
-        stored.heard(user_ids, now)
+        stored.record(user_ids, now)
     await publish(
         redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids), at=now
     )
@@ -133,65 +133,65 @@ class Read:
     ranked: bytes | None = None
 
 
-class Stored:
-    """Who has a stored profile, as far as this process knows: each user it has heard of,
-    by the time of their newest stored profile, and from when on that knowledge is whole;
+class ProfileStamps:
+    """Who has a stored profile, as far as this process knows: each user's stamp (the time
+    of their newest stored profile), and `since`, the time from which the stamps are whole;
     and the last reads of users who have one, while they are still their newest.
 
-    It is whole from `since` on while the event channel holds: every refresh notes its users
-    in Redis before it announces them (storage/profiles.py), so the notes read after the
-    channel is subscribed, and the announcements heard from then on, miss no profile stored
-    at or after `since`. While it is whole, a user with no profile stored since a version's
-    snapshot has none that the version does not know, and a request for them reads nothing
-    from Redis, and neither does one whose newest profile, once read, said what the version
-    says (their list is the build's). A user whose newest profile and list this process
-    has read once reads them again only once a newer profile is announced. A lost channel
-    makes it unknown, and drops those reads, until the next subscription reads the notes
-    again.
+    The stamps are whole from `since` on while the event channel holds: every refresh writes
+    its users' stamps to Redis before it announces them (storage/profiles.py), so the stamps
+    read after the channel is subscribed, and the announcements from then on, miss no profile
+    stored at or after `since`. While they are whole, a user with no profile stored since a
+    version's snapshot has none that the version does not know, and a request for them reads
+    nothing from Redis; neither does one whose newest profile, once read, said what the
+    version says (their list is the build's). A user whose newest profile and list this
+    process has read once reads them again only once a newer profile is announced. A lost
+    channel makes the stamps unknown, and drops those reads, until the next subscription
+    reads the stamps again.
     """
 
     def __init__(self, max_bytes: int = 0) -> None:
         self.stamps: dict[str, float] = {}
         self.since: float | None = None
-        # Reads of users who have acted, each while it is their newest (`hold`) and for
-        # HELD_SECONDS at most, the least recently asked dropped first beyond `max_bytes`:
+        # Reads of users who have acted, each while it is their newest (`remember_read`) and for
+        # READ_SECONDS at most, the least recently asked dropped first beyond `max_bytes`:
         # (version, stamp, read, size, until).
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._held: OrderedDict[str, tuple[int, float, Read, int, float]] = OrderedDict()
+        self._reads: OrderedDict[str, tuple[int, float, Read, int, float]] = OrderedDict()
         # Users whose newest stored profile says what a version says of them (a refresh
         # after a bulk load, say): (that version, the profile's time).
-        self._same: dict[str, tuple[int, float]] = {}
+        self._same_as_build: dict[str, tuple[int, float]] = {}
         self.verdicts = Verdicts()
 
-    def heard(self, user_ids: Iterable[str], at: float) -> None:
+    def record(self, user_ids: Iterable[str], at: float) -> None:
         """These users' profiles were stored at `at`."""
         stamps = self.stamps
         for user_id in user_ids:
             if at > stamps.get(user_id, -math.inf):
                 stamps[user_id] = at
-                self._same.pop(user_id, None)
-                if user_id in self._held:
+                self._same_as_build.pop(user_id, None)
+                if user_id in self._reads:
                     self._drop(user_id)
 
-    def as_built(self, user_id: str, version: int, at: float) -> bool:
+    def unchanged_since_build(self, user_id: str, version: int, at: float) -> bool:
         """Whether the user's profile is surely what `version` (its snapshot at `at`) holds:
-        none stored since, or the newest stored says the same (`same`)."""
-        if self.none_since(user_id, at):
+        none stored since, or the newest stored says the same (`record_same_as_build`)."""
+        if self.none_stored_since(user_id, at):
             return True
-        if self.since is None or user_id not in self._same:
+        if self.since is None or user_id not in self._same_as_build:
             return False
-        return self._same[user_id] == (version, self.stamps.get(user_id))
+        return self._same_as_build[user_id] == (version, self.stamps.get(user_id))
 
-    def same(self, version: int, user_id: str, stamp: float) -> None:
+    def record_same_as_build(self, version: int, user_id: str, stamp: float) -> None:
         """The profile stored at `stamp`, if it is the user's newest, says what `version`
         says of them."""
         if self.since is not None and self.stamps.get(user_id) == stamp:
-            self._same[user_id] = (version, stamp)
+            self._same_as_build[user_id] = (version, stamp)
 
-    def held(self, version: int, user_id: str) -> Read | None:
+    def remembered_read(self, version: int, user_id: str) -> Read | None:
         """The read kept for the user, while it is still of their newest stored profile."""
-        found = self._held.get(user_id)
+        found = self._reads.get(user_id)
         if found is None:
             return None
         number, stamp, read, _, until = found
@@ -199,54 +199,56 @@ class Stored:
         if number != version or self.since is None or stale:
             self._drop(user_id)
             return None
-        self._held.move_to_end(user_id)
+        self._reads.move_to_end(user_id)
         return read
 
-    def hold(self, version: int, user_id: str, read: Read) -> None:
+    def remember_read(self, version: int, user_id: str, read: Read) -> None:
         """Keep a read from Redis of the user's newest stored profile, with the list ranked
-        from it: while no newer profile is heard of, both are what Redis holds."""
+        from it: while no newer profile is announced, both are what Redis holds."""
         stamp = read.stamp
         if self.since is None or stamp is None or self.stamps.get(user_id) != stamp:
             return
         profile = read.profile
         entries = len(profile.seen) + len(profile.liked) + len(profile.negative)
-        size = HELD_BYTES + HELD_ENTRY_BYTES * entries + len(read.ranked or b"") * 3
+        size = READ_BYTES + READ_ENTRY_BYTES * entries + len(read.ranked or b"") * 3
         if profile.vector is not None:
             size += profile.vector.nbytes
         if size > self.max_bytes:
             return
-        if user_id in self._held:
+        if user_id in self._reads:
             self._drop(user_id)
-        self._held[user_id] = (version, stamp, read, size, time.monotonic() + HELD_SECONDS)
+        self._reads[user_id] = (version, stamp, read, size, time.monotonic() + READ_SECONDS)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            self._drop(next(iter(self._held)))
+            self._drop(next(iter(self._reads)))
 
     def _drop(self, user_id: str) -> None:
-        self.bytes -= self._held.pop(user_id)[3]
+        self.bytes -= self._reads.pop(user_id)[3]
 
     def read_all(self, found: dict[str, float], since: float) -> None:
-        """Every note from `since` on, read after the channel was subscribed. What was heard
-        meanwhile stands: it may be newer than what was read."""
+        """Every stamp from `since` on, read after the channel was subscribed. What was
+        announced meanwhile stands: it may be newer than what was read."""
         self.stamps = {u: at for u, at in self.stamps.items() if at >= since}
-        self._same = {u: same for u, same in self._same.items() if u in self.stamps}
-        self.heard_each(found)
+        self._same_as_build = {
+            u: same for u, same in self._same_as_build.items() if u in self.stamps
+        }
+        self.record_each(found)
         self.since = since
 
-    def heard_each(self, found: dict[str, float]) -> None:
+    def record_each(self, found: dict[str, float]) -> None:
         """Each user's profile was stored at their time."""
         for user_id, at in found.items():
-            self.heard((user_id,), at)
+            self.record((user_id,), at)
 
     def lost(self) -> None:
         """The channel is lost: announcements may be missed until it is read again."""
         self.since = None
         self.stamps = {}
-        self._held.clear()
-        self._same.clear()
+        self._reads.clear()
+        self._same_as_build.clear()
         self.bytes = 0
 
-    def none_since(self, user_id: str, at: float) -> bool:
+    def none_stored_since(self, user_id: str, at: float) -> bool:
         """Whether the user surely has no profile stored at or after `at`."""
         return (
             self.since is not None and self.since <= at and self.stamps.get(user_id, -math.inf) < at
@@ -254,7 +256,7 @@ class Stored:
 
 
 async def current(
-    redis: Redis, version: IndexVersion | None, user_id: str, stored: Stored | None = None
+    redis: Redis, version: IndexVersion | None, user_id: str, stored: ProfileStamps | None = None
 ) -> Profile:
     """The freshest profile: the stored one if newer than the version's snapshot; the
     version's own when Redis cannot be reached."""
@@ -262,22 +264,22 @@ async def current(
 
 
 async def read(
-    redis: Redis, version: IndexVersion | None, user_id: str, stored: Stored | None = None
+    redis: Redis, version: IndexVersion | None, user_id: str, stored: ProfileStamps | None = None
 ) -> Read:
     """`current`'s profile, with the list ranked from it, in one round trip; in none where
     `stored` knows the user has no profile newer than the version's snapshot."""
     if version is None or stored is None:
         return await _read(redis, version, user_id)
-    if stored.none_since(user_id, version.data_as_of):
+    if stored.none_stored_since(user_id, version.data_as_of):
         return Read(profile_of(version, user_id))
-    held = stored.held(version.version, user_id)
+    held = stored.remembered_read(version.version, user_id)
     if held is not None:
         return held
     read = await _read(redis, version, user_id, stored.verdicts)
     if read.stamp is not None and read.profile.built:
-        stored.same(version.version, user_id, read.stamp)
+        stored.record_same_as_build(version.version, user_id, read.stamp)
     elif lists.ranked_from(read.ranked, version.version, read.stamp):
-        stored.hold(version.version, user_id, read)
+        stored.remember_read(version.version, user_id, read)
     return read
 
 
@@ -296,14 +298,14 @@ async def _read(
     return Read(profile_of(version, user_id) if version is not None else Profile())
 
 
-# What `Stored.hold` counts for a read beyond its vector and the list's bytes: the objects
-# themselves, and each id of the profile's sets and tuples with its slot.
-HELD_BYTES = 1_000
-HELD_ENTRY_BYTES = 100
-# A held read is read again after this long, as an answer is ranked again after a minute:
+# What `ProfileStamps.remember_read` counts for a read beyond its vector and the list's
+# bytes: the objects themselves, and each id of the profile's sets and tuples with its slot.
+READ_BYTES = 1_000
+READ_ENTRY_BYTES = 100
+# A remembered read is read again after this long, as an answer is ranked again after a minute:
 # the list it holds expires in Redis after a day (service/lists.py), and a missed
 # announcement costs no more than this.
-HELD_SECONDS = 60.0
+READ_SECONDS = 60.0
 
 
 def _packed(vector: Floats) -> str:

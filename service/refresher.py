@@ -99,7 +99,7 @@ class Refresher:
     async def _refresh(self, user_ids: Sequence[str]) -> None:
         version = self.serving.current
         stored = await refresh(
-            self.pool, self.redis, self.settings, version, user_ids, self.serving.stored
+            self.pool, self.redis, self.settings, version, user_ids, self.serving.profile_stamps
         )
         self.serving.answers.drop(user_ids)
         if version is not None:
@@ -117,7 +117,7 @@ class Refresher:
             if user_id not in self._to_rank and room <= 0:
                 continue
             # Parsed here, on the loop: the verdicts `parse` keeps are not for threads.
-            found = parse(raw, version, user_id, self.serving.stored.verdicts)
+            found = parse(raw, version, user_id, self.serving.profile_stamps.verdicts)
             if found is None or found[0].built:
                 self._to_rank.pop(user_id, None)  # an older profile waiting is superseded
                 continue

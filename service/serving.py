@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 DELETED_RESYNC_SECONDS = 60.0
 # A pinned version that failed to load is tried again after this long.
 PIN_RETRY_SECONDS = 30.0
-# Each periodic read of the stored-profile notes goes back this far before the last one
+# Each periodic read of the stored-profile stamps goes back this far before the last one
 # began: another process's clock may run behind this one's.
-RECENT_NOTES_SECONDS = 120.0
+RECENT_STAMPS_SECONDS = 120.0
 
 
 class Serving:
@@ -68,13 +68,13 @@ class Serving:
         self._load_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         # Who has a stored profile (service/profiles.py), read again on each subscription.
-        self.stored = profiles.Stored(settings.api.held_profile_bytes)
+        self.profile_stamps = profiles.ProfileStamps(settings.api.held_profile_bytes)
         self._subscription = 0  # counts subscriptions and losses of the channel
         self._subscribed = False
-        self._notes_read_at: float | None = None  # when the last read of the notes began
-        self._fold_lock = asyncio.Lock()
-        self._folding: asyncio.Task[None] | None = None
-        self._to_fold: dict[int, IndexVersion] = {}
+        self._stamps_read_at: float | None = None  # when the last read of the stamps began
+        self._parts_lock = asyncio.Lock()
+        self._reading_parts: asyncio.Task[None] | None = None
+        self._parts_to_read: dict[int, IndexVersion] = {}
 
     async def start(self) -> None:
         # One query at a time per request: OpenMP's thread team costs more than it saves
@@ -91,7 +91,7 @@ class Serving:
         ]
 
     async def stop(self) -> None:
-        await cancel([*self._tasks, *([self._folding] if self._folding else [])])
+        await cancel([*self._tasks, *([self._reading_parts] if self._reading_parts else [])])
 
     async def announce(self, kind: str, **fields: Any) -> None:
         """Tell this deployment's other processes. With Redis down the change stands: they
@@ -116,14 +116,14 @@ class Serving:
             self._kept_usable[version.version] = usable
         return version.lists if usable else None
 
-    async def fold_lists(self, version: IndexVersion) -> int:
-        """Fold in the parts of `version`'s lists ranked since it went live that this copy
+    async def read_list_parts(self, version: IndexVersion) -> int:
+        """Read in the parts of `version`'s lists ranked after its build that this copy
         does not hold yet (indexing/precompute.py); returns how many. A part that fails its
         sha256 is left for the next try, and its users are ranked live meanwhile; with the
-        store or PostgreSQL down, the error stops the fold, and the next announcement or
+        store or PostgreSQL down, the error stops the read, and the next announcement or
         poll tries again. Nothing is read where this process ranks the version's users live
         (its settings are not those the lists were ranked with)."""
-        async with self._fold_lock:
+        async with self._parts_lock:
             if version.lists is not None and self.kept_lists(version) is None:
                 return 0
             records = await builds.lists_parts(self.pool, version.version)
@@ -145,25 +145,25 @@ class Serving:
                 )
             return (len(version.lists.parts) if version.lists is not None else 0) - held
 
-    def _fold_soon(self, version: IndexVersion) -> None:
-        """Fold in `version`'s parts in the background, after any fold under way (which may
+    def _read_parts_soon(self, version: IndexVersion) -> None:
+        """Read in `version`'s parts in the background, after any read under way (which may
         have read the records before the newest part's); a failure is logged, and the next
         announcement or poll tries again."""
-        self._to_fold[id(version)] = version
-        if self._folding is not None and not self._folding.done():
+        self._parts_to_read[id(version)] = version
+        if self._reading_parts is not None and not self._reading_parts.done():
             return
 
-        async def fold() -> None:
-            while self._to_fold:
-                held = self._to_fold.pop(next(iter(self._to_fold)))
+        async def read_parts() -> None:
+            while self._parts_to_read:
+                held = self._parts_to_read.pop(next(iter(self._parts_to_read)))
                 if held is not self.current and held is not self.pinned.get(held.version):
                     continue  # no longer served
                 try:
-                    await self.fold_lists(held)
+                    await self.read_list_parts(held)
                 except Exception as exc:
-                    log.warning("version %d: could not fold in its lists: %s", held.version, exc)
+                    log.warning("version %d: could not read in its lists: %s", held.version, exc)
 
-        self._folding = asyncio.create_task(fold(), name="serving-fold")
+        self._reading_parts = asyncio.create_task(read_parts(), name="serving-list-parts")
 
     def list_digest(self, version: IndexVersion) -> str:
         """What the lists ranked ahead for `version` depend on besides the profile, with
@@ -200,37 +200,37 @@ class Serving:
         self.deleted.discard(item_id)
         self._deleted_rows = {}
 
-    async def read_stored(self) -> None:
+    async def read_all_stamps(self) -> None:
         """Read who has a profile stored since the oldest held version's snapshot (or since
-        profiles are noted, if later), if the channel is subscribed (else the read could
+        profiles are stamped, if later), if the channel is subscribed (else the read could
         miss an announcement)."""
         held = [self.current, *self.pinned.values()]
         since = min((v.data_as_of for v in held if v is not None), default=None)
         if not self._subscribed or since is None:
             return
         subscription = self._subscription
-        since = max(since, await stored_profiles.noted_since(self.redis))
-        self._notes_read_at = time.time()
-        found = await stored_profiles.stored_since(self.redis, since)
+        since = max(since, await stored_profiles.stamped_since(self.redis))
+        self._stamps_read_at = time.time()
+        found = await stored_profiles.stamps_since(self.redis, since)
         if self._subscription == subscription:  # the channel held throughout the read
-            self.stored.read_all(found, since)
+            self.profile_stamps.read_all(found, since)
 
-    async def read_recent_notes(self) -> None:
-        """Read the notes of the last few minutes again, in case an announcement was lost
+    async def read_recent_stamps(self) -> None:
+        """Read the stamps of the last few minutes again, in case an announcement was lost
         (a refresh whose announcement failed): a few users, not all since the snapshot."""
-        if self.stored.since is None or self._notes_read_at is None:
+        if self.profile_stamps.since is None or self._stamps_read_at is None:
             return
         subscription = self._subscription
-        since = self._notes_read_at - RECENT_NOTES_SECONDS
-        self._notes_read_at = time.time()
-        found = await stored_profiles.stored_since(self.redis, since)
+        since = self._stamps_read_at - RECENT_STAMPS_SECONDS
+        self._stamps_read_at = time.time()
+        found = await stored_profiles.stamps_since(self.redis, since)
         if self._subscription == subscription:
-            self.stored.heard_each(found)
+            self.profile_stamps.record_each(found)
 
     def _channel_lost(self) -> None:
         self._subscription += 1
         self._subscribed = False
-        self.stored.lost()
+        self.profile_stamps.lost()
 
     @property
     def held_versions(self) -> set[int]:
@@ -261,7 +261,7 @@ class Serving:
                 if error is None:
                     self.pinned[number] = finished.result()
                     self._pin_failed.pop(number, None)
-                    self._fold_soon(finished.result())
+                    self._read_parts_soon(finished.result())
                 elif isinstance(error, Exception):
                     # Requests fail over at once meanwhile, instead of each trying again.
                     self._pin_failed[number] = (time.monotonic(), error)
@@ -306,16 +306,23 @@ class Serving:
     async def _swap(self, loaded: IndexVersion) -> None:
         # A version an experiment pins is held already: serve that copy, not a second one.
         loaded = self.pinned.get(loaded.version, loaded)
+        # Its lists ranked after its build are read in before it serves: a user whose list
+        # is in a part is never ranked live meanwhile (their answer would be ten times
+        # slower). Should the store fail, it serves at once, and the parts follow.
+        try:
+            await self.read_list_parts(loaded)
+        except Exception as exc:
+            log.warning("version %d: serving before its lists are read in: %s", loaded.version, exc)
         previous = self.current
         self.current = loaded
         # The version's arrays and maps live until the next swap: keep the collector
         # from walking their hundreds of thousands of objects on every full collection.
         gc.collect()
         gc.freeze()
-        if self.stored.since is not None and self.stored.since > loaded.data_as_of:
+        if self.profile_stamps.since is not None and self.profile_stamps.since > loaded.data_as_of:
             # An older version (a rollback): who stored a profile since its snapshot.
-            await self._read_notes(full=True)
-        self._fold_soon(loaded)  # the parts of its lists ranked since it went live
+            await self._read_stamps(full=True)
+        self._read_parts_soon(loaded)  # the parts of its lists ranked since it went live
         keep = {loaded.version} | ({previous.version} if previous else set())
         keep |= set(self.pinned) | set(self._pinning)
         await asyncio.to_thread(publish.prune_local, self.settings.index.data_dir, keep)
@@ -348,18 +355,18 @@ class Serving:
         if kind == "profiles_changed":
             self.answers.drop(event["user_ids"])
             # An announcement with no time (an older release's) counts as stored now.
-            self.stored.heard(event["user_ids"], float(event.get("at") or time.time()))
+            self.profile_stamps.record(event["user_ids"], float(event.get("at") or time.time()))
         elif kind == events.SUBSCRIBED:
             # Subscribed again, perhaps after a reconnection the client made on its own:
-            # whatever was announced meanwhile is unheard, so the notes are read afresh.
+            # whatever was announced meanwhile is unheard, so the stamps are read afresh.
             self._channel_lost()
             self._subscribed = True
-            await self._read_notes(full=True)  # on failure, the next poll reads them
+            await self._read_stamps(full=True)  # on failure, the next poll reads them
         elif kind == "lists_added":  # a part of a version's lists (indexing/precompute.py)
             number, current = int(event.get("version") or 0), self.current
             held = current if current and current.version == number else self.pinned.get(number)
             if held is not None:
-                self._fold_soon(held)
+                self._read_parts_soon(held)
         elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
         elif kind == "item_restored":
@@ -376,11 +383,11 @@ class Serving:
             except Exception:
                 log.warning("could not handle a %s event", kind, exc_info=True)
 
-    async def _read_notes(self, *, full: bool) -> None:
-        """Read the stored-profile notes (all since the snapshot, or the recent ones); a
+    async def _read_stamps(self, *, full: bool) -> None:
+        """Read the stored-profile stamps (all since the snapshot, or the recent ones); a
         failure leaves the knowledge as it was (unknown, or as the announcements keep it)."""
         try:
-            await (self.read_stored() if full else self.read_recent_notes())
+            await (self.read_all_stamps() if full else self.read_recent_stamps())
         except Exception as exc:
             log.warning("could not read who has a stored profile: %s", exc)
 
@@ -391,14 +398,14 @@ class Serving:
             try:
                 await self.sync()
                 since_deleted += self.settings.index.poll_seconds
-                if self.stored.since is None:
-                    await self._read_notes(full=True)
+                if self.profile_stamps.since is None:
+                    await self._read_stamps(full=True)
                 if since_deleted >= DELETED_RESYNC_SECONDS:
                     # A part whose announcement was lost, or that could not be read.
                     for held in (self.current, *self.pinned.values()):
                         if held is not None:
-                            self._fold_soon(held)
-                    await self._read_notes(full=False)
+                            self._read_parts_soon(held)
+                    await self._read_stamps(full=False)
                     await self.reload_deleted()
                     since_deleted = 0.0
             except asyncio.CancelledError:

@@ -19,7 +19,7 @@ NOTE_MARGIN_SECONDS = 86_400
 
 async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: float) -> None:
     """Store encoded profiles by user id, each kept `seconds`, and note each user as stored
-    at `at` (`stored_since` reads that), in one round trip. Each save drops the notes older
+    at `at` (`stamps_since` reads that), in one round trip. Each save drops the notes older
     than `seconds` and NOTE_MARGIN_SECONDS: they outlive their profiles by that margin."""
     with redis_errors(redis, "storing profiles"):
         async with redis.pipeline(transaction=False) as pipe:
@@ -33,7 +33,7 @@ async def save(redis: Redis, profiles: Mapping[str, bytes], seconds: int, at: fl
             await pipe.execute()
 
 
-async def noted_since(redis: Redis) -> float:
+async def stamped_since(redis: Redis) -> float:
     """From when on every stored profile has its note: from the start where every profile
     stored when a process first asks has one, else from that moment (a profile stored by
     an older release has none). The first to ask decides for all; the others read it."""
@@ -66,7 +66,7 @@ async def _unnoted(redis: Redis, keys: list[bytes | str]) -> bool:
     return any(at is None for at in await redis.zmscore(stored_key(), users))
 
 
-async def stored_since(redis: Redis, since: float) -> dict[str, float]:
+async def stamps_since(redis: Redis, since: float) -> dict[str, float]:
     """Each user whose profile was stored at or after `since`, with that time."""
     with redis_errors(redis, "reading who has a stored profile"):
         found = await redis.zrangebyscore(stored_key(), since, "+inf", withscores=True)

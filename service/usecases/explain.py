@@ -25,7 +25,7 @@ async def explain(app: Application, user_id: str, item_id: str) -> Explanation:
     version = app.serving.current
     if version is None or item_id not in version.item_row:
         raise NotFound(f"item {item_id!r} is not in the served index")
-    profile = await profiles.current(app.redis, version, user_id, app.serving.stored)
+    profile = await profiles.current(app.redis, version, user_id, app.serving.profile_stamps)
     row = version.item_row[item_id]
     # The rank in the list the user gets by default, where seen items are left out.
     pairs, strategy = await rank_now(app, Ask(user_id, version, count=0), profile)

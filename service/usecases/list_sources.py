@@ -97,7 +97,7 @@ class UserProfile:
         if self._read is None:
             serving = self.app.serving
             self._read = await profiles.read(
-                self.app.redis, self.version, self.user_id, serving.stored
+                self.app.redis, self.version, self.user_id, serving.profile_stamps
             )
         return self._read
 
@@ -132,7 +132,9 @@ class KeptList:
         if version is None or not ask.default_ranking:
             return None
         serving = app.serving
-        if not serving.stored.as_built(ask.user_id, version.version, version.data_as_of):
+        if not serving.profile_stamps.unchanged_since_build(
+            ask.user_id, version.version, version.data_as_of
+        ):
             read = await user.read()
             if not read.profile.built:
                 return self._ranked_after_acting(app, version, read, ask.count)

@@ -107,7 +107,7 @@ async def similar_users(
     version = app.serving.current
     if version is None:
         return SimilarUsers(user_id=user_id, users=[], index_version=None)
-    profile = await profiles.current(app.redis, version, user_id, app.serving.stored)
+    profile = await profiles.current(app.redis, version, user_id, app.serving.profile_stamps)
     if not profile.has_taste:
         return SimilarUsers(user_id=user_id, users=[], index_version=version.version)
     vector = profile.vector

@@ -320,7 +320,7 @@ async def test_a_user_who_acts_gets_the_list_a_live_ranking_gives_ranked_ahead(
     monkeypatch.setattr(lists, "decode", decode)
     # A profile stored after the list was ranked makes it stale: ranked live (stored by this
     # process: test_stored_profiles.py has another's, heard once it is announced).
-    current, stored = res.serving.current, res.serving.stored
+    current, stored = res.serving.current, res.serving.profile_stamps
     await profiles.refresh(res.pool, res.redis, res.settings, current, users[:1], stored)
     await client.get(f"/api/v1/recommendations/{users[0]}?limit=8", headers=no_cache)
     assert calls == [1, 1, 1]

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from indexing.ranking import Profile
 from service import profiles
-from service.profiles import HELD_BYTES, HELD_SECONDS, Read, Stored, _packed, parse
+from service.profiles import READ_BYTES, READ_SECONDS, ProfileStamps, Read, _packed, parse
 from service.serving import Serving
 from storage import profiles as stored_profiles
 from storage.events import SUBSCRIBED, noted_key, profile_key
@@ -105,8 +105,8 @@ async def listed(client: httpx.AsyncClient, user: str) -> list[str]:
 async def watched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The app's knowledge of stored profiles read, and its reads of Redis counted."""
     res = app.state.application
-    await res.serving.read_stored()
-    assert res.serving.stored.since == res.serving.current.data_as_of
+    await res.serving.read_all_stamps()
+    assert res.serving.profile_stamps.since == res.serving.current.data_as_of
     return count_reads(monkeypatch)
 
 
@@ -146,7 +146,7 @@ async def test_a_profile_another_process_stores_is_heard_and_read(
     assert reads == []
     # Another process's refresh: only its announcement tells this one.
     await profiles.refresh(res.pool, res.redis, res.settings, res.serving.current, ["space-fan-0"])
-    await until(lambda: "space-fan-0" in res.serving.stored.stamps)
+    await until(lambda: "space-fan-0" in res.serving.profile_stamps.stamps)
     assert await listed(client, "space-fan-0") == before  # nothing new in that profile
     assert reads == ["space-fan-0"]
     # That profile says what the version says: the build's list answers with no more reads.
@@ -163,89 +163,97 @@ async def test_a_process_that_starts_later_reads_who_stored_a_profile(
     other = Serving(res.settings, res.pool, res.redis, res.store)
     await other.start()
     try:
-        await until(lambda: other.stored.since is not None)
-        assert other.stored.since == version.data_as_of
-        assert not other.stored.none_since("western-fan-1", version.data_as_of)
-        assert other.stored.none_since("western-fan-0", version.data_as_of)
+        await until(lambda: other.profile_stamps.since is not None)
+        assert other.profile_stamps.since == version.data_as_of
+        assert not other.profile_stamps.none_stored_since("western-fan-1", version.data_as_of)
+        assert other.profile_stamps.none_stored_since("western-fan-0", version.data_as_of)
     finally:
         await other.stop()
 
 
 def test_what_is_known_of_stored_profiles() -> None:
-    stored = Stored()
-    assert not stored.none_since("a", 10.0)  # nothing read yet: unknown
-    stored.heard(["a"], 12.0)  # heard while the notes were being read
+    stored = ProfileStamps()
+    assert not stored.none_stored_since("a", 10.0)  # nothing read yet: unknown
+    stored.record(["a"], 12.0)  # heard while the notes were being read
     stored.read_all({"a": 11.0, "b": 15.0, "c": 9.5}, 9.0)
     assert stored.stamps == {"a": 12.0, "b": 15.0, "c": 9.5}
-    assert stored.none_since("c", 10.0) and stored.none_since("d", 10.0)
-    assert not stored.none_since("a", 10.0) and not stored.none_since("b", 10.0)
-    assert not stored.none_since("d", 8.0)  # before what was read: unknown
+    assert stored.none_stored_since("c", 10.0) and stored.none_stored_since("d", 10.0)
+    assert not stored.none_stored_since("a", 10.0) and not stored.none_stored_since("b", 10.0)
+    assert not stored.none_stored_since("d", 8.0)  # before what was read: unknown
     stored.read_all({}, 10.0)
     assert "c" not in stored.stamps  # older than any held version's snapshot
     stored.lost()
-    assert not stored.none_since("d", 10.0)
+    assert not stored.none_stored_since("d", 10.0)
 
 
 def test_held_reads_are_of_the_newest_profile_and_bounded() -> None:
-    stored = Stored(max_bytes=3 * HELD_BYTES)
+    stored = ProfileStamps(max_bytes=3 * READ_BYTES)
     read = Read(Profile(count=1), 11.0, b"[]")
-    stored.hold(1, "a", read)
-    assert stored.held(1, "a") is None  # the channel is not read yet: nothing is held
+    stored.remember_read(1, "a", read)
+    assert stored.remembered_read(1, "a") is None  # the channel is not read yet: nothing is held
     stored.read_all({"a": 11.0, "b": 12.0, "c": 13.0}, 10.0)
-    stored.hold(1, "a", Read(Profile(count=1), 10.5, b"[]"))  # not their newest
-    assert stored.held(1, "a") is None
-    stored.hold(1, "a", read)
-    assert stored.held(1, "a") is read and stored.held(2, "a") is None  # another version
-    stored.hold(1, "a", read)
-    stored.hold(1, "b", Read(Profile(count=1), 12.0, b"[]"))
-    stored.hold(1, "c", Read(Profile(count=1), 13.0, b"[]"))
-    assert stored.bytes <= 3 * HELD_BYTES and stored.held(1, "a") is None  # the oldest went
-    assert stored.held(1, "b") is not None
-    stored.heard(["b"], 14.0)  # a newer profile
-    assert stored.held(1, "b") is None and stored.held(1, "c") is not None
+    stored.remember_read(1, "a", Read(Profile(count=1), 10.5, b"[]"))  # not their newest
+    assert stored.remembered_read(1, "a") is None
+    stored.remember_read(1, "a", read)
+    assert (
+        stored.remembered_read(1, "a") is read and stored.remembered_read(2, "a") is None
+    )  # another version
+    stored.remember_read(1, "a", read)
+    stored.remember_read(1, "b", Read(Profile(count=1), 12.0, b"[]"))
+    stored.remember_read(1, "c", Read(Profile(count=1), 13.0, b"[]"))
+    assert (
+        stored.bytes <= 3 * READ_BYTES and stored.remembered_read(1, "a") is None
+    )  # the oldest went
+    assert stored.remembered_read(1, "b") is not None
+    stored.record(["b"], 14.0)  # a newer profile
+    assert stored.remembered_read(1, "b") is None and stored.remembered_read(1, "c") is not None
     stored.lost()
-    assert stored.held(1, "c") is None and stored.bytes == 0
+    assert stored.remembered_read(1, "c") is None and stored.bytes == 0
 
 
 def test_a_stored_profile_that_says_what_the_version_says() -> None:
-    stored = Stored()
+    stored = ProfileStamps()
     stored.read_all({"a": 11.0, "b": 12.0}, 10.0)
-    assert stored.as_built("c", 1, 10.0)  # none stored since the snapshot
-    assert not stored.as_built("a", 1, 10.0)
-    stored.same(1, "a", 11.0)
-    stored.same(1, "b", 11.5)  # not their newest
-    assert stored.as_built("a", 1, 10.0) and not stored.as_built("a", 2, 10.0)
-    assert not stored.as_built("b", 1, 10.0)
-    stored.heard(["a"], 13.0)  # they acted
-    assert not stored.as_built("a", 1, 10.0)
-    stored.same(1, "b", 12.0)
+    assert stored.unchanged_since_build("c", 1, 10.0)  # none stored since the snapshot
+    assert not stored.unchanged_since_build("a", 1, 10.0)
+    stored.record_same_as_build(1, "a", 11.0)
+    stored.record_same_as_build(1, "b", 11.5)  # not their newest
+    assert stored.unchanged_since_build("a", 1, 10.0) and not stored.unchanged_since_build(
+        "a", 2, 10.0
+    )
+    assert not stored.unchanged_since_build("b", 1, 10.0)
+    stored.record(["a"], 13.0)  # they acted
+    assert not stored.unchanged_since_build("a", 1, 10.0)
+    stored.record_same_as_build(1, "b", 12.0)
     stored.lost()
-    assert not stored.as_built("b", 1, 10.0) and not stored.as_built("c", 1, 10.0)
+    assert not stored.unchanged_since_build("b", 1, 10.0) and not stored.unchanged_since_build(
+        "c", 1, 10.0
+    )
 
 
 def test_a_held_read_is_read_again_after_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
-    stored = Stored(max_bytes=10 * HELD_BYTES)
+    stored = ProfileStamps(max_bytes=10 * READ_BYTES)
     stored.read_all({"a": 11.0}, 10.0)
     read = Read(Profile(count=1), 11.0, b"[]")
     now = [100.0]
     monkeypatch.setattr(profiles.time, "monotonic", lambda: now[0])
-    stored.hold(1, "a", read)
-    now[0] += HELD_SECONDS - 1
-    assert stored.held(1, "a") is read
+    stored.remember_read(1, "a", read)
+    now[0] += READ_SECONDS - 1
+    assert stored.remembered_read(1, "a") is read
     now[0] += 2
-    assert stored.held(1, "a") is None and stored.bytes == 0
+    assert stored.remembered_read(1, "a") is None and stored.bytes == 0
 
 
 async def test_profiles_stored_before_any_note_are_never_taken_for_none(
     client: httpx.AsyncClient, app: FastAPI, redis: Redis
 ) -> None:
-    assert await stored_profiles.noted_since(redis) == 0.0  # nothing stored: from the start
+    assert await stored_profiles.stamped_since(redis) == 0.0  # nothing stored: from the start
     await redis.delete(noted_key())
     await redis.set(profile_key("older"), b"{}")  # stored by a release that noted nothing
     before = time.time()
-    noted = await stored_profiles.noted_since(redis)
+    noted = await stored_profiles.stamped_since(redis)
     assert before <= noted <= time.time()
-    assert await stored_profiles.noted_since(redis) == noted  # the first to ask decides
+    assert await stored_profiles.stamped_since(redis) == noted  # the first to ask decides
 
 
 async def test_a_version_older_than_the_notes_reads_every_profile(
@@ -254,9 +262,11 @@ async def test_a_version_older_than_the_notes_reads_every_profile(
     serving = app.state.application.serving
     version = serving.current
     await redis.set(noted_key(), repr(version.data_as_of + 60))  # noted only since then
-    await serving.read_stored()
-    assert serving.stored.since == version.data_as_of + 60
-    assert not serving.stored.as_built("horror-fan-0", version.version, version.data_as_of)
+    await serving.read_all_stamps()
+    assert serving.profile_stamps.since == version.data_as_of + 60
+    assert not serving.profile_stamps.unchanged_since_build(
+        "horror-fan-0", version.version, version.data_as_of
+    )
 
 
 async def test_each_subscription_reads_the_notes_afresh(
@@ -264,9 +274,9 @@ async def test_each_subscription_reads_the_notes_afresh(
 ) -> None:
     res = app.state.application
     serving = res.serving
-    await serving.read_stored()
-    serving.stored.heard(["nobody-stored-this"], 1e12)
+    await serving.read_all_stamps()
+    serving.profile_stamps.record(["nobody-stored-this"], 1e12)
     # Announcements may have been missed while the client reconnected on its own.
     await serving._handle({"type": SUBSCRIBED, "namespace": res.settings.event_namespace})
-    assert "nobody-stored-this" not in serving.stored.stamps
-    assert serving.stored.since == serving.current.data_as_of
+    assert "nobody-stored-this" not in serving.profile_stamps.stamps
+    assert serving.profile_stamps.since == serving.current.data_as_of

@@ -120,7 +120,7 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
     # A process that loads the version later reads every recorded part.
     later = await serving.prepare(served.version)
     assert later.lists is not None and later.lists.users == 0
-    assert await serving.fold_lists(later) == 5 and later.lists.users == 22
+    assert await serving.read_list_parts(later) == 5 and later.lists.users == 22
 
 
 async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_no_other(
@@ -140,18 +140,18 @@ async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_n
     (settings.index.data_dir / f"{built.version:010d}" / records[1]["name"]).unlink()
 
     fresh = await res.serving.prepare(built.version)
-    assert await res.serving.fold_lists(fresh) == 2
+    assert await res.serving.read_list_parts(fresh) == 2
     # The other parts are served; the users of the broken one are ranked live meanwhile.
     assert fresh.parts_read == {1, 3} and fresh.lists is not None and fresh.lists.users == 14
     res.store.put_bytes(second, good)
-    assert await res.serving.fold_lists(fresh) == 1 and fresh.lists.users == 22
+    assert await res.serving.read_list_parts(fresh) == 1 and fresh.lists.users == 22
     # The store down stops a fold with its error (the next poll tries again).
     later = await res.serving.prepare(built.version)
     (settings.index.data_dir / f"{built.version:010d}" / records[0]["name"]).unlink()
     dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
     monkeypatch.setattr(res.serving, "store", dead)
     with pytest.raises(ObjectStoreUnavailable):
-        await res.serving.fold_lists(later)
+        await res.serving.read_list_parts(later)
 
 
 async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
@@ -206,7 +206,7 @@ async def test_another_process_goes_on_where_the_parts_stopped(
     assert len(await builds.lists_parts(res.pool, built.version)) == 5
     # The served version's lists are every user's, each ranked once.
     served = res.serving.current
-    await res.serving.fold_lists(served)
+    await res.serving.read_list_parts(served)
     assert served.lists.users == 22
 
 
