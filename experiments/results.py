@@ -137,7 +137,7 @@ async def tick(
     their guardrails catch; returns those stopped, as "experiment/variant"."""
     complete = await _drained(pool, redis, rounds=1_000)
     stopped = []
-    for experiment, _, _ in await stored.held(pool, stopped=0):
+    for experiment, _, _ in await stored.to_serve(pool, stopped=0):
         results = await _counted(pool, settings, experiment, complete)
         if not experiment.guardrail:
             continue

@@ -1,4 +1,4 @@
-"""Ranked lists recently computed by this process, so that paging and repeats cost nothing.
+"""Lists this process ranked recently, so that paging and repeats cost nothing.
 
 An entry is dropped when its user interacts (in this process directly, in the others through
 a `profiles_changed` event), once it is `ttl` seconds old, or when the oldest entries make
@@ -17,14 +17,14 @@ from collections.abc import Iterable
 
 # user, version, category, exclude_seen, experiment, variant
 Key = tuple[str, int, str | None, bool, str | None, str | None]
-Ranked = tuple[list[tuple[str, float]], str]  # (item id, score) pairs, strategy
+CachedList = tuple[list[tuple[str, float]], str]  # (item id, score) pairs, strategy
 # CPython's cost of one (item id, score) pair beyond the id's characters: the tuple, the
 # float, the str header and the list slot.
 _PAIR_BYTES = 56 + 24 + 49 + 8
 _ENTRY_BYTES = 400  # the key, the list, the ordered dict's and the user index's slots
 
 
-def size_of(key: Key, ranked: Ranked) -> int:
+def size_of(key: Key, ranked: CachedList) -> int:
     """An estimate of the bytes an entry holds."""
     pairs = ranked[0]
     return _ENTRY_BYTES + len(key[0]) + sum(len(i) for i, _ in pairs) + _PAIR_BYTES * len(pairs)
@@ -35,13 +35,13 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.bytes = 0
-        self._entries: OrderedDict[Key, tuple[float, int, Ranked]] = OrderedDict()
+        self._entries: OrderedDict[Key, tuple[float, int, CachedList]] = OrderedDict()
         self._by_user: dict[str, set[Key]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Key) -> Ranked | None:
+    def get(self, key: Key) -> CachedList | None:
         found = self._entries.get(key)
         if found is None:
             return None
@@ -50,7 +50,7 @@ class AnswerCache:
             return None
         return found[2]
 
-    def put(self, key: Key, ranked: Ranked) -> None:
+    def put(self, key: Key, ranked: CachedList) -> None:
         now = time.monotonic()
         self._remove(key)
         size = size_of(key, ranked)

@@ -46,7 +46,9 @@ State = Literal["running", "stopped", "unknown"]
 
 
 @dataclass(frozen=True)
-class Held:
+class Loaded:
+    """An experiment as this process holds it, with its latest stored results."""
+
     experiment: Experiment
     design: Design | None  # running experiments only: a stopped one assigns no one
     results: dict[str, Any] | None
@@ -65,7 +67,7 @@ class Experiments:
         self.pool = pool
         self.redis = redis
         self.serving = serving
-        self.held: dict[str, Held] = {}
+        self.loaded: dict[str, Loaded] = {}
         self._buffer: deque[stored.Impression] = deque(maxlen=BUFFER_ANSWERS)
         self._tasks: list[asyncio.Task[None]] = []
         self._loading: set[asyncio.Task[None]] = set()
@@ -99,12 +101,12 @@ class Experiments:
             await self.push()
 
     def forget(self) -> None:
-        self.held = {}
+        self.loaded = {}
         self._buffer.clear()
 
     async def reload(self) -> None:
         held = {}
-        for experiment, salt, results in await stored.held(self.pool, STOPPED_HELD):
+        for experiment, salt, results in await stored.to_serve(self.pool, STOPPED_HELD):
             design = None
             if experiment.active:
                 try:
@@ -113,8 +115,8 @@ class Experiments:
                     # Stored before a check existed, say: that experiment answers as unknown.
                     log.error("experiment %r cannot be served: %s", experiment.experiment_id, exc)
                     continue
-            held[experiment.experiment_id] = Held(experiment, design, results)
-        self.held = held
+            held[experiment.experiment_id] = Loaded(experiment, design, results)
+        self.loaded = held
         pinned = {v for h in held.values() if h.design for v in h.design.pinned}
         self.serving.keep_pinned(pinned)
         for version in pinned - self.serving.held_versions:
@@ -136,12 +138,12 @@ class Experiments:
 
     def remember(self, experiment_id: str, results: dict[str, Any]) -> None:
         """Results computed here, for /metrics before the next re-read."""
-        held = self.held.get(experiment_id)
+        held = self.loaded.get(experiment_id)
         if held is not None:
-            self.held[experiment_id] = Held(held.experiment, held.design, results)
+            self.loaded[experiment_id] = Loaded(held.experiment, held.design, results)
 
     def find(self, experiment_id: str) -> tuple[State, Design | None]:
-        held = self.held.get(experiment_id)
+        held = self.loaded.get(experiment_id)
         if held is None:
             return "unknown", None
         if held.design is None:
@@ -217,7 +219,7 @@ class _Figures(Collector):
         users = GaugeMetricFamily(
             "recs_experiment_users", "Users shown the variant.", labels=labels
         )
-        held = list(self.experiments.held.values())[:METRICS_EXPERIMENTS]
+        held = list(self.experiments.loaded.values())[:METRICS_EXPERIMENTS]
         for entry in held:
             for row in (entry.results or {}).get("variants", []):
                 names = [entry.experiment.experiment_id, row["name"]]

@@ -115,7 +115,7 @@ async def get(pool: asyncpg.Pool, experiment_id: str) -> Experiment:
     return _experiment(row)
 
 
-Held = list[tuple[Experiment, str, dict[str, Any] | None]]
+ToServe = list[tuple[Experiment, str, dict[str, Any] | None]]
 
 
 async def all_of(pool: asyncpg.Pool) -> list[Experiment]:
@@ -125,7 +125,7 @@ async def all_of(pool: asyncpg.Pool) -> list[Experiment]:
     return [_experiment(r) for r in rows]
 
 
-async def held(pool: asyncpg.Pool, stopped: int) -> Held:
+async def to_serve(pool: asyncpg.Pool, stopped: int) -> ToServe:
     """What an API process holds: every running experiment and the newest `stopped` ones,
     newest first, each with its salt and its latest stored results."""
     with database_errors():
