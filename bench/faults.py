@@ -351,7 +351,7 @@ def build(api: Api) -> int:
     from common.settings import load_settings
     from embeddings.encoder import make_encoder
     from storage import events
-    from storage.blob.s3 import S3Store
+    from storage.blob import open_store
     from storage.db import create_pool
     from workers.pipeline import build_version
 
@@ -376,7 +376,7 @@ def build(api: Api) -> int:
             version = (
                 await build_version(
                     pool,
-                    S3Store(settings.s3),
+                    open_store(settings),
                     make_encoder("hashing-64"),
                     settings,
                     report,

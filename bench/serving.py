@@ -57,7 +57,7 @@ from devstack import demo  # noqa: E402
 from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import LABELLED, make_encoder  # noqa: E402
 from storage import activity, builds, catalog, events  # noqa: E402
-from storage.blob.s3 import S3Store  # noqa: E402
+from storage.blob import open_store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
 from storage.events import ranked_key  # noqa: E402
 from workers.pipeline import (  # noqa: E402
@@ -198,7 +198,7 @@ async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome
         try:
             outcome = await build_version(
                 pool,
-                S3Store(settings.s3),
+                open_store(settings),
                 make_encoder("hashing-384"),
                 settings,
                 report,
@@ -226,7 +226,7 @@ async def timed_fill(pool: asyncpg.Pool, settings: Any, outcome: Outcome) -> Non
         )
 
     try:
-        users = await fill_lists(pool, S3Store(settings.s3), settings, outcome, filled)
+        users = await fill_lists(pool, open_store(settings), settings, outcome, filled)
     finally:
         await redis.aclose()
     stages.event(f"lists ranked after the build went live: {users:,} users")

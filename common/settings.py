@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +35,7 @@ DEFAULT_RATING_WEIGHTS: tuple[float, float, float, float, float] = (-2.0, -1.0, 
 CONVERSION_TYPES = ("click", "like", "superlike", "purchase")
 
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
 class _Section(BaseSettings):
@@ -89,15 +90,15 @@ class RedisSettings(_Section):
 
 
 class S3Settings(_Section):
-    """The object store of index versions: each version's files and manifest under
-    `versions/<id>/` (S3, MinIO, SeaweedFS)."""
+    """The object store of index versions, unless BLOB_URL names a folder: each version's
+    files and manifest under `versions/<id>/` (S3, MinIO, SeaweedFS)."""
 
     model_config = SettingsConfigDict(env_prefix="S3_")
 
     # host:port of the S3 server (a URL is accepted: its scheme is dropped).
     endpoint: str = "127.0.0.1:8333"
-    # The bucket of index versions, created if missing.
-    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = "recs-index"
+    # The bucket of index versions, created if missing (an `s3://` BLOB_URL names another).
+    bucket: Annotated[str, Field(pattern=_BUCKET)] = "recs-index"
     # The S3 access key.
     access_key: Annotated[str, Field(min_length=3)] = "recs-local"
     # The S3 secret key; ENVIRONMENT=production refuses the shipped default.
@@ -115,6 +116,44 @@ class S3Settings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", stripped):
             raise ValueError("must be host[:port], for example 127.0.0.1:9000")
         return stripped
+
+
+class BlobSettings(_Section):
+    """Where index versions are stored: one URL, whose scheme picks the backend
+    (storage/blob/)."""
+
+    model_config = SettingsConfigDict(env_prefix="BLOB_")
+
+    # `s3://<bucket>`: S3 at S3_ENDPOINT, with the S3 credentials, in that bucket;
+    # `file:///<absolute path>`: a folder, for development or one machine (every API process
+    # and worker must see the same folder). Unset: `s3://` and S3_BUCKET, where a deployment
+    # that sets only the S3 variables always stored. Any other URL stops the process at start.
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None:
+            blob_location(value)
+        return value
+
+
+def blob_location(url: str) -> tuple[Literal["s3", "file"], str]:
+    """(scheme, where) of a blob store URL: ("s3", bucket) or ("file", absolute path).
+    Raise ValueError for any other URL, saying what is accepted."""
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not re.fullmatch(_BUCKET, parts.netloc) or parts.path not in ("", "/"):
+            raise ValueError(f"{url!r}: an S3 URL is s3://<bucket>, with a valid bucket name")
+        return "s3", parts.netloc
+    if parts.scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc or not path.startswith("/"):
+            raise ValueError(f"{url!r}: a folder is file:///<absolute path> (three slashes)")
+        return "file", path
+    raise ValueError(
+        f"{url!r}: unknown scheme {parts.scheme!r}; use s3://<bucket> or file:///<absolute path>"
+    )
 
 
 class ApiSettings(_Section):
@@ -480,6 +519,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    blob: BlobSettings = Field(default_factory=BlobSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate: RateSettings = Field(default_factory=RateSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -522,6 +562,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def blob_url(self) -> str:
+        """The blob store's URL: BLOB_URL, or else the S3 bucket of S3_BUCKET."""
+        return self.blob.url or f"s3://{self.s3.bucket}"
+
+    @property
     def event_namespace(self) -> str:
         """What this deployment's events carry and its channel is named by: the Redis
         database number and the deployment's name."""
@@ -545,6 +590,7 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     DatabaseSettings: "DATABASE_",
     RedisSettings: "REDIS_",
     S3Settings: "S3_",
+    BlobSettings: "BLOB_",
     ApiSettings: "",
     EmbeddingSettings: "EMBEDDING_",
     IndexSettings: "INDEX_",

@@ -24,7 +24,7 @@ import asyncpg
 
 from common.errors import ObjectStoreUnavailable
 from common.settings import S3Settings
-from storage.blob.s3 import S3Store
+from storage.blob import store_at
 
 LOCAL_S3 = "127.0.0.1:8333"
 
@@ -217,9 +217,9 @@ def s3(stack: Stack, settings: S3Settings, configured: bool, timeout: float = 60
 
 
 def _answers(settings: S3Settings) -> bool:
-    store = S3Store(settings)
+    store = store_at(f"s3://{settings.bucket}", settings)
     try:
-        store.ensure_bucket()
+        store.ensure()
     except ObjectStoreUnavailable:
         return False
     return True

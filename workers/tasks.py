@@ -25,7 +25,7 @@ from common.settings import Settings, get_settings
 from embeddings.encoder import Encoder, configured
 from experiments import results
 from storage import builds, events
-from storage.blob.s3 import S3Store
+from storage.blob import BlobStore, open_store
 from storage.db import create_pool
 from workers import pipeline
 from workers.app import celery_app
@@ -60,7 +60,7 @@ class Context:
     settings: Settings
     pool: asyncpg.Pool
     redis: Redis
-    store: S3Store
+    store: BlobStore
 
 
 @asynccontextmanager
@@ -77,7 +77,7 @@ async def context() -> AsyncIterator[Context]:
     )
     redis: Redis = Redis.from_url(SETTINGS.redis.url)
     try:
-        yield Context(SETTINGS, pool, redis, S3Store(SETTINGS.s3))
+        yield Context(SETTINGS, pool, redis, open_store(SETTINGS))
     finally:
         await redis.aclose()
         await pool.close()

@@ -39,7 +39,8 @@ from service.refresher import Refresher
 from service.serving import Serving
 from service.trending import Trending
 from storage import cache
-from storage.blob.s3 import S3Store, StoreProbe
+from storage.blob import open_store
+from storage.blob.s3 import StoreProbe
 from storage.db import create_pool
 from workers.factory import make_celery
 
@@ -58,11 +59,11 @@ async def open_application(settings: Settings, registry: CollectorRegistry) -> A
     )
     try:
         await wait_for("Redis at REDIS_URL", lambda: cache.ping(redis), failure=CacheUnavailable)
-        store = S3Store(settings.s3)
+        store = open_store(settings)
         try:
             await wait_for(
-                "S3 at S3_ENDPOINT",
-                lambda: asyncio.to_thread(store.ensure_bucket),
+                f"the object store at {settings.blob_url}",
+                lambda: asyncio.to_thread(store.ensure),
                 failure=ObjectStoreUnavailable,
                 attempts=3,
             )

@@ -16,6 +16,7 @@ from minio.error import MinioException, S3Error
 
 from common.errors import NotFound, ObjectStoreUnavailable
 from common.settings import S3Settings
+from storage.blob import BlobStore
 
 _MISSING = {"NoSuchKey", "NoSuchObject"}
 
@@ -51,7 +52,7 @@ class S3Store:
             http_client=http,
         )
 
-    def ensure_bucket(self) -> None:
+    def ensure(self) -> None:
         with _s3_errors(f"bucket {self.bucket!r}"):
             if not self.client.bucket_exists(self.bucket):
                 self.client.make_bucket(self.bucket)
@@ -99,14 +100,15 @@ class S3Store:
 
 
 class StoreProbe:
-    """Pings a store for readiness checks, one call at a time in a thread of its own.
+    """Pings a store (any backend) for readiness checks, one call at a time in a thread of
+    its own.
 
     A hung store then ties up that one thread however often readiness is asked, and never
     the default executor that downloads, searches and builds share. A check that waits
     past its limit leaves the ping running, and the next check waits on that same ping.
     """
 
-    def __init__(self, store: S3Store, name: str = "s3-probe") -> None:
+    def __init__(self, store: BlobStore, name: str = "store-probe") -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._flight: asyncio.Future[None] | None = None
@@ -124,7 +126,9 @@ class StoreProbe:
         try:
             await asyncio.wait_for(self.ping(), seconds)
         except TimeoutError as exc:
-            raise ObjectStoreUnavailable(f"S3 did not answer within {seconds:g} s") from exc
+            raise ObjectStoreUnavailable(
+                f"the object store did not answer within {seconds:g} s"
+            ) from exc
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

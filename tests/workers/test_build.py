@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -14,13 +15,15 @@ import pytest
 from fastapi import FastAPI
 
 from common.errors import ObjectStoreUnavailable
-from common.settings import Settings
+from common.settings import BlobSettings, Settings
+from devstack.servers import ensure_database
 from embeddings.encoder import make_encoder
 from indexing import publish
 from indexing.artifacts import ARTIFACTS, CorruptArtifact, IndexVersion, sha256_of
 from storage import builds
 from storage.blob.s3 import S3Store
-from tests.helpers import build_now, genre_catalog
+from tests.conftest import TABLES
+from tests.helpers import build_now, genre_catalog, running
 from workers.pipeline import build_version
 
 
@@ -151,7 +154,12 @@ async def test_a_build_that_cannot_upload_leaves_the_active_version(
 
     with pytest.raises(ObjectStoreUnavailable):
         await build_version(
-            app.state.application.pool, dead, make_encoder("hashing-64"), settings, report, force=True
+            app.state.application.pool,
+            dead,
+            make_encoder("hashing-64"),
+            settings,
+            report,
+            force=True,
         )
     assert await db.fetchval("SELECT version FROM active_index") == active
     assert await db.fetchval("SELECT count(*) FROM index_versions") == 1
@@ -218,3 +226,43 @@ async def test_a_finished_build_keeps_its_outcome(db: asyncpg.Pool) -> None:
     await builds.finish_build(db, build["build_id"], version=None, error=late, stage="done")
     found = await builds.get_build(db, build["build_id"])
     assert found["state"] == "succeeded" and found["error"] is None
+
+
+async def test_a_version_built_into_a_folder_is_served_from_it(
+    db: asyncpg.Pool, settings: Settings, tmp_path: Path
+) -> None:
+    # BLOB_URL=file://...: the API starts on the folder, a build uploads its version there,
+    # and another API process, with no copy of its own, downloads it from there and serves.
+    database = urlsplit(settings.database.url)
+    database = database._replace(path=database.path + "_blobs")
+    folder = tmp_path / "blobs"
+    in_folder = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(update={"url": urlunsplit(database)}),
+            "blob": BlobSettings(url=f"file://{folder}"),
+        }
+    )
+    await ensure_database(in_folder.database.url)
+
+    def own(data_dir: str) -> Settings:
+        index = settings.index.model_copy(update={"data_dir": tmp_path / data_dir})
+        return in_folder.model_copy(update={"index": index})
+
+    async with running(own("builder")) as (builder, http):
+        res = builder.state.application
+        await res.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await http.post("/api/v1/items/batch", json={"items": genre_catalog()})
+        rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
+        await http.post("/api/v1/interactions/batch", json={"interactions": rows})
+        await res.drain()
+        version = await build_now(builder)
+        assert version is not None
+    assert (folder / publish.prefix(version) / "manifest.json").is_file()
+
+    assert not (tmp_path / "server").exists()
+    async with running(own("server")) as (_, http):
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["checks"]["object_store"] == "ok"
+        answer = (await http.get("/api/v1/recommendations/fan")).json()
+        assert answer["index_version"] == version and answer["items"]
+        assert (tmp_path / "server" / f"{version:010d}" / "manifest.json").is_file()
