@@ -8,6 +8,7 @@ answer models (common/models.py), and raises the errors of common/errors.py, whi
 maps to its own status codes.
 
 - `user_list`: a user's list, from the chain of list sources (`list_sources`).
+- `session_list`: a list for a visitor who has not signed in, from their session's items.
 - `explain`: why an item ranks where it does for a user.
 - `similar`: an item's similar items, a user's similar users.
 - `trending`: the trending lists.

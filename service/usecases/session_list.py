@@ -1,0 +1,111 @@
+"""A session's list: recommendations for a visitor who has not signed in, from the items
+their session touched.
+
+The session's profile is made on the spot as a user's is made from their history
+(service/profiles.py): each item weighed by its interaction type, the newest last, its taste
+vector the weighted sum of the items' vectors; then it is ranked by the same code as a
+user's list (service/lists.py), with the items it touched left out. No user is created and
+nothing is stored. Items the served version does not know are reported, not ranked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embeddings.encoder import normalise
+from indexing.artifacts import IndexVersion
+from indexing.profiles import type_weights
+from indexing.ranking import Profile, newest_first, rows_in_order
+from service import fill
+from service.application import Application
+from service.usecases.list_sources import Ask, rank_now
+
+Pairs = list[tuple[str, float]]
+# What an item of a session counts as when its type is not given.
+DEFAULT_TYPE = "view"
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    item_id: str
+    type: str = DEFAULT_TYPE
+
+
+@dataclass(frozen=True)
+class SessionList:
+    """The page of a session's list, the version that ranked it, and the items it named
+    that the version does not know."""
+
+    pairs: Pairs
+    strategy: str
+    index_version: int | None
+    unknown_items: list[str]
+
+
+async def session_list(
+    app: Application,
+    items: Sequence[SessionItem],
+    limit: int = 10,
+    offset: int = 0,
+    category: str | None = None,
+) -> SessionList:
+    """The page `offset`..`offset + limit` of the list for a session that touched `items`
+    (newest last)."""
+    version = app.serving.current
+    known = [i for i in items if version is not None and i.item_id in version.item_row]
+    unknown = sorted({i.item_id for i in items} - {i.item_id for i in known})
+    profile = session_profile(app, version, known) if version is not None else Profile()
+    count = offset + limit
+    ask = Ask(user_id="", version=version, count=count, category=category)
+    pairs, strategy = await rank_now(app, ask, profile)
+    deleted = app.serving.deleted
+    head = [(i, s) for i, s in pairs if i not in deleted][:count]
+    if len(head) < count:
+        touched = {i.item_id for i in items}
+        popular = app.trending.popular(category)
+        strategy = strategy if head else "popular"
+        head = fill.filled(head, count, popular, deleted, profile.negative, touched)
+    return SessionList(
+        pairs=head[offset:count],
+        strategy="session" if strategy != "popular" else strategy,
+        index_version=version.version if version else None,
+        unknown_items=unknown,
+    )
+
+
+def session_profile(
+    app: Application, version: IndexVersion, items: Sequence[SessionItem]
+) -> Profile:
+    """A profile of the session's items (known to `version`), as a user's is made: each
+    item's net weight by type, the newest last, with no decay (a session is minutes long)."""
+    if not items:
+        return Profile()
+    weights = type_weights([i.type for i in items], [None] * len(items), app.settings.interactions)
+    net: dict[str, float] = defaultdict(float)
+    newest: dict[str, float] = {}
+    for n, (item, weight) in enumerate(zip(items, weights.tolist(), strict=True)):
+        net[item.item_id] += weight
+        newest[item.item_id] = float(n)  # the order they came in stands for their times
+    ids = list(net)
+    liked, strength = newest_first(
+        ids,
+        np.fromiter(net.values(), dtype=np.float32, count=len(ids)),
+        np.fromiter((newest[i] for i in ids), dtype=np.float64, count=len(ids)),
+        0.0,
+    )
+    rows = rows_in_order(version, ids)
+    vector = normalise(
+        (np.array([net[i] for i in ids], dtype=np.float32) @ version.item_vectors[rows])[None, :]
+    )[0]
+    return Profile(
+        vector=vector,
+        seen=frozenset(ids),
+        negative=frozenset(i for i, w in net.items() if w < 0),
+        count=len(items),
+        liked=liked,
+        evidence=strength,
+    )
