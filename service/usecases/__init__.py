@@ -15,4 +15,5 @@ maps to its own status codes.
 - `search`: items nearest in meaning to a text.
 - `catalog`: items put, read, listed and deleted.
 - `interactions`: users and the interactions they record.
+- `keys`, `versions`, `experiments`, `health`: what operators do and ask.
 """
