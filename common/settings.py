@@ -274,8 +274,8 @@ class IndexSettings(_Section):
     # many results; 64, not 128: on bench/serving.py's 1M items recall@10 against exact
     # search stayed 0.9973 at every beam from 51 to 128, and a search took half the time.
     similar_ef_search: Annotated[int, Field(ge=8, le=4096)] = 64
-    # Versions kept besides the active one (and those a running experiment pins); older ones
-    # are deleted from the object store.
+    # How many of the newest versions (ready or rejected) are kept, and besides them the active
+    # one and those a running experiment pins; older ones are deleted from the object store.
     keep_versions: Annotated[int, Field(ge=1, le=100)] = 5
     # Age at which an interaction counts half in a user's taste vector.
     half_life_days: Annotated[float, Field(gt=0)] = 30.0
