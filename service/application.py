@@ -10,6 +10,7 @@ knows of HTTP: the routes, the lookups and any other door reach the use cases
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ from typing import Any, TypeVar
 import asyncpg
 import faiss
 from celery import Celery
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from threadpoolctl import threadpool_limits
 
+from common.errors import CacheUnavailable, ConfigError, ObjectStoreUnavailable
+from common.retry import wait_for
 from common.settings import Settings
 from embeddings.encoder import Encoder, Vectors, configured, embed_items
 from service.auth import Authenticator
@@ -29,9 +33,13 @@ from service.ratelimit import RateLimiter
 from service.refresher import Refresher
 from service.serving import Serving
 from service.trending import Trending
-from storage.blob import BlobStore
+from storage import cache
+from storage.blob import BlobStore, open_store
 from storage.blob.s3 import StoreProbe
+from storage.db import create_pool
+from workers.factory import make_celery
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -52,7 +60,7 @@ class Application:
     auth: Authenticator
     serving: Serving
     celery: Celery
-    profiles: Refresher
+    refresher: Refresher
     store_probe: StoreProbe
     limiter: RateLimiter
     trending: Trending
@@ -116,5 +124,72 @@ class Application:
         rank ahead."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self.profiles.flush()
-        await self.profiles.ranked()
+        await self.refresher.flush()
+        await self.refresher.ranked()
+
+
+async def open_application(settings: Settings, registry: CollectorRegistry) -> Application:
+    """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each."""
+    if settings.api.admin_api_key is None:
+        raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
+    pool = await create_pool(settings.database)
+    redis: Redis = Redis.from_url(
+        settings.redis.url,
+        socket_timeout=settings.redis.timeout_seconds,
+        socket_connect_timeout=settings.redis.timeout_seconds,
+    )
+    try:
+        await wait_for("Redis at REDIS_URL", lambda: cache.ping(redis), failure=CacheUnavailable)
+        store = open_store(settings)
+        try:
+            await wait_for(
+                f"the object store at {settings.blob_url}",
+                lambda: asyncio.to_thread(store.ensure),
+                failure=ObjectStoreUnavailable,
+                attempts=3,
+            )
+        except ObjectStoreUnavailable as exc:
+            # Serving needs S3 only to fetch versions: start from the verified local copy of
+            # the active one (or from popularity), and let readiness say what is missing.
+            log.warning("starting without S3: %s", exc)
+        serving = Serving(settings, pool, redis, store)
+        await serving.start()
+        held = Trending(settings, pool, redis)
+        await held.start()
+        refresher = Refresher(pool, redis, settings, serving, held)
+        refresher.start()
+        serving.handlers["trending_changed"] = lambda event: held.reload(event.get("generation"))
+        trials = Experiments(settings, pool, redis, serving, registry)
+        await trials.start()
+        serving.handlers["experiments_changed"] = lambda _: trials.reload()
+    except BaseException:
+        await redis.aclose()
+        await pool.close()
+        raise
+    return Application(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        store=store,
+        auth=Authenticator(settings.api, pool),
+        serving=serving,
+        celery=make_celery(settings),
+        refresher=refresher,
+        store_probe=StoreProbe(store),
+        limiter=RateLimiter(settings.rate, redis, settings.event_namespace, registry),
+        trending=held,
+        experiments=trials,
+    )
+
+
+async def close_application(res: Application) -> None:
+    """Finish background work, then close everything `open_application` opened."""
+    await res.drain()
+    await res.refresher.stop()
+    await res.trending.stop()
+    await res.experiments.stop()
+    await res.serving.stop()
+    await res.redis.aclose()
+    await res.pool.close()
+    res.store_probe.close()
+    res.close()

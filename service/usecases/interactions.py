@@ -40,13 +40,13 @@ async def record_one(app: Application, interaction: InteractionIn) -> Accepted:
     accepted, duplicates = await activity.record_interactions(app.pool, [interaction])
     if accepted:
         try:
-            await app.profiles.now([interaction.user_id])
+            await app.refresher.now([interaction.user_id])
         except CacheUnavailable:
             # Stored and queued in one transaction: the refresher retries once Redis is back.
             log.warning(
                 "Redis is unavailable: %r's profile refresh stays queued", interaction.user_id
             )
-            app.profiles.mark()
+            app.refresher.mark()
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
@@ -59,7 +59,7 @@ async def record_batch(app: Application, interactions: list[InteractionIn]) -> A
     except UnknownItems as exc:
         raise UnknownItemsInBatch(exc.message, details=exc.details) from exc
     if accepted:
-        app.profiles.mark()
+        app.refresher.mark()
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 

@@ -40,7 +40,7 @@ async def fan_and_catalog(app: FastAPI, client: httpx.AsyncClient) -> None:
     await client.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
     rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.application.profiles.flush()
+    await app.state.application.refresher.flush()
     await build_now(app)
 
 
@@ -54,7 +54,7 @@ async def test_with_redis_down_reads_degrade_and_writes_are_kept(
 ) -> None:
     await fan_and_catalog(app, client)
     res = app.state.application
-    for holder in (res, res.profiles, res.serving, res.trending):
+    for holder in (res, res.refresher, res.serving, res.trending):
         monkeypatch.setattr(holder, "redis", dead_redis)
 
     started = time.monotonic()
@@ -76,7 +76,7 @@ async def test_with_redis_down_reads_degrade_and_writes_are_kept(
 
     # Redis is back: the queued refresh lands, and the queue empties.
     monkeypatch.undo()
-    await res.profiles.flush()
+    await res.refresher.flush()
     stored = orjson.loads(await redis.get(profile_key("fan")))
     assert "space-1" in stored["seen"]
     assert await db.fetchval("SELECT count(*) FROM profile_refresh") == 0
@@ -86,7 +86,7 @@ async def test_refreshes_a_stopped_process_left_queued_are_done_by_another(
     app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Pool, redis: Redis, settings: Settings
 ) -> None:
     await client.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
-    await app.state.application.profiles.flush()
+    await app.state.application.refresher.flush()
     # Stored and queued exactly as the batch route stores them, but no process was told:
     # as if the one that answered 202 died at once.
     rows = [

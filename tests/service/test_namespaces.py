@@ -86,7 +86,7 @@ async def fill(app: FastAPI, http: httpx.AsyncClient) -> tuple[int, int]:
     await http.post("/api/v1/items/batch", json={"items": genre_catalog(4)})
     rows = [{"user_id": "fan", "item_id": f"horror-{k}", "type": "like"} for k in range(3)]
     await http.post("/api/v1/interactions/batch", json={"interactions": rows})
-    await app.state.application.profiles.flush()
+    await app.state.application.refresher.flush()
     first = await build_now(app)
     second = await build_now(app, force=True)
     assert first is not None and second is not None

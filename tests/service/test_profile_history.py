@@ -33,7 +33,7 @@ async def test_a_long_history_is_refreshed_from_its_newest_interactions(
     assert (
         await client.post("/api/v1/interactions/batch", json={"interactions": rows})
     ).status_code == 202
-    await app.state.application.profiles.flush()  # the full refresh the write queued is done
+    await app.state.application.refresher.flush()  # the full refresh the write queued is done
     bounded = settings.model_copy(
         update={"index": settings.index.model_copy(update={"profile_history": 10})}
     )

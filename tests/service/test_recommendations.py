@@ -335,7 +335,7 @@ def two_waiting(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """At most two users wait to be ranked ahead."""
     res = app.state.application
     bound = res.settings.api.model_copy(update={"rank_ahead_users": 2})
-    monkeypatch.setattr(res.profiles, "settings", res.settings.model_copy(update={"api": bound}))
+    monkeypatch.setattr(res.refresher, "settings", res.settings.model_copy(update={"api": bound}))
 
 
 async def test_lists_wait_to_be_ranked_ahead_up_to_a_bound(
@@ -356,8 +356,8 @@ async def test_users_idle_since_the_build_take_no_room_among_those_ranked_ahead(
     # A refresh of users who did nothing since the build (after a bulk load, say): the
     # build's lists answer them, and nothing waits to be ranked.
     idle = [f"{genre}-fan-{n}" for genre in GENRES for n in range(3)]
-    await res.profiles._refresh(idle)
-    assert res.profiles._to_rank == {}
+    await res.refresher._refresh(idle)
+    assert res.refresher._to_rank == {}
     rows = [{"user_id": f"space-fan-{n}", "item_id": "horror-6", "type": "like"} for n in range(2)]
     assert (await client.post("/api/v1/interactions/batch", json={"interactions": rows})).is_success
     await res.drain()
