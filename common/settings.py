@@ -592,6 +592,7 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     S3Settings: "S3_",
     BlobSettings: "BLOB_",
     ApiSettings: "",
+    RateSettings: "RATE_LIMIT_",
     EmbeddingSettings: "EMBEDDING_",
     IndexSettings: "INDEX_",
     InteractionSettings: "",

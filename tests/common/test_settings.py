@@ -67,6 +67,7 @@ def test_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("RATING_WEIGHTS", "[1, 2, 3]"),
         # The nearest items a build keeps must lie within the HNSW beam (128).
         ("INDEX_SIMILAR_DEPTH", "128"),
+        ("RATE_LIMIT_READ_PER_MINUTE", "-1"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
