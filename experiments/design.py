@@ -94,7 +94,7 @@ def bucket(salt: str, user_id: str) -> float:
 
 
 @dataclass(frozen=True)
-class Arm:
+class Variant:
     name: str
     weight: float
     control: bool
@@ -107,36 +107,36 @@ class Design:
     """A stored experiment, ready to assign users."""
 
     salt: str
-    arms: tuple[Arm, ...]
+    variants: tuple[Variant, ...]
 
     @classmethod
     def of(cls, experiment: Experiment, salt: str) -> Design:
-        arms = tuple(
-            Arm(v.name, v.weight, v.control, v.active, parse_params(v.params))
+        variants = tuple(
+            Variant(v.name, v.weight, v.control, v.active, parse_params(v.params))
             for v in experiment.variants
         )
-        return cls(salt, arms)
+        return cls(salt, variants)
 
     @property
-    def control(self) -> Arm:
-        return next(a for a in self.arms if a.control)
+    def control(self) -> Variant:
+        return next(a for a in self.variants if a.control)
 
-    def assigned(self, user_id: str) -> Arm:
+    def assigned(self, user_id: str) -> Variant:
         """The variant the user belongs to, by weight (stopped variants included)."""
-        point = bucket(self.salt, user_id) * sum(a.weight for a in self.arms)
-        for arm in self.arms:
-            point -= arm.weight
+        point = bucket(self.salt, user_id) * sum(a.weight for a in self.variants)
+        for variant in self.variants:
+            point -= variant.weight
             if point < 0:
-                return arm
-        return self.arms[-1]
+                return variant
+        return self.variants[-1]
 
-    def serves(self, user_id: str) -> tuple[Arm, bool]:
+    def serves(self, user_id: str) -> tuple[Variant, bool]:
         """The variant whose ranking the user gets, and whether their answers count for it.
         A user of a variant the guardrail stopped gets control's ranking, counted nowhere,
         so that control's population stays the one it was assigned."""
-        arm = self.assigned(user_id)
-        if arm.active:
-            return arm, True
+        variant = self.assigned(user_id)
+        if variant.active:
+            return variant, True
         return self.control, False
 
     @property
@@ -144,6 +144,6 @@ class Design:
         """Versions that the variants still running pin."""
         return {
             a.params.index_version
-            for a in self.arms
+            for a in self.variants
             if a.active and a.params.index_version is not None
         }

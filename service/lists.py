@@ -33,7 +33,7 @@ LIST_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
-class Kept:
+class KeptList:
     """A list ranked ahead: its items best first, its strategy, and the depth it was cut
     at (a list shorter than that holds every item there was)."""
 
@@ -126,7 +126,7 @@ def ranked_from(raw: bytes | None, version: int, stamp: float | None) -> bool:
         return False
 
 
-def decode(raw: bytes | None, version: int, stamp: float | None, digest: str) -> Kept | None:
+def decode(raw: bytes | None, version: int, stamp: float | None, digest: str) -> KeptList | None:
     """The stored list, if it was ranked for this version, from the profile stored at
     `stamp`, with these settings; else None (rank live)."""
     if raw is None or stamp is None:
@@ -136,6 +136,6 @@ def decode(raw: bytes | None, version: int, stamp: float | None, digest: str) ->
         if found["version"] != version or found["at"] != stamp or found["digest"] != digest:
             return None
         pairs = list(zip(found["items"], found["scores"], strict=True))
-        return Kept(pairs, found["strategy"], int(found["depth"]))
+        return KeptList(pairs, found["strategy"], int(found["depth"]))
     except (ValueError, KeyError, TypeError):  # not a list this code wrote: rank live
         return None

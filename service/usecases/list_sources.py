@@ -1,12 +1,12 @@
 """Where a user's list comes from: a chain of sources, tried in order, the first that has
 the list answering.
 
-1. `CachedAnswer`: the list this process ranked for the same request within the last
+1. `FromAnswerCache`: the list this process ranked for the same request within the last
    minute (service/answers.py).
-2. `KeptList`: the list kept for the served version: ranked by the build for a user who
+2. `FromKeptList`: the list kept for the served version: ranked by the build for a user who
    has done nothing since (indexing/precompute.py), or ranked after the user's newest
    interaction and stored beside their profile (service/lists.py).
-3. `LiveRanking`: the list ranked now, from the user's freshest profile; it always answers,
+3. `FromLiveRanking`: the list ranked now, from the user's freshest profile; it always answers,
    and what it ranks is cached for the first source.
 
 A kept list answers only the request it was ranked for: the default ranking (no category,
@@ -71,7 +71,7 @@ class Ask:
 
 def ranks_as_served(params: Params) -> bool:
     """Whether a variant's params rank exactly as the served version does (an A/A test's
-    arms, or an arm that only pins a version): its users' kept lists are its lists."""
+    variants, or an variant that only pins a version): its users' kept lists are its lists."""
     return not params.ranking and params.strategy == DEFAULT.strategy
 
 
@@ -112,7 +112,7 @@ class ListSource(Protocol):
         """The list, or None where this source does not have it."""
 
 
-class CachedAnswer:
+class FromAnswerCache:
     name = "answer cache"
 
     async def find(self, app: Application, ask: Ask, user: UserProfile) -> Found | None:
@@ -124,7 +124,7 @@ class CachedAnswer:
         return Found(found[0], found[1], self.name, cached=True)
 
 
-class KeptList:
+class FromKeptList:
     name = "kept list"
 
     async def find(self, app: Application, ask: Ask, user: UserProfile) -> Found | None:
@@ -181,7 +181,7 @@ class KeptList:
         return Found(pairs, ahead.strategy, self.name)
 
 
-class LiveRanking:
+class FromLiveRanking:
     name = "live ranking"
 
     async def find(self, app: Application, ask: Ask, user: UserProfile) -> Found:
@@ -219,7 +219,7 @@ async def rank_now(app: Application, ask: Ask, profile: Profile) -> tuple[Pairs,
 
 
 # The chain, in the order the sources are tried; the last always answers.
-CHAIN: Sequence[ListSource] = (CachedAnswer(), KeptList(), LiveRanking())
+CHAIN: Sequence[ListSource] = (FromAnswerCache(), FromKeptList(), FromLiveRanking())
 
 
 async def find_list(app: Application, ask: Ask, user: UserProfile) -> Found:

@@ -38,7 +38,7 @@ class ListRequest:
 
 
 @dataclass(frozen=True)
-class Variant:
+class ServedVariant:
     """The variant a request is answered by, and whether its items count as impressions."""
 
     name: str
@@ -100,7 +100,7 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
 
 async def _variant(
     app: Application, experiment_id: str | None, user_id: str
-) -> tuple[State | None, Variant | None, IndexVersion | None]:
+) -> tuple[State | None, ServedVariant | None, IndexVersion | None]:
     """The experiment's state, the variant whose ranking the user gets, and the version
     that answers.
 
@@ -113,8 +113,8 @@ async def _variant(
     state, design = app.experiments.find(experiment_id)
     if design is None:
         return state, None, version
-    arm, counted = design.serves(user_id)
-    pinned = arm.params.index_version
+    variant, counted = design.serves(user_id)
+    pinned = variant.params.index_version
     if pinned is not None:
         try:
             version = await app.serving.version(pinned)
@@ -122,12 +122,12 @@ async def _variant(
             log.warning(
                 "%s/%s pins version %d, which cannot be served: %s",
                 experiment_id,
-                arm.name,
+                variant.name,
                 pinned,
                 exc,
             )
             return state, None, app.serving.current
-    return state, Variant(arm.name, arm.params, counted), version
+    return state, ServedVariant(variant.name, variant.params, counted), version
 
 
 def scored(item_id: str, score: float) -> Scored:

@@ -436,7 +436,7 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     await client.get("/api/v1/recommendations/comedy-fan-2?limit=4", headers=no_cache)
     assert calls == [1, 1, 1]
     monkeypatch.setattr(serving, "_kept_usable", {})
-    # An A/A experiment's arms rank as served: their users' kept lists are their lists.
+    # An A/A experiment's variants rank as served: their users' kept lists are their lists.
     alike = [{"name": n, "weight": 1, "params": {}} for n in ("control", "same")]
     created = await client.post(
         "/api/v1/experiments", json={"experiment_id": "e", "variants": alike}
@@ -445,7 +445,7 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     tested = await recs(client, "western-fan-2", limit=4, experiment_id="e")
     assert calls == [1, 1, 1] and tested["variant"] in ("control", "same")
     assert tested["items"] == kept["western-fan-2"][:4]
-    # An arm that ranks otherwise is ranked live.
+    # A variant that ranks otherwise is ranked live.
     other = [
         {"name": "control", "weight": 1, "params": {}},
         {"name": "fresh", "weight": 1000, "params": {"trending_weight": 0.5}},
