@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -12,9 +14,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    RootModel,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 MAX_BATCH = 10_000
 # Clocks differ: a timestamp this far ahead of ours is still taken as now-ish.
@@ -36,6 +44,14 @@ MAX_ATTRIBUTES_ENTRIES = 1_000
 INT64 = 2**63
 
 
+# What `_text` and `_id` refuse, as the JSON Schema patterns the OpenAPI document states
+# (ECMA-262 syntax, which Python's `re` reads alike). Unicode category Cc is exactly U+0000 to
+# U+001F and U+007F to U+009F, and its stability policy keeps it so;
+# tests/common/test_id_rules.py holds each pattern to its check on every code point.
+TEXT_PATTERN = r"^[^\u0000]*$"
+ID_PATTERN = r"^[^/\u0000-\u001f\u007f-\u009f]*$"
+
+
 def _text(value: str) -> str:
     """PostgreSQL cannot store NUL in text: refuse it here, as bad input."""
     if "\x00" in value:
@@ -48,6 +64,45 @@ def _id(value: str) -> str:
     if "/" in value or any(unicodedata.category(c) == "Cc" for c in value):
         raise ValueError("must not contain '/' or control characters")
     return value
+
+
+@dataclass(frozen=True)
+class StringRule:
+    """A check on a string, run after its type and lengths, that the JSON schema states as
+    `pattern`, so that a client reading the schema sends only what the check passes.
+    `implies` names the patterns of rules that this one's pattern already enforces."""
+
+    check: Callable[[str], str]
+    pattern: str
+    implies: frozenset[str] = frozenset()
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = handler(schema)
+        target = handler.resolve_ref_schema(stated)
+        # `str | None` and the like: the rule applies to the string branch.
+        for branch in target.get("anyOf", [target]):
+            if branch.get("type") == "string":
+                self._state(branch)
+        return stated
+
+    def _state(self, schema: JsonSchemaValue) -> None:
+        given = schema.get("pattern")
+        if given is None or given in self.implies:
+            schema["pattern"] = self.pattern
+        elif given != self.pattern and self.pattern not in _implied_by(given):
+            schema.setdefault("allOf", []).append({"pattern": self.pattern})
+
+
+def _implied_by(pattern: str) -> frozenset[str]:
+    rule = _RULES.get(pattern)
+    return rule.implies if rule else frozenset()
 
 
 def _attributes(value: dict[str, Any]) -> dict[str, Any]:
@@ -81,12 +136,69 @@ def _attributes(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Text = AfterValidator(_text)
+Text = StringRule(_text, TEXT_PATTERN)
 # Refuses what `Id` refuses, for ids that arrive in URL paths.
-Addressable = AfterValidator(_id)
+Addressable = StringRule(_id, ID_PATTERN, implies=frozenset({TEXT_PATTERN}))
+_RULES = {rule.pattern: rule for rule in (Text, Addressable)}
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, Addressable]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
-Attributes = Annotated[dict[str, Any], AfterValidator(_attributes)]
+
+
+@dataclass(frozen=True)
+class _TextKeys:
+    """States in the JSON schema that an object's keys are `Text`."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = handler(schema)
+        handler.resolve_ref_schema(stated)["propertyNames"] = {"pattern": TEXT_PATTERN}
+        return stated
+
+
+# An integer token must fit in 64 bits; a number with a fraction or an exponent is a float.
+# JSON Schema cannot tell `1e30` from its digits written out, so it states the narrower rule.
+_Int64 = Annotated[
+    int, WithJsonSchema({"type": "integer", "minimum": -INT64, "maximum": INT64 - 1})
+]
+_Fraction = Annotated[float, WithJsonSchema({"type": "number", "not": {"type": "integer"}})]
+
+
+class AttributeValue(
+    RootModel[
+        None
+        | bool
+        | _Int64
+        | _Fraction
+        | Annotated[str, Text]
+        | list["AttributeValue"]
+        | Annotated[dict[str, "AttributeValue"], _TextKeys()]
+    ]
+):
+    """A value inside `attributes`: any JSON without a NUL character in its strings and keys,
+    with integers that fit in 64 bits."""
+
+
+@dataclass(frozen=True)
+class _AttributesSchema:
+    """The JSON schema of `attributes`: what `_attributes` passes, as far as JSON Schema can
+    say it (not the limits on depth, entries and size, which its description gives)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "object",
+            "propertyNames": {"pattern": TEXT_PATTERN},
+            "additionalProperties": handler(AttributeValue.__pydantic_core_schema__),
+            "maxProperties": MAX_ATTRIBUTES_ENTRIES,
+            "description": f"Free-form JSON, at most {MAX_ATTRIBUTES_DEPTH} levels deep, "
+            f"{MAX_ATTRIBUTES_ENTRIES} keys and elements in all and "
+            f"{MAX_ATTRIBUTES_BYTES // 1024} KiB as JSON.",
+        }
+
+
+Attributes = Annotated[dict[str, Any], AfterValidator(_attributes), _AttributesSchema()]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
 Role = Literal["read", "write", "admin"]
 

@@ -8,12 +8,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from common.errors import RecsError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
+# The codes of the refusals no domain error raises: request parsing's, and routing's.
+INVALID_JSON = "invalid_json"
+BATCH_TOO_LARGE = "batch_too_large"
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -62,7 +69,7 @@ def _validation(exc: RequestValidationError) -> JSONResponse:
     ]
     first = details[0] if details else {"field": "body", "message": "invalid"}
     if any(e["type"] == "json_invalid" for e in errors):
-        return error_response(400, "invalid_json", "the body is not valid JSON", details)
+        return error_response(400, INVALID_JSON, "the body is not valid JSON", details)
     if [e["loc"] for e in errors] == [("body",)] and errors[0]["type"] == "model_attributes_type":
         return error_response(
             422, "invalid_request", "the body must be a JSON object sent as application/json"
@@ -70,7 +77,7 @@ def _validation(exc: RequestValidationError) -> JSONResponse:
     too_long = [e for e in errors if e["type"] == "too_long" and len(e["loc"]) == 2]
     if too_long:
         return error_response(
-            422, "batch_too_large", f"{_location(tuple(too_long[0]['loc']))}: {too_long[0]['msg']}"
+            422, BATCH_TOO_LARGE, f"{_location(tuple(too_long[0]['loc']))}: {too_long[0]['msg']}"
         )
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return error_response(
@@ -88,13 +95,30 @@ def install(app: FastAPI) -> None:
         return _validation(exc)
 
     @app.exception_handler(HTTPException)
-    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Routing names only the methods of the first route whose path matched.
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return unexpected_error(exc)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: Starlette, scope: Scope) -> list[str]:
+    """The methods of every route whose path matches the request's, for `Allow`."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.router.routes):
+        if route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    order = {method: n for n, method in enumerate(_METHOD_ORDER)}
+    return sorted(methods, key=lambda method: (order.get(method, len(order)), method))
 
 
 def unexpected_error(exc: Exception) -> JSONResponse:

@@ -15,6 +15,7 @@ from common.settings import Settings, get_settings
 from service.api import errors
 from service.api.body import document_bodies
 from service.api.deps import document_security
+from service.api.error_answers import document_errors
 from service.api.limits import AuthenticateFirst, BodyLimit
 from service.api.lookups import Lookups
 from service.api.metrics import RequestMetrics, access_log
@@ -78,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
     document_security(app, API + "/")
+    document_errors(app, API + "/")
     return app

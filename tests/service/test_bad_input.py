@@ -119,3 +119,50 @@ async def test_nul_in_an_interaction_is_refused(
         batch = {"interactions": [row]}
         assert_error(await client.post("/api/v1/interactions/batch", json=batch), 422)
     assert await db.fetchval("SELECT count(*) FROM interactions") == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/api/v1/items/x", "GET, PUT, DELETE"),
+        ("PATCH", "/api/v1/experiments", "GET, POST"),
+        ("DELETE", "/api/v1/index/versions", "GET"),
+        # `batch` is an item id as well as the batch route: both answer at this path.
+        ("OPTIONS", "/api/v1/items/batch", "GET, POST, PUT, DELETE"),
+        ("OPTIONS", "/api/v1/interactions", "POST"),
+        ("HEAD", "/api/v1/trending", "GET"),
+        ("POST", "/health", "GET"),
+        ("PUT", "/openapi.json", "GET, HEAD"),
+    ],
+)
+async def test_a_method_the_path_does_not_have_is_a_405_naming_those_it_has(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    answer = await client.request(method, path)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == allowed
+    if method != "HEAD":
+        assert_error(answer, 405, "method_not_allowed")
+    else:
+        assert answer.content == b""
+
+
+async def test_head_answers_where_the_route_serves_it(client: httpx.AsyncClient) -> None:
+    """Starlette's own routes (the OpenAPI document, the docs) answer HEAD as GET, bodiless;
+    the API's routes declare GET alone, and say so."""
+    answer = await client.head("/openapi.json")
+    assert answer.status_code == 200 and answer.content == b""
+    assert (await client.head("/health")).headers["allow"] == "GET"
+
+
+async def test_an_unknown_path_is_a_404_without_allow(client: httpx.AsyncClient) -> None:
+    answer = await client.request("TRACE", "/api/v1/nowhere")
+    assert_error(answer, 404, "not_found")
+    assert "allow" not in answer.headers
+
+
+async def test_a_caller_without_a_token_hears_of_the_token_before_the_method(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    answer = await anonymous.request("TRACE", "/api/v1/items/x")
+    assert_error(answer, 401, "unauthorized")
