@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from indexing.collaborative import cosine, spd_inverse_lower
+from indexing.sources.cooccurrence import cosine
+from indexing.sources.ease import spd_inverse_lower
 
 Scores = npt.NDArray[np.float32]
 

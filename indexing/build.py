@@ -21,6 +21,7 @@ from indexing import ann, collaborative, ranking, tuning
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.profiles import evidence, type_weights, user_decay, user_vectors
+from indexing.sources.sequence import sequences_of
 
 
 def shaping_settings(settings: Settings, encoder: Encoder) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def assemble(
     if collaborative_model is None:
         strength = evidence_matrix(history, latest, settings.collaborative.half_life_days)
         positive = weights > 0
-        sequences = collaborative.sequences_of(
+        sequences = sequences_of(
             snapshot.user_rows[positive], snapshot.item_rows[positive], snapshot.times[positive]
         )
         collaborative_model = collaborative.fit(

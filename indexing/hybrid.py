@@ -1,31 +1,30 @@
 """The hybrid ranker: candidates from several sources, blended, pushed, diversified.
 
-Sources, each a score per candidate item c for user u (indexing/collaborative.py fits them):
+The sources are registered in indexing/sources/__init__.py, one module each, and each module
+gives its score per candidate item c for user u:
   content        cos(v_u, e_c): the user's taste vector against the item's embedding
   collaborative  x_u . y_c: ALS factors, x_u solved from the user's positive items
   ease           sum over positive items j of e_j B[j, c]: EASE item-item weights
   cooccurrence   sum over positive items j of e_j sim(j, c): shrunk item-item cosine
-  recent         sum over the user's `recent_items` newest positive items j, the k-th newest
-                 weighted 0.5 ** (k / (recent_items / 2)), of e_j B[j, c] (e_j sim(j, c)
-                 where EASE does not cover j): what goes with the latest tastes
+  recent         the newest positive items' EASE (or cosine) rows, the newest weighed most:
+                 what goes with the latest tastes
   sequence       the same newest items, weighted alike, of e_j next(j, c): what other users
                  went on to after them
-(e_j: the evidence of the user's item j, indexing/profiles.py)
   trending       the served trending score (or build-time popularity when none is served)
+(e_j: the evidence of the user's item j, indexing/profiles.py)
 Candidates are the union of each source's top `depth` items. Each source's scores (trending's
-as log(1 + s)) are standardised over the candidates, z = (s - mean) / std (0 where a source
-is flat), so one noisy maximum cannot squeeze every other score towards 0 as min-max
-scaling would. A
-standardised score is as loud for a user the source knows little of as for one it knows
-well, so each is then weighed by the source's trust in this user,
+as log(1 + s), `Source.shaped`) are standardised over the candidates, z = (s - mean) / std
+(0 where a source is flat), so one noisy maximum cannot squeeze every other score towards 0
+as min-max scaling would. A standardised score is as loud for a user the source knows
+little of as for one it knows well, so each is then weighed by the source's trust in this
+user,
   t_k = support_k * min(1, std_k / spread_k)
 support_k = min(1, s_k / typical s_k): s_k is the mean `item_support` (u / (u + SUPPORT_USERS),
-u the item's users) of the user's items that source k read, weighted as it weighed them (0
-for an item EASE does not cover): the rows of items a handful of people share say little.
-Trending's is that of all the user's items (a user who likes what few others like is served
-less by what most do); content's is 1. It counts next to the typical user's, the median over
-the build's users (`ranking.typical`): on a catalog where every item has few users, the
-blend was chosen on users like that, and only those well below them are thin.
+u the item's users) of the user's items that source k read, weighted as it weighed them
+(`Source.support`): the rows of items a handful of people share say little. Content's is 1.
+It counts next to the typical user's, the median over the build's users
+(`ranking.typical`): on a catalog where every item has few users, the blend was chosen on
+users like that, and only those well below them are thin.
 spread_k: the median std of source k's scores over the build's users' candidates: a source
 whose scores barely move for this user, next to how they move for a typical one, is not
 made as loud (trending, whose served scores are the window's, is weighed by support alone).
@@ -52,30 +51,24 @@ as can be to a rejected one and unlike any liked one sinks by the whole spread o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings
-from indexing import ann, diversity, rowsums
+from indexing import diversity, rowsums, sources
 from indexing.artifacts import IndexVersion
+from indexing.sources.base import Among, Scorer, User
+from indexing.sources.trending import Trend as Trend
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
-SOURCES = (
-    "content",
-    "collaborative",
-    "ease",
-    "cooccurrence",
-    "recent",
-    "sequence",
-    "trending",
-)
+SOURCES = sources.NAMES
 # The sources that speak from what other users did: the collaborative ones read the user's
 # items through it, and trending is the crowd's own choice.
-FROM_OTHERS = ("collaborative", "ease", "cooccurrence", "recent", "sequence", "trending")
+FROM_OTHERS = sources.FROM_OTHERS
 # The newest positive items a candidate's closeness to rejected items is weighed against.
 PUSH_LIKED = 20
 
@@ -115,26 +108,20 @@ def cold_weights(settings: RankingSettings) -> dict[str, float]:
     """The weights of the sources that count for a user with no positive items yet (the
     others count nothing then)."""
     return {
-        "content": settings.cold_content_weight,
-        "recent": settings.recent_weight,
-        "sequence": settings.sequence_weight,
-        "trending": settings.cold_trending_weight,
+        source.name: getattr(settings, source.cold_weight)
+        for source in sources.REGISTRY
+        if source.cold_weight is not None
     }
 
 
 def rich_weight(settings: RankingSettings, source: str) -> float:
-    weight: float = getattr(settings, f"{source}_weight")
+    weight: float = getattr(settings, sources.named(source).weight)
     return weight
 
 
 def shaped(source: str, values: Floats) -> Floats:
-    """A source's scores as they are standardised: popularity on a log scale, whose counts
-    run over orders of magnitude (standardised as counts, a few blockbusters stood five
-    deviations above every other candidate, whatever the user liked); the others as they
-    are."""
-    if source == "trending":
-        return np.log1p(np.maximum(values, 0.0)).astype(np.float32)
-    return values
+    """A source's scores as they are standardised (`Source.shaped`)."""
+    return sources.named(source).shaped(values)
 
 
 def trusted(values: Floats, typical: float | None, support: float) -> tuple[Floats, float]:
@@ -151,26 +138,15 @@ def trusted(values: Floats, typical: float | None, support: float) -> tuple[Floa
 def supports(
     version: IndexVersion, settings: RankingSettings, liked: Rows, evidence: Floats
 ) -> dict[str, float]:
-    """Each source in FROM_OTHERS's support for a user: the mean `item_support` of the
-    items it reads, weighted as it weighs them (the docstring's support_k, before it is
-    taken relative to the typical user's)."""
-    collab = version.collaborative
-    if collab is None or not len(liked):
+    """Each source in FROM_OTHERS's support for a user (`Source.support`: the docstring's
+    support_k, before it is taken relative to the typical user's)."""
+    return _supports(User(version, settings, liked, evidence))
+
+
+def _supports(user: User) -> dict[str, float]:
+    if user.collaborative is None:
         return {}
-    items = collab.item_evidence(evidence)
-    recent = min(len(liked), settings.recent_items)
-    newest = recent_weights(recent, settings) * items[:recent]
-    known = version.item_support[liked]
-    return {
-        "ease": _mean_support(known * collab.in_ease[liked], items),
-        "cooccurrence": _mean_support(known, items),
-        "collaborative": _mean_support(known, evidence),
-        "recent": _mean_support(known[:recent], newest),
-        "sequence": _mean_support(known[:recent], newest),
-        # A user whose likes few others share is no mainstream user: the crowd's choice
-        # says less of them.
-        "trending": _mean_support(known, items),
-    }
+    return {source.name: source.support(user) for source in sources.REGISTRY if source.from_others}
 
 
 def relative_support(version: IndexVersion, found: Mapping[str, float]) -> dict[str, float]:
@@ -188,18 +164,6 @@ def supported(version: IndexVersion, liked: Rows) -> float:
     return float(version.item_support[liked].sum()) if len(liked) else 0.0
 
 
-def _mean_support(support: Floats, weights: Floats) -> float:
-    """The mean of the items' `support`, weighted by `weights` (1 with none to weigh)."""
-    total = float(weights.sum())
-    return float(support @ weights) / total if total > 0 else 1.0
-
-
-def recent_weights(count: int, settings: RankingSettings) -> Floats:
-    k = np.arange(count, dtype=np.float32)
-    weights: Floats = np.power(0.5, k / (settings.recent_items / 2.0)).astype(np.float32)
-    return weights
-
-
 def standardised(values: Floats) -> Floats:
     """(values - mean) / std over the candidates; zeros where the values do not vary."""
     if len(values) == 0:
@@ -208,44 +172,6 @@ def standardised(values: Floats) -> Floats:
     if spread <= 1e-9:
         return np.zeros_like(values, dtype=np.float32)
     return ((values - float(values.mean())) / spread).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Trend:
-    """The trending score per item row, and the rows scoring above 0 best first: a
-    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
-    where given, gives those of one category, best first (sorted once, as `best` is)."""
-
-    scores: Floats
-    best: Rows
-    by_category: Callable[[str], Rows] | None = None
-
-    def top(
-        self,
-        k: int,
-        category: str | None = None,
-        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
-    ) -> Rows:
-        """The best `k` rows, or the best `k` of a category (`member` says which rows are
-        in it)."""
-        if category is None:
-            return self.best[:k]
-        if self.by_category is not None:
-            return self.by_category(category)[:k]
-        # A served trending list is at most trending.TOP rows: filtering it is a slice too.
-        assert member is not None, "a category's trending rows need its members"
-        return self.best[member(self.best)][:k]
-
-    @classmethod
-    def of(cls, scores: Floats) -> Trend:
-        """Sorts once: hold the result while the scores hold."""
-        scores = np.asarray(scores, dtype=np.float32)
-        positive = np.flatnonzero(scores > 0)
-        return cls(scores, positive[np.lexsort((positive, -scores[positive]))].astype(np.int64))
-
-
-# The sources scored by a row sum over the user's items, and their accumulator in RowSums.
-ROW_SUMS = ("ease", "cooccurrence", "recent", "sequence")
 
 
 def blend(
@@ -270,97 +196,74 @@ def blend(
     slice of a list sorted once, and everything else is read at the candidates alone.
     """
     n_items = len(version.item_ids)
-    with rowsums.scratch(n_items, len(ROW_SUMS)) as sums:
-        collab = version.collaborative
-        has_taste = taste is not None and bool(np.any(taste))
-        summed = False  # whether the ROW_SUMS sources scored this user's items
-        factors = None
-        support: dict[str, float] = {}
-        if collab is not None and len(liked):
-            factors = collab.user_factors(liked, evidence)
-            items = collab.item_evidence(evidence)
-            collab.ease_scores(sums, 0, liked, items)
-            collab.neighbour_scores(sums, 1, liked, items)
-            recent = liked[: settings.recent_items]
-            newest = recent_weights(len(recent), settings) * items[: len(recent)]
-            collab.item_item_scores(sums, 2, recent, newest)
-            collab.following_scores(sums, 3, recent, newest)
-            summed = True
-            support = relative_support(version, supports(version, settings, liked, evidence))
-
+    user = User(version, settings, liked, evidence, taste, trending)
+    with rowsums.scratch(n_items) as sums:
+        scorers = {source.name: source.scorer(user, sums) for source in sources.REGISTRY}
+        support = relative_support(version, _supports(user))
         if only is not None:
             rows = np.asarray(only, dtype=np.int64)
         elif category is not None and category not in version.category_rows:
             rows = np.zeros(0, dtype=np.int64)
         else:
-            # Each source's best `k`, within the category if one is asked for: the searches
-            # are kept to its items and the sums read only their touched columns in it, so
-            # a category's list costs what any list does, whatever the category's size.
-            k = depth + len(excluded)
-            member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None
-            if category is not None:
-                code = version.category_code[category]
-
-                def in_category(columns: Rows) -> npt.NDArray[np.bool_]:
-                    inside: npt.NDArray[np.bool_] = version.item_category[columns] == code
-                    return inside
-
-                member = in_category
-            found: list[Rows] = [trending.top(k, category, member)]
-            if summed:
-                found += [sums.top(which, k, member) for which in range(len(ROW_SUMS))]
-            searches = []
-            if has_taste:
-                assert taste is not None
-                searches.append((version.item_index, taste))
-            if factors is not None and collab is not None and np.any(factors):
-                searches.append((collab.factor_index, factors))
-            for index, query in searches:
-                if category is None:
-                    _, hits = ann.search(index, query[None, :], k)
-                    found.append(hits[0][hits[0] >= 0].astype(np.int64))
-                else:
-                    found.append(version.nearest_in(index, query, k, category)[1])
-            rows = np.unique(np.concatenate(found))
+            rows = _candidates(version, scorers, depth + len(excluded), category)
         if len(excluded) and len(rows):
             rows = rows[~np.isin(rows, _as_rows(excluded))]
         rows = rows[rows < n_items]
 
         zeros = np.zeros(len(rows), dtype=np.float32)
-        raw = {source: zeros for source in SOURCES}
-        if summed:
-            for which, source in enumerate(ROW_SUMS):
-                raw[source] = sums.sums[which][rows]
-        raw["trending"] = trending.scores[rows]
-        if has_taste and taste is not None:
-            raw["content"] = version.item_vectors[rows] @ taste
-        if collab is not None and factors is not None:
-            raw["collaborative"] = collab.item_factors[rows] @ factors
-        # A version built before the typical user was measured is served as it was tuned:
-        # plain z-scores, and its rich and cold weights by the count of positive items.
-        legacy = not version.typical
-        spread = version.typical.get("spread", {})
-        scaled, trust = {}, {}
-        for source, values in raw.items():
-            scaled[source], trust[source] = trusted(
-                values if legacy else shaped(source, values),
-                # The served trending scores are the window's, whose spread is not the one
-                # its build measured on popularity: trending is weighed by support alone.
-                None if source == "trending" else spread.get(source),
-                support.get(source, 1.0),
-            )
-        push = zeros
-        if len(rejected) and len(rows):
-            candidates = version.item_vectors[rows]
-            closest = (candidates @ version.item_vectors[rejected].T).max(axis=1)
-            if len(liked):
-                kept = liked[:PUSH_LIKED]
-                closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
-            push = np.maximum(closest, 0.0).astype(np.float32)
-        evidence_count = float(len(liked)) if legacy else supported(version, liked)
-        weights = weights_for(settings, evidence_count, support, version.content_informative)
-        total = combine(scaled, push, weights, settings)
-        return Blend(rows, raw, scaled, push, weights, total, trust, support)
+        raw = {
+            name: scorer.scores(rows) if scorer is not None else zeros
+            for name, scorer in scorers.items()
+        }
+    # A version built before the typical user was measured is served as it was tuned:
+    # plain z-scores, and its rich and cold weights by the count of positive items.
+    legacy = not version.typical
+    spread = version.typical.get("spread", {})
+    scaled, trust = {}, {}
+    for source in sources.REGISTRY:
+        values = raw[source.name]
+        scaled[source.name], trust[source.name] = trusted(
+            values if legacy else source.shaped(values),
+            spread.get(source.name) if source.spread_weighed else None,
+            support.get(source.name, 1.0),
+        )
+    push = _push(version, rows, liked, rejected)
+    evidence_count = float(len(liked)) if legacy else supported(version, liked)
+    weights = weights_for(settings, evidence_count, support, version.content_informative)
+    total = combine(scaled, push, weights, settings)
+    return Blend(rows, raw, scaled, push, weights, total, trust, support)
+
+
+def _candidates(
+    version: IndexVersion, scorers: Mapping[str, Scorer | None], k: int, category: str | None
+) -> Rows:
+    """Each source's best `k`, within the category if one is asked for: the searches are
+    kept to its items and the sums read only their touched columns in it, so a category's
+    list costs what any list does, whatever the category's size."""
+    among = None
+    if category is not None:
+        code = version.category_code[category]
+
+        def in_category(columns: Rows) -> npt.NDArray[np.bool_]:
+            inside: npt.NDArray[np.bool_] = version.item_category[columns] == code
+            return inside
+
+        among = Among(category, in_category)
+    found = [scorer.propose(k, among) for scorer in scorers.values() if scorer is not None]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def _push(version: IndexVersion, rows: Rows, liked: Rows, rejected: Rows) -> Floats:
+    """Each candidate's push(c) (see the docstring)."""
+    if not (len(rejected) and len(rows)):
+        return np.zeros(len(rows), dtype=np.float32)
+    candidates = version.item_vectors[rows]
+    closest = (candidates @ version.item_vectors[rejected].T).max(axis=1)
+    if len(liked):
+        kept = liked[:PUSH_LIKED]
+        closest -= np.maximum((candidates @ version.item_vectors[kept].T).max(axis=1), 0.0)
+    push: Floats = np.maximum(closest, 0.0).astype(np.float32)
+    return push
 
 
 def _as_rows(rows: Collection[int]) -> Rows:

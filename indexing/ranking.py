@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from common.settings import RankingSettings
 from embeddings.encoder import normalise
-from indexing import ann, hybrid
+from indexing import ann, hybrid, sources
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, evidence
 
@@ -301,15 +301,16 @@ def typical(version: IndexVersion, settings: RankingSettings, depth: int) -> dic
         profile = profile_of(version, version.user_ids[user])
         excluded = excluded_rows(version, profile, (), True)
         blended = blend_for(version, profile, settings, depth, None, excluded, None)
-        for source, values in blended.raw.items():
-            if source == "trending":  # weighed by support alone (indexing/hybrid.py)
+        for source in sources.REGISTRY:
+            if not source.spread_weighed:  # weighed by support alone (indexing/hybrid.py)
                 continue
-            spread = float(hybrid.shaped(source, values).std()) if len(values) else 0.0
+            values = blended.raw[source.name]
+            spread = float(source.shaped(values).std()) if len(values) else 0.0
             if spread > 1e-9:
-                spreads[source].append(spread)
+                spreads[source.name].append(spread)
         liked, strength = positives_in(version, profile)
-        for source, value in hybrid.supports(version, settings, liked, strength).items():
-            supports[source].append(value)
+        for name, value in hybrid.supports(version, settings, liked, strength).items():
+            supports[name].append(value)
     return {
         "spread": {source: float(np.median(v)) for source, v in spreads.items() if v},
         "support": {source: float(np.median(v)) for source, v in supports.items() if v},

@@ -26,13 +26,25 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 
 class RowSums:
-    """`count` dense accumulators over `n` columns, all zero between uses."""
+    """Dense accumulators over `n` columns (`count` to begin with, more as they are taken),
+    all zero between uses."""
 
-    def __init__(self, n: int, count: int) -> None:
+    def __init__(self, n: int, count: int = 0) -> None:
         self.n = n
         self.sums = [np.zeros(n, dtype=np.float32) for _ in range(count)]
         self._slot = np.zeros(n, dtype=np.int64)
         self._touched: list[list[Rows]] = [[] for _ in range(count)]
+        self._taken = 0
+
+    def take(self) -> int:
+        """An accumulator no one has taken in this use, allocated the first time one is
+        needed: each source that sums rows takes its own (indexing/sources/)."""
+        which = self._taken
+        if which == len(self.sums):
+            self.sums.append(np.zeros(self.n, dtype=np.float32))
+            self._touched.append([])
+        self._taken += 1
+        return which
 
     def add(self, which: int, matrix: sp.csr_matrix, rows: Rows, weights: Floats) -> None:
         """sums[which] += sum_j weights[j] * matrix[rows[j], :]."""
@@ -80,14 +92,16 @@ class RowSums:
             for columns in parts:
                 sums[columns] = 0.0
             parts.clear()
+        self._taken = 0
 
 
 _local = threading.local()
 
 
 @contextmanager
-def scratch(n: int, count: int) -> Iterator[RowSums]:
-    """This thread's accumulators for a catalog of `n` items, zero again on exit."""
+def scratch(n: int, count: int = 0) -> Iterator[RowSums]:
+    """This thread's accumulators for a catalog of `n` items (at least `count`, and as many
+    as are taken), zero again on exit."""
     held: RowSums | None = getattr(_local, "sums", None)
     if held is None or held.n != n or len(held.sums) < count:
         held = _local.sums = RowSums(n, count)

@@ -45,6 +45,7 @@ from common.snapshot import Snapshot
 from indexing import blends, collaborative, evaluation, hybrid, ranking, reference
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
+from indexing.sources.base import positive_part
 
 Say = Callable[[str], None]
 Floats = npt.NDArray[np.float64]
@@ -323,7 +324,7 @@ def _spread(users: list[int], limit: int) -> list[int]:
 
 def _all_alike(strength: sp.csr_matrix) -> bool:
     """Whether every positive pair has the same evidence (every event a view, say)."""
-    x = collaborative.positive_part(strength)
+    x = positive_part(strength)
     return not x.nnz or float(x.data.min()) == float(x.data.max())
 
 
@@ -335,7 +336,7 @@ def _rescaled(
     where purchases weigh 3, the Gram matrix of counted pairs is about a ninth of the
     weighted one's, and the same lambda would regularise it nine times as hard. Compared at
     the same lambda, binary evidence won on MovieLens ratings by the lambda alone."""
-    x = collaborative.positive_part(strength)
+    x = positive_part(strength)
     squared = float(np.mean(np.square(x.data))) if x.nnz else 1.0
     if squared <= 0:
         return candidate

@@ -10,10 +10,11 @@ import pytest
 import scipy.sparse as sp
 
 from common.settings import IndexSettings, RankingSettings
-from indexing import ann, collaborative, diversity, evaluation, explanations, hybrid
+from indexing import ann, diversity, evaluation, explanations, hybrid
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.ranking import Profile, recommend
+from indexing.sources import sequence
 
 DIM = 8
 
@@ -154,9 +155,7 @@ def test_the_sequence_source_ranks_what_others_went_on_to(version: IndexVersion)
     users = np.repeat(np.arange(20, dtype=np.int64), 2)
     items = np.tile(np.array([0, 11], dtype=np.int64), 20)
     times = np.tile(np.array([1.0, 2.0]), 20)
-    following = collaborative.follows(
-        collaborative.sequences_of(users, items, times), n_items, window=3, k=10
-    )
+    following = sequence.follows(sequence.sequences_of(users, items, times), n_items, 3, 10)
     empty = sp.csr_matrix((n_items, n_items), dtype=np.float32)
     factors = ann.build(np.zeros((n_items, 2), dtype=np.float32), IndexSettings())
     with_model = replace(

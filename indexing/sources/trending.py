@@ -1,0 +1,95 @@
+"""trending: what the crowd is choosing now.
+
+    score(c) = log(1 + s_c)
+s_c the served trending score (indexing/trending.py), or build-time popularity where none is
+served; its candidates are the best of that list. Its counts run over orders of magnitude,
+so it is standardised on a log scale; and since the served scores are the window's, whose
+spread is not the one the build measured on popularity, it is weighed by support alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from indexing.rowsums import RowSums
+from indexing.sources.base import Among, Floats, Rows, Source, User, mean_support
+
+if TYPE_CHECKING:
+    from indexing.artifacts import IndexVersion
+
+
+@dataclass(frozen=True)
+class Trend:
+    """The trending score per item row, and the rows scoring above 0 best first: a
+    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
+    where given, gives those of one category, best first (sorted once, as `best` is)."""
+
+    scores: Floats
+    best: Rows
+    by_category: Callable[[str], Rows] | None = None
+
+    def top(
+        self,
+        k: int,
+        category: str | None = None,
+        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
+    ) -> Rows:
+        """The best `k` rows, or the best `k` of a category (`member` says which rows are
+        in it)."""
+        if category is None:
+            return self.best[:k]
+        if self.by_category is not None:
+            return self.by_category(category)[:k]
+        # A served trending list is at most trending.TOP rows: filtering it is a slice too.
+        assert member is not None, "a category's trending rows need its members"
+        return self.best[member(self.best)][:k]
+
+    @classmethod
+    def of(cls, scores: Floats) -> Trend:
+        """Sorts once: hold the result while the scores hold."""
+        scores = np.asarray(scores, dtype=np.float32)
+        positive = np.flatnonzero(scores > 0)
+        return cls(scores, positive[np.lexsort((positive, -scores[positive]))].astype(np.int64))
+
+
+class Trending(Source):
+    name = "trending"
+    cold = "own"
+    spread_weighed = False
+
+    def scorer(self, user: User, sums: RowSums) -> Listed | None:
+        return Listed(user.trending) if user.trending is not None else None
+
+    def support(self, user: User) -> float:
+        """Of all the user's items, weighted by their item evidence: a user whose likes few
+        others share is no mainstream user, and the crowd's choice says less of them."""
+        return mean_support(user.known, user.items)
+
+    def explain(self, version: IndexVersion, row: int, liked: Rows, recent: Rows) -> str | None:
+        code = int(version.item_category[row])
+        return f"trending in {version.category_names[code]}" if code >= 0 else "trending now"
+
+    def shaped(self, values: Floats) -> Floats:
+        """On a log scale: standardised as counts, a few blockbusters stood five deviations
+        above every other candidate, whatever the user liked."""
+        return np.log1p(np.maximum(values, 0.0)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """Scores read off the trending list."""
+
+    trend: Trend
+
+    def propose(self, k: int, among: Among | None) -> Rows:
+        if among is None:
+            return self.trend.top(k)
+        return self.trend.top(k, among.category, among.member)
+
+    def scores(self, rows: Rows) -> Floats:
+        return self.trend.scores[rows]
