@@ -25,25 +25,16 @@ import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings
-from indexing import evaluation, hybrid, listwise
+from indexing import evaluation, hybrid, listwise, sources
 
 Floats = npt.NDArray[np.float64]
 K = 10
 SIGNIFICANCE = 1.0
 SUBSET_SIGNIFICANCE = 3.0
 MIN_GAIN = 1e-4
-WEIGHTS = (
-    "content_weight",
-    "collaborative_weight",
-    "ease_weight",
-    "cooccurrence_weight",
-    "recent_weight",
-    "sequence_weight",
-    "trending_weight",
-    "cold_content_weight",
-    "cold_trending_weight",
-    "negative_weight",
-)
+# The weights searched: each registered source's, then their own cold weights, then the
+# push's.
+WEIGHTS = (*sources.weight_settings(), "negative_weight")
 
 
 @dataclass(frozen=True)
@@ -171,19 +162,19 @@ def _fitted_elsewhere(side: Side, current: RankingSettings) -> Floats | None:
 
 
 def _subsets() -> list[tuple[str, ...]]:
-    sources = hybrid.SOURCES
-    return [c for n in range(1, len(sources) + 1) for c in itertools.combinations(sources, n)]
+    names = sources.NAMES
+    return [c for n in range(1, len(names) + 1) for c in itertools.combinations(names, n)]
 
 
 def _equal(configured: RankingSettings, subset: tuple[str, ...]) -> RankingSettings:
-    """Weight 1 for each source in `subset` (cold weights too), 0 for the others."""
-    weights = {f"{s}_weight": float(s in subset) for s in hybrid.SOURCES}
-    weights |= {f"cold_{s}_weight": float(s in subset) for s in ("content", "trending")}
+    """Weight 1 for each source in `subset` (its own cold weight too), 0 for the others."""
+    weights = {s.weight: float(s.name in subset) for s in sources.REGISTRY}
+    weights |= {cold: float(s in subset) for s, cold in sources.own_cold_weights().items()}
     return configured.model_copy(update=weights)
 
 
 def _sources(weights: RankingSettings) -> str:
-    used = [s for s in hybrid.SOURCES if getattr(weights, f"{s}_weight") > 0]
+    used = [s.name for s in sources.REGISTRY if getattr(weights, s.weight) > 0]
     return " + ".join(used) + " (equal)"
 
 
@@ -266,12 +257,13 @@ class Side:
         h = self.liked / (self.liked + adapt_at)
         ones = np.ones_like(h)
         shares: dict[str, dict[str, Floats]] = {}
+        cold = sources.own_cold_weights()
         for source in listwise.RICH:
-            shares[f"{source}_weight"] = {source: h}
+            shares[sources.named(source).weight] = {source: h}
         for source in listwise.STEADY:
-            shares[f"{source}_weight"] = {source: ones}
+            shares[sources.named(source).weight] = {source: ones}
         for source in listwise.COLD:
-            shares[f"cold_{source}_weight"] = {source: 1.0 - h}
+            shares[cold[source]] = {source: 1.0 - h}
         for by_source in shares.values():
             moved = sum(
                 (

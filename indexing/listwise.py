@@ -23,11 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.optimize
 
+from indexing import sources
+
 Floats = npt.NDArray[np.float64]
-# Weight names, and how each one's feature is made from its source's scores.
-RICH = ("content", "collaborative", "ease", "cooccurrence", "trending")
-STEADY = ("recent", "sequence")
-COLD = ("content", "trending")
+# The sources by how their weight settings make their features (`Source.cold`): a rich
+# weight's share is h, a steady one's 1, a cold one's 1 - h.
+RICH = tuple(s.name for s in sources.REGISTRY if s.cold != "steady")
+STEADY = tuple(s.name for s in sources.REGISTRY if s.cold == "steady")
+COLD = tuple(sources.own_cold_weights())
 RIDGE = 1e-3
 ITERATIONS = 100
 # The users with a hit among their candidates one fit learns from, at most (spread over them).
@@ -36,11 +39,8 @@ USERS = 1_000
 
 def names() -> list[str]:
     """The settings the fit chooses, in the order of its parameters."""
-    return (
-        [f"{s}_weight" for s in RICH]
-        + [f"{s}_weight" for s in STEADY]
-        + [f"cold_{s}_weight" for s in COLD]
-    )
+    cold = sources.own_cold_weights()
+    return [sources.named(s).weight for s in RICH + STEADY] + [cold[s] for s in COLD]
 
 
 def fit(

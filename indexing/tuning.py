@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
-from indexing import blends, collaborative, evaluation, hybrid, ranking, reference
+from indexing import blends, collaborative, evaluation, hybrid, ranking, reference, sources
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.sources.base import positive_part
@@ -61,16 +61,18 @@ MODEL_USERS = 600
 MIN_USERS = 300
 # The largest share of all interactions the served models may lack (see the docstring).
 REFIT_ABOVE = 0.01
-# Each model setting, the source that judges it, and how its candidates follow from the
-# starting value, in the order they are searched.
-MODEL_GRID: dict[str, str] = {
-    "item_evidence": "ease",
-    "ease_lambda": "ease",
-    "shrinkage": "cooccurrence",
-    "factors": "collaborative",
-    "regularization": "collaborative",
-    "alpha": "collaborative",
-}
+# The sources whose model settings (`Source.searched`) are searched first, in this order:
+# a later source's settings are judged with the earlier ones' chosen. Any other registered
+# source with settings to search follows them, in the registry's order.
+SEARCHED_FIRST = ("ease", "cooccurrence", "collaborative")
+
+
+def model_grid() -> dict[str, str]:
+    """Each model setting searched, and the source that judges it, in the order they are
+    searched (see SEARCHED_FIRST)."""
+    first = [sources.named(name) for name in SEARCHED_FIRST]
+    rest = [source for source in sources.REGISTRY if source.name not in SEARCHED_FIRST]
+    return {setting: source.name for source in first + rest for setting in source.searched}
 
 
 def further(name: str, moved_from: Any, value: Any) -> list[Any]:
@@ -170,7 +172,7 @@ def tune(
 
     # Model settings are judged by full rankings, a few hundred users at a time.
     model_users = _spread(users, MODEL_USERS)
-    for name, source in MODEL_GRID.items():
+    for name, source in model_grid().items():
         alone = evaluation.alone(settings.ranking, source)
         best = ndcg(alone, model_users)
         start = getattr(tuned.collaborative, name)
@@ -274,7 +276,7 @@ def tune(
     everyone = {u: truth[u] for u in users}
     n_items = len(version.item_ids)
     figures = {"hybrid": evaluation.scores(lists, everyone, K, n_items)}
-    for source in hybrid.SOURCES:
+    for source in sources.NAMES:
         alone = evaluation.alone(settings.ranking, source)
         top = {u: blends.top(cached[u], alone) for u in users}
         figures[source] = evaluation.scores(top, everyone, K, n_items)
@@ -332,7 +334,8 @@ def _rescaled(
     candidate: CollaborativeSettings, start: CollaborativeSettings, strength: sp.csr_matrix
 ) -> CollaborativeSettings:
     """`candidate`, which counts evidence otherwise than `start`, with the penalties that
-    are in units of squared evidence (EASE lambda, the cosine's shrinkage) moved to match:
+    are in units of squared evidence (each source's `penalties`: EASE lambda, the cosine's
+    shrinkage) moved to match:
     where purchases weigh 3, the Gram matrix of counted pairs is about a ninth of the
     weighted one's, and the same lambda would regularise it nine times as hard. Compared at
     the same lambda, binary evidence won on MovieLens ratings by the lambda alone."""
@@ -343,11 +346,9 @@ def _rescaled(
     ratio = 1.0 / squared if candidate.item_evidence == "binary" else squared
     if start.item_evidence == candidate.item_evidence:
         ratio = 1.0
+    penalties = [name for source in sources.REGISTRY for name in source.penalties]
     return candidate.model_copy(
-        update={
-            "ease_lambda": _rounded(start.ease_lambda * ratio),
-            "shrinkage": _rounded(start.shrinkage * ratio),
-        }
+        update={name: _rounded(getattr(start, name) * ratio) for name in penalties}
     )
 
 
@@ -358,9 +359,7 @@ def _rounded(value: float) -> float:
 
 def _refitted(name: str) -> tuple[str, ...]:
     """The sources whose models a model setting changes."""
-    if name == "item_evidence":
-        return ("ease", "cooccurrence")
-    return (MODEL_GRID[name],)
+    return tuple(source.name for source in sources.REGISTRY if name in source.fitted_with)
 
 
 def _cache(
