@@ -350,9 +350,9 @@ def build(api: Api) -> int:
     """A version built in this process, as a worker would, then served by the API."""
     from common.settings import load_settings
     from embeddings.encoder import make_encoder
-    from storage import events
     from storage.blob import open_store
     from storage.db import create_pool
+    from workers.context import BuildContext
     from workers.pipeline import build_version
 
     os.environ.update(api.servers.env)
@@ -363,15 +363,8 @@ def build(api: Api) -> int:
 
         pool = await create_pool(settings.database)
         redis: Redis = Redis.from_url(settings.redis.url)
-
-        async def report(stage: str, progress: float) -> None:
-            return None
-
-        async def announce(version: int) -> None:
-            await events.publish(
-                redis, settings.event_namespace, "index_activated", version=version
-            )
-
+        # Announced as a worker announces it: the API loads the version at once.
+        context = BuildContext(redis=redis, namespace=settings.event_namespace)
         try:
             version = (
                 await build_version(
@@ -379,9 +372,8 @@ def build(api: Api) -> int:
                     open_store(settings),
                     make_encoder("hashing-64"),
                     settings,
-                    report,
+                    context,
                     force=True,
-                    on_activated=announce,
                 )
             ).version
         finally:

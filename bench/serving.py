@@ -56,17 +56,13 @@ from common.text import item_labels, item_text  # noqa: E402
 from devstack import demo  # noqa: E402
 from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
 from embeddings.encoder import LABELLED, make_encoder  # noqa: E402
-from storage import activity, builds, catalog, events  # noqa: E402
+from storage import activity, builds, catalog  # noqa: E402
 from storage.blob import open_store  # noqa: E402
 from storage.db import create_pool  # noqa: E402
 from storage.events import ranked_key  # noqa: E402
-from workers.pipeline import (  # noqa: E402
-    Outcome,
-    build_version,
-    fill_lists,
-    published_lists,
-    refresh_trending,
-)
+from workers.context import BuildContext  # noqa: E402
+from workers.lists import fill_lists  # noqa: E402
+from workers.pipeline import Outcome, build_version, refresh_trending  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
 CHUNK = 10_000
@@ -177,18 +173,28 @@ class StageLog(logging.Handler):
         self.stages.event(record.getMessage())
 
 
+class Timed(BuildContext):
+    """A build's context that prints each stage as it begins, with the time and memory the
+    one before it took."""
+
+    def __init__(self, stages: Stages, redis: Redis, namespace: str) -> None:
+        super().__init__(redis=redis, namespace=namespace)
+        self.timer = stages
+
+    async def report(self, stage: str, progress: float) -> None:
+        if stage != self.timer.stage:
+            self.timer.event(f"{self.timer.stage or 'start'} done; {stage} begins")
+            self.timer.stage = stage
+        await super().report(stage, progress)
+
+
 async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome]:
     stages = Stages()
     handler = StageLog(stages)
-    pipeline_log = logging.getLogger("workers.pipeline")
-    pipeline_log.addHandler(handler)
-    pipeline_log.setLevel(logging.INFO)
-
-    async def report(stage: str, progress: float) -> None:
-        if stage != stages.stage:
-            stages.event(f"{stages.stage or 'start'} done; {stage} begins")
-            stages.stage = stage
-
+    loggers = [logging.getLogger(name) for name in ("workers.pipeline", "workers.lists")]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     redis = Redis.from_url(settings.redis.url)
     try:
         # What the refresh job keeps published, and the build's lists follow.
@@ -201,13 +207,14 @@ async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome
                 open_store(settings),
                 make_encoder("hashing-384"),
                 settings,
-                report,
+                # The trending lists published above are read through its Redis.
+                Timed(stages, redis, settings.event_namespace),
                 force=True,
-                published=lambda: published_lists(redis, settings),
             )
         finally:
             stages.event(f"{stages.stage} done; build finished")
-            pipeline_log.removeHandler(handler)
+            for logger in loggers:
+                logger.removeHandler(handler)
     finally:
         await redis.aclose()
     assert outcome.version is not None
@@ -216,17 +223,14 @@ async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome
 
 async def timed_fill(pool: asyncpg.Pool, settings: Any, outcome: Outcome) -> None:
     """What a worker does once its build is live: rank the lists the build had no time for
-    (workers/pipeline.py), part by part; the API, started after, folds in every part."""
+    (workers/lists.py), part by part; the API, started after, reads in every part."""
+    if outcome.filling is None:
+        return
     redis = Redis.from_url(settings.redis.url)
     stages = Stages()
-
-    async def filled(version: int, part: int) -> None:
-        await events.publish(
-            redis, settings.event_namespace, "lists_added", version=version, part=part
-        )
-
+    announced = BuildContext(redis=redis, namespace=settings.event_namespace)
     try:
-        users = await fill_lists(pool, open_store(settings), settings, outcome, filled)
+        users = await fill_lists(pool, open_store(settings), settings, outcome.filling, announced)
     finally:
         await redis.aclose()
     stages.event(f"lists ranked after the build went live: {users:,} users")

@@ -29,20 +29,17 @@ def item(item_id: str, **fields: Any) -> dict[str, Any]:
 async def build_now(app: Any, *, force: bool = False, activate: bool = True) -> int | None:
     """Build a version in this process (no worker) and have the app serve it."""
     from embeddings.encoder import make_encoder
+    from workers.context import BuildContext
     from workers.pipeline import build_version
 
     res = app.state.application
-
-    async def report(stage: str, progress: float) -> None:
-        return None
-
     version = (
         await build_version(
             res.pool,
             res.store,
             make_encoder(res.settings.embedding.model),
             res.settings,
-            report,
+            BuildContext(),
             force=force,
             activate=activate,
         )

@@ -1,6 +1,18 @@
-"""The jobs workers run, end to end: embed what changed, read a snapshot, fit a version,
-publish it through the quality gate, and retire old ones. Reads and writes go through
-storage/; everything computed is indexing/'s pure logic, the same the evaluation runs."""
+"""The jobs workers run: build a version as a pipeline of named stages, retire old versions,
+and refresh the trending lists. Reads and writes go through storage/; everything computed is
+indexing/'s pure logic, the same the evaluation runs.
+
+A build's stages, each a function below with plain inputs and outputs, reporting through
+the BuildContext it is given (workers/context.py):
+
+    embed -> snapshot -> fit and tune -> precompute lists -> judge (the quality gate)
+          -> save, upload and record -> activate
+
+Nothing becomes visible unless every stage succeeds: the version is recorded only once all
+its files are in the store, and activated after that, only if it passes the gate
+(indexing/gate.py); otherwise it is recorded as `rejected`. The lists the precompute had no
+time for are ranked by the workers once the version is live (workers/lists.py).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +22,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,87 +31,42 @@ from redis.asyncio import Redis
 
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
-from embeddings.encoder import Encoder, chunks_by_length, embed_items, item_vectors_key
+from common.snapshot import Snapshot
+from embeddings.encoder import Encoder, item_vectors_key
 from indexing import gate, precompute, publish, trending
 from indexing.artifacts import MANIFEST, IndexVersion
 from indexing.build import describe, discard, fingerprint, fit, save, shaping_settings
 from indexing.hybrid import Trend
+from indexing.tuning import Tuned
 from storage import builds, catalog, corpus, events
 from storage import trending as trending_store
 from storage.blob import BlobStore
+from workers.context import BuildContext
+from workers.embedding import embed_missing
+from workers.lists import Filling, hot_lists
 
 log = logging.getLogger(__name__)
-Report = Callable[[str, float], Awaitable[None]]
-Activated = Callable[[int], Awaitable[None]]
-Share = Callable[[list[str]], Awaitable[None]]  # queues item ids for any worker to embed
-Filled = Callable[[int, int], Awaitable[None]]  # announces (version, part)
-Published = Callable[[], Awaitable["trending.Lists | None"]]  # the hot lists the API serves
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a build ended with: its version (None: none was made), its final stage, and
-    for a version it activated, the version in memory and the hot list its lists follow,
-    for ranking the lists its build had no time for (`fill_lists`)."""
+    """What a build ended with: its version (None: none was made) and its final stage; for a
+    version it activated, that version in memory (`filling`), for the workers to rank the
+    lists its build had no time for (workers/lists.py)."""
 
     version: int | None
     final: str
-    built: IndexVersion | None = None
-    trend: Trend | None = None
+    filling: Filling | None = None
 
 
-async def embed_missing(
-    pool: asyncpg.Pool,
-    encoder: Encoder,
-    progress: Report,
-    item_ids: list[str] | None = None,
-    *,
-    share: Share | None = None,
-    chunk: int = 256,
-) -> int:
-    """Embed live items whose text changed since their stored vector (or that have none);
-    `item_ids` limits the work to those items. Returns how many this process embedded.
+@dataclass(frozen=True)
+class Active:
+    """The version active when a build starts: its number and manifest, and the share of its
+    items still live (each None where no version is active)."""
 
-    With `share`, more than one `chunk` of stale items is spread over every running worker:
-    each piece is queued (`share` sends it), and this process works through the same pieces
-    from the last one back while the others take them from the front. A piece another
-    worker has stored is no longer stale when this one reaches it, so the pieces meet in the
-    middle; one still in another's hands is embedded here too (the same vectors, stored
-    twice), so the result never waits on a worker that may not exist or may die.
-    """
-    key = item_vectors_key(encoder)
-    stale = await corpus.stale_items(pool, key, item_ids)
-    if share is not None and len(stale.item_ids) > chunk:
-        pieces = [stale.item_ids[n : n + chunk] for n in range(0, len(stale.item_ids), chunk)]
-        for piece in pieces:
-            await share(piece)
-        done = 0
-        for n, piece in enumerate(reversed(pieces)):
-            done += await embed_missing(pool, encoder, _quiet, piece)
-            await progress("embedding", (n + 1) / len(pieces))
-        return done
-    done = 0
-    for chunk_rows in chunks_by_length(stale.texts):
-        vectors = await asyncio.to_thread(
-            embed_items,
-            encoder,
-            [stale.texts[n] for n in chunk_rows],
-            [stale.labels[n] for n in chunk_rows],
-        )
-        await corpus.store_vectors(
-            pool,
-            key,
-            [stale.item_ids[n] for n in chunk_rows],
-            [stale.content_hashes[n] for n in chunk_rows],
-            [v.tobytes() for v in vectors],
-        )
-        done += len(chunk_rows)
-        await progress("embedding", done / len(stale.texts))
-    return done
-
-
-async def _quiet(_stage: str, _progress: float) -> None:
-    return None
+    version: int | None
+    manifest: dict[str, Any] | None
+    live_share: float | None
 
 
 async def build_version(
@@ -108,51 +74,89 @@ async def build_version(
     store: BlobStore,
     encoder: Encoder,
     settings: Settings,
-    report: Report,
+    context: BuildContext,
     *,
     force: bool = False,
     activate: bool = True,
-    on_activated: Activated | None = None,
-    share: Share | None = None,
-    published: Published | None = None,
 ) -> Outcome:
-    """Embed what changed, build, upload, record and (by default) activate a version.
-
-    The lists it ranks ahead follow the hot list `published` reads (the one the API serves
-    now, which the refresh job keeps); without one, the build computes it as that job does.
-    Nothing becomes visible unless every step succeeds: the
-    version is recorded only once all its files are in the store, and activated after that,
-    and only if it passes the quality gate (indexing/gate.py); otherwise it is recorded as
-    `rejected` and the final stage is "rejected".
-    """
+    """Embed what changed, build, upload, record and (by default, through the gate) activate
+    a version, stage by stage (the module's docstring). Unless `force`d, nothing is built
+    when the active version was built from the same data with the same settings."""
     marks = await corpus.change_marks(pool)
     if not force:
         same = await _unchanged_since_active(pool, marks, settings, encoder)
         if same is not None:
             return Outcome(same, "unchanged")
+    await embed(pool, encoder, settings, context)
+    snapshot = await read_snapshot(pool, encoder, context)
+    active = await read_active(pool)
+    built, tuned = await fit_and_tune(snapshot, settings, active, context)
+    trend, precomputed = await precompute_lists(pool, settings, built, context)
+    verdict = judge(tuned, settings, active)
+    version = await builds.next_version(pool)
+    manifest: dict[str, Any] = {
+        **describe(version, datetime.now(UTC), snapshot, built, tuned, encoder, settings),
+        "gate": verdict,
+        "precomputed": precomputed,
+        **marks,
+    }
+    passed = bool(verdict["passed"])
+    await save_and_record(pool, store, settings, built, manifest, passed, context)
+    if not passed:
+        await retire(pool, store, settings)
+        return Outcome(version, "rejected")
+    if activate:
+        await go_live(pool, version, context)
+    await retire(pool, store, settings)
+    return Outcome(version, "done", Filling(version, built, trend) if activate else None)
 
-    await report("embedding", 0.0)
+
+async def embed(
+    pool: asyncpg.Pool, encoder: Encoder, settings: Settings, context: BuildContext
+) -> None:
+    """Stage: embed the items whose text changed, shared with the other workers."""
+    await context.report("embedding", 0.0)
     await embed_missing(
-        pool,
-        encoder,
-        lambda stage, f: report(stage, 0.6 * f),
-        share=share,
-        chunk=settings.embedding.chunk_items,
+        pool, encoder, context, chunk=settings.embedding.chunk_items, span=(0.0, 0.6)
     )
-    await report("snapshot", 0.6)
-    snapshot = await corpus.snapshot(pool, item_vectors_key(encoder), encoder.dimension)
-    # The serving version's configuration is scored on this build's holdout too, and the
-    # share of its items still live says whether it can still serve the catalog.
+
+
+async def read_snapshot(pool: asyncpg.Pool, encoder: Encoder, context: BuildContext) -> Snapshot:
+    """Stage: the catalog, its vectors and the interactions, read at one instant."""
+    await context.report("snapshot", 0.6)
+    return await corpus.snapshot(pool, item_vectors_key(encoder), encoder.dimension)
+
+
+async def read_active(pool: asyncpg.Pool) -> Active:
+    """The active version: its configuration is scored on this build's holdout too, and the
+    share of its items still live says whether it can still serve the catalog."""
     active = await builds.active_version(pool)
-    active_manifest = (await builds.get_version(pool, active))["manifest"] if active else None
-    live_share = await _live_share(pool, active_manifest) if active_manifest is not None else None
-    chosen = (active_manifest or {}).get("tuning", {}).get("chosen")
-    await report("tuning", 0.65)
-    built, tuned = await asyncio.to_thread(fit, snapshot, settings, log.info, chosen)
-    await report("precomputing", 0.75)
+    if active is None:
+        return Active(None, None, None)
+    manifest = (await builds.get_version(pool, active))["manifest"]
+    return Active(active, manifest, await _live_share(pool, manifest))
+
+
+async def fit_and_tune(
+    snapshot: Snapshot, settings: Settings, active: Active, context: BuildContext
+) -> tuple[IndexVersion, Tuned]:
+    """Stage: tune on the snapshot's holdout (scoring the serving configuration beside), then
+    fit the version on all of it (indexing/build.py)."""
+    await context.report("tuning", 0.65)
+    chosen = (active.manifest or {}).get("tuning", {}).get("chosen")
+    return await asyncio.to_thread(fit, snapshot, settings, log.info, chosen)
+
+
+async def precompute_lists(
+    pool: asyncpg.Pool, settings: Settings, built: IndexVersion, context: BuildContext
+) -> tuple[Trend | None, dict[str, Any]]:
+    """Stage: users' lists (the most active first) and items' nearest items, each within its
+    budget, kept in `built`. The lists follow the hot list the API serves now (computed as
+    the refresh job does where none is published). Returns that hot list and the figures the
+    manifest keeps."""
+    await context.report("precomputing", 0.75)
     started = time.monotonic()
-    hot = await hot_lists(pool, settings, published)
-    trend = trending.hot_scores(hot, built)
+    trend = trending.hot_scores(await hot_lists(pool, settings, context), built)
     built.lists = await asyncio.to_thread(
         precompute.rank_users,
         built,
@@ -172,7 +176,7 @@ async def build_version(
         seconds=settings.index.similar_seconds,
         say=log.info,
     )
-    precomputed = {
+    return trend, {
         "users": built.lists.users,
         "of": len(built.user_ids),
         "left": len(precompute.unranked(built)),  # ranked once the version is live, in parts
@@ -185,40 +189,46 @@ async def build_version(
             "seconds": round(time.monotonic() - ranked, 1),
         },
     }
-    verdict = gate.judge(tuned.per_user, settings.index.gate_tolerance, live_share)
-    if tuned.reference:
-        verdict["figures"]["reference_config"] = tuned.reference | {"version": active}
 
-    version = await builds.next_version(pool)
-    manifest: dict[str, Any] = {
-        **describe(version, datetime.now(UTC), snapshot, built, tuned, encoder, settings),
-        "gate": verdict,
-        "precomputed": precomputed,
-        **marks,
-    }
-    await report("saving", 0.8)
-    folder = settings.index.data_dir / f"{version:010d}"
-    passed = bool(verdict["passed"])
+
+def judge(tuned: Tuned, settings: Settings, active: Active) -> dict[str, Any]:
+    """Stage: the quality gate's verdict on the held-out figures (indexing/gate.py)."""
+    verdict = gate.judge(tuned.per_user, settings.index.gate_tolerance, active.live_share)
+    if tuned.reference:
+        verdict["figures"]["reference_config"] = tuned.reference | {"version": active.version}
+    return verdict
+
+
+async def save_and_record(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    settings: Settings,
+    built: IndexVersion,
+    manifest: dict[str, Any],
+    passed: bool,
+    context: BuildContext,
+) -> None:
+    """Stage: write the version's files, upload them and its manifest, and record it (`ready`,
+    or `rejected` where it did not pass the gate). A failure leaves nothing behind: the
+    next attempt starts from scratch."""
+    await context.report("saving", 0.8)
+    folder = settings.index.data_dir / f"{manifest['version']:010d}"
     try:
         manifest["artifacts"] = await asyncio.to_thread(save, built, folder)
         (folder / MANIFEST).write_text(json.dumps(manifest))
-        await report("uploading", 0.85)
+        await context.report("uploading", 0.85)
         await asyncio.to_thread(publish.upload, store, folder, manifest)
         await builds.record_version(pool, manifest, "ready" if passed else "rejected")
     except BaseException:
-        # A failed attempt leaves nothing behind: the next one starts from scratch.
         await asyncio.to_thread(discard, folder)
         raise
-    if not passed:
-        await retire(pool, store, settings)
-        return Outcome(version, "rejected")
-    if activate:
-        await report("activating", 0.95)
-        await builds.activate(pool, version)
-        if on_activated is not None:
-            await on_activated(version)
-    await retire(pool, store, settings)
-    return Outcome(version, "done", built if activate else None, trend)
+
+
+async def go_live(pool: asyncpg.Pool, version: int, context: BuildContext) -> None:
+    """Stage: activate the version, and announce it: every API process serves it."""
+    await context.report("activating", 0.95)
+    await builds.activate(pool, version)
+    await context.activated(version)
 
 
 async def _live_share(pool: asyncpg.Pool, manifest: dict[str, Any]) -> float:
@@ -230,156 +240,6 @@ async def _live_share(pool: asyncpg.Pool, manifest: dict[str, Any]) -> float:
     as_of = datetime.fromisoformat(manifest["data_as_of"])
     gone = await catalog.deleted_since(pool, as_of)
     return max(0.0, 1.0 - gone / items)
-
-
-async def fill_part(
-    pool: asyncpg.Pool,
-    store: BlobStore,
-    settings: Settings,
-    outcome: Outcome,
-    announce: Filled,
-    *,
-    late: Callable[[], bool] = lambda: False,
-) -> int:
-    """Rank the next `fill_part_users` of the users whose lists the version's build had no
-    time for, the most active first, now that the version is live (indexing/precompute.py):
-    the part is uploaded beside the version's files, recorded, then announced, and every API
-    process serving the version folds it in. `late` is asked before each batch of users, and
-    the part holds those ranked until it says yes. Returns how many users the part holds:
-    0 when none are left, or the version is no longer active, or another build is asked for
-    (its version would take this one's place), or another process is ranking a part of it
-    now, or `late` said yes at once."""
-    built, number = outcome.built, outcome.version
-    if built is None or number is None or built.lists is None:
-        return 0
-    if precompute.ranked_with(built, settings) != built.lists.ranked_with:
-        log.warning("version %d: its lists were ranked with other settings", number)
-        return 0
-    async with builds.fill_claim(pool, number) as claimed:
-        if not claimed or not await builds.still_filling(pool, number):
-            return 0
-        await _read_parts(pool, store, settings, built, number)  # another process's too
-        users = precompute.unranked(built)[: settings.index.fill_part_users]
-        if not len(users):
-            return 0
-        ranked = await asyncio.to_thread(
-            precompute.rank_part,
-            built,
-            settings,
-            users,
-            threads=os.cpu_count() or 1,
-            trending=outcome.trend,
-            late=late,
-        )
-        if not len(ranked.users):
-            return 0
-        part = await builds.next_lists_part(pool, number)
-        name = publish.lists_part_name(part)
-        path = settings.index.data_dir / f"{number:010d}" / name
-        saved = await asyncio.to_thread(ranked.save, path)
-        await asyncio.to_thread(publish.upload_part, store, number, path)
-        record = {
-            "part": part,
-            "name": name,
-            **saved,
-            "users": len(ranked.users),
-            "ranked_with": built.lists.ranked_with,
-        }
-        await builds.record_lists_part(pool, number, record)
-        built.lists = built.lists.with_part(ranked)  # the next part goes on from these users
-        built.parts_read.add(part)
-    try:
-        await announce(number, part)
-    except CacheUnavailable as exc:  # the API processes find it by their poll
-        log.warning("could not announce part %d of version %d's lists: %s", part, number, exc)
-    log.info("ranked part %d of version %d's lists: %d users", part, number, len(ranked.users))
-    return len(ranked.users)
-
-
-async def _read_parts(
-    pool: asyncpg.Pool, store: BlobStore, settings: Settings, built: IndexVersion, number: int
-) -> None:
-    """Fold the recorded parts of version `number`'s lists that this copy of it (`built`)
-    has not read in; the users of a part that cannot be read are ranked again."""
-    records = await builds.lists_parts(pool, number)
-    data_dir = settings.index.data_dir
-    unreadable = await asyncio.to_thread(
-        publish.read_parts, store, built, number, records, data_dir
-    )
-    for part in unreadable:
-        log.warning("version %d: part %d cannot be read; its users are ranked again", number, part)
-        built.parts_read.add(part)
-
-
-async def fill_lists(
-    pool: asyncpg.Pool,
-    store: BlobStore,
-    settings: Settings,
-    outcome: Outcome,
-    announce: Filled,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> int:
-    """Every part `fill_part` ranks, one after another, for up to `fill_seconds` (by
-    `clock`, asked before each batch of users): in one process, as the bench does; a worker
-    ranks each part as a task of its own (workers/tasks.py), so that other tasks run in
-    between. Returns how many users it ranked."""
-    deadline = clock() + settings.index.fill_seconds
-    done = 0
-    while clock() <= deadline:
-        ranked = await fill_part(
-            pool, store, settings, outcome, announce, late=lambda: clock() > deadline
-        )
-        if not ranked:
-            break
-        done += ranked
-    return done
-
-
-async def resume(
-    pool: asyncpg.Pool, store: BlobStore, redis: Redis, settings: Settings, number: int
-) -> Outcome | None:
-    """Version `number` in memory, with every recorded part of its lists folded in, to rank
-    the rest (`fill_part`) in a process that does not hold it from its build; None when no
-    user is left, or its build did not count them (an older release). The lists go on with
-    the hot list published now (or computed, if none is)."""
-    manifest = (await builds.get_version(pool, number))["manifest"]
-    left = int(manifest.get("precomputed", {}).get("left") or 0)
-    parts = await builds.lists_parts(pool, number)
-    if sum(int(p["users"]) for p in parts) >= left or not await builds.still_filling(pool, number):
-        return None
-    data_dir = settings.index.data_dir
-    folder, manifest = await asyncio.to_thread(publish.download, store, number, data_dir)
-    built = await asyncio.to_thread(IndexVersion.load, folder, manifest)
-    if built.lists is None:
-        return None
-    await _read_parts(pool, store, settings, built, number)
-    hot = await hot_lists(pool, settings, lambda: published_lists(redis, settings))
-    return Outcome(number, "done", built, trending.hot_scores(hot, built))
-
-
-async def published_lists(redis: Redis, settings: Settings) -> trending.Lists | None:
-    """The default window's trending lists as published for the API (None: none are, or
-    Redis cannot say)."""
-    try:
-        found = await trending_store.load_lists(redis, settings.index.trending_window_hours)
-    except CacheUnavailable as exc:
-        log.warning("could not read the published trending lists: %s", exc)
-        return None
-    return found[1] if found is not None else None
-
-
-async def hot_lists(
-    pool: asyncpg.Pool, settings: Settings, published: Published | None
-) -> trending.Lists:
-    """The default window's trending lists: those `published` reads, or else computed from
-    the window's interactions as the refresh job computes them."""
-    found = await published() if published is not None else None
-    if found is not None:
-        return found
-    hours = settings.index.trending_window_hours
-    window = await trending_store.window_rows(pool, hours)
-    return await asyncio.to_thread(trending.all_lists, window, settings, hours)
 
 
 async def _unchanged_since_active(

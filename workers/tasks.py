@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import asyncpg
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from redis.asyncio import Redis
 
@@ -24,11 +25,13 @@ from common.errors import DependencyError
 from common.settings import Settings, get_settings
 from embeddings.encoder import Encoder, configured
 from experiments import results
-from storage import builds, events
+from storage import builds
 from storage.blob import BlobStore, open_store
 from storage.db import create_pool
 from workers import pipeline
 from workers.app import celery_app
+from workers.context import BuildContext
+from workers.embedding import embed_missing
 from workers.factory import (
     BUILD_TASK,
     EMBED_TASK,
@@ -37,7 +40,8 @@ from workers.factory import (
     NIGHTLY_TASK,
     TRENDING_TASK,
 )
-from workers.pipeline import build_version, embed_missing
+from workers.lists import Filler
+from workers.pipeline import build_version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +60,9 @@ def encoder() -> Encoder:
 
 
 @dataclass
-class Context:
+class Connections:
+    """What a task runs with: the settings, and connections opened for it alone."""
+
     settings: Settings
     pool: asyncpg.Pool
     redis: Redis
@@ -64,7 +70,7 @@ class Context:
 
 
 @asynccontextmanager
-async def context() -> AsyncIterator[Context]:
+async def connect() -> AsyncIterator[Connections]:
     pool = await create_pool(
         SETTINGS.database.model_copy(
             update={
@@ -77,16 +83,16 @@ async def context() -> AsyncIterator[Context]:
     )
     redis: Redis = Redis.from_url(SETTINGS.redis.url)
     try:
-        yield Context(SETTINGS, pool, redis, open_store(SETTINGS))
+        yield Connections(SETTINGS, pool, redis, open_store(SETTINGS))
     finally:
         await redis.aclose()
         await pool.close()
 
 
-def run(body: Callable[[Context], Awaitable[T]]) -> T:
+def run(body: Callable[[Connections], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with context() as ctx:
-            return await body(ctx)
+        async with connect() as conns:
+            return await body(conns)
 
     return asyncio.run(main())
 
@@ -107,10 +113,11 @@ def build_index(
     # Attempts are counted in the build's row: a redelivery after a lost worker comes back
     # with Celery's retry count unchanged.
     claims: list[int] = []
-    _hold(None)  # a version held for its lists goes before this build's own takes the memory
+    # A version held for its lists goes before this build's own takes the memory.
+    fill_lists.filler.keep(None)
     log.info("build %s: delivery %d (request %s)", build_id, self.request.retries + 1, request_id)
     try:
-        run(lambda ctx: _build(ctx, build_id, activate, claims))
+        run(lambda conns: _build(conns, build_id, activate, claims))
         _fill_soon()
         return
     except DependencyError as exc:
@@ -124,18 +131,47 @@ def build_index(
     except Exception as exc:
         log.exception("build %s (request %s) failed", build_id, request_id)
         error = f"{type(exc).__name__}: {exc}"
-    run(lambda ctx: _fail(ctx, build_id, error))
+    run(lambda conns: _fail(conns, build_id, error))
     _fill_soon()  # the active version's lists stopped for this build: they go on
 
 
-# The version whose lists this process is ranking, held in memory from its build (or loaded
-# to go on after a restart), and the hot list they follow.
-_filling: pipeline.Outcome | None = None
-
-
-def _hold(outcome: pipeline.Outcome | None) -> None:
-    global _filling
-    _filling = outcome
+async def _build(conns: Connections, build_id: str, activate: bool, claims: list[int]) -> None:
+    claimed = await builds.start_build(conns.pool, build_id)
+    if claimed is None:
+        log.info("build %s is no longer queued or running; nothing to do", build_id)
+        return
+    attempt = int(claimed["attempts"])
+    claims.append(attempt)
+    allowed = conns.settings.index.build_retries + 1
+    if attempt > allowed:
+        error = (
+            f"gave up after {allowed} attempts: the last ones ended without an answer "
+            "(their worker was lost: killed, or out of memory)"
+        )
+        log.error("build %s: %s", build_id, error)
+        await builds.finish_build(conns.pool, build_id, version=None, error=error, stage="starting")
+        return
+    await builds.report(conns.pool, build_id, "retrying" if attempt > 1 else "starting", 0.0)
+    context = BuildContext(
+        conns.pool, build_id, conns.redis, conns.settings.event_namespace, queue=celery_app
+    )
+    async with _heartbeat(conns, build_id):
+        outcome = await build_version(
+            conns.pool,
+            conns.store,
+            encoder(),
+            conns.settings,
+            context,
+            force=bool(claimed["force"]),
+            activate=activate,
+        )
+    await builds.finish_build(
+        conns.pool, build_id, version=outcome.version, error=None, stage=outcome.final
+    )
+    if outcome.version is not None and outcome.final == "done":
+        await _refresh_trending(conns)
+        if outcome.filling is not None:
+            fill_lists.filler.keep(outcome.filling)
 
 
 def _fill_soon(version: int | None = None, until: float | None = None, after: float = 0) -> None:
@@ -147,40 +183,44 @@ def _fill_soon(version: int | None = None, until: float | None = None, after: fl
         log.warning("could not queue the ranking of version %s's lists: %s", version, exc)
 
 
+class FillTask(Task):  # type: ignore[misc]
+    """The task that ranks the lists a version's build left, one part per run. Celery makes
+    one instance of a task in each worker process: this one keeps that process's `Filler`,
+    which holds the version in memory from one part to the next (loading a version of 1M
+    items and verifying its files takes minutes; a part, half of one)."""
+
+    def __init__(self) -> None:
+        self.filler = Filler()
+
+
 @celery_app.task(
-    name=FILL_TASK, acks_late=True, time_limit=PART_SECONDS + 120, soft_time_limit=PART_SECONDS + 60
+    name=FILL_TASK,
+    base=FillTask,
+    bind=True,
+    acks_late=True,
+    time_limit=PART_SECONDS + 120,
+    soft_time_limit=PART_SECONDS + 60,
 )
-def fill_lists(version: int | None = None, until: float | None = None) -> int:
-    """Rank one part of the lists of `version` (the active one if None) that its build had
-    no time for (workers/pipeline.py), then queue the next, until epoch `until` (from now,
-    `fill_seconds`): one part per task, so that whatever else is queued runs in between.
-    Returns how many users the part holds."""
+def fill_lists(self: FillTask, version: int | None = None, until: float | None = None) -> int:
+    """Rank one part of the lists of `version` (the active one if None) that its build left
+    (workers/lists.py), then queue the next, until epoch `until` (from now, `fill_seconds`):
+    one part per task, so that whatever else is queued runs in between. Returns how many
+    users the part holds."""
     deadline = time.time() + SETTINGS.index.fill_seconds if until is None else until
-    started = [time.monotonic()]  # once the version is in memory: the part's own time
 
-    def late() -> bool:
-        return time.time() > deadline or time.monotonic() - started[0] > PART_SECONDS
-
-    async def body(ctx: Context) -> tuple[int | None, int]:
-        number = version if version is not None else await builds.active_version(ctx.pool)
+    async def body(conns: Connections) -> tuple[int | None, int]:
+        number = version if version is not None else await builds.active_version(conns.pool)
         if number is None:
             return None, 0
-        held = _filling
-        if held is None or held.version != number:
-            _hold(None)  # another version's: let it go before loading this one
-            held = await pipeline.resume(ctx.pool, ctx.store, ctx.redis, ctx.settings, number)
-            _hold(held)
-        if held is None:
-            return number, 0
-        started[0] = time.monotonic()
-
-        async def announce(filled: int, part: int) -> None:
-            await events.publish(
-                ctx.redis, ctx.settings.event_namespace, "lists_added", version=filled, part=part
-            )
-
-        ranked = await pipeline.fill_part(
-            ctx.pool, ctx.store, ctx.settings, held, announce, late=late
+        context = BuildContext(redis=conns.redis, namespace=conns.settings.event_namespace)
+        ranked = await self.filler.rank_next(
+            conns.pool,
+            conns.store,
+            conns.settings,
+            context,
+            number,
+            until=deadline,
+            part_seconds=PART_SECONDS,
         )
         return number, ranked
 
@@ -191,73 +231,25 @@ def fill_lists(version: int | None = None, until: float | None = None) -> int:
             log.warning("ranking version %s's lists: %s; trying again shortly", version, exc)
             _fill_soon(version, deadline, after=FILL_RETRY_SECONDS)
         else:
-            _hold(None)
+            self.filler.keep(None)
         return 0
     if ranked and time.time() < deadline:
         _fill_soon(number, deadline)
     else:
-        _hold(None)  # done, or stopped: the version's memory goes
+        self.filler.keep(None)  # done, or stopped: the version's memory goes
     return ranked
 
 
-async def _build(ctx: Context, build_id: str, activate: bool, claims: list[int]) -> None:
-    claimed = await builds.start_build(ctx.pool, build_id)
-    if claimed is None:
-        log.info("build %s is no longer queued or running; nothing to do", build_id)
-        return
-    attempt = int(claimed["attempts"])
-    claims.append(attempt)
-    allowed = ctx.settings.index.build_retries + 1
-    if attempt > allowed:
-        error = (
-            f"gave up after {allowed} attempts: the last ones ended without an answer "
-            "(their worker was lost: killed, or out of memory)"
-        )
-        log.error("build %s: %s", build_id, error)
-        await builds.finish_build(ctx.pool, build_id, version=None, error=error, stage="starting")
-        return
-    await builds.report(ctx.pool, build_id, "retrying" if attempt > 1 else "starting", 0.0)
-
-    async def report(stage: str, progress: float) -> None:
-        await builds.report(ctx.pool, build_id, stage, progress)
-
-    async def announce(version: int) -> None:
-        await events.publish(
-            ctx.redis, ctx.settings.event_namespace, "index_activated", version=version
-        )
-
-    async with _heartbeat(ctx, build_id):
-        outcome = await build_version(
-            ctx.pool,
-            ctx.store,
-            encoder(),
-            ctx.settings,
-            report,
-            force=bool(claimed["force"]),
-            activate=activate,
-            on_activated=announce,
-            share=_share,
-            published=lambda: pipeline.published_lists(ctx.redis, ctx.settings),
-        )
-    await builds.finish_build(
-        ctx.pool, build_id, version=outcome.version, error=None, stage=outcome.final
-    )
-    if outcome.version is not None and outcome.final == "done":
-        await _refresh_trending(ctx)
-        if outcome.built is not None:
-            _hold(outcome)
-
-
 @asynccontextmanager
-async def _heartbeat(ctx: Context, build_id: str) -> AsyncIterator[None]:
+async def _heartbeat(conns: Connections, build_id: str) -> AsyncIterator[None]:
     """Keep the build's heartbeat fresh while its body runs (CPU work runs in threads)."""
-    every = max(ctx.settings.index.heartbeat_timeout / 4, 0.5)
+    every = max(conns.settings.index.heartbeat_timeout / 4, 0.5)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
             with contextlib.suppress(DependencyError):
-                await builds.heartbeat(ctx.pool, build_id)
+                await builds.heartbeat(conns.pool, build_id)
 
     task = asyncio.create_task(beat())
     try:
@@ -268,9 +260,9 @@ async def _heartbeat(ctx: Context, build_id: str) -> AsyncIterator[None]:
             await task
 
 
-async def _fail(ctx: Context, build_id: str, error: str) -> None:
-    build = await builds.get_build(ctx.pool, build_id)
-    await builds.finish_build(ctx.pool, build_id, version=None, error=error, stage=build["stage"])
+async def _fail(conns: Connections, build_id: str, error: str) -> None:
+    build = await builds.get_build(conns.pool, build_id)
+    await builds.finish_build(conns.pool, build_id, version=None, error=error, stage=build["stage"])
 
 
 @celery_app.task(name=NIGHTLY_TASK, acks_late=True, time_limit=120)
@@ -278,13 +270,13 @@ def nightly_build() -> str:
     """Queue the nightly build (beat runs this); like any build it goes live only through
     the quality gate. Returns the build's id (the one already in flight, if any)."""
 
-    async def body(ctx: Context) -> tuple[dict[str, Any], bool]:
+    async def body(conns: Connections) -> tuple[dict[str, Any], bool]:
         return await builds.request_build(
-            ctx.pool,
+            conns.pool,
             "nightly",
             False,
             builds.QUEUE_TIMEOUT_SECONDS,
-            ctx.settings.index.heartbeat_timeout,
+            conns.settings.index.heartbeat_timeout,
         )
 
     build, created = run(body)
@@ -298,35 +290,28 @@ def embed_items(item_ids: list[str]) -> int:
     """Embed the given items now if their text changed, so the next build has less to do;
     a long list is shared with the other workers in pieces."""
 
-    async def body(ctx: Context) -> int:
-        async def ignore(_stage: str, _progress: float) -> None:
-            return None
-
-        chunk = ctx.settings.embedding.chunk_items
-        return await embed_missing(ctx.pool, encoder(), ignore, item_ids, share=_share, chunk=chunk)
+    async def body(conns: Connections) -> int:
+        context = BuildContext(queue=celery_app)
+        chunk = conns.settings.embedding.chunk_items
+        return await embed_missing(conns.pool, encoder(), context, item_ids, chunk=chunk)
 
     return run(body)
-
-
-async def _share(item_ids: list[str]) -> None:
-    """Queue a piece of embedding work for whichever worker is free."""
-    await asyncio.to_thread(embed_items.apply_async, args=[item_ids])
 
 
 @celery_app.task(name=TRENDING_TASK, acks_late=True, time_limit=300)
 def refresh_trending() -> None:
     """Recompute every trending list of the default window (beat runs this periodically)."""
 
-    async def body(ctx: Context) -> None:
-        await _refresh_trending(ctx)
+    async def body(conns: Connections) -> None:
+        await _refresh_trending(conns)
 
     run(body)
 
 
-async def _refresh_trending(ctx: Context) -> None:
+async def _refresh_trending(conns: Connections) -> None:
     """The default window's lists, for every API process to hold."""
-    hours = ctx.settings.index.trending_window_hours
-    await pipeline.refresh_trending(ctx.pool, ctx.redis, ctx.settings, hours)
+    hours = conns.settings.index.trending_window_hours
+    await pipeline.refresh_trending(conns.pool, conns.redis, conns.settings, hours)
 
 
 @celery_app.task(name=EXPERIMENTS_TASK, acks_late=True, time_limit=300)
@@ -334,9 +319,9 @@ def experiments_tick() -> list[str]:
     """Copy experiment impressions to PostgreSQL, store every running experiment's results
     and apply guardrails (beat runs this); returns the variants it stopped."""
 
-    async def body(ctx: Context) -> list[str]:
+    async def body(conns: Connections) -> list[str]:
         return await results.tick(
-            ctx.pool, ctx.redis, ctx.settings.experiment, ctx.settings.event_namespace
+            conns.pool, conns.redis, conns.settings.experiment, conns.settings.event_namespace
         )
 
     return run(body)

@@ -24,6 +24,7 @@ from storage import builds
 from storage.blob.s3 import S3Store
 from tests.conftest import TABLES
 from tests.helpers import build_now, genre_catalog, running
+from workers.context import BuildContext
 from workers.pipeline import build_version
 
 
@@ -148,17 +149,13 @@ async def test_a_build_that_cannot_upload_leaves_the_active_version(
 ) -> None:
     active = await build_now(app)
     dead = S3Store(settings.s3.model_copy(update={"endpoint": "127.0.0.1:1"}))
-
-    async def report(stage: str, progress: float) -> None:
-        return None
-
     with pytest.raises(ObjectStoreUnavailable):
         await build_version(
             app.state.application.pool,
             dead,
             make_encoder("hashing-64"),
             settings,
-            report,
+            BuildContext(),
             force=True,
         )
     assert await db.fetchval("SELECT version FROM active_index") == active
@@ -208,7 +205,7 @@ async def test_users_are_ranked_in_what_the_trending_lists_leave_of_the_budget(
             res.store,
             make_encoder(settings.embedding.model),
             settings.model_copy(update={"index": budget}),
-            lambda _stage, _progress: asyncio.sleep(0),
+            BuildContext(),
             force=True,
             activate=False,
         )

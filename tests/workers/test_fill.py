@@ -4,7 +4,7 @@ and again after a part could not be read."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -16,18 +16,20 @@ from common.settings import Settings
 from embeddings.encoder import make_encoder
 from indexing import publish
 from indexing.artifacts import IndexVersion
-from storage import builds, events
+from storage import builds
 from storage.blob.s3 import S3Store
 from tests.helpers import count_rankings, genre_catalog, until
-from workers.pipeline import Outcome, build_version, fill_lists, fill_part, resume
+from workers import lists
+from workers.context import BuildContext
+from workers.lists import Filler, Filling, fill_lists, fill_part, resume
+from workers.pipeline import build_version
 
 GENRES = ("horror", "comedy", "space", "western")
 
 
 @pytest.fixture
-async def built(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> Outcome:
-    """Twelve genre fans and ten viewers; a version built with no time for their lists,
-    activated and served."""
+async def catalog(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """Twelve genre fans and ten viewers."""
     await client.post("/api/v1/items/batch", json={"items": genre_catalog()})
     rows = [
         {"user_id": f"{g}-fan-{f}", "item_id": f"{g}-{(f + k) % 8}", "type": "like"}
@@ -39,27 +41,43 @@ async def built(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> 
         {"user_id": f"viewer-{n}", "item_id": f"space-{n % 2}", "type": "view"} for n in range(10)
     ]
     await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    await app.state.application.drain()
+
+
+@pytest.fixture
+async def built(catalog: None, app: FastAPI, settings: Settings) -> Filling:
+    """A version built with no time for their lists: activated and served, all 22 lists
+    left to rank."""
     res = app.state.application
-    await res.drain()
     outcome = await build_version(
         res.pool,
         res.store,
         make_encoder(settings.embedding.model),
         with_index(settings, precompute_seconds=0.0),
-        lambda _stage, _progress: asyncio.sleep(0),
+        BuildContext(),
         force=True,
     )
     await res.serving.sync()
-    assert outcome.final == "done" and outcome.built is not None
-    return outcome
+    assert outcome.final == "done" and outcome.filling is not None
+    return outcome.filling
 
 
-async def quiet(_version: int, _part: int) -> None:
-    """Announces nothing: the tests read the records themselves."""
-    return None
+# Announces nothing: the tests read the records themselves.
+quiet = BuildContext()
 
 
-async def two_parts(res: Any, settings: Settings, built: Outcome) -> Settings:
+class Heard(BuildContext):
+    """Records each part announced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[int] = []
+
+    async def lists_added(self, version: int, part: int) -> None:
+        self.parts.append(part)
+
+
+async def two_parts(res: Any, settings: Settings, built: Filling) -> Settings:
     """Parts of five users, and the first two of them ranked; the settings they used."""
     parted = with_index(settings, fill_part_users=5)
     for _ in range(2):
@@ -72,7 +90,7 @@ def with_index(settings: Settings, **fields: Any) -> Settings:
 
 
 async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
-    built: Outcome,
+    built: Filling,
     client: httpx.AsyncClient,
     app: FastAPI,
     settings: Settings,
@@ -90,11 +108,7 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
         answer = await client.get(f"/api/v1/recommendations/{fan}?limit=6", headers=no_cache)
         live[fan] = answer.json()["items"]
 
-    async def announce(version: int, part: int) -> None:
-        await events.publish(
-            res.redis, settings.event_namespace, "lists_added", version=version, part=part
-        )
-
+    announce = BuildContext(redis=res.redis, namespace=settings.event_namespace)
     parted = with_index(settings, fill_part_users=5)
     ranked = await fill_lists(res.pool, res.store, parted, built, announce)
     assert ranked == 22
@@ -124,11 +138,10 @@ async def test_parts_are_served_as_they_land_and_answer_as_a_live_ranking(
 
 
 async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_no_other(
-    built: Outcome, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    built: Filling, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     res = app.state.application
 
-    assert built.version is not None
     assert (
         await fill_lists(res.pool, res.store, with_index(settings, fill_part_users=8), built, quiet)
         == 22
@@ -155,20 +168,20 @@ async def test_a_part_that_cannot_be_read_is_read_on_the_next_try_and_holds_up_n
 
 
 async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
-    built: Outcome, app: FastAPI, settings: Settings
+    built: Filling, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.application
-    announced: list[int] = []
 
-    async def heard(_version: int, part: int) -> None:
-        announced.append(part)
-        if part == 2:  # a build is asked for meanwhile: its version will take this one's place
-            await builds.request_build(res.pool, "next", False, 600.0, 60.0)
+    class AskedForAnother(Heard):
+        async def lists_added(self, version: int, part: int) -> None:
+            await super().lists_added(version, part)
+            if part == 2:  # a build is asked for meanwhile: its version will take this one's
+                await builds.request_build(res.pool, "next", False, 600.0, 60.0)
 
-    assert built.version is not None
+    heard = AskedForAnother()
     parted = with_index(settings, fill_part_users=5)
     assert await fill_lists(res.pool, res.store, parted, built, heard) == 10
-    assert announced == [1, 2]
+    assert heard.parts == [1, 2]
     assert len(await builds.lists_parts(res.pool, built.version)) == 2
 
     # Nor past its time (checked before each part), nor for a version that is not active.
@@ -187,22 +200,21 @@ async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
 
 
 async def test_another_process_goes_on_where_the_parts_stopped(
-    built: Outcome, app: FastAPI, settings: Settings
+    built: Filling, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.application
-    assert built.version is not None
     parted = await two_parts(res, settings, built)
     # A worker restarted, or another one: the version loaded, its two parts folded in.
-    again = await resume(res.pool, res.store, res.redis, parted, built.version)
-    assert again is not None and again.built is not None and again.built.lists is not None
+    again = await resume(res.pool, res.store, parted, quiet, built.version)
+    assert again is not None and again.built.lists is not None
     assert again.built.lists.users == 10 and again.trend is not None
     assert await fill_lists(res.pool, res.store, parted, again, quiet) == 12
     records = await builds.lists_parts(res.pool, built.version)
     assert [r["part"] for r in records] == [1, 2, 3, 4, 5]
-    assert await resume(res.pool, res.store, res.redis, parted, built.version) is None
+    assert await resume(res.pool, res.store, parted, quiet, built.version) is None
     # The first copy reads the parts the other ranked before it ranks: none is left.
     assert await fill_part(res.pool, res.store, parted, built, quiet) == 0
-    assert built.built is not None and built.built.parts_read == {1, 2, 3, 4, 5}
+    assert built.built.parts_read == {1, 2, 3, 4, 5}
     assert len(await builds.lists_parts(res.pool, built.version)) == 5
     # The served version's lists are every user's, each ranked once.
     served = res.serving.current
@@ -211,10 +223,9 @@ async def test_another_process_goes_on_where_the_parts_stopped(
 
 
 async def test_one_process_at_a_time_ranks_a_versions_parts(
-    built: Outcome, app: FastAPI, settings: Settings
+    built: Filling, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.application
-    assert built.version is not None
 
     async with builds.fill_claim(res.pool, built.version) as first:
         async with builds.fill_claim(res.pool, built.version) as second:
@@ -225,17 +236,47 @@ async def test_one_process_at_a_time_ranks_a_versions_parts(
 
 
 async def test_a_part_that_cannot_be_read_is_ranked_again(
-    built: Outcome, app: FastAPI, settings: Settings
+    built: Filling, app: FastAPI, settings: Settings
 ) -> None:
     res = app.state.application
-    assert built.version is not None
     parted = await two_parts(res, settings, built)
     second = (await builds.lists_parts(res.pool, built.version))[1]["name"]
     res.store.put_bytes(publish.prefix(built.version) + second, b"not the part")
     (settings.index.data_dir / f"{built.version:010d}" / second).unlink()
-    again = await resume(res.pool, res.store, res.redis, parted, built.version)
-    assert again is not None and again.built is not None and again.built.lists is not None
+    again = await resume(res.pool, res.store, parted, quiet, built.version)
+    assert again is not None and again.built.lists is not None
     assert again.built.lists.users == 5
     # Its five users are ranked again, with the twelve left.
     assert await fill_lists(res.pool, res.store, parted, again, quiet) == 17
     assert len(await builds.lists_parts(res.pool, built.version)) == 6
+
+
+async def test_a_worker_holds_the_version_from_part_to_part_or_loads_it(
+    built: Filling, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.application
+    parted = with_index(settings, fill_part_users=5)
+    loads: list[int] = []
+    real_resume = lists.resume
+
+    async def counted(*args: Any, **kwargs: Any) -> Filling | None:
+        loads.append(1)
+        return await real_resume(*args, **kwargs)
+
+    monkeypatch.setattr(lists, "resume", counted)
+    later = time.time() + 600
+    # The worker that built the version holds it from its build.
+    builder = Filler()
+    builder.keep(built)
+    part = {"until": later, "part_seconds": 300.0}
+    assert await builder.rank_next(res.pool, res.store, parted, quiet, built.version, **part) == 5
+    assert loads == [] and builder.filling is built
+    # Another worker process loads it once, with the part ranked so far, and holds it.
+    other = Filler()
+    assert await other.rank_next(res.pool, res.store, parted, quiet, built.version, **part) == 5
+    assert await other.rank_next(res.pool, res.store, parted, quiet, built.version, **part) == 5
+    assert loads == [1] and other.filling is not None
+    assert other.filling.built.parts_read == {1, 2, 3}
+    # Past its time, a part holds no one.
+    past = {"until": time.time() - 1, "part_seconds": 300.0}
+    assert await other.rank_next(res.pool, res.store, parted, quiet, built.version, **past) == 0
