@@ -11,14 +11,15 @@ local servers (started if missing), so it never touches `make run`'s data. Steps
 2. Build a version at 10% and at 100% of the catalog with the hashing encoder at the real
    model's dimension (384): the index, profile and upload work of a build, without the
    model's embedding time, which step 5 measures on its own. The trending lists are
-   published first, as the refresh job keeps them: the build's lists follow them. Then,
-   as the workers do once a build is live, rank the lists of the users the build had no
-   time for, in parts.
+   published first, as the refresh job keeps them: the build's lists follow them. A build
+   ranks the lists of the users its precompute had no time for before it activates the
+   version, in parts, for up to INDEX_FILL_SECONDS (its "ranking lists" stage); whatever
+   it left is then ranked in parts as the workers rank it once a version is live.
 3. Start the API (one uvicorn process) on that version and drive it at a fixed concurrency
    with a small keep-alive HTTP client: a trivial endpoint (/health), similar items and
    personalised recommendations, each for a fixed time. Latency is per request, end to end.
    "personalised" asks for users idle since the build (answered from the lists the build
-   ranked, or ranked in parts after it), "personalised, acted" for 1,000 users who viewed
+   ranked), "personalised, acted" for 1,000 users who viewed
    an item after it (answered from the lists the API ranked ahead after their profile
    refresh, service/lists.py).
 4. Read the API process's resident memory.
@@ -222,8 +223,9 @@ async def timed_build(pool: asyncpg.Pool, settings: Any) -> tuple[float, Outcome
 
 
 async def timed_fill(pool: asyncpg.Pool, settings: Any, outcome: Outcome) -> None:
-    """What a worker does once its build is live: rank the lists the build had no time for
-    (workers/lists.py), part by part; the API, started after, reads in every part."""
+    """What the workers do once a build is live, where the build left lists unranked (more
+    than INDEX_FILL_SECONDS of them): rank them part by part (workers/lists.py); the API,
+    started after, reads in every part."""
     if outcome.filling is None:
         return
     redis = Redis.from_url(settings.redis.url)
@@ -418,8 +420,8 @@ def main() -> None:
     parser.add_argument(
         "--no-fill",
         action="store_true",
-        help="serve without the lists a worker ranks once the build is live (the users the "
-        "build had no time for are ranked live)",
+        help="build with INDEX_FILL_SECONDS=0: no lists ranked after the precompute, before "
+        "or after the version goes live (the users it had no time for are ranked live)",
     )
     args = parser.parse_args()
 
@@ -517,8 +519,7 @@ async def prepare(pool: asyncpg.Pool, settings: Any, args: argparse.Namespace) -
         f"{early + late:,} interactions {full_seconds:.1f}s -> version {version}",
         flush=True,
     )
-    if not args.no_fill:
-        await timed_fill(pool, settings, outcome)
+    await timed_fill(pool, settings, outcome)
     return version
 
 
@@ -536,6 +537,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             # off here: the figures are the server's, not its log's.
             "ACCESS_LOG": "false",
         }
+        | ({"INDEX_FILL_SECONDS": "0"} if args.no_fill else {})
     )
     os.environ.update(env)
     settings = load_settings()
@@ -556,8 +558,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             version = outcome.version
             assert version is not None
             print(f"build on the data loaded before: {seconds:.1f}s -> version {version}")
-            if not args.no_fill:
-                await timed_fill(pool, settings, outcome)
+            await timed_fill(pool, settings, outcome)
             del outcome
         else:
             version = await prepare(pool, settings, args)

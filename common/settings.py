@@ -291,7 +291,7 @@ class IndexSettings(_Section):
     # A build ranks its users' lists ahead (indexing/precompute.py), the most active first,
     # keeping each list's first `precompute_depth`: up to this many seconds in all, the
     # trending lists they follow included where none are published (0: none). The users
-    # left are ranked once the version is live (`fill_seconds`).
+    # left are ranked in parts before the version goes live (`fill_seconds`).
     precompute_seconds: Annotated[float, Field(ge=0)] = 60.0
     # How many items of each list ranked ahead are kept (by the build, after it, and after a
     # user acts).
@@ -303,13 +303,16 @@ class IndexSettings(_Section):
     similar_seconds: Annotated[float, Field(ge=0)] = 120.0
     # How many nearest items a build keeps per item; below INDEX_SIMILAR_EF_SEARCH.
     similar_depth: Annotated[int, Field(ge=10, le=200)] = 50
-    # Once the version is live, its worker ranks the lists of the users the build had no
-    # time for, `fill_part_users` at a time, each part served as soon as it is uploaded,
-    # for up to this many seconds (0: none): about 300 users a second at 1M items on two
-    # cores, so 200,000 users take some 11 minutes.
+    # A build that activates its version first ranks the lists of the users its precompute
+    # had no time for, `fill_part_users` at a time, for up to this many seconds (0: none;
+    # its "ranking lists" stage, ending two minutes before INDEX_BUILD_TIME_LIMIT at the
+    # latest), so that the version goes live with them. Users still left then (a huge
+    # catalog) are ranked by the workers once it is live, for up to this long again, each
+    # part served as it is uploaded. About 300 users a second at 1M items on two cores:
+    # 200,000 users take some 11 minutes.
     fill_seconds: Annotated[float, Field(ge=0)] = 1_800.0
-    # Users per part of the lists ranked once the version is live: each part one task, served
-    # once uploaded.
+    # Users per part of those lists, each uploaded and recorded on its own (once the version
+    # is live, each part is a task, served once uploaded).
     fill_part_users: Annotated[int, Field(ge=1)] = 10_000
     # Held-out users each build tunes and evaluates itself on (0: no tuning, no figures, no
     # gate). The more, the smaller the gain a build can tell from noise.

@@ -6,22 +6,28 @@ A build ranks the users its version knows, the most active first, exactly as
 blend, no category, seen items excluded, ranked `ranking_depth` deep as the API ranks, and
 the hot list of the default trending window as it stands at the build (computed as the
 refresh job computes the lists it publishes). It keeps each list's first `precompute_depth`
-items, and stops when `precompute_seconds` are spent; the users left are ranked live. The
-API answers from a kept list only when the request is one such a list answers: the user's
-stored profile says nothing the build did not know, the request is in no experiment, names
-no category, excludes seen items and pages within the depth, and the API ranks with the
-settings the lists were ranked with (`Lists.ranked_with`). Items deleted since the build
+items, and stops when `precompute_seconds` are spent; the users left are ranked in parts
+(below), and a user with no list yet is ranked live. The API answers from a kept list only
+when the request is one such a list answers: the user's stored profile says nothing the
+build did not know, the request is in no experiment, names no category, excludes seen items
+and pages within the depth, and the API ranks with the settings the lists were ranked with
+(`Lists.ranked_with`). Items deleted since the build
 are dropped from a kept list as from any other. What a kept list does not follow is the
 trending list after the build: until the next build, an idle user's list moves with
 trending only where they are ranked live.
 
-The users a build had no time for are ranked once the version is live, the most active
-first, in parts of `fill_part_users` (`rank_part`, with the same settings and, from the
-build's worker, the same hot list), each part a task of its own: the worker uploads each
-part beside the version's files and records it, and every API process serving the version
-folds it in (workers/pipeline.py, service/serving.py). It stops after `fill_seconds`, or as
-soon as the version is no longer active or another build is asked for; a build that leaves
-the version active (unchanged, rejected, failed) lets it go on.
+The users the precompute had no time for are ranked in parts of `fill_part_users`, the most
+active first (`rank_part`, with the same settings and the same hot list), each part
+uploaded beside the version's files and recorded (workers/lists.py). A build that activates
+its version ranks them itself, before it activates it, for up to `fill_seconds`: the version
+goes live with every user's list unless the catalog is too large for that, and an API
+process reads in a version's recorded parts before it serves it (service/serving.py), so no
+user it reached is ranked live meanwhile. A build that does not activate its version
+(asked not to, rejected by the gate, unchanged) ranks no part. What the build leaves is
+ranked by the workers once the version is live, each part a task of its own and announced
+as it lands, for up to `fill_seconds` again, stopping as soon as the version is no longer
+active or another build is asked for; a build that leaves the version active (unchanged,
+rejected, failed) lets that go on.
 
 A build also finds each item's nearest items, the most popular first, within
 `similar_seconds`: the API answers similar items for an item of the version from that list
@@ -120,8 +126,8 @@ def rank_part(
     trending: Trend | None = None,
     late: Callable[[], bool] = lambda: False,
 ) -> Part:
-    """The lists of `users` (rows of the version), ranked as `rank_users` ranks them: the
-    lists a version ranks after it went live, for the users its build had no time for.
+    """The lists of `users` (rows of the version), ranked as `rank_users` ranks them: a part
+    of the lists of the users the build's precompute had no time for.
     `late` is asked before each batch of BATCH users; the part holds those ranked by then."""
     kept = _rank_each(version, settings, users, threads, trending, late)
     users = np.array([u for u in users.tolist() if u in kept], dtype=np.int64)

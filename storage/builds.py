@@ -250,10 +250,20 @@ async def mark_retired(pool: asyncpg.Pool, version: int) -> bool:
     return True
 
 
-async def still_filling(pool: asyncpg.Pool, version: int) -> bool:
-    """Whether ranking more of `version`'s lists is still worth it: it is the active version
-    and no build is queued or running (whose version would take its place)."""
+async def still_filling(pool: asyncpg.Pool, version: int, *, by_its_build: bool = False) -> bool:
+    """Whether ranking more of `version`'s lists is still worth it. For its own build, which
+    ranks them before activating it (`by_its_build`): while the version is kept (recorded
+    ready, not retired). For anyone else, once it is live: while it is the active version and
+    no build is queued or running (whose version would take its place)."""
     with database_errors():
+        if by_its_build:
+            return bool(
+                await pool.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM index_versions WHERE version = $1"
+                    " AND state = 'ready')",
+                    version,
+                )
+            )
         return bool(
             await pool.fetchval(
                 """SELECT coalesce((SELECT version FROM active_index) = $1, false)
@@ -264,8 +274,9 @@ async def still_filling(pool: asyncpg.Pool, version: int) -> bool:
 
 
 async def record_lists_part(pool: asyncpg.Pool, version: int, part: dict[str, Any]) -> None:
-    """Record a part of `version`'s lists ranked after it went live, once its file is in the
-    object store: from now on every API process serving the version folds it in."""
+    """Record a part of `version`'s lists ranked after its build's precompute (by the build,
+    before it activates the version, or by the workers after), once its file is in the
+    object store: from now on every API process that serves the version reads it in."""
     with database_errors():
         await pool.execute(
             """INSERT INTO version_lists (version, part, name, sha256, bytes, users, ranked_with)

@@ -1,5 +1,6 @@
 """The lists of a version's users that its build had no time for within `precompute_seconds`,
-ranked in parts by the workers once the version is live (indexing/precompute.py).
+ranked in parts (indexing/precompute.py): by the build itself before it activates the
+version, and by the workers after, for what is left of them then.
 
 Each part is uploaded beside the version's files and recorded (version_lists); every API
 process reads in the recorded parts of a version before serving it, and the parts
@@ -47,14 +48,16 @@ async def fill_part(
     context: BuildContext,
     *,
     late: Callable[[], bool] = lambda: False,
+    by_its_build: bool = False,
 ) -> int:
     """Rank the next `fill_part_users` of the users whose lists the version's build had no
-    time for, the most active first, now that the version is live: the part is uploaded
-    beside the version's files, recorded, then announced. `late` is asked before each batch
-    of users, and the part holds those ranked until it says yes. Returns how many users the
-    part holds: 0 when none are left, or the version is no longer active, or another build
-    is asked for (its version would take this one's place), or another process is ranking a
-    part of it now, or `late` said yes at once."""
+    time for, the most active first: the part is uploaded beside the version's files,
+    recorded, then announced. `late` is asked before each batch of users, and the part holds
+    those ranked until it says yes. Returns how many users the part holds: 0 when none are
+    left, or ranking more is no longer worth it (`builds.still_filling`: the version's own
+    build ranks them while the version is kept, `by_its_build`; anyone else while it is the
+    active version and no other build is asked for), or another process is ranking a part
+    of it now, or `late` said yes at once."""
     built, number = filling.built, filling.version
     if built.lists is None:
         return 0
@@ -62,7 +65,7 @@ async def fill_part(
         log.warning("version %d: its lists were ranked with other settings", number)
         return 0
     async with builds.fill_claim(pool, number) as claimed:
-        if not claimed or not await builds.still_filling(pool, number):
+        if not claimed or not await builds.still_filling(pool, number, by_its_build=by_its_build):
             return 0
         await _read_parts(pool, store, settings, built, number)  # another process's too
         users = precompute.unranked(built)[: settings.index.fill_part_users]

@@ -6,12 +6,13 @@ A build's stages, each a function below with plain inputs and outputs, reporting
 the BuildContext it is given (workers/context.py):
 
     embed -> snapshot -> fit and tune -> precompute lists -> judge (the quality gate)
-          -> save, upload and record -> activate
+          -> save, upload and record -> rank the lists left -> activate
 
 Nothing becomes visible unless every stage succeeds: the version is recorded only once all
 its files are in the store, and activated after that, only if it passes the gate
-(indexing/gate.py); otherwise it is recorded as `rejected`. The lists the precompute had no
-time for are ranked by the workers once the version is live (workers/lists.py).
+(indexing/gate.py); otherwise it is recorded as `rejected`. A version that goes live has
+its users' lists ranked first: those the precompute had no time for are ranked in parts
+before it is activated, for up to `fill_seconds` (workers/lists.py).
 """
 
 from __future__ import annotations
@@ -43,16 +44,21 @@ from storage import trending as trending_store
 from storage.blob import BlobStore
 from workers.context import BuildContext
 from workers.embedding import embed_missing
-from workers.lists import Filling, hot_lists
+from workers.lists import Filling, fill_part, hot_lists
 
 log = logging.getLogger(__name__)
+# A build stops ranking lists this long before its time limit: activating the version,
+# retiring old ones and the task's own bookkeeping fit in what is left.
+AFTER_LISTS_SECONDS = 120.0
+# The stage of a build that ranks the lists left before the version goes live.
+RANKING_LISTS = "ranking lists"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What a build ended with: its version (None: none was made) and its final stage; for a
-    version it activated, that version in memory (`filling`), for the workers to rank the
-    lists its build had no time for (workers/lists.py)."""
+    version it activated whose lists are not all ranked yet, that version in memory
+    (`filling`), for the workers to rank the rest (workers/lists.py)."""
 
     version: int | None
     final: str
@@ -82,6 +88,7 @@ async def build_version(
     """Embed what changed, build, upload, record and (by default, through the gate) activate
     a version, stage by stage (the module's docstring). Unless `force`d, nothing is built
     when the active version was built from the same data with the same settings."""
+    started = time.monotonic()
     marks = await corpus.change_marks(pool)
     if not force:
         same = await _unchanged_since_active(pool, marks, settings, encoder)
@@ -105,10 +112,16 @@ async def build_version(
     if not passed:
         await retire(pool, store, settings)
         return Outcome(version, "rejected")
+    filling = None
     if activate:
+        filling = Filling(version, built, trend)
+        stop = started + settings.index.build_time_limit - AFTER_LISTS_SECONDS
+        until = min(time.monotonic() + settings.index.fill_seconds, stop)
+        await rank_lists_left(pool, store, settings, filling, context, until=until)
         await go_live(pool, version, context)
     await retire(pool, store, settings)
-    return Outcome(version, "done", Filling(version, built, trend) if activate else None)
+    left = filling is not None and len(precompute.unranked(filling.built)) > 0
+    return Outcome(version, "done", filling if left else None)
 
 
 async def embed(
@@ -179,7 +192,7 @@ async def precompute_lists(
     return trend, {
         "users": built.lists.users,
         "of": len(built.user_ids),
-        "left": len(precompute.unranked(built)),  # ranked once the version is live, in parts
+        "left": len(precompute.unranked(built)),  # ranked in parts (rank_lists_left)
         "seconds": round(ranked - started, 1),
         "ranked_with": built.lists.ranked_with,
         "nearest": {
@@ -222,6 +235,40 @@ async def save_and_record(
     except BaseException:
         await asyncio.to_thread(discard, folder)
         raise
+
+
+async def rank_lists_left(
+    pool: asyncpg.Pool,
+    store: BlobStore,
+    settings: Settings,
+    filling: Filling,
+    context: BuildContext,
+    *,
+    until: float,
+) -> int:
+    """Stage: the lists the precompute had no time for, ranked in parts (`fill_part`) until
+    monotonic time `until`, before the version goes live, so that it serves every user it
+    reached from a list. Returns how many users were ranked."""
+    left = len(precompute.unranked(filling.built))
+    if not left or time.monotonic() > until:
+        return 0
+    await context.report(RANKING_LISTS, 0.86)
+    done = 0
+    while time.monotonic() <= until:
+        ranked = await fill_part(
+            pool,
+            store,
+            settings,
+            filling,
+            context,
+            late=lambda: time.monotonic() > until,
+            by_its_build=True,
+        )
+        if not ranked:
+            break
+        done += ranked
+        await context.report(RANKING_LISTS, 0.86 + 0.09 * min(1.0, done / left))
+    return done
 
 
 async def go_live(pool: asyncpg.Pool, version: int, context: BuildContext) -> None:

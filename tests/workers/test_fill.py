@@ -1,10 +1,12 @@
-"""The lists a build had no time for, ranked once its version is live: uploaded part by
-part, and folded in by the API as each part is announced, by a process that starts later,
-and again after a part could not be read."""
+"""The lists a build's precompute had no time for, ranked in parts: by the build itself
+before its version goes live, and what is left of them once it is live, folded in by the API
+as each part is announced, by a process that starts later, and again after a part could not
+be read."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,11 +20,11 @@ from indexing import publish
 from indexing.artifacts import IndexVersion
 from storage import builds
 from storage.blob.s3 import S3Store
-from tests.helpers import count_rankings, genre_catalog, until
-from workers import lists
+from tests.helpers import build_now, count_rankings, genre_catalog, until
+from workers import lists, pipeline
 from workers.context import BuildContext
 from workers.lists import Filler, Filling, fill_lists, fill_part, resume
-from workers.pipeline import build_version
+from workers.pipeline import RANKING_LISTS, build_version
 
 GENRES = ("horror", "comedy", "space", "western")
 
@@ -46,14 +48,14 @@ async def catalog(client: httpx.AsyncClient, app: FastAPI) -> None:
 
 @pytest.fixture
 async def built(catalog: None, app: FastAPI, settings: Settings) -> Filling:
-    """A version built with no time for their lists: activated and served, all 22 lists
-    left to rank."""
+    """A version built with no time for their lists, neither within its precompute nor
+    before it went live: activated and served, all 22 lists left to rank."""
     res = app.state.application
     outcome = await build_version(
         res.pool,
         res.store,
         make_encoder(settings.embedding.model),
-        with_index(settings, precompute_seconds=0.0),
+        with_index(settings, precompute_seconds=0.0, fill_seconds=0.0),
         BuildContext(),
         force=True,
     )
@@ -67,14 +69,28 @@ quiet = BuildContext()
 
 
 class Heard(BuildContext):
-    """Records each part announced."""
+    """Records each part announced, and what PostgreSQL said then of the active version
+    and of the builds row it reports to."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, pool: Any, build_id: str | None = None) -> None:
+        super().__init__(pool, build_id)
         self.parts: list[int] = []
+        self.active: list[int | None] = []
+        self.stage: list[tuple[str, float]] = []
+        self.users_when_activated: int | None = None
 
     async def lists_added(self, version: int, part: int) -> None:
+        assert self.pool is not None
         self.parts.append(part)
+        self.active.append(await builds.active_version(self.pool))
+        if self.build_id is not None:
+            row = await builds.get_build(self.pool, self.build_id)
+            self.stage.append((row["stage"], row["progress"]))
+
+    async def activated(self, version: int) -> None:
+        assert self.pool is not None
+        parts = await builds.lists_parts(self.pool, version)
+        self.users_when_activated = sum(p["users"] for p in parts)
 
 
 async def two_parts(res: Any, settings: Settings, built: Filling) -> Settings:
@@ -178,7 +194,7 @@ async def test_ranking_stops_once_the_version_is_no_longer_the_one_to_rank_for(
             if part == 2:  # a build is asked for meanwhile: its version will take this one's
                 await builds.request_build(res.pool, "next", False, 600.0, 60.0)
 
-    heard = AskedForAnother()
+    heard = AskedForAnother(res.pool)
     parted = with_index(settings, fill_part_users=5)
     assert await fill_lists(res.pool, res.store, parted, built, heard) == 10
     assert heard.parts == [1, 2]
@@ -249,6 +265,114 @@ async def test_a_part_that_cannot_be_read_is_ranked_again(
     # Its five users are ranked again, with the twelve left.
     assert await fill_lists(res.pool, res.store, parted, again, quiet) == 17
     assert len(await builds.lists_parts(res.pool, built.version)) == 6
+
+
+async def test_a_build_with_no_time_for_lists_ranks_them_all_before_it_goes_live(
+    catalog: None,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res = app.state.application
+    before = await build_now(app)
+    # A build as a worker runs it: claimed, its stage and progress in its row. No list is
+    # ranked within its precompute budget.
+    request, _ = await builds.request_build(res.pool, "test", True, 600.0, 60.0)
+    assert await builds.start_build(res.pool, request["build_id"]) is not None
+    heard = Heard(res.pool, request["build_id"])
+    no_time = with_index(settings, precompute_seconds=0.0, fill_part_users=5)
+    outcome = await build_version(
+        res.pool, res.store, make_encoder(settings.embedding.model), no_time, heard, force=True
+    )
+    assert outcome.final == "done" and outcome.version is not None and outcome.version != before
+    manifest = (await builds.get_version(res.pool, outcome.version))["manifest"]
+    assert manifest["precomputed"]["users"] == 0 and manifest["precomputed"]["left"] == 22
+
+    # Every list was ranked, in parts, while the version before was still the active one;
+    # the stage said so in the build's row, and the version went live with all of them.
+    assert heard.stages.index("precomputing") < heard.stages.index(RANKING_LISTS)
+    assert heard.stages.index(RANKING_LISTS) < heard.stages.index("activating")
+    records = await builds.lists_parts(res.pool, outcome.version)
+    assert [r["part"] for r in records] == heard.parts == [1, 2, 3, 4, 5]
+    assert heard.active == [before] * 5
+    assert [stage for stage, _ in heard.stage] == [RANKING_LISTS] * 5
+    progress = [fraction for _, fraction in heard.stage]
+    assert progress == sorted(progress) and progress[0] > 0.85 and progress[-1] <= 0.95
+    assert heard.users_when_activated == 22
+    assert await builds.active_version(res.pool) == outcome.version
+    # Nothing is left for the workers.
+    assert outcome.filling is None
+    assert await resume(res.pool, res.store, no_time, quiet, outcome.version) is None
+
+    # Served, every user with a history is a lookup.
+    await res.serving.sync()
+    served: IndexVersion = res.serving.current
+    assert served.version == outcome.version and served.lists is not None
+    assert served.lists.users == 22
+    calls = count_rankings(monkeypatch)
+    for user in [f"{g}-fan-{f}" for g in GENRES for f in range(3)] + ["viewer-0"]:
+        answer = await client.get(
+            f"/api/v1/recommendations/{user}", headers={"Cache-Control": "no-cache"}
+        )
+        assert answer.json()["index_version"] == outcome.version and answer.json()["items"]
+    assert calls == []
+
+
+async def test_what_is_left_after_fill_seconds_is_ranked_once_the_version_is_live(
+    catalog: None, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = app.state.application
+    # Each part takes 70 s of the build's clock: with 100 s to rank lists before going live,
+    # the build ranks two parts, and leaves the rest to the workers.
+    offset = [0.0]
+    real_time, real_part = pipeline.time, pipeline.fill_part
+
+    async def slow_part(*args: Any, **kwargs: Any) -> int:
+        ranked = await real_part(*args, **kwargs)
+        offset[0] += 70.0
+        return ranked
+
+    monkeypatch.setattr(pipeline, "fill_part", slow_part)
+    fake = SimpleNamespace(
+        monotonic=lambda: real_time.monotonic() + offset[0],
+        time=real_time.time,
+        time_ns=real_time.time_ns,
+    )
+    monkeypatch.setattr(pipeline, "time", fake)
+    budget = with_index(settings, precompute_seconds=0.0, fill_part_users=5, fill_seconds=100.0)
+    heard = Heard(res.pool)
+    outcome = await build_version(
+        res.pool, res.store, make_encoder(settings.embedding.model), budget, heard, force=True
+    )
+    monkeypatch.undo()
+    assert outcome.version is not None and outcome.filling is not None
+    assert heard.parts == [1, 2] and heard.active == [None, None]
+    assert heard.users_when_activated == 10
+    # The workers go on from there once it is live.
+    assert await fill_lists(res.pool, res.store, budget, outcome.filling, quiet) == 12
+    records = await builds.lists_parts(res.pool, outcome.version)
+    assert [r["part"] for r in records] == [1, 2, 3, 4, 5]
+
+
+async def test_a_build_that_does_not_activate_ranks_no_part(
+    catalog: None, app: FastAPI, settings: Settings
+) -> None:
+    res = app.state.application
+    heard = Heard(res.pool)
+    outcome = await build_version(
+        res.pool,
+        res.store,
+        make_encoder(settings.embedding.model),
+        with_index(settings, precompute_seconds=0.0),
+        heard,
+        force=True,
+        activate=False,
+    )
+    assert outcome.final == "done" and outcome.version is not None and outcome.filling is None
+    assert RANKING_LISTS not in heard.stages and heard.parts == []
+    assert await builds.lists_parts(res.pool, outcome.version) == []
+    assert await builds.active_version(res.pool) is None
 
 
 async def test_a_worker_holds_the_version_from_part_to_part_or_loads_it(

@@ -106,7 +106,8 @@ async def test_ingest_build_query_rebuild_and_roll_back(
     tmp_path: Path,
 ) -> None:
     genre = {item["item_id"]: item["category"] for item in demo_catalog}
-    # The build has no time for users' lists: its worker ranks them once the version is live.
+    # The build's precompute has no time for users' lists: the build ranks them in parts
+    # before it activates the version, and the API reads the parts in before serving it.
     later = {"INDEX_PRECOMPUTE_SECONDS": "0", "INDEX_FILL_PART_USERS": "25"}
     with worker(settings, tmp_path, EMBEDDING_MODEL="all-MiniLM-L6-v2", **later):
         queued = await client.post("/api/v1/index/builds", json={"reason": "first"})
@@ -119,7 +120,7 @@ async def test_ingest_build_query_rebuild_and_roll_back(
         first = final["version"]
         serving = app.state.application.serving
         await serving.sync()
-        # Part by part, announced and folded in by the API: every user with a history.
+        # Every user with a history has a list, from a part.
         active = int(np.count_nonzero(np.diff(serving.current.history_indptr)))
         await until(lambda: serving.current.lists.users >= active, seconds=60)
         parts = await builds.lists_parts(app.state.application.pool, first)
