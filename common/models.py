@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,13 +13,14 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     RootModel,
+    Strict,
     StringConstraints,
-    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -144,39 +146,39 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, Addre
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
 
 
-@dataclass(frozen=True)
-class _TextKeys:
-    """States in the JSON schema that an object's keys are `Text`."""
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        stated = handler(schema)
-        handler.resolve_ref_schema(stated)["propertyNames"] = {"pattern": TEXT_PATTERN}
-        return stated
-
-
-# An integer token must fit in 64 bits; a number with a fraction or an exponent is a float.
-# JSON Schema cannot tell `1e30` from its digits written out, so it states the narrower rule.
-_Int64 = Annotated[
-    int, WithJsonSchema({"type": "integer", "minimum": -INT64, "maximum": INT64 - 1})
-]
-_Fraction = Annotated[float, WithJsonSchema({"type": "number", "not": {"type": "integer"}})]
-
-
 class AttributeValue(
-    RootModel[
-        None
-        | bool
-        | _Int64
-        | _Fraction
-        | Annotated[str, Text]
-        | list["AttributeValue"]
-        | Annotated[dict[str, "AttributeValue"], _TextKeys()]
-    ]
+    RootModel[None | bool | float | str | list["AttributeValue"] | dict[str, "AttributeValue"]]
 ):
     """A value inside `attributes`: any JSON without a NUL character in its strings and keys,
-    with integers that fit in 64 bits."""
+    whose integers fit in 64 bits."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        stated = handler(schema)
+        definition = handler.resolve_ref_schema(stated)
+        itself = next(branch["items"] for branch in definition["anyOf"] if "items" in branch)
+        kept = {k: v for k, v in definition.items() if k in ("title", "description")}
+        # One schema whose keywords each apply to one JSON type, not an anyOf of types: a value
+        # of another type is never a way to break it, since every type is allowed.
+        definition.clear()
+        definition.update(
+            {
+                **kept,
+                "type": ["null", "boolean", "number", "string", "array", "object"],
+                "pattern": TEXT_PATTERN,
+                "items": itself,
+                "propertyNames": {"pattern": TEXT_PATTERN},
+                "additionalProperties": itself,
+                # An integer token must fit in 64 bits, a number with a fraction or an exponent
+                # need not; JSON Schema cannot tell `1e30` from its digits written out, so every
+                # number without a fraction is held to 64 bits.
+                "if": {"type": "integer"},
+                "then": {"minimum": -INT64, "maximum": INT64 - 1},
+            }
+        )
+        return stated
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,37 @@ class _AttributesSchema:
 
 
 Attributes = Annotated[dict[str, Any], AfterValidator(_attributes), _AttributesSchema()]
-Timestamp = Annotated[datetime, AfterValidator(_aware)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso(value: Any) -> Any:
+    """A time arrives as ISO 8601 text (the schema's `date-time`), never as a number or a
+    string of digits, which pydantic would otherwise read as seconds since 1970."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("must be an ISO 8601 time, such as 2024-05-01T12:00:00Z")
+
+
+# Lax, unlike the rest of a body: from JSON a time can only be text.
+Timestamp = Annotated[datetime, Strict(False), BeforeValidator(_iso), AfterValidator(_aware)]
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# After an int's bounds, JSON Schema's integer: any number without a fraction, `10.0` as well
+# as `10`, and no string.
+AnyInteger = (Strict(False), BeforeValidator(_number))
 Role = Literal["read", "write", "admin"]
 
 
 class _In(BaseModel):
-    # Unknown fields are refused: a misspelt `tag` should not silently vanish.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are refused: a misspelt `tag` should not silently vanish. Strict: a
+    # field takes the JSON type its schema names, so `0` is not `false` and "5" is not 5.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ItemFields(_In):
@@ -260,6 +286,19 @@ class User(BaseModel):
 
 
 class InteractionIn(_In):
+    """One interaction. A `rating` needs a `value` from 1 to 5; a `timestamp` more than five
+    minutes ahead of the service's clock is refused."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "rating"}}},
+            "then": {
+                "properties": {"value": {"type": "number", "minimum": 1, "maximum": 5}},
+                "required": ["value"],
+            },
+        }
+    )
+
     user_id: Id
     item_id: Id
     type: Annotated[str, StringConstraints(min_length=1, max_length=32), Text]
@@ -353,7 +392,7 @@ class SimilarUsers(BaseModel):
 
 class SearchIn(_In):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2_000), Text]
-    limit: Annotated[int, Field(ge=1, le=200)] = 10
+    limit: Annotated[int, Field(ge=1, le=200), *AnyInteger] = 10
     category: Tag | None = None
 
 
@@ -453,6 +492,9 @@ class VariantIn(_In):
 
 
 class ExperimentIn(_In):
+    """A new experiment. Variant names are unique, and exactly one variant is the control:
+    the one with `control: true`, or else the one named "control"."""
+
     experiment_id: Id
     variants: Annotated[list[VariantIn], Field(min_length=2, max_length=20)]
     description: Annotated[str, StringConstraints(max_length=2_000), Text] | None = None

@@ -68,6 +68,8 @@ def parse_params(raw: dict[str, Any], where: str = "params") -> Params:
     if strategy not in STRATEGIES:
         problems.append((f"{where}.strategy", f"must be one of {list(STRATEGIES)}"))
     version = raw.get("index_version")
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # an integer to JSON Schema, as 4227 is
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63
     ):

@@ -166,3 +166,36 @@ async def test_a_caller_without_a_token_hears_of_the_token_before_the_method(
 ) -> None:
     answer = await anonymous.request("TRACE", "/api/v1/items/x")
     assert_error(answer, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/index/builds", {"activate": 0}),
+        ("POST", "/api/v1/index/builds", {"force": "true"}),
+        ("PUT", "/api/v1/items/x", {"title": "T", "published_at": 0}),
+        ("PUT", "/api/v1/items/x", {"title": "T", "published_at": "1700000000"}),
+        ("POST", "/api/v1/items/batch", {"items": [item("x", published_at=1.5)]}),
+        ("POST", "/api/v1/search", {"text": "t", "limit": "5"}),
+        ("POST", "/api/v1/search", {"text": "t", "limit": True}),
+        (
+            "POST",
+            "/api/v1/interactions",
+            {"user_id": "u", "item_id": "x", "type": "view", "value": "1"},
+        ),
+    ],
+)
+async def test_a_value_of_another_json_type_is_refused(
+    client: httpx.AsyncClient, db: asyncpg.Pool, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """A field takes the JSON type the schema names: `0` is not `false`, "5" is not 5, and a
+    time is ISO 8601 text, not seconds since 1970."""
+    assert_error(await client.request(method, path, json=body), 422, "invalid_request")
+    assert await db.fetchval("SELECT count(*) FROM items") == 0
+    assert await db.fetchval("SELECT count(*) FROM builds") == 0
+
+
+async def test_a_number_without_a_fraction_is_an_integer(client: httpx.AsyncClient) -> None:
+    """As JSON Schema has it: `5.0` is the integer 5."""
+    answer = await client.post("/api/v1/search", json={"text": "t", "limit": 5.0})
+    assert answer.status_code == 200, answer.text
