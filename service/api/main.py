@@ -29,6 +29,7 @@ from service.api.routes import (
     recommendations,
     users,
 )
+from service.api.variant_params import document_variant_params
 from service.application import close_application, open_application
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, recommendations, items, users, keys, index, experiments):
         app.include_router(module.router)
     document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
+    document_variant_params(app)
     document_security(app, API + "/")
     document_errors(app, API + "/")
     return app

@@ -1,5 +1,8 @@
 """Schemathesis over the served /openapi.json, as an outside client would: every operation
-with generated and boundary inputs, the admin token, and not one 5xx answer."""
+with generated and boundary inputs, the admin token, and every check schemathesis has: no
+5xx, only documented statuses, headers and bodies, schema-valid requests accepted and
+schema-violating ones refused, 405 with `Allow` for methods a path lacks. The few refusals a
+schema cannot state are excused, each by name, in schema_fuzz_hooks.py."""
 
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ from tests.helpers import free_port, fresh_database
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 # Generated cases per operation: enough to reach every field's edges (the coverage phase adds
-# its boundary cases), small enough to keep the suite's time.
-EXAMPLES = 12
-SEED = 20261201
+# its boundary cases), small enough to keep the suite's time: about 2,700 cases in 20 s.
+EXAMPLES = 40
+SEED = 20261205
+HOOKS = "tests.service.schema_fuzz_hooks"
 
 
 @pytest.fixture
@@ -64,7 +68,7 @@ def server(stack: Stack, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_no_input_the_schema_allows_gets_a_server_error(server: str, tmp_path: Path) -> None:
+def test_the_service_answers_as_its_openapi_document_says(server: str, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = subprocess.run(
         [
@@ -76,7 +80,7 @@ def test_no_input_the_schema_allows_gets_a_server_error(server: str, tmp_path: P
             "--header",
             f"Authorization: Bearer {ADMIN_KEY}",
             "--checks",
-            "not_a_server_error",
+            "all",
             "--max-examples",
             str(EXAMPLES),
             "--seed",
@@ -95,15 +99,16 @@ def test_no_input_the_schema_allows_gets_a_server_error(server: str, tmp_path: P
             str(report),
         ],
         cwd=tmp_path,
+        env=os.environ | {"SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=600,
     )
-    tail = result.stdout[-6000:] + result.stderr[-2000:]
+    tail = result.stdout[-12000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail
     summary = json.loads(report.read_text())
     operations, cases = summary["operations"], summary["test_cases"]
     assert summary["complete"] and operations["tested"] == operations["total"] >= 20, summary
     assert operations["errored"] == 0 and summary["errors"] == [], tail
-    assert cases["generated"] >= 500 and cases["with_failures"] == 0, summary
-    print(f"schemathesis: {operations['tested']} operations, {cases['generated']} cases, 0 5xx")
+    assert cases["generated"] >= 2_000 and cases["with_failures"] == 0, summary
+    print(f"schemathesis: {operations['tested']} operations, {cases['generated']} cases passed")
