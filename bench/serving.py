@@ -19,9 +19,12 @@ local servers (started if missing), so it never touches `make run`'s data. Steps
    with a small keep-alive HTTP client: a trivial endpoint (/health), similar items and
    personalised recommendations, each for a fixed time. Latency is per request, end to end.
    "personalised" asks for users idle since the build (answered from the lists the build
-   ranked), "personalised, acted" for 1,000 users who viewed
-   an item after it (answered from the lists the API ranked ahead after their profile
-   refresh, service/lists.py).
+   ranked), "personalised, acted" for 1,000 users who viewed an item after it (answered
+   from the lists the API ranked after their profile refresh, service/lists.py). "A/A
+   test" asks under an experiment whose two variants rank as served (answered from the
+   same kept lists), "A/B test" under one whose second variant ranks otherwise (its users
+   ranked live). With --rebuild, the same data is then built again while the API serves,
+   and personalised answers are measured the moment the new version goes live.
 4. Read the API process's resident memory.
 5. Embedding throughput: the real model's raw `encode` on N item texts, beside a Celery
    worker embedding the same N items (its model warmed first), in the same run.
@@ -384,6 +387,79 @@ async def embedding_throughput(
     return figures
 
 
+async def measure(
+    args: argparse.Namespace,
+    targets: dict[str, tuple[list[str], str]],
+    *,
+    warm: bool = True,
+) -> None:
+    """Each endpoint for `args.rounds` rounds, printed as a table and against /health."""
+    if warm:
+        for paths, headers in targets.values():  # warm up: first requests load lazily
+            await load("127.0.0.1", args.port, paths, 4, 1.0, headers)
+    print(
+        f"\nconcurrency {args.concurrency}, {args.seconds:.0f}s per round, "
+        f"{args.rounds} rounds; median of rounds (min..max)"
+    )
+    print(f"{'endpoint':22}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
+    # Rounds go through the endpoints in turn, so that the machine's drift over a run
+    # falls on every endpoint alike, and each ratio compares figures of the same round.
+    rounds: dict[str, list[dict[str, float]]] = {label: [] for label in targets}
+    for _ in range(args.rounds):
+        for label, (paths, headers) in targets.items():
+            if warm:
+                # A second of the same requests first: the cached row's entries live a
+                # minute, and the other rows' rounds take longer than that.
+                await load("127.0.0.1", args.port, paths, 4, 1.0, headers)
+            figures = await load(
+                "127.0.0.1", args.port, paths, args.concurrency, args.seconds, headers
+            )
+            rounds[label].append(figures)
+    for label, done in rounds.items():
+
+        def cell(key: str, fmt: str, rs: list[dict[str, float]] = done) -> str:
+            values = [r[key] for r in rs]
+            return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
+
+        print(
+            f"{label:22}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
+            f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in done):>8.0%}"
+            f"{sum(int(r['errors']) for r in done):>7}",
+            flush=True,
+        )
+    trivial = rounds.get("trivial /health")
+    if trivial:
+        print("\nagainst the trivial endpoint in the same round, median (min..max):")
+        for label, done in rounds.items():
+            rps = [r["rps"] / t["rps"] for r, t in zip(done, trivial, strict=True)]
+            p99 = [r["p99_ms"] / t["p99_ms"] for r, t in zip(done, trivial, strict=True)]
+            print(
+                f"  {label:22} req/s {statistics.median(rps):6.1%} "
+                f"({min(rps):.1%}..{max(rps):.1%})   p99 {statistics.median(p99):5.2f}x "
+                f"({min(p99):.2f}..{max(p99):.2f})",
+                flush=True,
+            )
+
+
+async def until_served(
+    base: str, other_than: int | None, api: subprocess.Popen[bytes], api_log: Path
+) -> int:
+    """The version the API serves once it serves one other than `other_than`."""
+    deadline = time.monotonic() + 900  # a 1M-item version takes minutes to verify and load
+    while True:
+        try:
+            served = httpx.get(f"{base}/health/ready", timeout=2).json()["index_version"]
+            if served and served != other_than:
+                return int(served)
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        if time.monotonic() > deadline or api.poll() is not None:
+            raise RuntimeError(
+                f"the API did not serve a new version:\n{api_log.read_text()[-3000:]}"
+            )
+        await asyncio.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -402,6 +478,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
     parser.add_argument("--only", help="run only endpoints whose label contains this")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="then rebuild while serving, and measure personalised answers right after the "
+        "new version goes live",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -613,6 +695,17 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         )
         if created.status_code not in (201, 409):
             raise RuntimeError(f"could not create the bench experiment: {created.text}")
+        other = [
+            {"name": "control", "weight": 1, "params": {}},
+            {"name": "fresher", "weight": 1, "params": {"trending_weight": 1.0}},
+        ]
+        created = httpx.post(
+            f"{base}/api/v1/experiments",
+            json={"experiment_id": "bench-ab", "variants": other},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        if created.status_code not in (201, 409):
+            raise RuntimeError(f"could not create the A/B experiment: {created.text}")
         users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]
         # Users who act after the build get the list the API ranks ahead after their
         # refresh (service/lists.py); the others the list the build ranked for them
@@ -638,6 +731,11 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 [f"/api/v1/recommendations/{u}?limit=10&experiment_id=bench" for u in users],
                 fresh,
             ),
+            # A variant that ranks otherwise: its users are ranked live.
+            "personalised, A/B test": (
+                [f"/api/v1/recommendations/{u}?limit=10&experiment_id=bench-ab" for u in users],
+                fresh,
+            ),
             # Lists ranked live (a category is), again, from the answer cache (an entry
             # lives a minute).
             "personalised, cached": (
@@ -648,51 +746,19 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 "",
             ),
         }
-        for paths, headers in targets.values():  # warm up: first requests load lazily
-            await load("127.0.0.1", args.port, paths, 4, 1.0, headers)
-        print(
-            f"\nconcurrency {args.concurrency}, {args.seconds:.0f}s per round, "
-            f"{args.rounds} rounds; median of rounds (min..max)"
-        )
-        print(f"{'endpoint':22}{'req/s':>18}{'p50 ms':>18}{'p99 ms':>18}{'cached':>8}{'errors':>7}")
-        # Rounds go through the endpoints in turn, so that the machine's drift over a run
-        # falls on every endpoint alike, and each ratio compares figures of the same round.
         chosen = {k: v for k, v in targets.items() if not args.only or args.only in k}
-        rounds: dict[str, list[dict[str, float]]] = {label: [] for label in chosen}
-        for _ in range(args.rounds):
-            for label, (paths, headers) in chosen.items():
-                # A second of the same requests first: the cached row's entries live a
-                # minute, and the other rows' rounds take longer than that.
-                await load("127.0.0.1", args.port, paths, 4, 1.0, headers)
-                figures = await load(
-                    "127.0.0.1", args.port, paths, args.concurrency, args.seconds, headers
-                )
-                rounds[label].append(figures)
-        for label, done in rounds.items():
-
-            def cell(key: str, fmt: str, rs: list[dict[str, float]] = done) -> str:
-                values = [r[key] for r in rs]
-                return (
-                    f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
-                )
-
-            print(
-                f"{label:22}{cell('rps', '.0f'):>18}{cell('p50_ms', '.1f'):>18}"
-                f"{cell('p99_ms', '.1f'):>18}{statistics.median(r['cached'] for r in done):>8.0%}"
-                f"{sum(int(r['errors']) for r in done):>7}",
-                flush=True,
-            )
-        trivial = rounds.get("trivial /health")
-        if trivial:
-            print("\nagainst the trivial endpoint in the same round, median (min..max):")
-            for label, done in rounds.items():
-                rps = [r["rps"] / t["rps"] for r, t in zip(done, trivial, strict=True)]
-                p99 = [r["p99_ms"] / t["p99_ms"] for r, t in zip(done, trivial, strict=True)]
-                print(
-                    f"  {label:22} req/s {statistics.median(rps):6.1%} "
-                    f"({min(rps):.1%}..{max(rps):.1%})   p99 {statistics.median(p99):5.2f}x "
-                    f"({min(p99):.2f}..{max(p99):.2f})"
-                )
+        await measure(args, chosen)
+        if args.rebuild:
+            # Right after a rebuild goes live, as the nightly build does every day: the
+            # version goes live with its users' lists ranked (workers/pipeline.py), and the
+            # API reads in every part of them before it swaps (service/serving.py).
+            seconds, outcome = await timed_build(pool, settings)
+            del outcome
+            print(f"\nrebuilt while serving: {seconds:.1f}s", flush=True)
+            rebuilt = await until_served(base, version, api, api_log)
+            print(f"the API serves version {rebuilt}; measured at once:", flush=True)
+            after = ("trivial /health", "personalised", "personalised, acted")
+            await measure(args, {k: v for k, v in targets.items() if k in after}, warm=False)
         started = time.perf_counter()
         found = httpx.get(
             f"{base}/api/v1/experiments/bench/results",
