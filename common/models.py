@@ -204,16 +204,73 @@ Attributes = Annotated[dict[str, Any], AfterValidator(_attributes), _AttributesS
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _iso(value: Any) -> Any:
-    """A time arrives as ISO 8601 text (the schema's `date-time`), never as a number or a
-    string of digits, which pydantic would otherwise read as seconds since 1970."""
-    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+_SECONDS = re.compile(r"-?\d{1,10}(\.\d+)?")
+# Seconds since 1970 are taken within ten digits either way (to the year 2286): beyond, a
+# number would be read as milliseconds.
+MAX_SECONDS = 9_999_999_999
+
+
+def _time(value: Any) -> Any:
+    """A time is ISO 8601 text (a zone-less one is UTC), or seconds since 1970 as a JSON
+    number or a string of digits (as datasets often give them), never a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("must be an ISO 8601 time, such as 2024-05-01T12:00:00Z")
+    if isinstance(value, int | float):
+        if abs(value) > MAX_SECONDS:
+            raise ValueError(f"seconds since 1970 must lie within {MAX_SECONDS:,} either way")
         return value
-    raise ValueError("must be an ISO 8601 time, such as 2024-05-01T12:00:00Z")
+    if isinstance(value, datetime) or (
+        isinstance(value, str) and (_ISO_DATE.match(value) or _SECONDS.fullmatch(value))
+    ):
+        return value
+    raise ValueError(
+        "must be an ISO 8601 time, such as 2024-05-01T12:00:00Z, or seconds since 1970"
+    )
 
 
-# Lax, unlike the rest of a body: from JSON a time can only be text.
-Timestamp = Annotated[datetime, Strict(False), BeforeValidator(_iso), AfterValidator(_aware)]
+class _TimeSchema:
+    """The schema of a time: what `_time` takes, said as JSON Schema."""
+
+    def __get_pydantic_json_schema__(
+        self, core: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "minimum": -MAX_SECONDS, "maximum": MAX_SECONDS},
+                {"type": "string", "pattern": "^-?[0-9]{1,10}(\\.[0-9]+)?$"},
+            ],
+            "description": "ISO 8601 (a time without a zone is UTC), or seconds since 1970.",
+        }
+
+
+# Lax, unlike the rest of a body: a time comes as text or as seconds.
+Timestamp = Annotated[
+    datetime, Strict(False), BeforeValidator(_time), AfterValidator(_aware), _TimeSchema()
+]
+
+
+def _numeric(value: Any) -> Any:
+    """A number, or a string that is one (a value read from a CSV file), never a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    return value
+
+
+class _NumberSchema:
+    def __get_pydantic_json_schema__(
+        self, core: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+            ]
+        }
+
+
+# An interaction's value: a JSON number, or one as text, as loaders of CSV files send it.
+Value = Annotated[float, Strict(False), BeforeValidator(_numeric), _NumberSchema()]
 
 
 def _number(value: Any) -> Any:
@@ -293,7 +350,14 @@ class InteractionIn(_In):
         json_schema_extra={
             "if": {"properties": {"type": {"const": "rating"}}},
             "then": {
-                "properties": {"value": {"type": "number", "minimum": 1, "maximum": 5}},
+                "properties": {
+                    "value": {
+                        "anyOf": [
+                            {"type": "number", "minimum": 1, "maximum": 5},
+                            {"type": "string", "pattern": "^([1-4](\\.[0-9]+)?|5(\\.0+)?)$"},
+                        ]
+                    }
+                },
                 "required": ["value"],
             },
         }
@@ -302,7 +366,7 @@ class InteractionIn(_In):
     user_id: Id
     item_id: Id
     type: Annotated[str, StringConstraints(min_length=1, max_length=32), Text]
-    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    value: Annotated[Value, Field(allow_inf_nan=False)] | None = None
     timestamp: Timestamp | None = None
     event_id: Id | None = None
 
