@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from common.settings import Settings
 from common.snapshot import Snapshot
 from embeddings.encoder import Encoder, centre, item_vectors_key
-from indexing import ann, collaborative, ranking, tuning
+from indexing import ann, fitting, ranking, tuning
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.profiles import evidence, type_weights, user_decay, user_vectors
@@ -87,7 +87,7 @@ def assemble(
         sequences = sequences_of(
             snapshot.user_rows[positive], snapshot.item_rows[positive], snapshot.times[positive]
         )
-        collaborative_model = collaborative.fit(
+        collaborative_model = fitting.fit(
             strength, settings.collaborative, settings.index, sequences
         )
 

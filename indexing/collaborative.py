@@ -1,6 +1,6 @@
-"""The models a version's sources serve from, fitted at build time: implicit ALS, EASE, the
-shrunk item-item cosine and what follows what (each source's module in indexing/sources/
-says what it fits and cites its paper).
+"""The models a version's sources serve from, fitted at build time (indexing/fitting.py):
+implicit ALS, EASE, the shrunk item-item cosine and what follows what (each source's module
+in indexing/sources/ says what it fits and cites its paper).
 
 All learn from every positive interaction, whatever its type. The evidence of a (user,
 item) pair is e = w * 0.5 ** (age / half_life) when its net weight w is above 0
@@ -11,18 +11,14 @@ X is the users x items matrix of that evidence.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from common.settings import CollaborativeSettings, IndexSettings
-from indexing import ann, sources
-from indexing.sources.base import Training
-from indexing.sources.sequence import Sequences
+from indexing import ann
 
 Floats = npt.NDArray[np.float32]
 
@@ -58,41 +54,3 @@ class Collaborative:
         """A user's row of the X the item-item models learned from: their evidence, or 1
         for each positive item."""
         return np.ones_like(evidence) if self.binary else evidence
-
-
-def fit(
-    evidence: sp.csr_matrix,
-    settings: CollaborativeSettings,
-    index: IndexSettings,
-    sequences: Sequences | None = None,
-) -> Collaborative:
-    """Fit every registered source's model on a users x items evidence matrix, and what
-    follows what on `sequences` (indexing/sources/sequence.py, `sequences_of`; none:
-    nothing follows anything)."""
-    training = Training(evidence, settings, index, sequences)
-    parts: dict[str, Any] = {}
-    seconds: dict[str, float] = {}
-    for source in sources.REGISTRY:
-        started = time.perf_counter()
-        fitted = source.fit(training)
-        if fitted:
-            parts |= fitted
-            seconds[source.name] = time.perf_counter() - started
-    return Collaborative(**parts, half_life_days=settings.half_life_days, fit_seconds=seconds)
-
-
-def refit(
-    model: Collaborative,
-    source: str,
-    evidence: sp.csr_matrix,
-    settings: CollaborativeSettings,
-    index: IndexSettings,
-) -> Collaborative:
-    """`model` with the part behind `source` (one whose settings the build searches: ease,
-    cooccurrence or collaborative) refitted on `evidence` under `settings`: the build's
-    tuning tries one setting at a time."""
-    refitted = sources.named(source)
-    if not refitted.searched:
-        raise ValueError(f"the {source} source has no model the build searches")
-    fitted = refitted.fit(Training(evidence, settings, index))
-    return replace(model, **fitted, half_life_days=settings.half_life_days)

@@ -61,7 +61,7 @@ from common.settings import RankingSettings
 from indexing import diversity, rowsums, sources
 from indexing.artifacts import IndexVersion
 from indexing.sources.base import Among, Scorer, User
-from indexing.sources.trending import Trend as Trend
+from indexing.sources.base import Trend as Trend
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
-from indexing import collaborative, evaluation, ranking
+from indexing import evaluation, fitting, ranking
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 
@@ -88,7 +88,7 @@ def per_user(
             continue
         budget -= cost
         for part in unit:
-            model = collaborative.refit(model, part, strength, models, settings.index)
+            model = fitting.refit(model, part, strength, models, settings.index)
         refitted += unit
     measured = version.manifest
     try:

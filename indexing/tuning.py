@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
-from indexing import blends, collaborative, evaluation, hybrid, ranking, reference, sources
+from indexing import blends, evaluation, fitting, hybrid, ranking, reference, sources
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 from indexing.sources.base import positive_part
@@ -203,7 +203,7 @@ def tune(
             assert kept is not None
             model = kept
             for part in _refitted(name):
-                model = collaborative.refit(model, part, strength, candidate, settings.index)
+                model = fitting.refit(model, part, strength, candidate, settings.index)
             version.collaborative = model
             figure = ndcg(alone, model_users)
             took = time.monotonic() - began

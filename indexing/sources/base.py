@@ -34,8 +34,6 @@ from indexing.rowsums import RowSums
 if TYPE_CHECKING:
     from indexing.artifacts import IndexVersion
     from indexing.collaborative import Collaborative
-    from indexing.sources.sequence import Sequences
-    from indexing.sources.trending import Trend
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
@@ -275,3 +273,46 @@ def because(
     """Says "because you liked" the item of `pool` that most explains `row`."""
     found = closest(version, row, pool, matrix)
     return None if found is None else f"because you liked {version.item_titles[found]}"
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Positive interactions side by side, sorted by user, then time (ties as given)."""
+
+    users: Rows
+    items: Rows
+    times: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """The trending score per item row, and the rows scoring above 0 best first: a
+    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
+    where given, gives those of one category, best first (sorted once, as `best` is)."""
+
+    scores: Floats
+    best: Rows
+    by_category: Callable[[str], Rows] | None = None
+
+    def top(
+        self,
+        k: int,
+        category: str | None = None,
+        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
+    ) -> Rows:
+        """The best `k` rows, or the best `k` of a category (`member` says which rows are
+        in it)."""
+        if category is None:
+            return self.best[:k]
+        if self.by_category is not None:
+            return self.by_category(category)[:k]
+        # A served trending list is at most trending.TOP rows: filtering it is a slice too.
+        assert member is not None, "a category's trending rows need its members"
+        return self.best[member(self.best)][:k]
+
+    @classmethod
+    def of(cls, scores: Floats) -> Trend:
+        """Sorts once: hold the result while the scores hold."""
+        scores = np.asarray(scores, dtype=np.float32)
+        positive = np.flatnonzero(scores > 0)
+        return cls(scores, positive[np.lexsort((positive, -scores[positive]))].astype(np.int64))

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from indexing import topk
 from indexing.rowsums import RowSums
-from indexing.sources import topk
 from indexing.sources.base import Rows, Source, Summed, Training, User, because, mean_support
 
 if TYPE_CHECKING:

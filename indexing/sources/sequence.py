@@ -12,16 +12,24 @@ The order of acts says what the sets do not: what people go on to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from indexing import topk
 from indexing.rowsums import RowSums
-from indexing.sources import topk
-from indexing.sources.base import Rows, Source, Summed, Training, User, closest, mean_support
+from indexing.sources.base import (
+    Rows,
+    Sequences,
+    Source,
+    Summed,
+    Training,
+    User,
+    closest,
+    mean_support,
+)
 
 if TYPE_CHECKING:
     from indexing.artifacts import IndexVersion
@@ -29,15 +37,6 @@ if TYPE_CHECKING:
 # Followers are counted with this much shrinkage: an item followed once by one item says
 # less than an item followed by the same one in a hundred histories.
 SEQUENCE_SHRINK = 5.0
-
-
-@dataclass(frozen=True)
-class Sequences:
-    """Positive interactions side by side, sorted by user, then time (ties as given)."""
-
-    users: Rows
-    items: Rows
-    times: npt.NDArray[np.float64]
 
 
 def sequences_of(user_rows: Rows, item_rows: Rows, times: npt.NDArray[np.float64]) -> Sequences:

@@ -9,52 +9,16 @@ spread is not the one the build measured on popularity, it is weighed by support
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from indexing.rowsums import RowSums
-from indexing.sources.base import Among, Floats, Rows, Source, User, mean_support
+from indexing.sources.base import Among, Floats, Rows, Source, Trend, User, mean_support
 
 if TYPE_CHECKING:
     from indexing.artifacts import IndexVersion
-
-
-@dataclass(frozen=True)
-class Trend:
-    """The trending score per item row, and the rows scoring above 0 best first: a
-    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
-    where given, gives those of one category, best first (sorted once, as `best` is)."""
-
-    scores: Floats
-    best: Rows
-    by_category: Callable[[str], Rows] | None = None
-
-    def top(
-        self,
-        k: int,
-        category: str | None = None,
-        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
-    ) -> Rows:
-        """The best `k` rows, or the best `k` of a category (`member` says which rows are
-        in it)."""
-        if category is None:
-            return self.best[:k]
-        if self.by_category is not None:
-            return self.by_category(category)[:k]
-        # A served trending list is at most trending.TOP rows: filtering it is a slice too.
-        assert member is not None, "a category's trending rows need its members"
-        return self.best[member(self.best)][:k]
-
-    @classmethod
-    def of(cls, scores: Floats) -> Trend:
-        """Sorts once: hold the result while the scores hold."""
-        scores = np.asarray(scores, dtype=np.float32)
-        positive = np.flatnonzero(scores > 0)
-        return cls(scores, positive[np.lexsort((positive, -scores[positive]))].astype(np.int64))
 
 
 class Trending(Source):

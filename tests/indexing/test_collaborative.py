@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from common.settings import CollaborativeSettings, IndexSettings
-from indexing import collaborative, rowsums
+from indexing import fitting, rowsums
 from indexing.profiles import evidence
 from indexing.sources import als, cooccurrence, ease, sequence
 from tests.indexing.sources.test_ease import random_matrix
@@ -30,7 +30,7 @@ def test_evidence_grows_with_weight_repetition_and_recency() -> None:
 def test_a_view_only_history_is_collaborative_evidence() -> None:
     views = random_matrix(80, 25, 0.2, seed=5)
     views.data[:] = 1.0
-    model = collaborative.fit(views, CollaborativeSettings(factors=4), IndexSettings())
+    model = fitting.fit(views, CollaborativeSettings(factors=4), IndexSettings())
     rows = views.indices[views.indptr[0] : views.indptr[1]].astype(np.int64)
     assert np.any(als.user_factors(model, rows))
     with rowsums.scratch(25) as sums:
@@ -48,23 +48,23 @@ def test_each_part_is_its_sources_fit_and_a_refit_replaces_only_its_own() -> Non
     items = np.array([2, 5, 2, 5], dtype=np.int64)
     times = np.array([1.0, 2.0, 1.0, 2.0])
     followed = sequence.sequences_of(rows, items, times)
-    model = collaborative.fit(x, settings, IndexSettings(), followed)
+    model = fitting.fit(x, settings, IndexSettings(), followed)
     assert (model.ease != ease.ease(x, 30.0, 20_000, 1_000)).nnz == 0
     assert (model.neighbours != cooccurrence.cosine(x, 200, 5.0)).nnz == 0
     assert model.following[2, 5] == pytest.approx(2 / (2 + sequence.SEQUENCE_SHRINK))
     assert set(model.fit_seconds) == {"collaborative", "ease", "cooccurrence", "sequence"}
     # Without sequences nothing follows anything.
-    assert collaborative.fit(x, settings, IndexSettings()).following.nnz == 0
+    assert fitting.fit(x, settings, IndexSettings()).following.nnz == 0
 
     binary = settings.model_copy(update={"item_evidence": "binary", "ease_lambda": 5.0})
-    refitted = collaborative.refit(model, "ease", x, binary, IndexSettings())
+    refitted = fitting.refit(model, "ease", x, binary, IndexSettings())
     ones = x.copy()
     ones.data[:] = 1.0
     assert (refitted.ease != ease.ease(ones, 5.0, 20_000, 1_000)).nnz == 0
     assert refitted.binary and refitted.neighbours is model.neighbours
     assert refitted.factor_index is model.factor_index and refitted.following is model.following
     stronger = settings.model_copy(update={"regularization": 3.0})
-    factors = collaborative.refit(model, "collaborative", x, stronger, IndexSettings())
+    factors = fitting.refit(model, "collaborative", x, stronger, IndexSettings())
     assert factors.regularization == 3.0 and factors.ease is model.ease
     with pytest.raises(ValueError, match="no model the build searches"):
-        collaborative.refit(model, "sequence", x, settings, IndexSettings())
+        fitting.refit(model, "sequence", x, settings, IndexSettings())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.settings import RankingSettings
-from indexing import blends, build, collaborative, evaluation, hybrid, tuning
+from indexing import blends, build, evaluation, fitting, hybrid, tuning
 from indexing.blends import Judge, Side, better, choose, judged, top
 from indexing.collaborative import Collaborative
 from tests.indexing import test_build
@@ -128,21 +128,21 @@ def test_a_refit_that_would_overrun_the_models_time_is_not_begun(
 ) -> None:
     settings = test_build.small_settings(tune_seconds=5.0, evaluate_users=30)
     refits: list[str] = []
-    refit = collaborative.refit
+    refit = fitting.refit
 
     def counted(model: Collaborative, source: str, *args: Any) -> Collaborative:
         refits.append(source)
         return refit(model, source, *args)
 
-    fit = collaborative.fit
+    fit = fitting.fit
 
     def slow_ease(*args: Any, **kwargs: Any) -> Collaborative:
         model = fit(*args, **kwargs)
         model.fit_seconds["ease"] = 60.0  # as EASE at a million items
         return model
 
-    monkeypatch.setattr(collaborative, "refit", counted)
-    monkeypatch.setattr(collaborative, "fit", slow_ease)
+    monkeypatch.setattr(fitting, "refit", counted)
+    monkeypatch.setattr(fitting, "fit", slow_ease)
     _, tuned = build.fit(test_build.snapshot(), settings)
     # Only the first fit's 60 s EASE would have overrun the 3.5 s for models: no setting
     # that refits it is tried (its evidence, its lambda).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from common.settings import CollaborativeSettings, IndexSettings
-from indexing import collaborative
+from indexing import fitting
 from indexing.sources import als
 from tests.indexing.sources.test_ease import random_matrix
 
@@ -17,7 +17,7 @@ def test_a_users_factors_solve_the_confidence_weighted_least_squares() -> None:
     items (p_i = 1) and 1 elsewhere (p_i = 0): Hu, Koren and Volinsky's objective."""
     x = random_matrix(60, 30, 0.2, seed=4)
     settings = CollaborativeSettings(factors=6, regularization=0.3, alpha=2.0, iterations=5)
-    model = collaborative.fit(x, settings, IndexSettings())
+    model = fitting.fit(x, settings, IndexSettings())
     y = model.item_factors.astype(np.float64)
     rows = np.array([3, 7, 11], dtype=np.int64)
     strength = np.array([1.0, 3.0, 0.5], dtype=np.float32)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexing.sources import cooccurrence, topk
+from indexing import topk
+from indexing.sources import cooccurrence
 from tests.indexing.sources.test_ease import random_matrix
 
 

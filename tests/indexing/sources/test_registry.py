@@ -15,9 +15,9 @@ from common.settings import CollaborativeSettings, IndexSettings, RankingSetting
 from indexing import (
     blends,
     build,
-    collaborative,
     evaluation,
     explanations,
+    fitting,
     hybrid,
     listwise,
     ranking,
@@ -148,7 +148,7 @@ def test_a_source_swapped_in_the_registry_is_the_one_used(
     monkeypatch.setattr(sources, "REGISTRY", swapped)
     # The fit.
     settings = test_build.small_settings()
-    model = collaborative.fit(build.snapshot_evidence(test_build.snapshot(), settings), *_models())
+    model = fitting.fit(build.snapshot_evidence(test_build.snapshot(), settings), *_models())
     assert (model.following != sp.identity(60, format="csr")).nnz == 0
     # The tuning: its setting is searched after the others, and refits it alone.
     assert list(tuning.model_grid())[-1] == "sequence_window"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexing.sources import sequence, topk
+from indexing import topk
+from indexing.sources import sequence
+from indexing.sources.base import Sequences
 
 
-def sequences(*histories: list[tuple[int, float]]) -> sequence.Sequences:
+def sequences(*histories: list[tuple[int, float]]) -> Sequences:
     """Users' (item, time) acts, user by user."""
     users, items, times = [], [], []
     for user, acts in enumerate(histories):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexing.sources import topk
+from indexing import topk
 
 
 @pytest.mark.parametrize(("k", "chunk"), [(1, 32_768), (3, 7), (40, 32_768), (40, 5)])
