@@ -90,7 +90,7 @@ class Part:
 
 
 @dataclass(frozen=True)
-class Lists:
+class KeptLists:
     """Each user row's kept list: rows[indptr[u]:indptr[u + 1]] as the build ranked it, or
     else its list in one of the parts ranked after (empty in both: rank it live)."""
 
@@ -105,7 +105,7 @@ class Lists:
     place: npt.NDArray[np.int32] | None = None
 
     @classmethod
-    def empty(cls, n_users: int, ranked_with: dict[str, Any]) -> Lists:
+    def empty(cls, n_users: int, ranked_with: dict[str, Any]) -> KeptLists:
         return cls(
             np.zeros(n_users + 1, dtype=np.int64),
             np.zeros(0, dtype=np.int32),
@@ -131,7 +131,7 @@ class Lists:
         strategy = "popular" if part.popular[k] else "hybrid"
         return part.rows[start:end].astype(np.int64), part.scores[start:end], strategy
 
-    def with_part(self, part: Part) -> Lists:
+    def with_part(self, part: Part) -> KeptLists:
         """These lists and `part`'s, for users who have none yet (the build's come first)."""
         n_users = len(self.indptr) - 1
         part_of = np.full(n_users, -1, np.int32) if self.part_of is None else self.part_of.copy()
@@ -195,7 +195,7 @@ class IndexVersion:
     history_weights: npt.NDArray[np.float32]  # net (undecayed) weight per (user, item)
     history_times: npt.NDArray[np.float64] | None = None  # newest interaction per pair, epoch s
     collaborative: Collaborative | None = None
-    lists: Lists | None = None  # ranked at build time (indexing/precompute.py)
+    lists: KeptLists | None = None  # ranked at build time (indexing/precompute.py)
     nearest: Nearest | None = None  # found at build time (indexing/precompute.py)
     # What `embeddings.encoder.centre` took off the catalog's vectors: a query vector is
     # placed in the version's space by taking it off too (None: a version built before).
@@ -432,7 +432,7 @@ class IndexVersion:
         )
 
 
-def _lists_arrays(lists: Lists | None) -> dict[str, npt.NDArray[Any]]:
+def _lists_arrays(lists: KeptLists | None) -> dict[str, npt.NDArray[Any]]:
     if lists is None:
         return {}
     return {
@@ -443,12 +443,12 @@ def _lists_arrays(lists: Lists | None) -> dict[str, npt.NDArray[Any]]:
     }
 
 
-def _lists(loaded: dict[str, Any], manifest: dict[str, Any]) -> Lists | None:
+def _lists(loaded: dict[str, Any], manifest: dict[str, Any]) -> KeptLists | None:
     """The lists ranked at build time; none for a version built without them."""
     ranked_with = manifest.get("precomputed", {}).get("ranked_with")
     if "lists_indptr" not in loaded or ranked_with is None:
         return None
-    return Lists(
+    return KeptLists(
         loaded["lists_indptr"],
         loaded["lists_rows"],
         loaded["lists_scores"],

@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from common.settings import RankingSettings
-from indexing import evaluation, hybrid, listwise, sources
+from indexing import holdout, hybrid, listwise, sources
 
-Floats = npt.NDArray[np.float64]
+Doubles = npt.NDArray[np.float64]
 K = 10
 SIGNIFICANCE = 1.0
 SUBSET_SIGNIFICANCE = 3.0
@@ -52,7 +52,7 @@ class Judge:
     user: int = 0
 
 
-def better(candidate: Floats, best: Floats, significance: float = SIGNIFICANCE) -> bool:
+def better(candidate: Doubles, best: Doubles, significance: float = SIGNIFICANCE) -> bool:
     """Whether per-user figures `candidate` beat `best` (the same users) by more than
     `significance` standard errors of the paired gain, and by at least MIN_GAIN."""
     gain = candidate - best
@@ -62,7 +62,7 @@ def better(candidate: Floats, best: Floats, significance: float = SIGNIFICANCE) 
     return float(gain.mean()) > max(MIN_GAIN, significance * noise)
 
 
-def mean(figures: Floats) -> float:
+def mean(figures: Doubles) -> float:
     return round(float(figures.mean()), 6) if len(figures) else 0.0
 
 
@@ -77,7 +77,7 @@ def choose(
     `informative`: the version's `content_informative`."""
     side = Side.of(judges, informative)
 
-    def ndcg(side: Side, weights: RankingSettings) -> Floats:
+    def ndcg(side: Side, weights: RankingSettings) -> Doubles:
         """Each judged user's NDCG@10 (a user and their cut profile averaged): the figures
         `better` compares, one per user, as independent as users are."""
         return side.per_user(judged(side, weights))
@@ -144,7 +144,7 @@ def _fitted(
     return current.model_copy(update=fitted) if fitted is not None else None
 
 
-def _fitted_elsewhere(side: Side, current: RankingSettings) -> Floats | None:
+def _fitted_elsewhere(side: Side, current: RankingSettings) -> Doubles | None:
     """Each judge's NDCG@10 under the weights the listwise fit chooses on the other half of
     the users (a user and their cut profile in the same half), None where a half has
     nothing to fit."""
@@ -193,12 +193,12 @@ class Side:
     rows: npt.NDArray[np.int64]  # (users, width), past every row where padded
     valid: npt.NDArray[np.bool_]
     hit: npt.NDArray[np.bool_]  # the candidate is one of the user's held-out positives
-    liked: Floats  # each ranked user's supported positive items (`hybrid.weights_for`)
-    support: dict[str, Floats]  # collaborative source -> each ranked user's support
+    liked: Doubles  # each ranked user's supported positive items (`hybrid.weights_for`)
+    support: dict[str, Doubles]  # collaborative source -> each ranked user's support
     informative: float  # the version's `content_informative`
-    ideal: Floats  # each ranked user's best DCG@K
+    ideal: Doubles  # each ranked user's best DCG@K
     ranked: npt.NDArray[np.int64]  # where the ranked users stand among all of them
-    fixed: Floats  # every user's NDCG@K where their list is fixed (popular), else 0
+    fixed: Doubles  # every user's NDCG@K where their list is fixed (popular), else 0
     users: npt.NDArray[np.int64]  # every judge's user
 
     @classmethod
@@ -207,7 +207,7 @@ class Side:
         fixed = np.zeros(len(judges), dtype=np.float64)
         for n, judge in enumerate(judges):
             if judge.fixed is not None:
-                fixed[n] = evaluation.ndcg_of(judge.fixed, judge.positives, K)
+                fixed[n] = holdout.ndcg_of(judge.fixed, judge.positives, K)
         width = max((len(judges[n].rows) for n in ranked), default=0)
         shape = (len(ranked), width)
         scaled = {s: np.zeros(shape, dtype=np.float32) for s in hybrid.SOURCES}
@@ -244,19 +244,19 @@ class Side:
             np.array([judge.user for judge in judges], dtype=np.int64),
         )
 
-    def per_user(self, figure: Floats) -> Floats:
+    def per_user(self, figure: Doubles) -> Doubles:
         """Per-judge figures averaged over each user's judges, in the order of their users."""
         _, group = np.unique(self.users, return_inverse=True)
         total = np.bincount(group, weights=figure)
-        counted: Floats = total / np.bincount(group)
+        counted: Doubles = total / np.bincount(group)
         return counted
 
-    def design(self, adapt_at: float) -> dict[str, dict[str, Floats]]:
+    def design(self, adapt_at: float) -> dict[str, dict[str, Doubles]]:
         """How each weight setting listwise.names() fits weighs each source, per ranked
         user: `hybrid.weights_for` is linear in them, its move to content included."""
         h = self.liked / (self.liked + adapt_at)
         ones = np.ones_like(h)
-        shares: dict[str, dict[str, Floats]] = {}
+        shares: dict[str, dict[str, Doubles]] = {}
         cold = sources.own_cold_weights()
         for source in listwise.RICH:
             shares[sources.named(source).weight] = {source: h}
@@ -278,7 +278,7 @@ class Side:
         return shares
 
 
-def weight_arrays(side: Side, weights: RankingSettings) -> dict[str, Floats]:
+def weight_arrays(side: Side, weights: RankingSettings) -> dict[str, Doubles]:
     """Each source's weight for each ranked user (`hybrid.weights_for`, for all at once)."""
     h = side.liked / (side.liked + weights.adapt_at)
     cold = hybrid.cold_weights(weights)
@@ -295,7 +295,7 @@ def weight_arrays(side: Side, weights: RankingSettings) -> dict[str, Floats]:
     return found
 
 
-def judged(side: Side, weights: RankingSettings) -> Floats:
+def judged(side: Side, weights: RankingSettings) -> Doubles:
     """Each judge's NDCG@10 under `weights`: `top`'s lists, for every judge at once
     (`hybrid.weights_for`, `hybrid.combine` and the order by score, ties by row)."""
     figure = side.fixed.copy()
@@ -353,12 +353,12 @@ def informativeness(
     bound (one-sided 95%) of content's mean NDCG@10 and R a random list's expected NDCG@10
     (each user's held-out items among the `unseen` items they could be shown); 0 where
     content does not beat a random list beyond noise."""
-    alone = evaluation.alone(weights, "content")
+    alone = holdout.alone(weights, "content")
     found, chance = [], []
     for user, judge in judges.items():
         if judge.fixed is not None or not judge.positives:
             continue
-        found.append(evaluation.ndcg_of(top(judge, alone), judge.positives, K))
+        found.append(holdout.ndcg_of(top(judge, alone), judge.positives, K))
         hit = min(1.0, len(judge.positives) / max(1, unseen[user]))
         ideal = float(_DISCOUNT[: min(len(judge.positives), K)].sum())
         chance.append(hit * float(_DISCOUNT.sum()) / ideal)

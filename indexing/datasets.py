@@ -40,7 +40,7 @@ import numpy.typing as npt
 from common.snapshot import Snapshot
 from common.text import item_labels, item_text
 from embeddings.encoder import Encoder, Vectors, chunks_by_length, embed_items, item_vectors_key
-from indexing.evaluation import held_out
+from indexing.holdout import held_out
 
 NAMES = ("ml-ratings", "ml-views", "bookx", "retail", "ml-light", "retail-light")
 BOOKX_START = datetime(2004, 8, 1, tzinfo=UTC).timestamp()

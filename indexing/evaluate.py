@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from embeddings.encoder import configured
-from indexing import baselines, datasets, evaluation
+from indexing import baselines, datasets, holdout
 from indexing.build import fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,7 +35,7 @@ Figures = dict[str, dict[str, float]]
 
 
 def baseline_figures(
-    train: Snapshot, truth: evaluation.Truth, k: int, stars: bool, say: Any = None
+    train: Snapshot, truth: holdout.Truth, k: int, stars: bool, say: Any = None
 ) -> Figures:
     """Pop, ItemKNN and EASE on the binary matrix of all training pairs and, for ratings,
     also on the pairs rated 4 and above (the stronger of the two is the bar)."""
@@ -66,7 +66,7 @@ def baseline_figures(
                 say(f"baseline {name}{suffix}")
             scored = _baseline(name, x, users, popular)
             lists = {u: baselines.top_k(scored[n], excluded[u], k) for n, u in enumerate(users)}
-            results[name + suffix] = evaluation.scores(lists, truth, k, n_items)
+            results[name + suffix] = holdout.scores(lists, truth, k, n_items)
     return results
 
 
@@ -89,12 +89,12 @@ def in_process(settings: Settings, dataset: datasets.Dataset, k: int) -> Figures
     encoder = configured(settings.embedding)
     vectors = datasets.embed(dataset, encoder, settings.index.data_dir / "evaluation")
     whole, test = datasets.snapshot(dataset, vectors)
-    train, truth = evaluation.split(whole, settings, test, dataset.positive)
+    train, truth = holdout.split(whole, settings, test, dataset.positive)
     started = time.monotonic()
     version, tuned = fit(train, settings, _say)
     _say(f"fitted in {time.monotonic() - started:.0f} s; chosen: {tuned.chosen()}")
     version.manifest |= {"version": 0, "data_as_of_epoch": train.as_of.timestamp()}
-    figures = evaluation.evaluate(
+    figures = holdout.evaluate(
         version, settings, truth, k=k, progress=lambda name: _say(f"ranking: {name}")
     )
     return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating", _say)
@@ -105,7 +105,7 @@ def over_http(settings: Settings, dataset: datasets.Dataset, k: int, url: str, k
 
     blank = np.zeros((len(dataset.item_ids), 1), dtype=np.float32)
     whole, test = datasets.snapshot(dataset, blank)
-    train, truth = evaluation.split(whole, settings, test, dataset.positive)
+    train, truth = holdout.split(whole, settings, test, dataset.positive)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300) as api:
         items = [
             {"item_id": i, "title": t, "category": c, "tags": g, "description": d}
@@ -154,7 +154,7 @@ def over_http(settings: Settings, dataset: datasets.Dataset, k: int, url: str, k
             lists[user] = [row_of[i["item_id"]] for i in answer["items"] if i["item_id"] in row_of]
         if stale:
             _say(f"{stale} answers came from another version than {state['version']}")
-    figures = {"hybrid (HTTP)": evaluation.scores(lists, truth, k, len(dataset.item_ids))}
+    figures = {"hybrid (HTTP)": holdout.scores(lists, truth, k, len(dataset.item_ids))}
     _say("fitting baselines")
     return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating")
 

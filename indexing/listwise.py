@@ -25,7 +25,7 @@ import scipy.optimize
 
 from indexing import sources
 
-Floats = npt.NDArray[np.float64]
+Doubles = npt.NDArray[np.float64]
 # The sources by how their weight settings make their features (`Source.cold`): a rich
 # weight's share is h, a steady one's 1, a cold one's 1 - h.
 RICH = tuple(s.name for s in sources.REGISTRY if s.cold != "steady")
@@ -47,7 +47,7 @@ def fit(
     scaled: dict[str, npt.NDArray[np.float32]],
     valid: npt.NDArray[np.bool_],
     hit: npt.NDArray[np.bool_],
-    design: dict[str, dict[str, Floats]],
+    design: dict[str, dict[str, Doubles]],
     start: dict[str, float],
 ) -> dict[str, float] | None:
     """The weight settings, by name, that fit these users' hits best (largest 1); None
@@ -72,7 +72,7 @@ def fit(
     mask = valid[useful]
     hits = hit[useful] & mask
 
-    def loss(theta: Floats) -> tuple[float, Floats]:
+    def loss(theta: Doubles) -> tuple[float, Doubles]:
         score = (features @ theta.astype(np.float32)).astype(np.float64)
         score = np.where(mask, score, -np.inf)
         top = score.max(axis=1, keepdims=True)

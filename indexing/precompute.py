@@ -11,7 +11,7 @@ items, and stops when `precompute_seconds` are spent; the users left are ranked 
 when the request is one such a list answers: the user's stored profile says nothing the
 build did not know, the request is in no experiment, names no category, excludes seen items
 and pages within the depth, and the API ranks with the settings the lists were ranked with
-(`Lists.ranked_with`). Items deleted since the build
+(`KeptLists.ranked_with`). Items deleted since the build
 are dropped from a kept list as from any other. What a kept list does not follow is the
 trending list after the build: until the next build, an idle user's list moves with
 trending only where they are ranked live.
@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import Settings
 from indexing import ann, ranking
-from indexing.artifacts import IndexVersion, Lists, Nearest, Part
+from indexing.artifacts import IndexVersion, KeptLists, Nearest, Part
 from indexing.hybrid import Trend
 from indexing.ranking import Ranked
 
@@ -76,7 +76,7 @@ def rank_users(
     say: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     trending: Trend | None = None,
-) -> Lists:
+) -> KeptLists:
     """Rank the version's users who have a history and no kept list yet (all of them, at a
     build), the most active first, for at most `seconds` (by `clock`, checked before each
     batch of BATCH users), with `trending` the hot list served now."""
@@ -102,7 +102,7 @@ def rank_users(
         popular[user] = ranked.strategy == "popular"
     if say is not None:
         say(f"precomputed the lists of {len(kept):,} of {n_users:,} users")
-    return Lists(indptr, rows, scores, popular, ranked_with(version, settings))
+    return KeptLists(indptr, rows, scores, popular, ranked_with(version, settings))
 
 
 def unranked(version: IndexVersion) -> npt.NDArray[np.int64]:

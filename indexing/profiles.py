@@ -11,6 +11,7 @@ API (the users who just acted).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -102,3 +103,20 @@ def evidence(
         fade = np.ones(len(times))
     strength: Floats = np.where(weights > 0, weights * fade, 0.0).astype(np.float32)
     return strength
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What ranking knows of a user: taste vector, touched items, and how much history."""
+
+    vector: Floats | None = None
+    seen: frozenset[str] = frozenset()
+    negative: frozenset[str] = frozenset()  # net weight below zero: disliked or hidden
+    count: int = 0
+    liked: tuple[str, ...] = ()  # net weight above zero (any positive type), newest first
+    evidence: tuple[float, ...] = ()  # of each liked item (indexing/profiles.py), same order
+    built: bool = False  # the version's own profile: nothing newer was stored since
+
+    @property
+    def has_taste(self) -> bool:
+        return self.vector is not None and bool(np.any(self.vector))

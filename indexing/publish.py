@@ -14,7 +14,7 @@ from indexing.artifacts import (
     MANIFEST,
     CorruptArtifact,
     IndexVersion,
-    Lists,
+    KeptLists,
     Part,
     sha256_of,
     verify,
@@ -116,7 +116,7 @@ def read_parts(
         part_number = int(record["part"])
         if part_number in copy.parts_read:
             continue
-        lists = copy.lists or Lists.empty(len(copy.user_ids), record["ranked_with"])
+        lists = copy.lists or KeptLists.empty(len(copy.user_ids), record["ranked_with"])
         if record["ranked_with"] == lists.ranked_with:
             try:
                 part = download_part(store, number, record, data_dir)

@@ -18,26 +18,9 @@ from common.settings import RankingSettings
 from embeddings.encoder import normalise
 from indexing import ann, hybrid, sources
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats, evidence
+from indexing.profiles import Floats, Profile, evidence
 
 Rows = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What ranking knows of a user: taste vector, touched items, and how much history."""
-
-    vector: Floats | None = None
-    seen: frozenset[str] = frozenset()
-    negative: frozenset[str] = frozenset()  # net weight below zero: disliked or hidden
-    count: int = 0
-    liked: tuple[str, ...] = ()  # net weight above zero (any positive type), newest first
-    evidence: tuple[float, ...] = ()  # of each liked item (indexing/profiles.py), same order
-    built: bool = False  # the version's own profile: nothing newer was stored since
-
-    @property
-    def has_taste(self) -> bool:
-        return self.vector is not None and bool(np.any(self.vector))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
-from indexing import evaluation, fitting, ranking
+from indexing import fitting, holdout, ranking
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
 
@@ -96,10 +96,10 @@ def per_user(
         depth = settings.index.ranking_depth
         typical = ranking.typical(version, settings.ranking, depth)
         version.manifest = measured | {"typical": typical}
-        lists = evaluation.rank_all(version, settings, weights, users, K)
+        lists = holdout.rank_all(version, settings, weights, users, K)
     finally:
         version.collaborative, version.manifest = served, measured
-    scores = {u: evaluation.ndcg_of(lists[u], truth[u], K) for u in users}
+    scores = {u: holdout.ndcg_of(lists[u], truth[u], K) for u in users}
     return scores, {"refitted": refitted, "kept": kept, "ndcg@10": _mean(scores)}
 
 

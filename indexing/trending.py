@@ -10,7 +10,7 @@ half-life and W the window:
   viral   u3 - 2 u2 + u1, while u3 > u2 (else 0)              acceleration in distinct users,
                                                              u1..u3 the window's thirds, oldest
                                                              first
-Items whose score is not positive are left out. Lists are computed overall and per category.
+Items whose score is not positive are left out. The lists are computed overall and per category.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from indexing.profiles import type_weights
 VARIANTS = ("hot", "rising", "fresh", "viral")
 TOP = 1_000
 # (variant, category or None for all) -> items best first, with their scores
-Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
+TrendingLists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -133,14 +133,14 @@ def _best(
     return [(window.item_ids[c], float(values[c])) for c in order]
 
 
-def all_lists(rows: WindowRows, settings: Settings, hours: int) -> Lists:
+def all_lists(rows: WindowRows, settings: Settings, hours: int) -> TrendingLists:
     """Every variant, overall and per category, for one window's interactions."""
     window = window_of(rows, settings.interactions)
     names = sorted({c for c in window.categories if c})
     code = {name: n for n, name in enumerate(names)}
     item_category = np.array([code[c] if c else -1 for c in window.categories], np.int64)
     everything = np.ones(len(window.item_ids), dtype=bool)
-    lists: Lists = {}
+    lists: TrendingLists = {}
     for variant in VARIANTS:
         values, _ = _scores(
             window,
@@ -155,7 +155,7 @@ def all_lists(rows: WindowRows, settings: Settings, hours: int) -> Lists:
     return lists
 
 
-def hot_scores(lists: Lists, version: IndexVersion) -> Trend | None:
+def hot_scores(lists: TrendingLists, version: IndexVersion) -> Trend | None:
     """The overall hot list as a score per row of `version` (None when it is empty)."""
     hot = lists.get(("hot", None), [])
     if not hot:

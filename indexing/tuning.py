@@ -1,6 +1,6 @@
 """Each build chooses its own settings on its own holdout, then refits on all the data.
 
-The snapshot is split as the evaluation splits it (indexing/evaluation.py: each user's newest
+The snapshot is split as the evaluation splits it (indexing/holdout.py: each user's newest
 20% held out), and up to `evaluate_users` held-out users judge every choice (as many as
 `tune_seconds` allows, at least MIN_USERS). The figures reported in the manifest, and each
 user's that the quality gate reads (`Tuned.per_user`), are cross-fitted, so they are not the
@@ -42,13 +42,14 @@ from threadpoolctl import threadpool_limits
 
 from common.settings import CollaborativeSettings, RankingSettings, Settings
 from common.snapshot import Snapshot
-from indexing import blends, evaluation, fitting, hybrid, ranking, reference, sources
+from indexing import blends, fitting, holdout, hybrid, ranking, reference, sources
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
+from indexing.profiles import Profile
 from indexing.sources.base import positive_part
 
 Say = Callable[[str], None]
-Floats = npt.NDArray[np.float64]
+Doubles = npt.NDArray[np.float64]
 K = 10
 # The newest positive items a judged user's profile is cut to, to judge as a user with
 # little evidence (by user row, in turn).
@@ -113,7 +114,7 @@ class Tuned:
     # For the quality gate: each judged user's NDCG@10 (the same users, in one order) by
     # "hybrid", "popular" and, where a version was active, "reference"; and how the
     # reference was made (indexing/reference.py).
-    per_user: dict[str, Floats] = field(default_factory=dict)
+    per_user: dict[str, Doubles] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     # How far content alone told the judged users' held-out items (indexing/blends.py).
     content_informative: float = 0.0
@@ -141,9 +142,9 @@ def tune(
     limit = settings.index.evaluate_users
     if limit == 0 or len(snapshot.kinds) == 0:
         return tuned
-    test = evaluation.held_out(snapshot.user_rows, snapshot.times)
-    positive = evaluation.positive_mask(snapshot, settings, test)
-    train, truth = evaluation.split(snapshot, settings, test, positive)
+    test = holdout.held_out(snapshot.user_rows, snapshot.times)
+    positive = holdout.positive_mask(snapshot, settings, test)
+    train, truth = holdout.split(snapshot, settings, test, positive)
     if not truth:
         return tuned
     users = _spread(sorted(truth), limit)
@@ -152,7 +153,7 @@ def tune(
     served = lack < int(test.sum()) and lack <= REFIT_ABOVE * len(test)
     if served:
         # The judged users' truth is the same: their own split is unchanged.
-        train, truth = evaluation.split(snapshot, settings, judged, positive)
+        train, truth = holdout.split(snapshot, settings, judged, positive)
     version = assemble(train, settings)
     if say is not None:
         say(f"tuning: fitted on the training split ({len(train.user_rows):,} interactions)")
@@ -165,15 +166,15 @@ def tune(
     models_until = started + 0.7 * settings.index.tune_seconds
     deadline = started + settings.index.tune_seconds
 
-    def ndcg(ranking_settings: RankingSettings | None, users: Iterable[int]) -> Floats:
+    def ndcg(ranking_settings: RankingSettings | None, users: Iterable[int]) -> Doubles:
         """Each user's NDCG@10."""
-        lists = evaluation.rank_all(version, settings, ranking_settings, users, K)
-        return np.array([evaluation.ndcg_of(lists[u], truth[u], K) for u in lists])
+        lists = holdout.rank_all(version, settings, ranking_settings, users, K)
+        return np.array([holdout.ndcg_of(lists[u], truth[u], K) for u in lists])
 
     # Model settings are judged by full rankings, a few hundred users at a time.
     model_users = _spread(users, MODEL_USERS)
     for name, source in model_grid().items():
-        alone = evaluation.alone(settings.ranking, source)
+        alone = holdout.alone(settings.ranking, source)
         best = ndcg(alone, model_users)
         start = getattr(tuned.collaborative, name)
         tuned.search.append({"setting": name, "value": start, "ndcg@10": blends.mean(best)})
@@ -268,20 +269,20 @@ def tune(
         first, second = users[0::2], users[1::2]
         for ranked, chosen_on in ((first, second), (second, first)):
             weights = weights_on(chosen_on, [])
-            lists |= evaluation.rank_all(version, settings, weights, ranked, K)
+            lists |= holdout.rank_all(version, settings, weights, ranked, K)
         how = "each half ranked with the weights chosen on the other half"
     else:
-        lists = evaluation.rank_all(version, settings, tuned.ranking, users, K)
+        lists = holdout.rank_all(version, settings, tuned.ranking, users, K)
         how = "too few to split: ranked with the weights chosen on them"
     everyone = {u: truth[u] for u in users}
     n_items = len(version.item_ids)
-    figures = {"hybrid": evaluation.scores(lists, everyone, K, n_items)}
+    figures = {"hybrid": holdout.scores(lists, everyone, K, n_items)}
     for source in sources.NAMES:
-        alone = evaluation.alone(settings.ranking, source)
+        alone = holdout.alone(settings.ranking, source)
         top = {u: blends.top(cached[u], alone) for u in users}
-        figures[source] = evaluation.scores(top, everyone, K, n_items)
-    popular = evaluation.rank_all(version, settings, None, users, K)
-    figures["popular"] = evaluation.scores(popular, everyone, K, n_items)
+        figures[source] = holdout.scores(top, everyone, K, n_items)
+    popular = holdout.rank_all(version, settings, None, users, K)
+    figures["popular"] = holdout.scores(popular, everyone, K, n_items)
     tuned.per_user = {
         "hybrid": _ndcgs(lists, everyone, users),
         "popular": _ndcgs(popular, everyone, users),
@@ -305,16 +306,16 @@ def tune(
         tuned.models, tuned.models_lack = version.collaborative, lack
     tuned.metrics = {
         "protocol": (
-            f"newest {evaluation.HOLDOUT:.0%} of each user's interactions held out; "
+            f"newest {holdout.HOLDOUT:.0%} of each user's interactions held out; "
             f"{len(users)} users; hybrid figures: {how}"
         ),
-        **evaluation.rounded(figures),
+        **holdout.rounded(figures),
     }
     return tuned
 
 
-def _ndcgs(lists: Mapping[int, list[int]], truth: evaluation.Truth, users: list[int]) -> Floats:
-    return np.array([evaluation.ndcg_of(lists[u], truth[u], K) for u in users])
+def _ndcgs(lists: Mapping[int, list[int]], truth: holdout.Truth, users: list[int]) -> Doubles:
+    return np.array([holdout.ndcg_of(lists[u], truth[u], K) for u in users])
 
 
 def _spread(users: list[int], limit: int) -> list[int]:
@@ -365,7 +366,7 @@ def _refitted(name: str) -> tuple[str, ...]:
 def _cache(
     version: IndexVersion,
     settings: Settings,
-    profile: ranking.Profile,
+    profile: Profile,
     positives: set[int],
     user: int,
 ) -> blends.Judge:

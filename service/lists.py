@@ -24,7 +24,7 @@ from experiments.design import DEFAULT, Params
 from indexing import precompute, ranking
 from indexing.artifacts import IndexVersion
 from indexing.hybrid import Trend
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 
 Pairs = list[tuple[str, float]]
 # A list ranked ahead is dropped after a day even if nothing replaces it: it follows the

@@ -30,8 +30,8 @@ from redis.asyncio import Redis
 from common.errors import CacheUnavailable
 from common.settings import Settings
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats, type_weights, user_decay, user_vectors
-from indexing.ranking import Profile, newest_first, profile_of
+from indexing.profiles import Floats, Profile, type_weights, user_decay, user_vectors
+from indexing.ranking import newest_first, profile_of
 from service import lists
 from storage import activity
 from storage import profiles as stored_profiles

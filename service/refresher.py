@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from common.settings import Settings
 from indexing.artifacts import IndexVersion
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 from service import lists
 from service.background import cancel
 from service.profiles import parse, refresh

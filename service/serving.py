@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from common.errors import CacheUnavailable, DependencyError
 from common.settings import Settings
 from indexing import precompute, publish
-from indexing.artifacts import IndexVersion, Lists
+from indexing.artifacts import IndexVersion, KeptLists
 from service import lists, profiles
 from service.answers import AnswerCache
 from service.background import cancel
@@ -101,7 +101,7 @@ class Serving:
         except CacheUnavailable as exc:
             log.warning("could not announce %s; the others will find it by polling: %s", kind, exc)
 
-    def kept_lists(self, version: IndexVersion) -> Lists | None:
+    def kept_lists(self, version: IndexVersion) -> KeptLists | None:
         """The version's lists ranked at build time, if they were ranked with this process's
         settings (indexing/precompute.py); checked once per version."""
         if version.lists is None:

@@ -41,11 +41,11 @@ class Trending:
         self.settings, self.pool, self.redis = settings, pool, redis
         self.hours = settings.index.trending_window_hours
         self.generation: int | None = None
-        self._published: trending.Lists | None = None
-        self._computed: OrderedDict[int, tuple[float, trending.Lists]] = OrderedDict()
-        self._flights: dict[int, asyncio.Task[trending.Lists]] = {}
+        self._published: trending.TrendingLists | None = None
+        self._computed: OrderedDict[int, tuple[float, trending.TrendingLists]] = OrderedDict()
+        self._flights: dict[int, asyncio.Task[trending.TrendingLists]] = {}
         # (version, the lists it was made from, scores): remade when either changes
-        self._hot: tuple[int, trending.Lists, Trend | None] | None = None
+        self._hot: tuple[int, trending.TrendingLists, Trend | None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -70,7 +70,7 @@ class Trending:
             self.generation, self._published = found
             log.info("holding trending lists of generation %d", self.generation)
 
-    async def lists(self, hours: int) -> trending.Lists:
+    async def lists(self, hours: int) -> trending.TrendingLists:
         if hours == self.hours and self._published is not None:
             return self._published
         held = self._computed.get(hours)
@@ -119,12 +119,12 @@ class Trending:
         flight = self._flights[hours] = asyncio.create_task(self._compute(hours))
         flight.add_done_callback(lambda done: self._landed(hours, done))
 
-    def _landed(self, hours: int, done: asyncio.Task[trending.Lists]) -> None:
+    def _landed(self, hours: int, done: asyncio.Task[trending.TrendingLists]) -> None:
         self._flights.pop(hours, None)
         if not done.cancelled() and (error := done.exception()) is not None:
             log.warning("could not compute the trending lists of %d h: %s", hours, error)
 
-    async def _compute(self, hours: int) -> trending.Lists:
+    async def _compute(self, hours: int) -> trending.TrendingLists:
         rows = await store.window_rows(self.pool, hours)
         lists = await asyncio.to_thread(trending.all_lists, rows, self.settings, hours)
         if hours == self.hours:  # as the refresh job publishes them, where it can

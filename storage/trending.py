@@ -16,10 +16,10 @@ from storage.cache import redis_errors
 from storage.db import copy_numbers, copy_row, database_errors, refresh_statistics
 from storage.events import generation_key, lists_key, popular_key
 
-Lists = dict[tuple[str, str | None], list[tuple[str, float]]]
+TrendingLists = dict[tuple[str, str | None], list[tuple[str, float]]]
 
 
-async def publish_lists(redis: Redis, lists: Lists, hours: int, generation: int) -> None:
+async def publish_lists(redis: Redis, lists: TrendingLists, hours: int, generation: int) -> None:
     """Replace one window's lists, all of them at once, as one value every API process reads
     whole. They stay until replaced: a missed refresh serves the last ones."""
     blob = orjson.dumps({"generation": generation, "lists": _encoded(lists)})
@@ -37,7 +37,7 @@ async def generation(redis: Redis, hours: int) -> int | None:
     return int(found) if found is not None else None
 
 
-async def load_lists(redis: Redis, hours: int) -> tuple[int, Lists] | None:
+async def load_lists(redis: Redis, hours: int) -> tuple[int, TrendingLists] | None:
     """The window's published lists and their generation; None when none were published."""
     with redis_errors(redis, "reading trending lists"):
         blob = await redis.get(lists_key(hours))
@@ -47,11 +47,11 @@ async def load_lists(redis: Redis, hours: int) -> tuple[int, Lists] | None:
     return int(found["generation"]), _decoded(found["lists"])
 
 
-def _encoded(lists: Lists) -> list[list[Any]]:
+def _encoded(lists: TrendingLists) -> list[list[Any]]:
     return [[variant, category, ranked] for (variant, category), ranked in lists.items()]
 
 
-def _decoded(stored: list[list[Any]]) -> Lists:
+def _decoded(stored: list[list[Any]]) -> TrendingLists:
     return {
         (variant, category): [(item_id, float(score)) for item_id, score in ranked]
         for variant, category, ranked in stored
@@ -151,7 +151,9 @@ WHERE overall <= $4 OR (within <= $4 AND category IS NOT NULL)
 ORDER BY overall"""
 
 
-async def popular_lists(pool: asyncpg.Pool, interactions: InteractionSettings, top: int) -> Lists:
+async def popular_lists(
+    pool: asyncpg.Pool, interactions: InteractionSettings, top: int
+) -> TrendingLists:
     """Live items by all of their history, as ("popular", category or None) lists of at
     most `top` items: what a list falls back to where the trending window holds too little
     (storage reads it; indexing/trending.py has the window's lists)."""
@@ -166,7 +168,7 @@ async def popular_lists(pool: asyncpg.Pool, interactions: InteractionSettings, t
                 list(interactions.rating_weights),
                 top,
             )
-    lists: Lists = {("popular", None): []}
+    lists: TrendingLists = {("popular", None): []}
     for row in rows:  # in overall order, so each category's list is in order too
         pair = (row["item_id"], float(row["weight"]))
         if row["overall"] <= top:
@@ -176,7 +178,7 @@ async def popular_lists(pool: asyncpg.Pool, interactions: InteractionSettings, t
     return lists
 
 
-async def load_popular(redis: Redis) -> tuple[dict[str, Any], Lists] | None:
+async def load_popular(redis: Redis) -> tuple[dict[str, Any], TrendingLists] | None:
     """The stored popular lists and what they were computed at (marks, time)."""
     with redis_errors(redis, "reading the popular lists"):
         blob = await redis.get(popular_key())
@@ -186,7 +188,7 @@ async def load_popular(redis: Redis) -> tuple[dict[str, Any], Lists] | None:
     return found["computed"], _decoded(found["lists"])
 
 
-async def store_popular(redis: Redis, lists: Lists, computed: dict[str, Any]) -> None:
+async def store_popular(redis: Redis, lists: TrendingLists, computed: dict[str, Any]) -> None:
     blob = orjson.dumps({"computed": computed, "lists": _encoded(lists)})
     with redis_errors(redis, "storing the popular lists"):
         await redis.set(popular_key(), blob)

@@ -76,7 +76,7 @@ class BuildContext:
         if self.queue is not None:
             await asyncio.to_thread(self.queue.send_task, EMBED_TASK, args=[item_ids])
 
-    async def published_trending(self, hours: int) -> trending.Lists | None:
+    async def published_trending(self, hours: int) -> trending.TrendingLists | None:
         """The `hours` window's trending lists as published for the API (None: none are,
         there is no channel, or Redis cannot say)."""
         if self.redis is None:

@@ -166,7 +166,7 @@ async def resume(
 
 async def hot_lists(
     pool: asyncpg.Pool, settings: Settings, context: BuildContext
-) -> trending.Lists:
+) -> trending.TrendingLists:
     """The default window's trending lists, which users' lists follow: those published for
     the API, or else computed from the window's interactions as the refresh job computes
     them."""

@@ -315,7 +315,7 @@ async def retire(pool: asyncpg.Pool, store: BlobStore, settings: Settings) -> li
 
 async def refresh_trending(
     pool: asyncpg.Pool, redis: Redis, settings: Settings, hours: int
-) -> trending.Lists:
+) -> trending.TrendingLists:
     """Every trending list of one window, computed from its interactions, with the
     all-history popular lists (`popular_lists`), published, and announced: each API
     process replaces the lists it holds."""
@@ -338,7 +338,7 @@ POPULAR_SECONDS = 600.0
 POPULAR_LIVE = 0.5
 
 
-async def popular(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> trending.Lists:
+async def popular(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> trending.TrendingLists:
     """Live items by all of their history (storage/trending.py), what a list that comes out
     short is filled from: the stored lists while nothing changed, or while they are full,
     younger than POPULAR_SECONDS and most of their items live; else computed again. Where they

@@ -13,7 +13,7 @@ from common.models import Explanation
 from experiments.design import DEFAULT, Params
 from indexing import explanations, hybrid, ranking
 from indexing.artifacts import IndexVersion
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 from service import profiles
 from service.application import Application
 from service.usecases.list_sources import Ask, rank_now

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from experiments.design import DEFAULT, Params
 from indexing.artifacts import IndexVersion
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 from service import lists, profiles
 from service.answers import Key
 from service.application import Application

@@ -18,8 +18,8 @@ import numpy as np
 
 from embeddings.encoder import normalise
 from indexing.artifacts import IndexVersion
-from indexing.profiles import type_weights
-from indexing.ranking import Profile, newest_first, rows_in_order
+from indexing.profiles import Profile, type_weights
+from indexing.ranking import newest_first, rows_in_order
 from service import fill
 from service.application import Application
 from service.usecases.list_sources import Ask, rank_now

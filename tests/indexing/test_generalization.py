@@ -14,9 +14,9 @@ import pytest
 
 from common.settings import load_settings
 from common.snapshot import Snapshot
-from indexing import evaluation, ranking
+from indexing import holdout, ranking
 from indexing.build import fit
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 
 GENRES, PER_GENRE, USERS, DIM = 10, 200, 120, 16
 
@@ -86,7 +86,7 @@ def test_five_likes_of_a_genre_bring_mostly_that_genre(kind: str) -> None:
 def test_a_view_only_catalog_gets_collaborative_sources_and_figures() -> None:
     snapshot = catalog_snapshot("view")
     settings = load_settings()
-    _, truth = evaluation.split(snapshot, settings)
+    _, truth = holdout.split(snapshot, settings)
     assert truth, "every held-out view is a positive where all events are views"
     version, tuned = fit(
         snapshot,

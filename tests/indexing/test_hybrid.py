@@ -10,10 +10,11 @@ import pytest
 import scipy.sparse as sp
 
 from common.settings import IndexSettings, RankingSettings
-from indexing import ann, diversity, evaluation, explanations, hybrid
+from indexing import ann, diversity, explanations, holdout, hybrid
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
-from indexing.ranking import Profile, recommend
+from indexing.profiles import Profile
+from indexing.ranking import recommend
 from indexing.sources import sequence
 
 DIM = 8
@@ -163,7 +164,7 @@ def test_the_sequence_source_ranks_what_others_went_on_to(version: IndexVersion)
     )
     # Those 20 users are the model's alone, not the version's history: a0 is well known.
     with_model.item_support[:] = 1.0
-    settings = evaluation.alone(RankingSettings(), "sequence")
+    settings = holdout.alone(RankingSettings(), "sequence")
     liked = np.array([0], dtype=np.int64)
     blended = hybrid.blend(
         with_model,

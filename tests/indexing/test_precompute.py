@@ -13,7 +13,7 @@ import pytest
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from indexing import ann, precompute, ranking
-from indexing.artifacts import CorruptArtifact, IndexVersion, Lists, Part
+from indexing.artifacts import CorruptArtifact, IndexVersion, KeptLists, Part
 from indexing.build import assemble
 
 ITEMS, USERS, DIM = 120, 40, 8
@@ -233,7 +233,7 @@ def test_parts_ranked_after_the_build_give_each_user_the_list_the_build_would_ha
 def test_a_user_ranked_with_an_empty_list_is_ranked_live_and_not_ranked_again(
     version: IndexVersion, settings: Settings
 ) -> None:
-    lists = Lists.empty(USERS, precompute.ranked_with(version, settings))
+    lists = KeptLists.empty(USERS, precompute.ranked_with(version, settings))
     empty = Part(
         np.array([3], dtype=np.int64),
         np.array([0, 0], dtype=np.int64),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.settings import RankingSettings
-from indexing import blends, build, evaluation, fitting, hybrid, tuning
+from indexing import blends, build, fitting, holdout, hybrid, tuning
 from indexing.blends import Judge, Side, better, choose, judged, top
 from indexing.collaborative import Collaborative
 from tests.indexing import test_build
@@ -76,7 +76,7 @@ def test_every_user_is_scored_at_once_as_each_is_alone(
         RankingSettings(negative_weight=negative_weight, adapt_at=1.0, cold_trending_weight=0),
     ]:
         alone = [
-            evaluation.ndcg_of(top(user, blend, informative), user.positives, 10) for user in cached
+            holdout.ndcg_of(top(user, blend, informative), user.positives, 10) for user in cached
         ]
         np.testing.assert_allclose(judged(side, blend), alone, rtol=0, atol=1e-12)
         # The listwise fit's shares of each setting in each source rebuild the same weights.

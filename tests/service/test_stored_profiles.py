@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from indexing.ranking import Profile
+from indexing.profiles import Profile
 from service import profiles
 from service.profiles import READ_BYTES, READ_SECONDS, ProfileStamps, Read, _packed, parse
 from service.serving import Serving

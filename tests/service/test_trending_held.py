@@ -42,7 +42,7 @@ async def engaged(client: httpx.AsyncClient) -> None:
 
 async def published(
     app: FastAPI, client: httpx.AsyncClient, redis: Redis, settings: Settings
-) -> trending.Lists:
+) -> trending.TrendingLists:
     """Engagement, then the lists a refresh job publishes, once this process holds them."""
     await engaged(client)
     res = app.state.application
@@ -53,7 +53,7 @@ async def published(
     return lists
 
 
-def hot_answer(lists: trending.Lists, limit: int = 10) -> list[str]:
+def hot_answer(lists: trending.TrendingLists, limit: int = 10) -> list[str]:
     """What /trending answers from published lists: the hot items, then, where the window
     holds fewer, the popular ones of all history (service/fill.py)."""
     found = fill.filled(lists[("hot", None)][:limit], limit, lists[("popular", None)])

@@ -21,7 +21,7 @@ def computed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     passes: list[int] = []
     real = trending.popular_lists
 
-    async def counted(*args: Any) -> trending.Lists:
+    async def counted(*args: Any) -> trending.TrendingLists:
         passes.append(1)
         return await real(*args)
 
@@ -94,7 +94,7 @@ async def test_the_stored_lists_serve_while_postgresql_cannot_compute_them(
     first = await pipeline.popular(db, redis, settings)
     await _put(db, "b")
 
-    async def down(*args: Any) -> trending.Lists:
+    async def down(*args: Any) -> trending.TrendingLists:
         raise DatabaseUnavailable("the database did not answer in time")
 
     monkeypatch.setattr(trending, "popular_lists", down)

@@ -15,9 +15,9 @@ from common.settings import CollaborativeSettings, IndexSettings, RankingSetting
 from indexing import (
     blends,
     build,
-    evaluation,
     explanations,
     fitting,
+    holdout,
     hybrid,
     listwise,
     ranking,
@@ -154,7 +154,7 @@ def test_a_source_swapped_in_the_registry_is_the_one_used(
     assert list(tuning.model_grid())[-1] == "sequence_window"
     assert tuning._refitted("sequence_window") == ("sequence",)
     # The blend: its candidate is among the user's, scored as it says.
-    alone = evaluation.alone(RankingSettings(), "sequence")
+    alone = holdout.alone(RankingSettings(), "sequence")
     profile = ranking.profile_of(version, version.user_ids[3])
     assert Planted.row not in ranking.excluded_rows(version, profile, (), True)
     blended = ranking.blend_for(version, profile, alone, 5, None, (), None)

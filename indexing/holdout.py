@@ -1,4 +1,4 @@
-"""Offline evaluation of the ranking code the API runs, on each user's newest interactions.
+"""The holdout protocol: the split a build and the evaluation both judge on, and its figures.
 
 Protocol: per user, sort interactions by time; the ones at or after the time of the
 interaction at position floor(0.8 n) are held out (ties stay together). The user's positives

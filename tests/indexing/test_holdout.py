@@ -8,7 +8,7 @@ import numpy as np
 
 from common.settings import load_settings
 from common.snapshot import Snapshot
-from indexing import evaluation
+from indexing import holdout
 
 
 def snapshot_of(
@@ -39,9 +39,9 @@ def test_a_held_out_positive_counts_only_on_an_item_new_to_the_user() -> None:
     kinds = rng.choice(["view", "like", "purchase"], n).tolist()
     snapshot = snapshot_of(users, items, kinds, rng.uniform(1.7e9, 1.8e9, n))
     settings = load_settings()
-    test = evaluation.held_out(snapshot.user_rows, snapshot.times)
-    positive = evaluation.positive_mask(snapshot, settings, test)
-    train, truth = evaluation.split(snapshot, settings, test, positive)
+    test = holdout.held_out(snapshot.user_rows, snapshot.times)
+    positive = holdout.positive_mask(snapshot, settings, test)
+    train, truth = holdout.split(snapshot, settings, test, positive)
 
     trained = set(zip(users[~test].tolist(), items[~test].tolist(), strict=True))
     expected: dict[int, set[int]] = {}
@@ -58,6 +58,6 @@ def test_a_held_out_positive_counts_only_on_an_item_new_to_the_user() -> None:
 def test_with_one_interaction_each_everything_is_held_out_and_judges() -> None:
     users, items = np.arange(5), np.array([3, 1, 4, 1, 5])
     snapshot = snapshot_of(users, items, ["view"] * 5, np.full(5, 1.7e9))
-    train, truth = evaluation.split(snapshot, load_settings())
+    train, truth = holdout.split(snapshot, load_settings())
     assert len(train.user_rows) == 0
     assert truth == {0: {3}, 1: {1}, 2: {4}, 3: {1}, 4: {5}}
