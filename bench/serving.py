@@ -441,6 +441,17 @@ async def measure(
             )
 
 
+def create_experiment(base: str, experiment_id: str, variants: list[dict[str, Any]]) -> None:
+    """Start an experiment (or find it there from an earlier run)."""
+    created = httpx.post(
+        f"{base}/api/v1/experiments",
+        json={"experiment_id": experiment_id, "variants": variants},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    if created.status_code not in (201, 409):
+        raise RuntimeError(f"could not create experiment {experiment_id}: {created.text}")
+
+
 async def until_served(
     base: str, other_than: int | None, api: subprocess.Popen[bytes], api_log: Path
 ) -> int:
@@ -688,24 +699,12 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         # Two variants that rank alike: what an experiment adds is its own cost (the
         # lookup, the hash, recording the impressions), not a different ranking.
         alike = [{"name": n, "weight": 1, "params": {}} for n in ("control", "same")]
-        created = httpx.post(
-            f"{base}/api/v1/experiments",
-            json={"experiment_id": "bench", "variants": alike},
-            headers={"Authorization": f"Bearer {ADMIN}"},
-        )
-        if created.status_code not in (201, 409):
-            raise RuntimeError(f"could not create the bench experiment: {created.text}")
+        create_experiment(base, "bench", alike)
         other = [
             {"name": "control", "weight": 1, "params": {}},
             {"name": "fresher", "weight": 1, "params": {"trending_weight": 1.0}},
         ]
-        created = httpx.post(
-            f"{base}/api/v1/experiments",
-            json={"experiment_id": "bench-ab", "variants": other},
-            headers={"Authorization": f"Bearer {ADMIN}"},
-        )
-        if created.status_code not in (201, 409):
-            raise RuntimeError(f"could not create the A/B experiment: {created.text}")
+        create_experiment(base, "bench-ab", other)
         users = [f"user-{rng.randrange(args.users)}" for _ in range(5_000)]
         # Users who act after the build get the list the API ranks ahead after their
         # refresh (service/lists.py); the others the list the build ranked for them
