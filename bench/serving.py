@@ -94,9 +94,11 @@ def make_items(count: int, seed: int = 1) -> list[ItemIn]:
 def interaction_chunks(
     items: int, users: int, per_user: int, keep: Callable[[int], bool], seed: int = 2
 ) -> Iterator[list[InteractionIn]]:
-    """Every user's `per_user` interactions, 80% within one favourite stripe of the catalog,
-    in lists of at most CHUNK; only those whose item row passes `keep`. The same seed makes
-    the same rows, so two passes (early items, then the rest) need no list of them all."""
+    """Every user's `per_user` interactions, 80% within one favourite stripe of the catalog
+    (its items the more often the earlier in the stripe: a stripe's favourites, which a
+    build can learn and its quality gate can tell from popularity), in lists of at most
+    CHUNK; only those whose item row passes `keep`. The same seed makes the same rows, so
+    two passes (early items, then the rest) need no list of them all."""
     rng = random.Random(seed)
     kinds = ["view", "click", "like", "purchase"]
     rows: list[InteractionIn] = []
@@ -107,8 +109,9 @@ def interaction_chunks(
     for u in range(users):
         favourite = rng.randrange(8)
         for step in range(per_user):
+            stripe = items // 8
             n = (
-                rng.randrange(items // 8) * 8 + favourite
+                min(int(rng.expovariate(10 / stripe)), stripe - 1) * 8 + favourite
                 if rng.random() < 0.8
                 else rng.randrange(items)
             )
