@@ -37,14 +37,15 @@ async def similar_items(
             item_id=item_id, items=[scored(i, s) for i, s in found], index_version=None
         )
     row = version.item_row.get(item_id)
-    kept = None
     if row is not None and category is None:
         kept = _nearest_kept(version, row, app.serving.deleted_rows(version), limit)
-    found = (
-        kept
-        if kept is not None
-        else await _nearest_now(app, version, item_id, row, limit, category)
-    )
+        if kept is not None:  # all the build found, or `limit` of them
+            return SimilarItems(
+                item_id=item_id,
+                items=[scored(i, s) for i, s in kept],
+                index_version=version.version,
+            )
+    found = await _nearest_now(app, version, item_id, row, limit, category)
     if len(found) < limit:  # the version's items are mostly gone (service/fill.py)
         popular = app.trending.popular(category)
         found = fill.filled(found, limit, popular, deleted, (item_id,))
