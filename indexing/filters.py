@@ -1,0 +1,355 @@
+"""Filter expressions: what an item must satisfy to appear in a list (../API.md, "Business
+rules"), parsed once into a predicate over an item's fields.
+
+    expr   := term ("or" term)*              term := factor ("and" factor)*
+    factor := "not" factor | "(" expr ")" | test
+    test   := field op value | field ["not"] "in" "[" value ("," value)* "]"
+            | field "contains" value | field "exists"
+    field  := item_id | category | tags | title | published_at | attributes.NAME(.NAME)*
+    value  := "string" | number | true | false | now [("+" | "-") number ("h" | "d")]
+
+Semantics: a test on a missing (or null) field is false, `not` negates a whole factor; values
+of different types never compare (a boolean is not a number); a string that parses as ISO 8601
+compares as a time (a date alone is 00:00 UTC, no zone is UTC); on a list field `=` and `in`
+hold when any element matches and `contains` when one element equals the value, on a string
+`contains` is a substring test. Keywords and field names are case-insensitive, values are not.
+A filter is data to this module: it is evaluated here, never handed to a store as code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from common.errors import ClientError
+
+MAX_LENGTH = 2_000
+MAX_DEPTH = 32
+FIELDS = ("item_id", "category", "tags", "title", "published_at")
+Item = Mapping[str, Any]
+# A compiled filter: given an item's fields and the request's time, whether it passes.
+Predicate = Callable[[Item, datetime], bool]
+
+
+class InvalidFilter(ClientError):
+    code = "invalid_filter"
+
+    def __init__(self, position: int, expected: str) -> None:
+        super().__init__(
+            f"the filter is malformed at position {position}: expected {expected}",
+            details=[{"field": "filter", "position": position, "expected": expected}],
+        )
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "string", "number", "word", "op", "end"
+    text: str
+    position: int
+    value: Any = None
+
+
+_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
+# A keyword or a field; only attribute names (after a dot) may hold a hyphen.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_\-]+)*")
+_OPS = ("!=", "<=", ">=", "=", "<", ">", "(", ")", "[", "]", ",", "+", "-")
+
+
+def _tokens(text: str) -> list[_Token]:
+    found: list[_Token] = []
+    at = 0
+    while at < len(text):
+        char = text[at]
+        if char.isspace():
+            at += 1
+        elif char == '"':
+            start, at, chars = at, at + 1, []
+            while True:
+                if at >= len(text):
+                    raise InvalidFilter(start, "a closing quote")
+                if text[at] == '"':
+                    break
+                if text[at] == "\\":
+                    if at + 1 >= len(text) or text[at + 1] not in '"\\':
+                        raise InvalidFilter(at, 'an escape of \\" or \\\\')
+                    at += 1
+                chars.append(text[at])
+                at += 1
+            found.append(_Token("string", text[start : at + 1], start, "".join(chars)))
+            at += 1
+        elif (char.isdigit() or char == "-") and (number := _NUMBER.match(text, at)):
+            if char == "-" and found and found[-1].kind == "word" and found[-1].text == "now":
+                found.append(_Token("op", "-", at))
+                at += 1
+                continue
+            found.append(_Token("number", number.group(), at, float(number.group())))
+            at = number.end()
+        elif word := _WORD.match(text, at):
+            found.append(_Token("word", word.group().lower(), at, word.group()))
+            at = word.end()
+        else:
+            op = next((o for o in _OPS if text.startswith(o, at)), None)
+            if op is None:
+                raise InvalidFilter(at, "a field, a value or an operator")
+            found.append(_Token("op", op, at))
+            at += len(op)
+    found.append(_Token("end", "", len(text)))
+    return found
+
+
+@dataclass(frozen=True)
+class _Now:
+    """`now`, moved by `seconds`: resolved at each request."""
+
+    seconds: float
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.at = 0
+        self.depth = 0
+
+    @property
+    def token(self) -> _Token:
+        return self.tokens[self.at]
+
+    def take(self, kind: str, text: str | None = None) -> _Token | None:
+        token = self.token
+        if token.kind == kind and (text is None or token.text == text):
+            self.at += 1
+            return token
+        return None
+
+    def expect(self, kind: str, text: str, expected: str) -> _Token:
+        found = self.take(kind, text)
+        if found is None:
+            raise InvalidFilter(self.token.position, expected)
+        return found
+
+    def expr(self) -> Predicate:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise InvalidFilter(self.token.position, f"at most {MAX_DEPTH} levels of nesting")
+        terms = [self.term()]
+        while self.take("word", "or"):
+            terms.append(self.term())
+        self.depth -= 1
+        if len(terms) == 1:
+            return terms[0]
+        return lambda item, now: any(t(item, now) for t in terms)
+
+    def term(self) -> Predicate:
+        factors = [self.factor()]
+        while self.take("word", "and"):
+            factors.append(self.factor())
+        if len(factors) == 1:
+            return factors[0]
+        return lambda item, now: all(f(item, now) for f in factors)
+
+    def factor(self) -> Predicate:
+        if self.take("word", "not"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise InvalidFilter(self.token.position, f"at most {MAX_DEPTH} levels of nesting")
+            inner = self.factor()
+            self.depth -= 1
+            return lambda item, now: not inner(item, now)
+        if self.take("op", "("):
+            inner = self.expr()
+            self.expect("op", ")", "')'")
+            return inner
+        return self.test()
+
+    def test(self) -> Predicate:
+        token = self.token
+        if token.kind != "word" or not _is_field(token.text):
+            raise InvalidFilter(token.position, f"a field ({', '.join(FIELDS)}, attributes.NAME)")
+        self.at += 1
+        path = _path(token.value)
+        if self.take("word", "exists"):
+            return lambda item, now: _get(item, path) is not None
+        if self.take("word", "contains"):
+            value = self.value()
+            return lambda item, now: _contains(_get(item, path), _resolve(value, now))
+        negated = bool(self.take("word", "not"))
+        if negated or self.token.text == "in":
+            self.expect("word", "in", "'in'")
+            values = self.values()
+            if negated:
+                return lambda item, now: _not_in(_get(item, path), values, now)
+            return lambda item, now: _any_equal(_get(item, path), values, now)
+        op = self.token
+        if op.kind != "op" or op.text not in ("=", "!=", "<", "<=", ">", ">="):
+            raise InvalidFilter(op.position, "an operator (=, !=, <, <=, >, >=, in, contains)")
+        self.at += 1
+        value = self.value()
+        compare = _COMPARE[op.text]
+        return lambda item, now: compare(_get(item, path), _resolve(value, now))
+
+    def values(self) -> list[Any]:
+        self.expect("op", "[", "'['")
+        found = [self.value()]
+        while self.take("op", ","):
+            found.append(self.value())
+        self.expect("op", "]", "']' or ','")
+        return found
+
+    def value(self) -> Any:
+        token = self.token
+        if token.kind in ("string", "number"):
+            self.at += 1
+            return token.value
+        if token.kind == "word" and token.text in ("true", "false"):
+            self.at += 1
+            return token.text == "true"
+        if token.kind == "word" and token.text == "now":
+            self.at += 1
+            sign = self.take("op", "+") or self.take("op", "-")
+            if sign is None:
+                return _Now(0.0)
+            amount = self.token
+            unit = self.tokens[min(self.at + 1, len(self.tokens) - 1)]
+            if amount.kind != "number" or unit.kind != "word" or unit.text not in ("h", "d"):
+                raise InvalidFilter(amount.position, "a number of hours (h) or days (d)")
+            self.at += 2
+            return _Now(_seconds(float(amount.value), unit.text, sign.text))
+        raise InvalidFilter(token.position, "a value (a string, a number, true, false or now)")
+
+
+def _seconds(amount: float, unit: str, sign: str) -> float:
+    seconds = amount * (3_600 if unit == "h" else 86_400)
+    return -seconds if sign == "-" else seconds
+
+
+def _is_field(name: str) -> bool:
+    return name in FIELDS or (name.startswith("attributes.") and len(name) > len("attributes."))
+
+
+def _path(name: str) -> tuple[str, ...]:
+    """The keys to an item's field: attribute names keep their case."""
+    parts = name.split(".")
+    return (parts[0].lower(), *parts[1:])
+
+
+def _get(item: Item, path: tuple[str, ...]) -> Any:
+    found: Any = item
+    for key in path:
+        if not isinstance(found, Mapping):
+            return None
+        found = found.get(key)
+    return found
+
+
+def _resolve(value: Any, now: datetime) -> Any:
+    return now + timedelta(seconds=value.seconds) if isinstance(value, _Now) else value
+
+
+def _time(value: Any) -> datetime | None:
+    """A value as a time, where it is one: a datetime, or text in ISO 8601."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and len(value) >= 10 and value[4] == "-":
+        try:
+            found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return None
+
+
+def _comparable(left: Any, right: Any) -> tuple[Any, Any] | None:
+    """Both sides in one type, or None where they do not compare."""
+    left_time, right_time = _time(left), _time(right)
+    if left_time is not None and right_time is not None:
+        return left_time, right_time
+    if isinstance(left, bool) or isinstance(right, bool):
+        return (left, right) if isinstance(left, bool) and isinstance(right, bool) else None
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        if math.isnan(left) or math.isnan(right):
+            return None
+        return float(left), float(right)
+    if isinstance(left, str) and isinstance(right, str):
+        return left, right
+    return None
+
+
+def _compare(test: Callable[[Any, Any], bool], ordered: bool) -> Callable[[Any, Any], bool]:
+    def compare(field: Any, value: Any) -> bool:
+        for element in field if isinstance(field, list) else [field]:
+            pair = _comparable(element, value)
+            if pair is None or (ordered and isinstance(pair[0], bool)):
+                continue
+            if test(*pair):
+                return True
+        return False
+
+    return compare
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": _compare(lambda a, b: a == b, False),
+    "!=": _compare(lambda a, b: a != b, False),
+    "<": _compare(lambda a, b: a < b, True),
+    "<=": _compare(lambda a, b: a <= b, True),
+    ">": _compare(lambda a, b: a > b, True),
+    ">=": _compare(lambda a, b: a >= b, True),
+}
+
+
+def _any_equal(field: Any, values: list[Any], now: datetime) -> bool:
+    return any(_COMPARE["="](field, _resolve(v, now)) for v in values)
+
+
+def _not_in(field: Any, values: list[Any], now: datetime) -> bool:
+    """A test like the others: false on a missing field."""
+    if field is None:
+        return False
+    return not _any_equal(field, values, now)
+
+
+def _contains(field: Any, value: Any) -> bool:
+    if isinstance(field, list):
+        return any(_comparable(e, value) is not None and _COMPARE["="](e, value) for e in field)
+    if isinstance(field, str) and isinstance(value, str):
+        return value in field
+    return False
+
+
+def compile_filter(text: str) -> Predicate | None:
+    """The predicate of a filter expression; None for an empty one (no filter). A
+    malformed expression, an unknown field or escape raises InvalidFilter naming the
+    0-based position and what was expected there."""
+    if len(text) > MAX_LENGTH:
+        raise InvalidFilter(MAX_LENGTH, f"at most {MAX_LENGTH:,} characters")
+    if not text.strip():
+        return None
+    parser = _Parser(text)
+    predicate = parser.expr()
+    if parser.token.kind != "end":
+        raise InvalidFilter(parser.token.position, "'and', 'or' or the end of the filter")
+    return predicate
+
+
+class Filters:
+    """Compiled filters by their text, the least recently used dropped beyond `size`: a
+    filter is parsed once however many requests send it."""
+
+    def __init__(self, size: int = 1_024) -> None:
+        self.size = size
+        self._compiled: OrderedDict[str, Predicate | None] = OrderedDict()
+
+    def compiled(self, text: str) -> Predicate | None:
+        if text in self._compiled:
+            self._compiled.move_to_end(text)
+            return self._compiled[text]
+        predicate = compile_filter(text)
+        self._compiled[text] = predicate
+        if len(self._compiled) > self.size:
+            self._compiled.popitem(last=False)
+        return predicate
