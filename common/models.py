@@ -21,6 +21,7 @@ from pydantic import (
     RootModel,
     Strict,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -228,25 +229,22 @@ def _time(value: Any) -> Any:
     )
 
 
-class _TimeSchema:
-    """The schema of a time: what `_time` takes, said as JSON Schema."""
-
-    def __get_pydantic_json_schema__(
-        self, core: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "anyOf": [
-                {"type": "string", "format": "date-time"},
-                {"type": "number", "minimum": -MAX_SECONDS, "maximum": MAX_SECONDS},
-                {"type": "string", "pattern": "^-?[0-9]{1,10}(\\.[0-9]+)?$"},
-            ],
-            "description": "ISO 8601 (a time without a zone is UTC), or seconds since 1970.",
-        }
+# What `_time` takes, said as JSON Schema.
+_TIME_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "number", "minimum": -MAX_SECONDS, "maximum": MAX_SECONDS},
+            {"type": "string", "pattern": "^-?[0-9]{1,10}(\\.[0-9]+)?$"},
+        ],
+        "description": "ISO 8601 (a time without a zone is UTC), or seconds since 1970.",
+    }
+)
 
 
 # Lax, unlike the rest of a body: a time comes as text or as seconds.
 Timestamp = Annotated[
-    datetime, Strict(False), BeforeValidator(_time), AfterValidator(_aware), _TimeSchema()
+    datetime, Strict(False), BeforeValidator(_time), AfterValidator(_aware), _TIME_SCHEMA
 ]
 
 
@@ -257,20 +255,15 @@ def _numeric(value: Any) -> Any:
     return value
 
 
-class _NumberSchema:
-    def __get_pydantic_json_schema__(
-        self, core: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "anyOf": [
-                {"type": "number"},
-                {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
-            ]
-        }
-
-
 # An interaction's value: a JSON number, or one as text, as loaders of CSV files send it.
-Value = Annotated[float, Strict(False), BeforeValidator(_numeric), _NumberSchema()]
+Value = Annotated[
+    float,
+    Strict(False),
+    BeforeValidator(_numeric),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number"}, {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}]}
+    ),
+]
 
 
 def _number(value: Any) -> Any:

@@ -175,17 +175,22 @@ def _plural(annotation: Any) -> str:
     return {"number": "numbers", "integer": "integers", "string": "strings"}.get(kind, kind)
 
 
+# Each bound a field's metadata may hold: its type, the attribute with its value, and how
+# the reference says it.
+_BOUNDS = (
+    (Ge, "ge", "≥ {}"),
+    (Gt, "gt", "> {}"),
+    (Le, "le", "≤ {}"),
+    (Lt, "lt", "< {}"),
+)
+
+
 def _bounds(metadata: list[Any]) -> str:
     said = []
     for rule in metadata:
-        if isinstance(rule, Ge):
-            said.append(f"≥ {_number(rule.ge)}")
-        elif isinstance(rule, Gt):
-            said.append(f"> {_number(rule.gt)}")
-        elif isinstance(rule, Le):
-            said.append(f"≤ {_number(rule.le)}")
-        elif isinstance(rule, Lt):
-            said.append(f"< {_number(rule.lt)}")
+        bound = next((b for b in _BOUNDS if isinstance(rule, b[0])), None)
+        if bound is not None:
+            said.append(bound[2].format(_number(getattr(rule, bound[1]))))
         elif isinstance(rule, MinLen):
             said.append(f"length ≥ {rule.min_length}")
         elif isinstance(rule, MaxLen):

@@ -221,6 +221,13 @@ class Summed:
     sums: RowSums
     which: int
 
+    @classmethod
+    def of(cls, sums: RowSums, matrix: sp.csr_matrix, rows: Rows, weights: Floats) -> Summed:
+        """The sum of `matrix`'s `rows`, weighted by `weights`, in an accumulator of its own."""
+        which = sums.take()
+        sums.add(which, matrix, rows, weights)
+        return cls(sums, which)
+
     def propose(self, k: int, among: Among | None) -> Rows:
         return self.sums.top(self.which, k, among.member if among else None)
 

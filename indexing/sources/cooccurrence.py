@@ -79,9 +79,7 @@ class Cooccurrence(Source):
         model = user.collaborative
         if model is None:
             return None
-        which = sums.take()
-        sums.add(which, model.neighbours, user.liked, user.items)
-        return Summed(sums, which)
+        return Summed.of(sums, model.neighbours, user.liked, user.items)
 
     def support(self, user: User) -> float:
         """Of all the user's items, weighted by their item evidence."""

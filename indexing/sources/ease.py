@@ -151,9 +151,7 @@ class Ease(Source):
         model = user.collaborative
         if model is None:
             return None
-        which = sums.take()
-        sums.add(which, model.ease, user.liked, user.items)
-        return Summed(sums, which)
+        return Summed.of(sums, model.ease, user.liked, user.items)
 
     def support(self, user: User) -> float:
         """Of the user's items EASE covers (0 for the others), weighted by item evidence."""

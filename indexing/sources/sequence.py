@@ -95,9 +95,7 @@ class Sequence(Source):
         model = user.collaborative
         if model is None:
             return None
-        which = sums.take()
-        sums.add(which, model.following, user.recent, user.newest)
-        return Summed(sums, which)
+        return Summed.of(sums, model.following, user.recent, user.newest)
 
     def support(self, user: User) -> float:
         """Of the newest items, weighted as they are weighed."""
