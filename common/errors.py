@@ -61,6 +61,12 @@ class NotFound(ClientError):
     status = 404
 
 
+class UnknownScenario(NotFound):
+    """A request names a scenario that is not stored."""
+
+    code = "unknown_scenario"
+
+
 class Conflict(ClientError):
     code = "conflict"
     status = 409

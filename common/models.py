@@ -7,10 +7,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
+    MISSING,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -145,6 +146,9 @@ Addressable = StringRule(_id, ID_PATTERN, implies=frozenset({TEXT_PATTERN}))
 _RULES = {rule.pattern: rule for rule in (Text, Addressable)}
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, Addressable]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
+# A filter expression (indexing/filters.py), bounded beyond a filter's own limit, so that
+# one too long is refused as a filter (invalid_filter).
+FilterText = Annotated[str, StringConstraints(max_length=4_000), Text]
 
 
 class AttributeValue(
@@ -275,6 +279,8 @@ def _number(value: Any) -> Any:
 # After an int's bounds, JSON Schema's integer: any number without a fraction, `10.0` as well
 # as `10`, and no string.
 AnyInteger = (Strict(False), BeforeValidator(_number))
+# Any JSON number (an integer too), and no string or boolean.
+AnyNumber = AnyInteger
 Role = Literal["read", "write", "admin"]
 
 
@@ -404,11 +410,23 @@ class ApiKeyList(BaseModel):
     keys: list[ApiKey]
 
 
+# The stored fields a list answer adds to its items when asked (`fields`).
+ItemField = Literal["title", "description", "category", "tags", "attributes", "published_at"]
+ITEM_FIELDS: tuple[str, ...] = get_args(ItemField)
+
+
 class Scored(BaseModel):
     item_id: str
     score: float
     # Present only when explanations were asked for.
     reasons: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+    # Present only when asked for with `fields` (and then even where null).
+    title: str | MISSING = MISSING
+    description: str | MISSING | None = MISSING
+    category: str | MISSING | None = MISSING
+    tags: list[str] | MISSING = MISSING
+    attributes: dict[str, Any] | MISSING = MISSING
+    published_at: datetime | MISSING | None = MISSING
 
 
 class Recommendations(BaseModel):
@@ -451,6 +469,9 @@ class SearchIn(_In):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2_000), Text]
     limit: Annotated[int, Field(ge=1, le=200), *AnyInteger] = 10
     category: Tag | None = None
+    filter: FilterText | None = None
+    fields: list[ItemField] | None = Field(default=None, max_length=len(ITEM_FIELDS))
+    scenario: Tag | None = None
 
 
 class SearchResults(BaseModel):
@@ -661,3 +682,49 @@ class ErrorAnswer(BaseModel):
     """Every 4xx and 5xx body: {"error": {"code", "message", "details"?}}."""
 
     error: Error
+
+
+# What a scenario's list is made by: the hybrid ranking, popularity, or a trending list.
+ScenarioStrategy = Literal[
+    "hybrid", "popular", "trending:hot", "trending:rising", "trending:fresh", "trending:viral"
+]
+Weight = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False), *AnyNumber]
+
+
+class Booster(_In):
+    """Items passing `filter` have their score's transform multiplied by `weight`: above 1
+    raises them, below 1 lowers them (docs/api.md, Scenarios)."""
+
+    filter: Annotated[FilterText, StringConstraints(min_length=1)]
+    weight: Weight
+
+
+class Diversity(_In):
+    """How varied the list is: maximal marginal relevance's lambda (1 keeps the relevance
+    order), and at most so many items of one category."""
+
+    mmr_lambda: Annotated[float, Field(ge=0, le=1), *AnyNumber] | None = None
+    max_per_category: Annotated[int, Field(ge=1, le=200), *AnyInteger] | None = None
+
+
+class ScenarioIn(_In):
+    """A placement's rules, applied with `scenario=` on every list endpoint."""
+
+    description: Annotated[str, StringConstraints(max_length=2_000), Text] | None = None
+    filter: FilterText | None = None
+    boosters: Annotated[list[Booster], Field(max_length=20)] = Field(default_factory=list)
+    strategy: ScenarioStrategy = "hybrid"
+    exclude_seen: bool | None = None
+    diversity: Diversity | None = None
+
+
+class Scenario(ScenarioIn):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    scenario_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScenarioList(BaseModel):
+    scenarios: list[Scenario]

@@ -23,17 +23,19 @@ from common.settings import RankingSettings
 
 RANKING_KEYS = frozenset(RankingSettings.model_fields)
 STRATEGIES = ("hybrid", "popular")
-PARAM_KEYS = RANKING_KEYS | {"strategy", "index_version"}
+PARAM_KEYS = RANKING_KEYS | {"strategy", "index_version", "scenario"}
 
 
 @dataclass(frozen=True)
 class Params:
     """What a variant changes: ranking settings over the served version's, the strategy,
-    and the index version that answers (None: the active one)."""
+    the index version that answers (None: the active one), and the scenario whose rules
+    replace the request's (None: the request's own)."""
 
     ranking: dict[str, Any] = field(default_factory=dict)
     strategy: str = "hybrid"
     index_version: int | None = None
+    scenario: str | None = None
 
     def apply(self, served: RankingSettings) -> RankingSettings:
         return served.model_copy(update=self.ranking) if self.ranking else served
@@ -74,6 +76,9 @@ def parse_params(raw: dict[str, Any], where: str = "params") -> Params:
         isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63
     ):
         problems.append((f"{where}.index_version", "must be a version number (an integer >= 1)"))
+    scenario = raw.get("scenario")
+    if scenario is not None and not (isinstance(scenario, str) and 1 <= len(scenario) <= 128):
+        problems.append((f"{where}.scenario", "must be a scenario's id (1 to 128 characters)"))
     if problems:
         first_field, first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -81,7 +86,7 @@ def parse_params(raw: dict[str, Any], where: str = "params") -> Params:
             f"{first_field}: {first}{more}",
             details=[{"field": f, "message": m} for f, m in problems],
         )
-    return Params(ranking=ranking, strategy=str(strategy), index_version=version)
+    return Params(ranking=ranking, strategy=str(strategy), index_version=version, scenario=scenario)
 
 
 def check_variants(variants: Sequence[VariantIn]) -> list[Params]:

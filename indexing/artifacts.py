@@ -13,7 +13,6 @@ The manifest names the sha256 of each file; loading refuses a file whose digest 
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import mmap
@@ -33,6 +32,7 @@ from common.settings import RankingSettings
 from embeddings.encoder import Vectors
 from indexing import ann
 from indexing.collaborative import Collaborative
+from indexing.subsets import Subset
 
 ARTIFACTS = ("items.faiss", "users.faiss", "factors.faiss", "arrays.npz", "ids.json")
 MANIFEST = "manifest.json"
@@ -206,16 +206,14 @@ class IndexVersion:
     user_vectors: Vectors = field(init=False)
     item_row: dict[str, int] = field(init=False)
     user_row: dict[str, int] = field(init=False)
-    category_rows: dict[str, npt.NDArray[np.int64]] = field(init=False)
     category_code: dict[str, int] = field(init=False)  # name -> code in item_category
     popular_rows: npt.NDArray[np.int64] = field(init=False)  # by popularity, ties by row
     engaged_rows: npt.NDArray[np.int64] = field(init=False)  # popular_rows with popularity > 0
     # Per item row, how far its collaborative rows are to be trusted: u / (u + SUPPORT_USERS)
     # for the u users with a positive history of it (indexing/hybrid.py).
     item_support: npt.NDArray[np.float32] = field(init=False)
-    # Per category, made on first use: its popular_rows, and a FAISS selector of its rows.
-    _popular_in: dict[str, npt.NDArray[np.int64]] = field(init=False, repr=False)
-    _selectors: dict[str, tuple[npt.NDArray[np.uint8], Any]] = field(init=False, repr=False)
+    # Each category's rows, made on first use.
+    _categories: dict[str, Subset] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.item_vectors = ann.vectors_of(self.item_index)
@@ -223,10 +221,6 @@ class IndexVersion:
         self.item_row = {item_id: n for n, item_id in enumerate(self.item_ids)}
         self.user_row = {user_id: n for n, user_id in enumerate(self.user_ids)}
         self.category_code = {name: code for code, name in enumerate(self.category_names)}
-        self.category_rows = {
-            name: np.flatnonzero(self.item_category == code)
-            for code, name in enumerate(self.category_names)
-        }
         users = np.bincount(
             self.history_items[self.history_weights > 0], minlength=len(self.item_ids)
         ).astype(np.float32)
@@ -234,7 +228,7 @@ class IndexVersion:
         # Sorted once per version, so a popular list costs its own length, not a sort.
         self.popular_rows = np.argsort(-self.popularity, kind="stable").astype(np.int64)
         self.engaged_rows = self.popular_rows[self.popularity[self.popular_rows] > 0]
-        self._popular_in, self._selectors = {}, {}
+        self._categories = {}
 
     @property
     def typical(self) -> dict[str, dict[str, float]]:
@@ -251,46 +245,17 @@ class IndexVersion:
         sources speaking from other users lack support for to content by this share."""
         return float(self.manifest.get("content_informative") or 0.0)
 
-    def popular_in(self, category: str) -> npt.NDArray[np.int64]:
-        """The category's rows by popularity, ties by row (popular_rows within it): sorted
-        once per version and category, so a request reads a slice, not the category."""
-        found = self._popular_in.get(category)
+    def in_category(self, category: str) -> Subset | None:
+        """The category's rows as a subset (made once per version and category); None for
+        a category the version does not know."""
+        found = self._categories.get(category)
         if found is None:
-            rows = self.category_rows.get(category)
-            if rows is None:  # not one of the version's: nothing, and nothing kept
-                return np.zeros(0, dtype=np.int64)
-            found = rows[np.lexsort((rows, -self.popularity[rows]))]
-            self._popular_in[category] = found
+            code = self.category_code.get(category)
+            if code is None:
+                return None
+            found = Subset(self.item_category == code, f"category {category!r}")
+            self._categories[category] = found
         return found
-
-    def engaged_in(self, category: str) -> npt.NDArray[np.int64]:
-        """popular_in(category) as far as its items have any popularity (engaged_rows within
-        the category)."""
-        rows = self.popular_in(category)
-        # Popularity falls along the list: the first row without any is found by bisection.
-        return rows[: bisect.bisect_left(rows, True, key=lambda r: bool(self.popularity[r] <= 0))]
-
-    def nearest_in(
-        self, index: Any, query: Vectors, k: int, category: str, ef: int | None = None
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Top-k (scores, rows) of one query within a category of the version's, by an index
-        whose ids are item rows (the item or the factor index): `ann.search_among`."""
-        return ann.search_among(
-            index, query, k, self.category_rows[category], lambda: self.within(category), ef
-        )
-
-    def within(self, category: str) -> Any:
-        """A FAISS selector of the category's item rows, for `ann.search`: a search finds
-        the category's nearest items by walking the index, not by scoring the category.
-        Made once per version and category (a bitmap of one bit per item)."""
-        found = self._selectors.get(category)
-        if found is None:
-            member = self.item_category == self.category_code[category]
-            bits = np.packbits(member, bitorder="little")
-            # The selector points into `bits`: they are kept together.
-            found = (bits, faiss.IDSelectorBitmap(len(member), faiss.swig_ptr(bits)))
-            self._selectors[category] = found
-        return found[1]
 
     def ranking(self, base: RankingSettings) -> RankingSettings:
         """The ranking settings this version serves: `base` with the blend its build chose."""

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from common.errors import ClientError
@@ -32,18 +33,21 @@ MAX_LENGTH = 2_000
 MAX_DEPTH = 32
 FIELDS = ("item_id", "category", "tags", "title", "published_at")
 Item = Mapping[str, Any]
-# A compiled filter: given an item's fields and the request's time, whether it passes.
-Predicate = Callable[[Item, datetime], bool]
 
 
 class InvalidFilter(ClientError):
     code = "invalid_filter"
 
-    def __init__(self, position: int, expected: str) -> None:
+    def __init__(self, position: int, expected: str, field: str = "filter") -> None:
         super().__init__(
-            f"the filter is malformed at position {position}: expected {expected}",
-            details=[{"field": "filter", "position": position, "expected": expected}],
+            f"{field} is malformed at position {position}: expected {expected}",
+            details=[{"field": field, "position": position, "expected": expected}],
         )
+        self.position, self.expected = position, expected
+
+    def named(self, field: str) -> InvalidFilter:
+        """The same refusal, of the filter in `field` (a scenario's booster's, say)."""
+        return InvalidFilter(self.position, self.expected, field)
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,107 @@ def _tokens(text: str) -> list[_Token]:
 
 
 @dataclass(frozen=True)
-class _Now:
+class Now:
     """`now`, moved by `seconds`: resolved at each request."""
 
     seconds: float
+
+
+Value = str | float | bool | Now
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test of a field: `op` is a comparison, "in", "not in", "contains" or "exists"."""
+
+    path: Path
+    op: str
+    values: tuple[Value, ...] = ()
+
+    def __call__(self, item: Item, now: datetime) -> bool:
+        field = _get(item, self.path)
+        if self.op == "exists":
+            return field is not None
+        values = [resolve(v, now) for v in self.values]
+        if self.op == "contains":
+            return _contains(field, values[0])
+        if self.op == "in":
+            return any(_COMPARE["="](field, v) for v in values)
+        if self.op == "not in":  # a test like the others: false on a missing field
+            return field is not None and not any(_COMPARE["="](field, v) for v in values)
+        return _COMPARE[self.op](field, values[0])
+
+
+@dataclass(frozen=True)
+class Not:
+    inner: Node
+
+    def __call__(self, item: Item, now: datetime) -> bool:
+        return not self.inner(item, now)
+
+
+@dataclass(frozen=True)
+class All:
+    parts: tuple[Node, ...]
+
+    def __call__(self, item: Item, now: datetime) -> bool:
+        return all(part(item, now) for part in self.parts)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple[Node, ...]
+
+    def __call__(self, item: Item, now: datetime) -> bool:
+        return any(part(item, now) for part in self.parts)
+
+
+Node = Test | Not | All | AnyOf
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A parsed filter: called on an item's fields and the request's time, whether the item
+    passes; `root` is its tree, for an evaluation over a whole catalog's columns at once
+    (indexing/columns.py)."""
+
+    text: str
+    root: Node
+
+    def __call__(self, item: Item, now: datetime) -> bool:
+        return self.root(item, now)
+
+    @cached_property
+    def tests(self) -> tuple[Test, ...]:
+        found: list[Test] = []
+        stack: list[Node] = [self.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Test):
+                found.append(node)
+            elif isinstance(node, Not):
+                stack.append(node.inner)
+            else:
+                stack.extend(node.parts)
+        return tuple(found)
+
+    @cached_property
+    def paths(self) -> frozenset[Path]:
+        """The fields it reads."""
+        return frozenset(test.path for test in self.tests)
+
+    @cached_property
+    def timed(self) -> bool:
+        """Whether it says `now`: its answer moves with the clock."""
+        return any(isinstance(v, Now) for test in self.tests for v in test.values)
+
+
+def both(first: Filter | None, second: Filter | None) -> Filter | None:
+    """Items that pass both filters (either may be None: no filter)."""
+    if first is None or second is None:
+        return first or second
+    return Filter(f"({first.text}) and ({second.text})", All((first.root, second.root)))
 
 
 class _Parser:
@@ -132,67 +233,58 @@ class _Parser:
             raise InvalidFilter(self.token.position, expected)
         return found
 
-    def expr(self) -> Predicate:
+    def deeper(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise InvalidFilter(self.token.position, f"at most {MAX_DEPTH} levels of nesting")
+
+    def expr(self) -> Node:
+        self.deeper()
         terms = [self.term()]
         while self.take("word", "or"):
             terms.append(self.term())
         self.depth -= 1
-        if len(terms) == 1:
-            return terms[0]
-        return lambda item, now: any(t(item, now) for t in terms)
+        return terms[0] if len(terms) == 1 else AnyOf(tuple(terms))
 
-    def term(self) -> Predicate:
+    def term(self) -> Node:
         factors = [self.factor()]
         while self.take("word", "and"):
             factors.append(self.factor())
-        if len(factors) == 1:
-            return factors[0]
-        return lambda item, now: all(f(item, now) for f in factors)
+        return factors[0] if len(factors) == 1 else All(tuple(factors))
 
-    def factor(self) -> Predicate:
+    def factor(self) -> Node:
         if self.take("word", "not"):
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise InvalidFilter(self.token.position, f"at most {MAX_DEPTH} levels of nesting")
+            self.deeper()
             inner = self.factor()
             self.depth -= 1
-            return lambda item, now: not inner(item, now)
+            return Not(inner)
         if self.take("op", "("):
             inner = self.expr()
             self.expect("op", ")", "')'")
             return inner
         return self.test()
 
-    def test(self) -> Predicate:
+    def test(self) -> Test:
         token = self.token
         if token.kind != "word" or not _is_field(token.text):
             raise InvalidFilter(token.position, f"a field ({', '.join(FIELDS)}, attributes.NAME)")
         self.at += 1
         path = _path(token.value)
         if self.take("word", "exists"):
-            return lambda item, now: _get(item, path) is not None
+            return Test(path, "exists")
         if self.take("word", "contains"):
-            value = self.value()
-            return lambda item, now: _contains(_get(item, path), _resolve(value, now))
+            return Test(path, "contains", (self.value(),))
         negated = bool(self.take("word", "not"))
         if negated or self.token.text == "in":
             self.expect("word", "in", "'in'")
-            values = self.values()
-            if negated:
-                return lambda item, now: _not_in(_get(item, path), values, now)
-            return lambda item, now: _any_equal(_get(item, path), values, now)
+            return Test(path, "not in" if negated else "in", tuple(self.values()))
         op = self.token
-        if op.kind != "op" or op.text not in ("=", "!=", "<", "<=", ">", ">="):
+        if op.kind != "op" or op.text not in _COMPARE:
             raise InvalidFilter(op.position, "an operator (=, !=, <, <=, >, >=, in, contains)")
         self.at += 1
-        value = self.value()
-        compare = _COMPARE[op.text]
-        return lambda item, now: compare(_get(item, path), _resolve(value, now))
+        return Test(path, op.text, (self.value(),))
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[Value]:
         self.expect("op", "[", "'['")
         found = [self.value()]
         while self.take("op", ","):
@@ -200,11 +292,12 @@ class _Parser:
         self.expect("op", "]", "']' or ','")
         return found
 
-    def value(self) -> Any:
+    def value(self) -> Value:
         token = self.token
         if token.kind in ("string", "number"):
             self.at += 1
-            return token.value
+            found: str | float = token.value
+            return found
         if token.kind == "word" and token.text in ("true", "false"):
             self.at += 1
             return token.text == "true"
@@ -212,13 +305,13 @@ class _Parser:
             self.at += 1
             sign = self.take("op", "+") or self.take("op", "-")
             if sign is None:
-                return _Now(0.0)
+                return Now(0.0)
             amount = self.token
             unit = self.tokens[min(self.at + 1, len(self.tokens) - 1)]
             if amount.kind != "number" or unit.kind != "word" or unit.text not in ("h", "d"):
                 raise InvalidFilter(amount.position, "a number of hours (h) or days (d)")
             self.at += 2
-            return _Now(_seconds(float(amount.value), unit.text, sign.text))
+            return Now(_seconds(float(amount.value), unit.text, sign.text))
         raise InvalidFilter(token.position, "a value (a string, a number, true, false or now)")
 
 
@@ -231,13 +324,13 @@ def _is_field(name: str) -> bool:
     return name in FIELDS or (name.startswith("attributes.") and len(name) > len("attributes."))
 
 
-def _path(name: str) -> tuple[str, ...]:
+def _path(name: str) -> Path:
     """The keys to an item's field: attribute names keep their case."""
     parts = name.split(".")
     return (parts[0].lower(), *parts[1:])
 
 
-def _get(item: Item, path: tuple[str, ...]) -> Any:
+def _get(item: Item, path: Path) -> Any:
     found: Any = item
     for key in path:
         if not isinstance(found, Mapping):
@@ -246,11 +339,12 @@ def _get(item: Item, path: tuple[str, ...]) -> Any:
     return found
 
 
-def _resolve(value: Any, now: datetime) -> Any:
-    return now + timedelta(seconds=value.seconds) if isinstance(value, _Now) else value
+def resolve(value: Value, now: datetime) -> Any:
+    """A value as tests compare it: `now` (moved) as a time."""
+    return now + timedelta(seconds=value.seconds) if isinstance(value, Now) else value
 
 
-def _time(value: Any) -> datetime | None:
+def as_time(value: Any) -> datetime | None:
     """A value as a time, where it is one: a datetime, or text in ISO 8601."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -265,7 +359,7 @@ def _time(value: Any) -> datetime | None:
 
 def _comparable(left: Any, right: Any) -> tuple[Any, Any] | None:
     """Both sides in one type, or None where they do not compare."""
-    left_time, right_time = _time(left), _time(right)
+    left_time, right_time = as_time(left), as_time(right)
     if left_time is not None and right_time is not None:
         return left_time, right_time
     if isinstance(left, bool) or isinstance(right, bool):
@@ -302,17 +396,6 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _any_equal(field: Any, values: list[Any], now: datetime) -> bool:
-    return any(_COMPARE["="](field, _resolve(v, now)) for v in values)
-
-
-def _not_in(field: Any, values: list[Any], now: datetime) -> bool:
-    """A test like the others: false on a missing field."""
-    if field is None:
-        return False
-    return not _any_equal(field, values, now)
-
-
 def _contains(field: Any, value: Any) -> bool:
     if isinstance(field, list):
         return any(_comparable(e, value) is not None and _COMPARE["="](e, value) for e in field)
@@ -321,19 +404,19 @@ def _contains(field: Any, value: Any) -> bool:
     return False
 
 
-def compile_filter(text: str) -> Predicate | None:
-    """The predicate of a filter expression; None for an empty one (no filter). A
-    malformed expression, an unknown field or escape raises InvalidFilter naming the
-    0-based position and what was expected there."""
+def compile_filter(text: str) -> Filter | None:
+    """The parsed filter; None for an empty one (no filter). A malformed expression, an
+    unknown field or escape raises InvalidFilter naming the 0-based position and what was
+    expected there."""
     if len(text) > MAX_LENGTH:
         raise InvalidFilter(MAX_LENGTH, f"at most {MAX_LENGTH:,} characters")
     if not text.strip():
         return None
     parser = _Parser(text)
-    predicate = parser.expr()
+    root = parser.expr()
     if parser.token.kind != "end":
         raise InvalidFilter(parser.token.position, "'and', 'or' or the end of the filter")
-    return predicate
+    return Filter(text, root)
 
 
 class Filters:
@@ -342,9 +425,9 @@ class Filters:
 
     def __init__(self, size: int = 1_024) -> None:
         self.size = size
-        self._compiled: OrderedDict[str, Predicate | None] = OrderedDict()
+        self._compiled: OrderedDict[str, Filter | None] = OrderedDict()
 
-    def compiled(self, text: str) -> Predicate | None:
+    def compiled(self, text: str) -> Filter | None:
         if text in self._compiled:
             self._compiled.move_to_end(text)
             return self._compiled[text]

@@ -60,8 +60,9 @@ import numpy.typing as npt
 from common.settings import RankingSettings
 from indexing import diversity, rowsums, sources
 from indexing.artifacts import IndexVersion
-from indexing.sources.base import Among, Scorer, User
+from indexing.sources.base import Scorer, User
 from indexing.sources.base import Trend as Trend
+from indexing.subsets import Subset
 
 Floats = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
@@ -184,7 +185,7 @@ def blend(
     rejected: Rows,
     trending: Trend,
     depth: int,
-    category: str | None = None,
+    among: Subset | None = None,
     excluded: Collection[int] = (),
     only: Rows | None = None,
 ) -> Blend:
@@ -202,10 +203,8 @@ def blend(
         support = relative_support(version, _supports(user))
         if only is not None:
             rows = np.asarray(only, dtype=np.int64)
-        elif category is not None and category not in version.category_rows:
-            rows = np.zeros(0, dtype=np.int64)
         else:
-            rows = _candidates(version, scorers, depth + len(excluded), category)
+            rows = _candidates(scorers, depth + len(excluded), among)
         if len(excluded) and len(rows):
             rows = rows[~np.isin(rows, _as_rows(excluded))]
         rows = rows[rows < n_items]
@@ -234,21 +233,10 @@ def blend(
     return Blend(rows, raw, scaled, push, weights, total, trust, support)
 
 
-def _candidates(
-    version: IndexVersion, scorers: Mapping[str, Scorer | None], k: int, category: str | None
-) -> Rows:
-    """Each source's best `k`, within the category if one is asked for: the searches are
-    kept to its items and the sums read only their touched columns in it, so a category's
-    list costs what any list does, whatever the category's size."""
-    among = None
-    if category is not None:
-        code = version.category_code[category]
-
-        def in_category(columns: Rows) -> npt.NDArray[np.bool_]:
-            inside: npt.NDArray[np.bool_] = version.item_category[columns] == code
-            return inside
-
-        among = Among(category, in_category)
+def _candidates(scorers: Mapping[str, Scorer | None], k: int, among: Subset | None) -> Rows:
+    """Each source's best `k`, within the subset where one is asked for: the searches are
+    kept to its items and the sums read only their touched columns in it, so a subset's
+    list costs what any list does, whatever its size (indexing/subsets.py)."""
     found = [scorer.propose(k, among) for scorer in scorers.values() if scorer is not None]
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 

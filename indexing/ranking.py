@@ -19,6 +19,7 @@ from embeddings.encoder import normalise
 from indexing import ann, hybrid, sources
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats, Profile, evidence
+from indexing.subsets import Subset
 
 Rows = npt.NDArray[np.int64]
 
@@ -104,19 +105,17 @@ def nearest(
     query: Floats,
     *,
     depth: int,
-    category: str | None = None,
+    among: Subset | None = None,
     excluded: Collection[int] = (),
     ef: int | None = None,
 ) -> tuple[Rows, Floats]:
     """Items nearest to `query` by cosine: at most `depth`, none of `excluded`; within a
-    category, found by a search kept to its items (the category is never scanned). `ef`:
-    the HNSW beam, if not the index's own."""
+    subset (a category, a filter's items), found by a search kept to its items (indexing/
+    subsets.py). `ef`: the HNSW beam, if not the index's own."""
     excluded = set(excluded)
     k = min(depth + len(excluded), version.item_index.ntotal)
-    if category is not None:
-        if category not in version.category_rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, rows = version.nearest_in(version.item_index, query, k, category, ef)
+    if among is not None:
+        scores, rows = among.nearest(version.item_index, query, k, ef)
     else:
         found_scores, found = ann.search(version.item_index, query[None, :], k, ef=ef)
         keep = found[0] >= 0
@@ -139,13 +138,12 @@ def excluded_rows(
 
 
 def popular(
-    version: IndexVersion, *, depth: int, category: str | None, excluded: Collection[int]
+    version: IndexVersion, *, depth: int, among: Subset | None, excluded: Collection[int]
 ) -> Ranked:
     """Items by weighted engagement at build time: the cold-start answer. Read off lists
-    the version sorted once (overall or per category), as far as `depth` kept items; items
-    no one engaged with have no place in it (the API fills a short list from live
-    popularity)."""
-    ordered = version.engaged_rows if category is None else version.engaged_in(category)
+    sorted once (overall, or within a subset), as far as `depth` kept items; items no one
+    engaged with have no place in it (the API fills a short list from live popularity)."""
+    ordered = version.engaged_rows if among is None else among.engaged(version.popularity)
     excluded = set(excluded)
     best = (int(r) for r in ordered if r not in excluded)
     rows = np.fromiter(itertools.islice(best, depth), dtype=np.int64)
@@ -159,7 +157,7 @@ def recommend(
     *,
     depth: int,
     cold_start_min: int,
-    category: str | None = None,
+    among: Subset | None = None,
     exclude_seen: bool = True,
     deleted: Collection[int] = (),
     trending: hybrid.Trend | None = None,
@@ -176,8 +174,8 @@ def recommend(
     liked, _ = positives_in(version, profile)
     cold = profile.count < cold_start_min or not (profile.has_taste or len(liked))
     if strategy == "popular" or cold:
-        return popular(version, depth=depth, category=category, excluded=excluded)
-    blended = blend_for(version, profile, settings, depth, category, excluded, trending)
+        return popular(version, depth=depth, among=among, excluded=excluded)
+    blended = blend_for(version, profile, settings, depth, among, excluded, trending)
     rows, scores = hybrid.ranked(version, settings, blended, depth)
     return Ranked(rows, scores, "hybrid")
 
@@ -187,14 +185,17 @@ def blend_for(
     profile: Profile,
     settings: RankingSettings,
     depth: int,
-    category: str | None,
+    among: Subset | None,
     excluded: Collection[int],
     trending: hybrid.Trend | None,
     only: Rows | None = None,
 ) -> hybrid.Blend:
     liked, strength = positives_in(version, profile)
     if trending is None:  # no trending list served: build-time popularity stands in
-        trending = hybrid.Trend(version.popularity, version.engaged_rows, version.engaged_in)
+        popularity = version.popularity
+        trending = hybrid.Trend(
+            popularity, version.engaged_rows, lambda subset: subset.engaged(popularity)
+        )
     return hybrid.blend(
         version,
         settings,
@@ -204,7 +205,7 @@ def blend_for(
         rejected=np.array(sorted(_rows_of(version, profile.negative)), dtype=np.int64),
         trending=trending,
         depth=depth,
-        category=category,
+        among=among,
         excluded=excluded,
         only=only,
     )
@@ -236,7 +237,7 @@ def similar_items(
     query: Floats,
     *,
     limit: int,
-    category: str | None,
+    among: Subset | None,
     excluded: Collection[int],
     text: bool = False,
 ) -> Ranked:
@@ -244,7 +245,7 @@ def similar_items(
     items, as its build found each item's nearest; or, for a `text` query, with the index's
     own beam."""
     ef = None if text else version.similar_ef
-    rows, scores = nearest(version, query, depth=limit, category=category, excluded=excluded, ef=ef)
+    rows, scores = nearest(version, query, depth=limit, among=among, excluded=excluded, ef=ef)
     return Ranked(rows, scores, "similar")
 
 

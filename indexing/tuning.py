@@ -373,7 +373,7 @@ def _cache(
     excluded = ranking.excluded_rows(version, profile, (), True)
     liked, _ = ranking.positives_in(version, profile)
     if profile.count < settings.index.cold_start_min or not (profile.has_taste or len(liked)):
-        popular = ranking.popular(version, depth=K, category=None, excluded=excluded)
+        popular = ranking.popular(version, depth=K, among=None, excluded=excluded)
         empty = np.zeros(0, dtype=np.float32)
         fixed = popular.rows[:K].tolist()
         return blends.Judge(popular.rows, {}, empty, 0, positives, fixed, user=user)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
-# user, version, category, exclude_seen, experiment, variant
-Key = tuple[str, int, str | None, bool, str | None, str | None]
+# (user, version, rules, exclude_seen, experiment, variant)
+Key = tuple[str, int, tuple[Any, ...], bool, str | None, str | None]
 CachedList = tuple[list[tuple[str, float]], str]  # (item id, score) pairs, strategy
 # CPython's cost of one (item id, score) pair beyond the id's characters: the tuple, the
 # float, the str header and the list slot.

@@ -27,10 +27,13 @@ from common.errors import CacheUnavailable, ConfigError, ObjectStoreUnavailable
 from common.retry import wait_for
 from common.settings import Settings
 from embeddings.encoder import Encoder, Vectors, configured, embed_items
+from indexing.filters import Filters
 from service.auth import Authenticator
+from service.catalog_fields import CatalogFields
 from service.experiments import Experiments
 from service.ratelimit import RateLimiter
 from service.refresher import Refresher
+from service.scenarios import Scenarios
 from service.serving import Serving
 from service.trending import Trending
 from storage import cache
@@ -65,6 +68,10 @@ class Application:
     limiter: RateLimiter
     trending: Trending
     experiments: Experiments
+    catalog_fields: CatalogFields
+    scenarios: Scenarios
+    # Filters parsed once, by their text.
+    filters: Filters
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     # The model runs on one thread of its own: queries wait their turn instead of each
@@ -162,6 +169,12 @@ async def open_application(settings: Settings, registry: CollectorRegistry) -> A
         trials = Experiments(settings, pool, redis, serving, registry)
         await trials.start()
         serving.handlers["experiments_changed"] = lambda _: trials.reload()
+        fields = CatalogFields(pool)
+        await fields.start(settings.index.poll_seconds)
+        filters = Filters()
+        placements = Scenarios(pool, filters)
+        await placements.start(settings.index.poll_seconds)
+        serving.handlers["scenarios_changed"] = lambda _: placements.reload()
     except BaseException:
         await redis.aclose()
         await pool.close()
@@ -179,6 +192,9 @@ async def open_application(settings: Settings, registry: CollectorRegistry) -> A
         limiter=RateLimiter(settings.rate, redis, settings.event_namespace, registry),
         trending=held,
         experiments=trials,
+        catalog_fields=fields,
+        scenarios=placements,
+        filters=filters,
     )
 
 
@@ -188,6 +204,8 @@ async def close_application(res: Application) -> None:
     await res.refresher.stop()
     await res.trending.stop()
     await res.experiments.stop()
+    await res.catalog_fields.stop()
+    await res.scenarios.stop()
     await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()

@@ -25,6 +25,7 @@ from indexing import precompute, ranking
 from indexing.artifacts import IndexVersion
 from indexing.hybrid import Trend
 from indexing.profiles import Profile
+from indexing.subsets import Subset
 
 Pairs = list[tuple[str, float]]
 # A list ranked ahead is dropped after a day even if nothing replaces it: it follows the
@@ -50,7 +51,7 @@ def rank(
     deleted: frozenset[int],
     trending: Trend | None,
     params: Params = DEFAULT,
-    category: str | None = None,
+    among: Subset | None = None,
     exclude_seen: bool = True,
 ) -> tuple[Pairs, str]:
     """The user's list `ranking_depth` deep, as (item id, score) pairs, and its strategy."""
@@ -61,7 +62,7 @@ def rank(
         strategy=params.strategy,
         depth=settings.index.ranking_depth,
         cold_start_min=settings.index.cold_start_min,
-        category=category,
+        among=among,
         exclude_seen=exclude_seen,
         deleted=deleted,
         trending=trending,

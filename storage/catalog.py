@@ -19,6 +19,7 @@ from storage.db import database_errors, transaction
 _COLUMNS = (
     "item_id, title, description, category, tags, attributes, published_at, created_at, updated_at"
 )
+_COLUMN_NAMES = [name.strip() for name in _COLUMNS.split(",")]
 
 # One statement for any number of rows. Tags and attributes travel as JSON text because
 # unnest() would flatten an array of arrays.
@@ -171,3 +172,71 @@ async def live_share(pool: asyncpg.Pool, item_ids: Sequence[str]) -> float:
             list(item_ids),
         )
     return int(live) / len(item_ids)
+
+
+# A field's column for filters, by the name the filter grammar gives it. An attribute path
+# travels as a parameter (`#>` with a text array): nothing a filter says is ever SQL.
+_FIELD_COLUMNS = {
+    "item_id": "item_id",
+    "category": "category",
+    "tags": "tags",
+    "title": "title",
+    "published_at": "published_at",
+}
+
+
+async def field_values(pool: asyncpg.Pool, path: Sequence[str]) -> list[tuple[str, Any]]:
+    """Every live item's value of one field (`("tags",)`, `("attributes", "year")`), as
+    (item_id, value); a value is None where the item lacks it."""
+    if path[0] == "attributes":
+        query = (
+            "SELECT item_id, attributes #> $1::text[] AS value FROM items WHERE deleted_at IS NULL"
+        )
+        args: list[Any] = [list(path[1:])]
+    else:
+        column = _FIELD_COLUMNS[path[0]]  # a KeyError here is a caller's bug, not input
+        query = f"SELECT item_id, {column} AS value FROM items WHERE deleted_at IS NULL"
+        args = []
+    with database_errors():
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(query, *args)
+    return [(r["item_id"], r["value"]) for r in rows]
+
+
+async def changed_since(
+    pool: asyncpg.Pool, when: datetime
+) -> tuple[list[tuple[str, Item | None]], datetime]:
+    """Items written or deleted after `when` (None for a deleted one), and the database's
+    time as it read them."""
+    with database_errors():
+        async with pool.acquire() as conn:
+            now = await conn.fetchval("SELECT now()")
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS}, deleted_at IS NOT NULL AS deleted FROM items
+                    WHERE updated_at > $1 OR deleted_at > $1""",
+                when,
+            )
+    found = [
+        (r["item_id"], None if r["deleted"] else Item(**{k: r[k] for k in _COLUMN_NAMES}))
+        for r in rows
+    ]
+    return found, now
+
+
+async def database_now(pool: asyncpg.Pool) -> datetime:
+    with database_errors():
+        now: datetime = await pool.fetchval("SELECT now()")
+    return now
+
+
+async def items_by_id(pool: asyncpg.Pool, item_ids: Sequence[str]) -> dict[str, Item]:
+    """The live items among `item_ids`, in one query."""
+    if not item_ids:
+        return {}
+    with database_errors():
+        rows = await pool.fetch(
+            f"""SELECT {_COLUMNS} FROM items
+                WHERE item_id = ANY($1::text[]) AND deleted_at IS NULL""",
+            list(item_ids),
+        )
+    return {r["item_id"]: Item(**r) for r in rows}

@@ -27,7 +27,7 @@ ADMIN_KEY = "test-admin-key-0123456789"
 TABLES = (
     "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
     " profile_refresh, experiments, experiment_variant_stops, experiment_exposures,"
-    " experiment_served, experiment_flush, version_lists"
+    " experiment_served, experiment_flush, version_lists, scenarios"
 )
 
 
@@ -82,6 +82,8 @@ async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     app.state.application.serving.current = None
     app.state.application.serving.pinned = {}
     app.state.application.experiments.forget()
+    app.state.application.catalog_fields.forget()
+    app.state.application.scenarios.held = {}
     await app.state.application.serving.reload_deleted()
     yield pool
 

@@ -137,3 +137,19 @@ def fresh_database(stack: Any, name: str) -> str:
 
     asyncio.run(reset())
     return database
+
+
+def shop_catalog() -> list[dict[str, Any]]:
+    """The genre catalog with shop attributes: every other item in stock, a price, a year,
+    and a publication date a day apart."""
+    items = genre_catalog()
+    for n, item in enumerate(items):
+        item["attributes"] = {"in_stock": n % 2 == 0, "price": n * 10, "year": 1980 + n}
+        item["published_at"] = f"2026-01-{1 + n % 28:02d}"
+    return items
+
+
+async def listed(client: httpx.AsyncClient, path: str, **params: Any) -> list[str]:
+    answer = await client.get(path, params=params)
+    assert answer.status_code == 200, answer.text
+    return [i["item_id"] for i in answer.json()["items"]]

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from common.settings import CollaborativeSettings, IndexSettings, RankingSettings
 from indexing import ann
 from indexing.rowsums import RowSums
+from indexing.subsets import Subset
 
 if TYPE_CHECKING:
     from indexing.artifacts import IndexVersion
@@ -133,18 +134,10 @@ class User:
         return support
 
 
-@dataclass(frozen=True)
-class Among:
-    """The category a list is kept to, and which of some rows are in it."""
-
-    category: str
-    member: Callable[[Rows], npt.NDArray[np.bool_]]
-
-
 class Scorer(Protocol):
     """One source's scores for one user."""
 
-    def propose(self, k: int, among: Among | None) -> Rows:
+    def propose(self, k: int, among: Subset | None) -> Rows:
         """Its best `k` rows (fewer where it knows fewer), within `among` where given."""
         ...
 
@@ -228,8 +221,8 @@ class Summed:
         sums.add(which, matrix, rows, weights)
         return cls(sums, which)
 
-    def propose(self, k: int, among: Among | None) -> Rows:
-        return self.sums.top(self.which, k, among.member if among else None)
+    def propose(self, k: int, among: Subset | None) -> Rows:
+        return self.sums.top(self.which, k, among.contains if among else None)
 
     def scores(self, rows: Rows) -> Floats:
         return self.sums.sums[self.which][rows]
@@ -245,14 +238,14 @@ class Inner:
     vectors: Floats  # the index's own vectors, by row
     query: Floats
 
-    def propose(self, k: int, among: Among | None) -> Rows:
+    def propose(self, k: int, among: Subset | None) -> Rows:
         if not np.any(self.query):
             return _NO_ROWS
         if among is None:
             _, hits = ann.search(self.index, self.query[None, :], k)
             found: Rows = hits[0][hits[0] >= 0].astype(np.int64)
             return found
-        return self.version.nearest_in(self.index, self.query, k, among.category)[1]
+        return among.nearest(self.index, self.query, k)[1]
 
     def scores(self, rows: Rows) -> Floats:
         found: Floats = self.vectors[rows] @ self.query
@@ -294,28 +287,21 @@ class Sequences:
 @dataclass(frozen=True)
 class Trend:
     """The trending score per item row, and the rows scoring above 0 best first: a
-    request's trending candidates are a slice, not a scan of the catalog. `by_category`,
-    where given, gives those of one category, best first (sorted once, as `best` is)."""
+    request's trending candidates are a slice, not a scan of the catalog. `within`, where
+    given, gives those of a subset, best first (sorted once, as `best` is)."""
 
     scores: Floats
     best: Rows
-    by_category: Callable[[str], Rows] | None = None
+    within: Callable[[Subset], Rows] | None = None
 
-    def top(
-        self,
-        k: int,
-        category: str | None = None,
-        member: Callable[[Rows], npt.NDArray[np.bool_]] | None = None,
-    ) -> Rows:
-        """The best `k` rows, or the best `k` of a category (`member` says which rows are
-        in it)."""
-        if category is None:
+    def top(self, k: int, among: Subset | None = None) -> Rows:
+        """The best `k` rows, or the best `k` of a subset."""
+        if among is None:
             return self.best[:k]
-        if self.by_category is not None:
-            return self.by_category(category)[:k]
+        if self.within is not None:
+            return self.within(among)[:k]
         # A served trending list is at most trending.TOP rows: filtering it is a slice too.
-        assert member is not None, "a category's trending rows need its members"
-        return self.best[member(self.best)][:k]
+        return self.best[among.contains(self.best)][:k]
 
     @classmethod
     def of(cls, scores: Floats) -> Trend:

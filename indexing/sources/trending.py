@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexing.rowsums import RowSums
-from indexing.sources.base import Among, Floats, Rows, Source, Trend, User, mean_support
+from indexing.sources.base import Floats, Rows, Source, Trend, User, mean_support
+from indexing.subsets import Subset
 
 if TYPE_CHECKING:
     from indexing.artifacts import IndexVersion
@@ -50,10 +51,8 @@ class Listed:
 
     trend: Trend
 
-    def propose(self, k: int, among: Among | None) -> Rows:
-        if among is None:
-            return self.trend.top(k)
-        return self.trend.top(k, among.category, among.member)
+    def propose(self, k: int, among: Subset | None) -> Rows:
+        return self.trend.top(k, among)
 
     def scores(self, rows: Rows) -> Floats:
         return self.trend.scores[rows]

@@ -36,8 +36,10 @@ from common.errors import (
     TooManyRequests,
     Unauthorized,
     UnknownItems,
+    UnknownScenario,
 )
 from common.models import ErrorAnswer, Role
+from indexing.filters import InvalidFilter
 from service.api.deps import required_role
 from service.api.errors import BATCH_TOO_LARGE, INVALID_JSON
 from service.api.limits import PayloadTooLarge
@@ -59,7 +61,13 @@ class Answer:
 
 
 # Refused by a route's use case, where nothing in the route's shape shows it.
+_NO_SCENARIO = "the scenario named is not stored"
+_FILTER_REFUSED = "the filter is malformed or names an unknown field (`details` say where)"
 RAISES: dict[tuple[str, str], tuple[Answer, ...]] = {
+    ("POST", "/api/v1/search"): (
+        Answer.of(InvalidFilter, _FILTER_REFUSED),
+        Answer.of(UnknownScenario, _NO_SCENARIO),
+    ),
     ("POST", "/api/v1/interactions"): (
         Answer.of(UnknownItems, "the interaction names an item the catalog does not hold"),
     ),
@@ -115,6 +123,11 @@ def answers(
         found.append(Answer.of(InvalidInput, "a path parameter is malformed"))
     if where & {"query", "header"}:
         found.append(Answer.of(InvalidInput, "a query or header parameter is malformed"))
+    queried = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+    if "filter" in queried:
+        found.append(Answer.of(InvalidFilter, _FILTER_REFUSED))
+    if "scenario" in queried:
+        found.append(Answer.of(UnknownScenario, _NO_SCENARIO))
     if "requestBody" in operation:
         found.append(Answer(ClientError.status, INVALID_JSON, "the body is not valid JSON"))
         found.append(Answer.of(ClientError, "the body could not be read"))

@@ -27,6 +27,7 @@ from service.api.routes import (
     items,
     keys,
     recommendations,
+    scenarios,
     users,
 )
 from service.api.variant_params import document_variant_params
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batch_bytes=settings.api.max_body_bytes,
     )
     app.add_middleware(RequestMetrics, registry=app.state.registry)
-    for module in (health, recommendations, items, users, keys, index, experiments):
+    for module in (health, recommendations, items, users, keys, index, experiments, scenarios):
         app.include_router(module.router)
     document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
     document_variant_params(app)

@@ -24,12 +24,16 @@ def params_schema() -> dict[str, Any]:
         "anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, {"type": "null"}],
         "description": "A kept index version that answers this variant's users.",
     }
+    properties["scenario"] = {
+        "anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "null"}],
+        "description": "A scenario whose rules replace the request's for this variant's users.",
+    }
     return {
         "type": "object",
         "properties": properties,
         "additionalProperties": False,
         "description": "What the variant changes: ranking settings over the served "
-        "version's, the strategy, and a pinned index version.",
+        "version's, the strategy, a pinned index version, and a scenario.",
     }
 
 

@@ -26,6 +26,7 @@ ASK_SECONDS = 30
 async def put_item(app: Application, item_id: str, fields: ItemFields) -> Item:
     """Create or replace one item; its embedding is refreshed in the background."""
     item, revived = await catalog.put_item(app.pool, item_id, fields)
+    app.catalog_fields.noted([(item_id, item)])
     await _written(app, [item_id], [item_id] if revived else [])
     return item
 
@@ -33,6 +34,7 @@ async def put_item(app: Application, item_id: str, fields: ItemFields) -> Item:
 async def put_items(app: Application, items: list[ItemIn]) -> int:
     """Create or replace items in one transaction, all or nothing; returns how many."""
     written, revived = await catalog.upsert_items(app.pool, items)
+    app.in_background(_read_changes(app))
     await _written(app, [item.item_id for item in items], revived)
     return written
 
@@ -55,6 +57,7 @@ async def list_items(
 async def delete_item(app: Application, item_id: str) -> None:
     """Remove an item from the catalog and from every answer at once; its history is kept."""
     await catalog.delete_item(app.pool, item_id)
+    app.catalog_fields.noted([(item_id, None)])
     app.serving.item_deleted(item_id)
     await app.serving.announce("item_deleted", item_id=item_id)
     app.in_background(_ask_for_popular(app))
@@ -68,6 +71,15 @@ async def _written(app: Application, item_ids: list[str], revived: list[str]) ->
         await app.serving.announce("item_restored", item_ids=revived)
     app.in_background(_schedule_embedding(app, sorted(set(item_ids))))
     app.in_background(_ask_for_popular(app))
+
+
+async def _read_changes(app: Application) -> None:
+    """Filters judge the written items by their new fields at once in this process (the
+    others read the changes within INDEX_POLL_SECONDS)."""
+    try:
+        await app.catalog_fields.refresh()
+    except Exception:
+        log.warning("could not read the catalog's changes", exc_info=True)
 
 
 async def _ask_for_popular(app: Application) -> None:

@@ -74,6 +74,9 @@ async def reasons(
     params: Params = DEFAULT,
 ) -> dict[str, list[str]]:
     """Each item's reasons in words, for a list answered with `explain`."""
+    if strategy.startswith("trending:"):
+        said = f"trending now ({strategy.partition(':')[2]})"
+        return {item_id: [said] for item_id in item_ids}
     if strategy == "popular" or version is None:
         return {}
     rows = [version.item_row[i] for i in item_ids if i in version.item_row]

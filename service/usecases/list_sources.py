@@ -9,23 +9,29 @@ the list answering.
 3. `FromLiveRanking`: the list ranked now, from the user's freshest profile; it always answers,
    and what it ranks is cached for the first source.
 
-A kept list answers only the request it was ranked for: the default ranking (no category,
-seen items left out, under no variant that ranks otherwise), paged within its depth. The
-user's profile is read from Redis only where a source needs it, and at most once.
+A kept list answers only the request it was ranked for: the default ranking (seen items left
+out, under no variant that ranks otherwise), paged within its depth. A request kept to a
+category or a filter reads it through them, where enough of it passes to fill the page;
+otherwise it is ranked live within them. The user's profile is read from Redis only where a
+source needs it, and at most once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from experiments.design import DEFAULT, Params
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Profile
+from indexing.subsets import Subset
 from service import lists, profiles
 from service.answers import Key
 from service.application import Application
+from service.usecases import rules
+from service.usecases.rules import NO_RULES, Rules
 
 Pairs = list[tuple[str, float]]
 
@@ -38,7 +44,8 @@ class Ask:
     user_id: str
     version: IndexVersion | None
     count: int
-    category: str | None = None
+    rules: Rules = NO_RULES
+    among: Subset | None = None  # the version's rows that pass the rules (None: all)
     exclude_seen: bool = True
     params: Params = DEFAULT
     # The experiment and variant whose ranking this is; None outside any variant.
@@ -52,7 +59,7 @@ class Ask:
         return (
             self.user_id,
             number,
-            self.category,
+            self.rules.key,
             self.exclude_seen,
             self.experiment_id,
             self.variant,
@@ -60,13 +67,12 @@ class Ask:
 
     @property
     def default_ranking(self) -> bool:
-        """Whether this is the list a kept list holds: the version's own ranking, no
-        category, seen items left out."""
-        return (
-            self.category is None
-            and self.exclude_seen
-            and (self.variant is None or ranks_as_served(self.params))
-        )
+        """Whether a kept list holds this list (within the rules): the version's own
+        ranking, seen items left out."""
+        return self.exclude_seen and ranks_as_served(self.params)
+
+    def admits(self, row: int) -> bool:
+        return self.among is None or bool(self.among.member[row])
 
 
 def ranks_as_served(params: Params) -> bool:
@@ -137,37 +143,38 @@ class FromKeptList:
         ):
             read = await user.read()
             if not read.profile.built:
-                return self._ranked_after_acting(app, version, read, ask.count)
+                return self._ranked_after_acting(app, version, read, ask)
         # Idle since the build: the build's list answers, without reading a profile at all.
-        return self._ranked_by_build(app, version, ask.user_id, ask.count)
+        return self._ranked_by_build(app, version, ask)
 
-    def _ranked_by_build(
-        self, app: Application, version: IndexVersion, user_id: str, count: int
-    ) -> Found | None:
-        """The first `count` live items of the list the build ranked; None where it ranked
-        none for the user, or too few live items are left of a list cut at its depth (a
-        live ranking has more)."""
+    def _ranked_by_build(self, app: Application, version: IndexVersion, ask: Ask) -> Found | None:
+        """The first `count` live items (within the rules) of the list the build ranked;
+        None where it ranked none for the user, or too few are left of a list cut at its
+        depth (a live ranking has more)."""
         built = app.serving.kept_lists(version)
-        row = version.user_row.get(user_id)
+        row = version.user_row.get(ask.user_id)
         kept = built.get(row) if built is not None and row is not None else None
         if kept is None:
             return None
         assert built is not None
         rows, scores, strategy = kept
         deleted = app.serving.deleted_rows(version)
-        head = count + len(deleted)  # enough rows to hold `count` live ones
+        if ask.among is None:
+            head = ask.count + len(deleted)  # enough rows to hold `count` live ones
+            rows, scores = rows[:head], scores[:head]
         ids = version.item_ids
-        pairs = [
-            (ids[r], s)
-            for r, s in zip(rows[:head].tolist(), scores[:head].tolist(), strict=True)
-            if r not in deleted
-        ][:count]
-        if len(pairs) < count and len(rows) >= built.depth:
+        pairs = []
+        for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
+            if r not in deleted and ask.admits(r):
+                pairs.append((ids[r], s))
+                if len(pairs) == ask.count:
+                    break
+        if len(pairs) < ask.count and len(kept[0]) >= built.depth:
             return None
         return Found(pairs, strategy, self.name)
 
     def _ranked_after_acting(
-        self, app: Application, version: IndexVersion, read: profiles.Read, count: int
+        self, app: Application, version: IndexVersion, read: profiles.Read, ask: Ask
     ) -> Found | None:
         """The list ranked from the user's newest stored profile, where it was ranked for
         this version with this process's settings (service/lists.py)."""
@@ -175,8 +182,12 @@ class FromKeptList:
         ahead = lists.decode(read.ranked, version.version, read.stamp, digest)
         if ahead is None:
             return None
-        pairs = live(ahead.pairs, app.serving.deleted, count)
-        if len(pairs) < count and len(ahead.pairs) >= ahead.depth:
+        pairs = ahead.pairs
+        if ask.among is not None:
+            rows = version.item_row
+            pairs = [p for p in pairs if (r := rows.get(p[0])) is not None and ask.admits(r)]
+        pairs = live(pairs, app.serving.deleted, ask.count)
+        if len(pairs) < ask.count and len(ahead.pairs) >= ahead.depth:
             return None
         return Found(pairs, ahead.strategy, self.name)
 
@@ -195,12 +206,19 @@ async def rank_now(app: Application, ask: Ask, profile: Profile) -> tuple[Pairs,
     """The user's list `ranking_depth` deep, ranked now on a ranking thread."""
     version, settings = ask.version, app.settings
     depth = settings.index.ranking_depth
-    if version is None:
-        # No index yet: popularity straight from recent interactions.
-        hot = await app.trending.top("hot", app.trending.hours, ask.category)
+    strategy = ask.params.strategy
+    if version is None or strategy.startswith("trending:"):
+        # A trending list (a scenario's strategy), or no index yet: popularity straight
+        # from recent interactions.
+        variant = strategy.partition(":")[2] or "hot"
+        found = await app.trending.top(variant, app.trending.hours, ask.rules.category)
         seen = profile.seen if ask.exclude_seen else frozenset()
         excluded = app.serving.deleted | profile.negative | seen
-        return [(i, s) for i, s in hot if i not in excluded][:depth], "popular"
+        found = [(i, s) for i, s in found if i not in excluded]
+        if ask.rules.narrowing:
+            applied = rules.Applied(ask.rules, version, ask.among, datetime.now(UTC))
+            found = await rules.keep(app, applied, found)
+        return found[:depth], strategy if version is not None else "popular"
     deleted = app.serving.deleted_rows(version)
     trending = app.trending.hot_scores(version)
     ranked_version = version
@@ -212,7 +230,7 @@ async def rank_now(app: Application, ask: Ask, profile: Profile) -> tuple[Pairs,
             deleted=deleted,
             trending=trending,
             params=ask.params,
-            category=ask.category,
+            among=ask.among,
             exclude_seen=ask.exclude_seen,
         )
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from common.errors import DependencyError
 from common.models import SearchResults
 from embeddings.encoder import place
@@ -9,28 +11,43 @@ from indexing import ranking
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Floats
 from service.application import Application
+from service.usecases import item_fields, rules
 from service.usecases.user_list import scored
 
 
 async def search(
-    app: Application, text: str, limit: int = 10, category: str | None = None
+    app: Application,
+    text: str,
+    limit: int = 10,
+    category: str | None = None,
+    filter_text: str | None = None,
+    fields: str | Sequence[str] | None = None,
+    scenario: str | None = None,
 ) -> SearchResults:
-    """The `limit` items nearest to `text`, in `category` if given."""
+    """The `limit` items nearest to `text`, within `category`, the filter and the scenario's
+    rules if given (its boosters reorder them), with the item `fields` asked for."""
+    kept_to = rules.rules_for(app, category, filter_text, scenario)
+    names = item_fields.parse(fields)
     version = app.serving.current
     if version is None:
         return SearchResults(items=[], index_version=None)
     query = await query_vector(app, version, text)
+    applied = await rules.resolve(app, kept_to, version)
     deleted = app.serving.deleted_rows(version)
+    depth = max(limit, rules.BOOSTED_DEPTH) if kept_to.boosters else limit
     ranked = await app.rank(
         lambda: ranking.similar_items(
-            version, query, limit=limit, category=category, excluded=deleted, text=True
+            version, query, limit=depth, among=applied.subset, excluded=deleted, text=True
         )
     )
     ids = version.item_ids
-    return SearchResults(
-        items=[scored(ids[r], s) for r, s in zip(ranked.rows, ranked.scores, strict=True)],
-        index_version=version.version,
+    found = [(ids[r], float(s)) for r, s in zip(ranked.rows, ranked.scores, strict=True)]
+    found, _ = await rules.boosted(app, applied, found)
+    answer = SearchResults(
+        items=[scored(i, s) for i, s in found[:limit]], index_version=version.version
     )
+    await item_fields.add(app, answer.items, names)
+    return answer
 
 
 async def query_vector(

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from embeddings.encoder import normalise
+from experiments.design import DEFAULT
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Profile, type_weights
 from indexing.ranking import newest_first, rows_in_order
-from service import fill
 from service.application import Application
+from service.usecases import rules
 from service.usecases.list_sources import Ask, rank_now
+from service.usecases.user_list import placed
 
 Pairs = list[tuple[str, float]]
 # What an item of a session counts as when its type is not given.
@@ -52,23 +54,31 @@ async def session_list(
     limit: int = 10,
     offset: int = 0,
     category: str | None = None,
+    filter_text: str | None = None,
+    scenario: str | None = None,
 ) -> SessionList:
     """The page `offset`..`offset + limit` of the list for a session that touched `items`
-    (newest last)."""
+    (newest last), within `category`, the filter and the scenario's rules where given."""
+    kept_to = rules.rules_for(app, category, filter_text, scenario)
     version = app.serving.current
     known = [i for i in items if version is not None and i.item_id in version.item_row]
     unknown = sorted({i.item_id for i in items} - {i.item_id for i in known})
     profile = session_profile(app, version, known) if version is not None else Profile()
     count = offset + limit
-    ask = Ask(user_id="", version=version, count=count, category=category)
+    applied = await rules.resolve(app, kept_to, version)
+    params = placed(DEFAULT, kept_to.scenario)
+    ask = Ask(
+        user_id="", version=version, count=count, rules=kept_to, among=applied.subset, params=params
+    )
     pairs, strategy = await rank_now(app, ask, profile)
     deleted = app.serving.deleted
-    head = [(i, s) for i, s in pairs if i not in deleted][:count]
+    # All of it: boosters reorder the whole ranked list, not only the page.
+    head = [(i, s) for i, s in pairs if i not in deleted]
     if len(head) < count:
         touched = {i.item_id for i in items}
-        popular = app.trending.popular(category)
         strategy = strategy if head else "popular"
-        head = fill.filled(head, count, popular, deleted, profile.negative, touched)
+        head = await rules.filled(app, applied, head, count, deleted, profile.negative, touched)
+    head, _ = await rules.boosted(app, applied, head)
     return SessionList(
         pairs=head[offset:count],
         strategy="session" if strategy != "popular" else strategy,

@@ -7,13 +7,17 @@ build found (indexing/precompute.py); otherwise, and for an item newer than the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from common.errors import NotFound
 from common.models import SimilarItems, SimilarUser, SimilarUsers
 from common.text import item_labels, item_text
 from indexing import ranking
 from indexing.artifacts import IndexVersion
-from service import fill, profiles
+from indexing.subsets import Subset
+from service import profiles
 from service.application import Application
+from service.usecases import item_fields, rules
 from service.usecases.search import query_vector
 from service.usecases.user_list import scored
 from storage import catalog
@@ -22,44 +26,59 @@ Pairs = list[tuple[str, float]]
 
 
 async def similar_items(
-    app: Application, item_id: str, limit: int = 10, category: str | None = None
+    app: Application,
+    item_id: str,
+    limit: int = 10,
+    category: str | None = None,
+    filter_text: str | None = None,
+    fields: str | Sequence[str] | None = None,
+    scenario: str | None = None,
 ) -> SimilarItems:
-    """The `limit` items nearest in meaning to the item, in `category` if given."""
+    """The `limit` items nearest in meaning to the item, within `category`, the filter and
+    the scenario's rules if given (its boosters reorder them), with the item `fields` asked
+    for."""
+    kept_to = rules.rules_for(app, category, filter_text, scenario)
+    names = item_fields.parse(fields)
     version = app.serving.current
-    deleted = app.serving.deleted
-    if item_id in deleted:
+    if item_id in app.serving.deleted:
         raise NotFound(f"item {item_id!r} does not exist")
+    applied = await rules.resolve(app, kept_to, version)
+    depth = max(limit, rules.BOOSTED_DEPTH) if kept_to.boosters else limit
+    found = await _similar_items(app, item_id, depth, applied)
+    found, _ = await rules.boosted(app, applied, found)
+    answer = SimilarItems(
+        item_id=item_id,
+        items=[scored(i, s) for i, s in found[:limit]],
+        index_version=version.version if version else None,
+    )
+    await item_fields.add(app, answer.items, names)
+    return answer
+
+
+async def _similar_items(
+    app: Application, item_id: str, limit: int, applied: rules.Applied
+) -> Pairs:
+    version, deleted = applied.version, app.serving.deleted
     if version is None:  # no index yet: the item's similar items are live popular ones
         await catalog.get_item(app.pool, item_id)
-        popular = app.trending.popular(category)
-        found = fill.filled([], limit, popular, deleted, (item_id,))
-        return SimilarItems(
-            item_id=item_id, items=[scored(i, s) for i, s in found], index_version=None
-        )
+        return await rules.filled(app, applied, [], limit, deleted, (item_id,))
     row = version.item_row.get(item_id)
-    if row is not None and category is None:
-        kept = _nearest_kept(version, row, app.serving.deleted_rows(version), limit)
+    if row is not None:
+        kept = _nearest_kept(version, row, app.serving.deleted_rows(version), limit, applied)
         if kept is not None:  # all the build found, or `limit` of them
-            return SimilarItems(
-                item_id=item_id,
-                items=[scored(i, s) for i, s in kept],
-                index_version=version.version,
-            )
-    found = await _nearest_now(app, version, item_id, row, limit, category)
+            return kept
+    found = await _nearest_now(app, version, item_id, row, limit, applied.subset)
     if len(found) < limit:  # the version's items are mostly gone (service/fill.py)
-        popular = app.trending.popular(category)
-        found = fill.filled(found, limit, popular, deleted, (item_id,))
-    return SimilarItems(
-        item_id=item_id, items=[scored(i, s) for i, s in found], index_version=version.version
-    )
+        found = await rules.filled(app, applied, found, limit, deleted, (item_id,))
+    return found
 
 
 def _nearest_kept(
-    version: IndexVersion, row: int, deleted: frozenset[int], limit: int
+    version: IndexVersion, row: int, deleted: frozenset[int], limit: int, applied: rules.Applied
 ) -> Pairs | None:
-    """The first `limit` live items of the item's nearest items as the build found them;
-    None where the build found none, or too few are left of a list cut at its depth (a
-    live search finds more)."""
+    """The first `limit` live items (within the rules) of the item's nearest items as the
+    build found them; None where the build found none, or too few are left of a list cut
+    at its depth (a live search finds more)."""
     kept = version.nearest.get(row) if version.nearest is not None else None
     if kept is None:
         return None
@@ -68,7 +87,7 @@ def _nearest_kept(
     ids = version.item_ids
     pairs = []
     for r, s in zip(rows.tolist(), scores.tolist(), strict=True):
-        if r not in deleted:
+        if r not in deleted and applied.admits(r):
             pairs.append((ids[r], s))
             if len(pairs) == limit:
                 return pairs
@@ -81,7 +100,7 @@ async def _nearest_now(
     item_id: str,
     row: int | None,
     limit: int,
-    category: str | None,
+    among: Subset | None,
 ) -> Pairs:
     """The item's nearest items searched now; an item the version does not know is read
     from the catalog and embedded as the workers embed items."""
@@ -93,9 +112,7 @@ async def _nearest_now(
         query = await query_vector(app, version, text, item_labels(item.category, item.tags))
     excluded = set(app.serving.deleted_rows(version)) | ({row} if row is not None else set())
     ranked = await app.rank(
-        lambda: ranking.similar_items(
-            version, query, limit=limit, category=category, excluded=excluded
-        )
+        lambda: ranking.similar_items(version, query, limit=limit, among=among, excluded=excluded)
     )
     ids = version.item_ids
     return [(ids[r], float(s)) for r, s in zip(ranked.rows, ranked.scores, strict=True)]

@@ -9,15 +9,17 @@ running experiment the shown items count as the variant's impressions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from common.errors import UnknownScenario
 from common.models import Recommendations, Scored
 from experiments.design import DEFAULT, Params
 from indexing.artifacts import IndexVersion
-from service import fill
 from service.application import Application
 from service.experiments import State
-from service.usecases import explain
+from service.scenarios import Placement
+from service.usecases import explain, item_fields, rules
 from service.usecases.list_sources import Ask, UserProfile, find_list, live
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,11 @@ class ListRequest:
     limit: int = 10
     offset: int = 0
     category: str | None = None
-    exclude_seen: bool = True
+    filter: str | None = None
+    scenario: str | None = None
+    # Item fields to add to each item (service/usecases/item_fields.py).
+    fields: str | Sequence[str] | None = None
+    exclude_seen: bool | None = None  # None: the scenario's, or True
     experiment_id: str | None = None
     explain: bool = False
     fresh: bool = False  # skip the answer cache, and keep the list ranked now
@@ -49,14 +55,28 @@ class ServedVariant:
 async def user_list(app: Application, request: ListRequest) -> Recommendations:
     """A user's list; unknown and new users get the popular items."""
     user_id, count = request.user_id, request.offset + request.limit
+    kept_to = rules.rules_for(app, request.category, request.filter, request.scenario)
+    names = item_fields.parse(request.fields)
     state, variant, version = await _variant(app, request.experiment_id, user_id)
+    if variant is not None and variant.params.scenario is not None:
+        kept_to = _variant_scenario(app, request, variant.params.scenario, kept_to)
+    placement = kept_to.scenario
+    params = placed(variant.params if variant else DEFAULT, placement)
+    exclude_seen = request.exclude_seen
+    if exclude_seen is None:
+        exclude_seen = placement.exclude_seen if placement else None
+    exclude_seen = True if exclude_seen is None else exclude_seen
+    applied = await rules.resolve(app, kept_to, version)
+    # Boosters reorder the whole ranked list, not only the page.
+    depth = max(count, app.settings.index.ranking_depth) if kept_to.boosters else count
     ask = Ask(
         user_id=user_id,
         version=version,
-        count=count,
-        category=request.category,
-        exclude_seen=request.exclude_seen,
-        params=variant.params if variant else DEFAULT,
+        count=depth,
+        rules=kept_to,
+        among=applied.subset,
+        exclude_seen=exclude_seen,
+        params=params,
         experiment_id=request.experiment_id if variant else None,
         variant=variant.name if variant else None,
         fresh=request.fresh,
@@ -65,24 +85,27 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
     found = await find_list(app, ask, user)
     strategy = found.strategy
     deleted = app.serving.deleted
-    head = live(found.pairs, deleted, count)
-    ranked_count = len(head)
-    if ranked_count < count:
+    head = live(found.pairs, deleted, depth)
+    filled_ids: set[str] = set()
+    if len(head) < count:
         # Short once deleted items are gone: filled from live popularity (service/fill.py).
         profile = await user.profile()
-        seen = profile.seen if request.exclude_seen else frozenset()
-        popular = app.trending.popular(request.category)
+        seen = profile.seen if exclude_seen else frozenset()
         strategy = strategy if head else "popular"
-        head = fill.filled(head, count, popular, deleted, profile.negative, seen)
+        ranked = {i for i, _ in head}
+        head = await rules.filled(app, applied, head, count, deleted, profile.negative, seen)
+        filled_ids = {i for i, _ in head} - ranked
+    head, boosts = await rules.boosted(app, applied, head)
     page = head[request.offset : count]
     items = [scored(i, s) for i, s in page]
     if request.explain:
-        filled_ids = {i for i, _ in head[ranked_count:]}
         shown = [i.item_id for i in items if i.item_id not in filled_ids]
-        params = variant.params if variant else DEFAULT
-        said = await explain.reasons(app, version, await user.profile(), shown, strategy, params)
+        profile = await user.profile()
+        said = await explain.reasons(app, version, profile, shown, strategy, params)
         for item in items:
             item.reasons = said.get(item.item_id, ["popular right now"])
+            item.reasons += boosts.get(item.item_id, [])
+    await item_fields.add(app, items, names)
     if variant is not None and request.experiment_id is not None and variant.counted:
         number = version.version if version else 0
         shown = [i.item_id for i in items]
@@ -96,6 +119,28 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         experiment_state=state,
         cached=found.cached,
     )
+
+
+def placed(params: Params, placement: Placement | None) -> Params:
+    """A variant's (or the default) params under a scenario: its diversity settings, unless
+    the variant sets them too, and its strategy where it names one other than hybrid."""
+    if placement is None:
+        return params
+    strategy = placement.strategy if placement.strategy != "hybrid" else params.strategy
+    ranking = {**placement.ranking, **params.ranking}
+    return replace(params, ranking=ranking, strategy=strategy)
+
+
+def _variant_scenario(
+    app: Application, request: ListRequest, scenario_id: str, asked: rules.Rules
+) -> rules.Rules:
+    """The rules of the variant's scenario, in place of the request's; where that scenario
+    is gone, the request's (the user is still answered)."""
+    try:
+        return rules.rules_for(app, request.category, request.filter, scenario_id)
+    except UnknownScenario:
+        log.warning("an experiment variant names scenario %r, which does not exist", scenario_id)
+        return asked
 
 
 async def _variant(

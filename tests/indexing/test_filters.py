@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexing.filters import MAX_DEPTH, Filters, InvalidFilter, compile_filter
 
@@ -114,3 +116,28 @@ def test_a_filter_is_compiled_once_per_text() -> None:
     filters.compiled('category = "A"')
     filters.compiled('category = "B"')  # the first is dropped beyond two
     assert filters.compiled('category = "Horror"') is not first
+
+
+# Pieces of filters, glued at random: mostly near-valid text, where a parser's mistakes hide.
+PIECES = [
+    *("category", "tags", "title", "item_id", "published_at", "attributes.a", "attributes.a.b"),
+    *("=", "!=", "<", "<=", ">", ">=", "in", "not", "and", "or", "contains", "exists"),
+    *("(", ")", "[", "]", ",", '"x"', '"\\""', '"\\\\"', '"', "\\", "1", "-2.5e3", "1e999"),
+    *("true", "false", "now", "now - 3d", "now + 1h", "now -", "h", "d", " ", "\x00", "é"),
+]
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=24).map(" ".join) | st.text(max_size=60))
+def test_any_text_parses_or_is_refused_as_a_filter(text: str) -> None:
+    """A filter is never anything but parsed or refused with a position inside it (a 400 at
+    the API), and a parsed one evaluates on any item without failing."""
+    try:
+        found = compile_filter(text)
+    except InvalidFilter as refused:
+        assert refused.details is not None
+        assert 0 <= refused.details[0]["position"] <= len(text)
+        return
+    if found is not None:
+        for item in (FILM, {}, {"attributes": {"a": [1, "x", None]}, "tags": None}):
+            assert found(item, NOW) in (True, False)

@@ -147,7 +147,7 @@ def test_each_items_nearest_are_what_a_live_search_finds(
         # The API's own search for fewer results (k within the beam): the same head.
         for limit in (1, 5, 12):
             live = ranking.similar_items(
-                chosen, chosen.item_vectors[row], limit=limit, category=None, excluded={row}
+                chosen, chosen.item_vectors[row], limit=limit, among=None, excluded={row}
             )
             assert rows[:limit].tolist() == live.rows.tolist()
             np.testing.assert_allclose(scores[:limit], live.scores, rtol=1e-6)
@@ -158,7 +158,7 @@ def test_each_items_nearest_are_what_a_live_search_finds(
         for row in range(ITEMS):  # a text query searches with the index's own (wide) beam
             query = searched.item_vectors[row]
             text = ranking.similar_items(
-                searched, query, limit=13, category=None, excluded=(), text=True
+                searched, query, limit=13, among=None, excluded=(), text=True
             )
             assert text.rows[1:].tolist() == exact.get(row)[0].tolist()  # type: ignore[index]
         assert np.array_equal(precompute.nearest_items(wide, small, seconds=60.0).rows, exact.rows)

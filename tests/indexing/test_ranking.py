@@ -22,6 +22,7 @@ from indexing.ranking import (
     similar_items,
     similar_users,
 )
+from indexing.subsets import Subset
 
 DIM = 8
 
@@ -31,6 +32,14 @@ def vectors(n: int, axis: int, rng: np.random.Generator) -> np.ndarray:
     base[:, axis] = 1.0
     noisy = base + 0.1 * rng.standard_normal((n, DIM)).astype(np.float32)
     return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def within(version: IndexVersion, category: str | None) -> Subset | None:
+    """The category's rows, as the API keeps a list to them (none for an unknown one)."""
+    if category is None:
+        return None
+    found = version.in_category(category)
+    return found or Subset(np.zeros(len(version.item_ids), dtype=bool), "none")
 
 
 @pytest.fixture(scope="module", params=[1_000_000, 1])
@@ -96,7 +105,13 @@ def test_deleted_items_never_appear(version: IndexVersion) -> None:
 
 
 def test_category_filter_keeps_one_category(version: IndexVersion) -> None:
-    ranked = rank(version, profile_of(version, "fan-a"), depth=20, cold_start_min=1, category="B")
+    ranked = rank(
+        version,
+        profile_of(version, "fan-a"),
+        depth=20,
+        cold_start_min=1,
+        among=within(version, "B"),
+    )
     assert ids(version, ranked.rows) and all(i.startswith("b") for i in ids(version, ranked.rows))
 
 
@@ -117,7 +132,7 @@ def test_too_little_history_gets_popular_items(version: IndexVersion) -> None:
 
 
 def test_popular_respects_exclusions(version: IndexVersion) -> None:
-    ranked = popular(version, depth=3, category=None, excluded={0, 1})
+    ranked = popular(version, depth=3, among=None, excluded={0, 1})
     assert ids(version, ranked.rows) == ["a2", "a3", "a4"]
 
 
@@ -131,13 +146,13 @@ def test_popular_is_the_engaged_catalog_by_popularity_with_ties_by_row(
     excluded = {1, 4, 7, 12}
     for category, inside in ((None, range(20)), ("A", range(10)), ("B", range(10, 20))):
         for depth in (1, 5, 20, 50):
-            ranked = popular(tied, depth=depth, category=category, excluded=excluded)
+            ranked = popular(tied, depth=depth, among=within(tied, category), excluded=excluded)
             allowed = [r for r in inside if r not in excluded and tied.popularity[r] > 0]
             expected = sorted(allowed, key=lambda r: (-tied.popularity[r], r))[:depth]
             assert ranked.rows.tolist() == expected
             assert ranked.scores.tolist() == tied.popularity[expected].tolist()
             assert ranked.strategy == "popular"
-    assert len(popular(tied, depth=5, category="no such", excluded=()).rows) == 0
+    assert len(popular(tied, depth=5, among=within(tied, "no such"), excluded=()).rows) == 0
 
 
 # A category is scanned below ann.SCAN_BELOW rows and searched with a selector above it.
@@ -151,12 +166,14 @@ def test_similar_items_in_a_category_are_its_nearest(
     monkeypatch.setattr(ann, "SCAN_BELOW", scan_below)
     query = version.item_vectors[version.item_row["a0"]]
     for category, inside in (("A", range(10)), ("B", range(10, 20))):
-        found = similar_items(version, query, limit=4, category=category, excluded={0})
+        found = similar_items(
+            version, query, limit=4, among=within(version, category), excluded={0}
+        )
         exact = sorted(
             (r for r in inside if r != 0), key=lambda r: -version.item_vectors[r] @ query
         )
         assert found.rows.tolist() == exact[:4]
-    nothing = similar_items(version, query, limit=4, category="no such", excluded=())
+    nothing = similar_items(version, query, limit=4, among=within(version, "no such"), excluded=())
     assert len(nothing.rows) == 0
 
 
@@ -186,7 +203,7 @@ def test_a_category_list_scores_each_sources_best_not_the_whole_category(
     )
     profile = profile_of(big, "u")
     excluded = excluded_rows(big, profile, (), True)
-    blended = blend_for(big, profile, RankingSettings(), 5, "even", excluded, None)
+    blended = blend_for(big, profile, RankingSettings(), 5, within(big, "even"), excluded, None)
     # A thousand items are even: the candidates are the trending and content sources' best
     # few among them, not all of them.
     assert 0 < len(blended.rows) <= 2 * (5 + len(excluded))

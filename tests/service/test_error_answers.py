@@ -42,7 +42,10 @@ def test_every_api_error_carries_the_contract_error_body(app: FastAPI) -> None:
 
 def test_the_answers_follow_from_each_route(app: FastAPI) -> None:
     # Read role, path parameter, query: no 403, no body answers.
-    assert statuses(app, "GET", "/api/v1/items/{item_id}/similar") == {401, 404, 422, 429, 503}
+    assert statuses(app, "GET", "/api/v1/users/{user_id}/similar") == {401, 404, 422, 429, 503}
+    # A filter outside the grammar is a 400, in the query or in the body.
+    assert 400 in statuses(app, "GET", "/api/v1/items/{item_id}/similar")
+    assert 400 in statuses(app, "POST", "/api/v1/search")
     # Admin role, no parameters, no body.
     assert statuses(app, "GET", "/api/v1/index/versions") == {401, 403, 429, 503}
     # PUT creates what it names: never a 404.

@@ -148,12 +148,12 @@ async def test_two_deployments_on_one_redis_server_never_steer_each_other(
         assert "horror-3" in [i["item_id"] for i in similar["items"]]
 
         # An interaction in A does not drop B's cached answers for a user of the same id
-        # (one who acted in B since its build, asking for a category, so that B ranks them
-        # live and keeps the list).
+        # (one who acted in B since its build, asking for seen items too, so that B ranks
+        # them live and keeps the list).
         mine = {"user_id": "fan", "item_id": "space-2", "type": "like"}
         assert (await b_http.post("/api/v1/interactions", json=mine)).status_code == 202
         await settled(b)  # B's own profile messages are handled
-        asked = "/api/v1/recommendations/fan?category=Space"
+        asked = "/api/v1/recommendations/fan?exclude_seen=false"
         await b_http.get(asked)
         assert (await b_http.get(asked)).json()["cached"] is True
         one = {"user_id": "fan", "item_id": "space-1", "type": "like"}

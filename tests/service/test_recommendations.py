@@ -118,17 +118,17 @@ async def test_offset_pages_through_one_list(
     client: httpx.AsyncClient, app: FastAPI, served: int
 ) -> None:
     # space-fan-1 is answered from the list the build ranked; space-fan-2, who acts after
-    # the build, from the list ranked ahead after the refresh; a category, from a list
-    # ranked live and kept for a minute.
+    # the build, from the list ranked ahead after the refresh, also within a category; with
+    # seen items left in, from a list ranked live and kept for a minute.
     like = {"user_id": "space-fan-2", "item_id": "space-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     await app.state.application.drain()
-    for user, category, cached in (
-        ("space-fan-1", None, False),
-        ("space-fan-2", None, False),
-        ("space-fan-2", "Space", True),
+    for user, asked, cached in (
+        ("space-fan-1", {}, False),
+        ("space-fan-2", {}, False),
+        ("space-fan-2", {"category": "Space"}, False),
+        ("space-fan-2", {"exclude_seen": "false"}, True),
     ):
-        asked = {"category": category} if category else {}
         whole = await recs(client, user, limit=12, **asked)
         first = await recs(client, user, limit=6, **asked)
         second = await recs(client, user, limit=6, offset=6, **asked)
@@ -185,26 +185,27 @@ async def test_similar_items_come_from_the_build_as_a_live_search_finds_them(
     search = ranking.similar_items
 
     def counted(*args: Any, **kwargs: Any) -> ranking.Ranked:
-        searches.append(kwargs["category"])
+        searches.append(kwargs["among"])
         return search(*args, **kwargs)
 
     monkeypatch.setattr(ranking, "similar_items", counted)
     for item_id in ("space-3", "horror-0"):
         row = version.item_row[item_id]
-        for params in ({"limit": 5}, {"limit": 31}, {"limit": 5, "category": "space"}):
+        for params in ({"limit": 5}, {"limit": 31}, {"limit": 5, "category": "Space"}):
             answer = await client.get(f"/api/v1/items/{item_id}/similar", params=params)
             live = search(
                 version,
                 version.item_vectors[row],
                 limit=params["limit"],
-                category=params.get("category"),
+                among=version.in_category(params["category"]) if "category" in params else None,
                 excluded={row},
             )
             assert [i["item_id"] for i in answer.json()["items"]] == [
                 version.item_ids[r] for r in live.rows
             ]
-    # Only the requests naming a category were searched live.
-    assert searches == ["space", "space"]
+    # Within a category, the build's nearest answer as far as they hold enough of it; only
+    # the requests naming a category may have been searched live.
+    assert all(among is not None for among in searches)
 
 
 async def test_an_item_newer_than_the_index_gets_neighbours(
@@ -269,15 +270,15 @@ async def test_a_read_key_reads_answers_but_nothing_else(
 
 
 async def test_no_cache_ranks_afresh(client: httpx.AsyncClient, app: FastAPI, served: int) -> None:
-    # A category is ranked live, and the list kept for a minute.
+    # A list with seen items left in is ranked live, and kept for a minute.
     like = {"user_id": "comedy-fan-0", "item_id": "comedy-7", "type": "like"}
     assert (await client.post("/api/v1/interactions", json=like)).status_code == 202
     await app.state.application.drain()  # the profile refresh has landed
-    first = await recs(client, "comedy-fan-0", category="Comedy")
+    first = await recs(client, "comedy-fan-0", exclude_seen="false")
     assert first["cached"] is False
-    assert (await recs(client, "comedy-fan-0", category="Comedy"))["cached"] is True
+    assert (await recs(client, "comedy-fan-0", exclude_seen="false"))["cached"] is True
     fresh = await client.get(
-        "/api/v1/recommendations/comedy-fan-0?category=Comedy",
+        "/api/v1/recommendations/comedy-fan-0?exclude_seen=false",
         headers={"Cache-Control": "no-cache"},
     )
     assert fresh.json()["cached"] is False
@@ -377,8 +378,8 @@ async def test_a_slow_ranking_does_not_hold_up_other_requests(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ranking, "recommend", slow)
-    # A category is always ranked live.
-    pending = asyncio.create_task(recs(client, "western-fan-1", category="Western"))
+    # A list with seen items left in is always ranked live.
+    pending = asyncio.create_task(recs(client, "western-fan-1", exclude_seen="false"))
     try:
         assert await asyncio.to_thread(started.wait, 10)
         # The ranking is stuck on its thread; the event loop still answers.
@@ -429,8 +430,12 @@ async def test_a_user_idle_since_the_build_gets_the_list_the_build_ranked(
     await res.drain()
     after = await recs(client, "horror-fan-1", limit=4)
     assert calls == [1] and liked not in {i["item_id"] for i in after["items"]}
-    # So is a category, or a list kept with other settings.
-    await recs(client, "comedy-fan-1", limit=4, category="Comedy")
+    # A category reads the kept list through it; a list with seen items left in, or one
+    # kept with other settings, is ranked live.
+    within = await recs(client, "comedy-fan-1", limit=4, category="Comedy")
+    assert calls == [1]
+    assert all(genre_of(i["item_id"]) == "comedy" for i in within["items"])
+    await recs(client, "comedy-fan-1", limit=4, exclude_seen="false")
     assert calls == [1, 1]
     monkeypatch.setattr(serving, "_kept_usable", {serving.current.version: False})
     await client.get("/api/v1/recommendations/comedy-fan-2?limit=4", headers=no_cache)

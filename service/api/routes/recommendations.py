@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
 from common.models import (
+    ITEM_FIELDS,
     Addressable,
     Explanation,
     Recommendations,
@@ -39,6 +40,35 @@ router = APIRouter(
 Id = Annotated[str, Path(min_length=1, max_length=128), Text, Addressable]
 Category = Annotated[str | None, Query(min_length=1, max_length=128), Text]
 Limit = Annotated[int, Query(ge=1, le=200)]
+_FIELD = f"({'|'.join(ITEM_FIELDS)})?"
+# Names of item fields, comma-separated (blanks between are allowed, and nothing between
+# two commas).
+FIELD_LIST = f"^ *{_FIELD} *(, *{_FIELD} *)*$"
+# Longer than a filter may be, so that one too long is refused as a filter (invalid_filter).
+FILTER_TEXT = 4_000
+Filter = Annotated[
+    str | None,
+    Query(
+        max_length=FILTER_TEXT,
+        description="An expression items must pass (../API.md, Business rules); "
+        'e.g. `category in ["Horror"] and attributes.year >= 1990`',
+    ),
+    Text,
+]
+Scenario = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, description="A stored scenario whose rules apply"),
+    Text,
+]
+Fields = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=FIELD_LIST,
+        description="Item fields to add to each item, comma-separated: title, description, "
+        "category, tags, attributes, published_at",
+    ),
+]
 SIMILAR_LIMIT = 10
 
 
@@ -49,7 +79,11 @@ class ListQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=200)] = 10
     offset: Annotated[int, Field(ge=0, le=10_000)] = 0
     category: Annotated[str | None, Field(min_length=1, max_length=128), Text] = None
-    exclude_seen: bool = True
+    filter: Annotated[str | None, Field(max_length=FILTER_TEXT), Text] = None
+    fields: Annotated[str | None, Field(max_length=200, pattern=FIELD_LIST)] = None
+    scenario: Annotated[str | None, Field(min_length=1, max_length=128), Text] = None
+    # Unset: the scenario's, or true.
+    exclude_seen: bool | None = None
     experiment_id: Annotated[str | None, Field(max_length=128), Text] = None
     explain: bool = False
 
@@ -61,6 +95,9 @@ class ListQuery(BaseModel):
             limit=self.limit,
             offset=self.offset,
             category=self.category,
+            filter=self.filter,
+            fields=self.fields,
+            scenario=self.scenario,
             exclude_seen=self.exclude_seen,
             experiment_id=self.experiment_id or None,
             explain=self.explain,
@@ -92,10 +129,16 @@ async def explain(user_id: Id, item_id: Id, app: AppDep) -> Explanation:
 
 @router.get("/items/{item_id}/similar")
 async def similar_items(
-    item_id: Id, app: AppDep, limit: Limit = SIMILAR_LIMIT, category: Category = None
+    item_id: Id,
+    app: AppDep,
+    limit: Limit = SIMILAR_LIMIT,
+    category: Category = None,
+    filter: Filter = None,
+    fields: Fields = None,
+    scenario: Scenario = None,
 ) -> SimilarItems:
     """Items nearest in meaning; an item newer than the index is embedded on the spot."""
-    return await similar.similar_items(app, item_id, limit, category)
+    return await similar.similar_items(app, item_id, limit, category, filter, fields, scenario)
 
 
 @router.get("/users/{user_id}/similar")
@@ -116,12 +159,19 @@ async def trending_items(
     category: Category = None,
     limit: Limit = 10,
     window_hours: Annotated[int | None, Query(ge=1, le=24 * 365)] = None,
+    filter: Filter = None,
+    fields: Fields = None,
+    scenario: Scenario = None,
 ) -> TrendingList:
     """Items trending now; see indexing/trending.py for each variant's formula."""
-    return await trending.trending(app, variant, category, limit, window_hours)
+    return await trending.trending(
+        app, variant, category, limit, window_hours, filter, fields, scenario
+    )
 
 
 @router.post("/search")
 async def search(body: SearchIn, app: AppDep) -> SearchResults:
     """Items whose text is nearest in meaning to the query."""
-    return await searching.search(app, body.text, body.limit, body.category)
+    return await searching.search(
+        app, body.text, body.limit, body.category, body.filter, body.fields, body.scenario
+    )

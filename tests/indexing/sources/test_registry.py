@@ -28,7 +28,8 @@ from indexing import (
 )
 from indexing.artifacts import IndexVersion
 from indexing.collaborative import Collaborative
-from indexing.sources.base import Among, Floats, Rows, Source, Training, User
+from indexing.sources.base import Floats, Rows, Source, Training, User
+from indexing.subsets import Subset
 from tests.indexing import test_build
 
 
@@ -133,7 +134,7 @@ class Planted(Source):
         return "planted here"
 
     class Scores:
-        def propose(self, k: int, among: Among | None) -> Rows:
+        def propose(self, k: int, among: Subset | None) -> Rows:
             return np.array([Planted.row], dtype=np.int64)
 
         def scores(self, rows: Rows) -> Floats:
