@@ -23,7 +23,11 @@ local servers (started if missing), so it never touches `make run`'s data. Steps
    from the lists the API ranked after their profile refresh, service/lists.py). "A/A
    test" asks under an experiment whose two variants rank as served (answered from the
    same kept lists), "A/B test" under one whose second variant ranks otherwise (its users
-   ranked live). With --rebuild, the same data is then built again while the API serves,
+   ranked live). The business rules' rows ask the acted users' lists with a filter that
+   50%, 5% and 1% of the catalog passes, and under a scenario with two boosters, beside
+   their lists ranked live unfiltered ("ranked live, acted": seen items kept, which no kept
+   list holds); then it counts how often a kept list answered each. With --rebuild, the
+   same data is then built again while the API serves,
    and personalised answers are measured the moment the new version goes live.
 4. Read the API process's resident memory.
 5. Embedding throughput: the real model's raw `encode` on N item texts, beside a Celery
@@ -86,6 +90,8 @@ def make_items(count: int, seed: int = 1) -> list[ItemIn]:
                 description=spec["blurb"],
                 category=genre,
                 tags=rng.sample(spec["tags"], 3),
+                # For the business rules' rows: a filter on `bucket` passes a known share.
+                attributes={"bucket": n % 100, "in_stock": n % 3 != 0},
             )
         )
     return items
@@ -455,6 +461,63 @@ def create_experiment(base: str, experiment_id: str, variants: list[dict[str, An
         raise RuntimeError(f"could not create experiment {experiment_id}: {created.text}")
 
 
+RULES_ROWS = ("ranked live, acted", "filter 50%", "filter 5%", "filter 1%", "scenario 2 boosts")
+
+
+def rules_rows(base: str, active: list[str]) -> dict[str, tuple[list[str], str]]:
+    """The business rules' rows (see the module's docstring): acted users, asked afresh."""
+    boosts = [
+        {"filter": "attributes.in_stock = true", "weight": 2},
+        {"filter": 'category = "Comedy" or attributes.bucket < 10', "weight": 1.5},
+    ]
+    stored = httpx.put(
+        f"{base}/api/v1/scenarios/bench-boosted",
+        json={"boosters": boosts},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    stored.raise_for_status()
+    fresh = "Cache-Control: no-cache\r\n"
+    rng = random.Random(11)
+
+    def asked(query: str) -> tuple[list[str], str]:
+        users = [rng.choice(active) for _ in range(5_000)]
+        return [f"/api/v1/recommendations/{u}?limit=10&{query}" for u in users], fresh
+
+    return {
+        "ranked live, acted": asked("exclude_seen=false"),
+        "filter 50%": asked("filter=attributes.bucket%20%3C%2050"),
+        "filter 5%": asked("filter=attributes.bucket%20%3C%205"),
+        "filter 1%": asked("filter=attributes.bucket%20%3C%201"),
+        "scenario 2 boosts": asked("scenario=bench-boosted"),
+    }
+
+
+async def kept_share(port: int, rows: dict[str, tuple[list[str], str]]) -> None:
+    """How often a kept list answered each row's requests: the API's own count of which
+    source answered (recs_list_sources_total), read before and after 300 of them."""
+    if not rows:
+        return
+
+    def counts() -> dict[str, float]:
+        found: dict[str, float] = {}
+        for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+            if line.startswith("recs_list_sources_total{"):
+                labels, value = line.rsplit(" ", 1)
+                found[labels] = float(value)
+        return found
+
+    print("\nanswered from a kept list (of 300 requests each):")
+    client = Client("127.0.0.1", port)
+    for label, (paths, headers) in rows.items():
+        before = counts()
+        for path in paths[:300]:
+            await client.get(path, headers)
+        after = counts()
+        moved = {k: after[k] - before.get(k, 0.0) for k in after}
+        kept = sum(v for k, v in moved.items() if 'source="kept list"' in k)
+        print(f"  {label:22} {kept / max(1.0, sum(moved.values())):6.1%}", flush=True)
+
+
 async def until_served(
     base: str, other_than: int | None, api: subprocess.Popen[bytes], api_log: Path
 ) -> int:
@@ -491,7 +554,9 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes")
-    parser.add_argument("--only", help="run only endpoints whose label contains this")
+    parser.add_argument(
+        "--only", help="run only endpoints whose label contains one of these (comma-separated)"
+    )
     parser.add_argument(
         "--rebuild",
         action="store_true",
@@ -748,8 +813,11 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 "",
             ),
         }
-        chosen = {k: v for k, v in targets.items() if not args.only or args.only in k}
+        targets |= rules_rows(base, active)
+        wanted = args.only.split(",") if args.only else [""]
+        chosen = {k: v for k, v in targets.items() if any(w in k for w in wanted)}
         await measure(args, chosen)
+        await kept_share(args.port, {k: v for k, v in chosen.items() if k in RULES_ROWS})
         if args.rebuild:
             # Right after a rebuild goes live, as the nightly build does every day: the
             # version goes live with its users' lists ranked (workers/pipeline.py), and the

@@ -82,6 +82,10 @@ def search(
 # Fewer rows than this are scanned rather than searched for (as `build` scans a small index):
 # a scan of 5,000 rows of 384 floats is a fraction of a millisecond.
 SCAN_BELOW = 5_000
+# A subset holding less than this share of the index is scanned too: a graph search kept to
+# so few of the rows it walks finds too few of them (2% of a million rows, 20,000 of 384
+# floats, is a scan of a few milliseconds).
+SCAN_SHARE = 0.02
 
 
 def search_among(
@@ -96,14 +100,26 @@ def search_among(
     ties by id: a scan of their vectors where they are few, else a search kept to them by
     `within` (a FAISS selector of the same ids, made on first use), so the work stays
     bounded whether the subset is small or large. A search on a few rows of a large graph
-    would walk past most of them."""
-    if len(rows) < SCAN_BELOW:
-        scores = vectors_of(index)[rows] @ query
-        best = np.lexsort((rows, -scores))[:k]
-        return scores[best].astype(np.float32), rows[best]
+    would walk past most of them: a subset under SCAN_SHARE of the index is scanned, and so
+    is one whose search came back short."""
+    if len(rows) < max(SCAN_BELOW, SCAN_SHARE * index.ntotal):
+        return _scan(index, query, k, rows)
     scores, ids = search(index, query[None, :], k, within(), ef)
     keep = ids[0] >= 0
+    if keep.sum() < min(k, len(rows)):
+        return _scan(index, query, k, rows)
     return scores[0][keep], ids[0][keep]
+
+
+def _scan(
+    index: Any, query: npt.NDArray[np.float32], k: int, rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    scores = vectors_of(index)[rows] @ query
+    if len(rows) > k:  # the best k, then sorted: not a sort of every row
+        part = np.argpartition(-scores, k - 1)[:k]
+        rows, scores = rows[part], scores[part]
+    best = np.lexsort((rows, -scores))
+    return scores[best].astype(np.float32), rows[best]
 
 
 def vectors_of(index: Any) -> Vectors:

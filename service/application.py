@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 import faiss
 from celery import Celery
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from threadpoolctl import threadpool_limits
 
@@ -72,6 +72,9 @@ class Application:
     scenarios: Scenarios
     # Filters parsed once, by their text.
     filters: Filters
+    # Which source answered each personal list (service/usecases/list_sources.py), and
+    # whether the list was kept to a category or filter.
+    list_sources: Counter
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     # The model runs on one thread of its own: queries wait their turn instead of each
@@ -195,6 +198,13 @@ async def open_application(settings: Settings, registry: CollectorRegistry) -> A
         catalog_fields=fields,
         scenarios=placements,
         filters=filters,
+        list_sources=Counter(
+            "recs_list_sources_total",
+            "Personal lists by the source that answered them, and whether a category or a "
+            "filter narrowed them.",
+            ["source", "narrowed"],
+            registry=registry,
+        ),
     )
 
 

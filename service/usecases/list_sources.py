@@ -245,6 +245,8 @@ async def find_list(app: Application, ask: Ask, user: UserProfile) -> Found:
     for source in CHAIN:
         found = await source.find(app, ask, user)
         if found is not None:
+            narrowed = "true" if ask.rules.narrowing else "false"
+            app.list_sources.labels(source.name, narrowed).inc()
             return found
     raise AssertionError("the live ranking always answers")
 
