@@ -117,6 +117,13 @@ class Column:
             strings,
         )
 
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.present, self.listed, self.text, self.owner, self.kind, self.number)
+        more = (self.flag, self.code, self.time, self.timed)
+        strings = sum(len(s) for s in self.strings) + 56 * len(self.strings)
+        return sum(a.nbytes for a in (*arrays, *more)) + strings
+
     def rows(self, entries: Mask) -> Mask:
         """The rows with any of `entries`."""
         found = np.zeros(self.n, dtype=bool)
@@ -127,8 +134,25 @@ class Column:
         """Entries equal to `value` (resolved: a time for `now`)."""
         return self.compare("=", value)
 
+    def typed(self, value: Any) -> Mask:
+        """Entries that compare with `value` at all (of its type, as `compare` reads it)."""
+        found: Mask = np.zeros(len(self.kind), dtype=bool)
+        if as_time(value) is not None:
+            found = self.timed.copy()
+            if isinstance(value, str):
+                found |= (self.kind == _STRING) & ~self.timed
+        elif isinstance(value, bool):
+            found = np.equal(self.kind, _BOOL)
+        elif isinstance(value, int | float):
+            if value == value:  # NaN compares with nothing
+                found = np.equal(self.kind, _NUMBER)
+        elif isinstance(value, str):
+            found = np.equal(self.kind, _STRING)
+        return found
+
     def compare(self, op: str, value: Any) -> Mask:
-        """Entries for which `entry op value` holds, as the row-wise evaluator compares."""
+        """Entries for which `entry op value` holds (op: =, <, <=, >, >=), as the row-wise
+        evaluator compares."""
         hit: Mask = np.zeros(len(self.kind), dtype=bool)
         value_time = as_time(value)
         if value_time is not None:
@@ -136,7 +160,7 @@ class Column:
             if isinstance(value, str):  # text that is not a time compares as text
                 hit |= (self.kind == _STRING) & ~self.timed & self._strings(op, value)
         elif isinstance(value, bool):
-            if op in ("=", "!="):
+            if op == "=":
                 hit = (self.kind == _BOOL) & _OPS[op](self.flag, value)
         elif isinstance(value, int | float):
             if value == value:  # NaN compares with nothing
@@ -153,8 +177,6 @@ class Column:
         code = self.code
         if op == "=":
             return code == at if found else np.zeros(len(code), dtype=bool)
-        if op == "!=":
-            return code != at if found else np.ones(len(code), dtype=bool)
         if op == "<":
             return code < at
         if op == "<=":
@@ -167,7 +189,8 @@ class Column:
         """Rows holding a list with an element equal to `value`, or text holding it."""
         inside = self.rows(self.equal(value)) & self.listed
         if isinstance(value, str) and len(self.strings):
-            holding = np.char.find(np.array(self.strings), value) >= 0
+            # Over the distinct strings, not the rows (nor a fixed-width copy of them all).
+            holding = np.fromiter((value in s for s in self.strings), bool, len(self.strings))
             entries = (self.kind == _STRING) & holding[np.maximum(self.code, 0)]
             inside |= self.rows(entries) & self.text
         return inside
@@ -175,7 +198,6 @@ class Column:
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": np.equal,
-    "!=": np.not_equal,
     "<": np.less,
     "<=": np.less_equal,
     ">": np.greater,
@@ -216,12 +238,15 @@ def _test(test: Test, column: Column, now: datetime) -> Mask:
         return column.present.copy()
     if test.op == "contains":
         return column.contains(resolved[0])
-    if test.op in ("in", "not in"):
+    if test.op in ("in", "not in", "!="):
         entries = np.zeros(len(column.kind), dtype=bool)
+        typed = np.zeros(len(column.kind), dtype=bool)
         for value in resolved:
             entries |= column.equal(value)
+            typed |= column.typed(value)
         hit = column.rows(entries)
-        return hit if test.op == "in" else column.present & ~hit
+        # `!=` and `not in`: something of the field compares, and no element equals.
+        return hit if test.op == "in" else column.rows(typed) & ~hit
     return column.rows(column.compare(test.op, resolved[0]))
 
 

@@ -31,6 +31,8 @@ from common.errors import ClientError
 
 MAX_LENGTH = 2_000
 MAX_DEPTH = 32
+# How far `now` may move: beyond a few millennia a time is out of any calendar's range.
+MAX_DAYS = 365_000
 FIELDS = ("item_id", "category", "tags", "title", "published_at")
 Item = Mapping[str, Any]
 
@@ -134,8 +136,12 @@ class Test:
             return _contains(field, values[0])
         if self.op == "in":
             return any(_COMPARE["="](field, v) for v in values)
-        if self.op == "not in":  # a test like the others: false on a missing field
-            return field is not None and not any(_COMPARE["="](field, v) for v in values)
+        if self.op in ("!=", "not in"):
+            # A test like the others: false where nothing of the field compares with the
+            # values (missing, or of another type); else true where no element equals one,
+            # so that `tags != "kids"` leaves out whatever is tagged kids.
+            typed = any(_comparable(e, v) is not None for e in _elements(field) for v in values)
+            return typed and not any(_COMPARE["="](field, v) for v in values)
         return _COMPARE[self.op](field, values[0])
 
 
@@ -279,7 +285,7 @@ class _Parser:
             self.expect("word", "in", "'in'")
             return Test(path, "not in" if negated else "in", tuple(self.values()))
         op = self.token
-        if op.kind != "op" or op.text not in _COMPARE:
+        if op.kind != "op" or op.text not in (*_COMPARE, "!="):
             raise InvalidFilter(op.position, "an operator (=, !=, <, <=, >, >=, in, contains)")
         self.at += 1
         return Test(path, op.text, (self.value(),))
@@ -310,6 +316,8 @@ class _Parser:
             unit = self.tokens[min(self.at + 1, len(self.tokens) - 1)]
             if amount.kind != "number" or unit.kind != "word" or unit.text not in ("h", "d"):
                 raise InvalidFilter(amount.position, "a number of hours (h) or days (d)")
+            if abs(float(amount.value)) > MAX_DAYS * (24 if unit.text == "h" else 1):
+                raise InvalidFilter(amount.position, f"at most {MAX_DAYS:,} days")
             self.at += 2
             return Now(_seconds(float(amount.value), unit.text, sign.text))
         raise InvalidFilter(token.position, "a value (a string, a number, true, false or now)")
@@ -373,9 +381,14 @@ def _comparable(left: Any, right: Any) -> tuple[Any, Any] | None:
     return None
 
 
+def _elements(field: Any) -> list[Any]:
+    """A field's values: a list's elements, or the one value."""
+    return field if isinstance(field, list) else [field]
+
+
 def _compare(test: Callable[[Any, Any], bool], ordered: bool) -> Callable[[Any, Any], bool]:
     def compare(field: Any, value: Any) -> bool:
-        for element in field if isinstance(field, list) else [field]:
+        for element in _elements(field):
             pair = _comparable(element, value)
             if pair is None or (ordered and isinstance(pair[0], bool)):
                 continue
@@ -388,7 +401,6 @@ def _compare(test: Callable[[Any, Any], bool], ordered: bool) -> Callable[[Any, 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "=": _compare(lambda a, b: a == b, False),
-    "!=": _compare(lambda a, b: a != b, False),
     "<": _compare(lambda a, b: a < b, True),
     "<=": _compare(lambda a, b: a <= b, True),
     ">": _compare(lambda a, b: a > b, True),

@@ -43,6 +43,8 @@ OVERLAP = timedelta(seconds=60)
 # Filtered subsets kept, and items kept for `fields` and for judging items a version lacks.
 SUBSETS_KEPT = 256
 ITEMS_KEPT = 20_000
+# The columns held, in all: a filter may name any attribute.
+COLUMNS_BYTES = 512 * 1024 * 1024
 
 
 def filter_view(item: Item) -> dict[str, Any]:
@@ -75,10 +77,14 @@ class CatalogFields:
         self.generation = 0  # moves whenever `changed` does
         self._since: datetime | None = None
         self._tables: OrderedDict[int, _Table] = OrderedDict()
-        self._reading: dict[tuple[int, Path], asyncio.Task[columns.Column]] = {}
+        self._reading: dict[tuple[int, Path, int], asyncio.Task[columns.Column]] = {}
         self._subsets: OrderedDict[tuple[Any, ...], Subset] = OrderedDict()
         self._items: OrderedDict[str, Item | None] = OrderedDict()
         self._watch: asyncio.Task[None] | None = None
+        self._epoch = 0  # moves when the columns are dropped
+        self._floor: datetime | None = None  # changes at or before it are in any column
+        # Bytes of each column held, least recently used first, across versions.
+        self._columns_bytes: OrderedDict[tuple[int, Path], int] = OrderedDict()
 
     async def start(self, poll_seconds: float) -> None:
         """Note the catalog's time, then read what changes every `poll_seconds`."""
@@ -104,10 +110,18 @@ class CatalogFields:
 
     def forget(self) -> None:
         """Drop everything held (a catalog emptied behind this process's back: tests)."""
+        self._afresh()
+        self._items.clear()
+
+    def _afresh(self, floor: datetime | None = None) -> None:
+        """Drop the columns and what changed since they were read: they are read again on
+        first need, later than `floor`, so a change at or before it is in them."""
         self.changed.clear()
         self._tables.clear()
         self._subsets.clear()
-        self._items.clear()
+        self._columns_bytes.clear()
+        self._epoch += 1  # a column read begun before this is not taken into a new table
+        self._floor = floor
         self.generation += 1
 
     async def refresh(self) -> None:
@@ -117,14 +131,11 @@ class CatalogFields:
             return
         found, now = await catalog.changed_since(self.pool, self._since)
         self._since = now - OVERLAP
-        self.noted(found)
+        floor = self._floor
+        self.noted([(i, item) for i, item, at in found if floor is None or at > floor])
         if len(self.changed) > CHANGED_LIMIT:
             log.info("%d items changed: reading the filter columns afresh", len(self.changed))
-            self.changed.clear()
-            self._tables.clear()
-            self._subsets.clear()
-            self._since = now - OVERLAP
-            self.generation += 1
+            self._afresh(floor=now)
 
     def noted(self, found: Iterable[tuple[str, Item | None]]) -> None:
         """Items written or deleted (None), by this process or as read from the catalog."""
@@ -142,32 +153,44 @@ class CatalogFields:
     ) -> Subset | None:
         """The version's rows in `category` that pass the filter at `now`, judged by their
         current fields; None where nothing is asked."""
+        if found is None and category is None:
+            return None
         in_category = version.in_category(category) if category is not None else None
-        if category is not None and in_category is None:  # a category the version lacks
-            return Subset(np.zeros(len(version.item_ids), dtype=bool), f"category {category!r}")
-        if found is None:
-            return in_category
-        moment = int(now.timestamp()) if found.timed else None
-        key = (version.version, found.text, category, self.generation, moment)
+        changed = [
+            (row, item)
+            for item_id, item in self.changed.items()
+            if (row := version.item_row.get(item_id)) is not None
+        ]
+        if found is None and in_category is not None and not changed:
+            return in_category  # as the version has it: nothing in it changed since
+        moment = int(now.timestamp()) if found is not None and found.timed else None
+        text = found.text if found is not None else None
+        key = (version.version, text, category, self.generation, moment)
         held = self._subsets.get(key)
         if held is not None:
             self._subsets.move_to_end(key)
             return held
-        table = await self._table(version, found.paths)
-        changed = list(self.changed.items())
+        table = await self._table(version, found.paths) if found is not None else None
 
         def judge() -> Subset:
-            member = columns.mask(found, table, now)
-            for item_id, item in changed:
-                row = version.item_row.get(item_id)
-                if row is not None:
-                    member[row] = item is not None and found(filter_view(item), now)
-            return Subset(member, f"filter {found.text!r}")
+            n = len(version.item_ids)
+            if found is not None and table is not None:
+                member = columns.mask(found, table, now)
+            else:
+                member = np.ones(n, dtype=bool)
+            if category is not None:
+                member &= in_category.member if in_category is not None else False
+            for row, item in changed:  # by their fields now, category included
+                member[row] = (
+                    item is not None
+                    and (category is None or item.category == category)
+                    and (found is None or found(filter_view(item), now))
+                )
+            return Subset(member, " and ".join(f"{k} {v!r}" for k, v in named if v))
 
+        named = (("category", category), ("filter", text))
         # Array work over the whole catalog (milliseconds at a million rows): off the loop.
         made = await asyncio.to_thread(judge)
-        if in_category is not None:
-            made = made & in_category
         self._subsets[key] = made
         if len(self._subsets) > SUBSETS_KEPT:
             self._subsets.popitem(last=False)
@@ -228,17 +251,39 @@ class CatalogFields:
         if table is None:
             table = self._tables[version.version] = _Table(len(version.item_ids))
             while len(self._tables) > 3:  # the active version, and a pinned or previous one
-                self._tables.popitem(last=False)
+                number, _ = self._tables.popitem(last=False)
+                for key in [k for k in self._columns_bytes if k[0] == number]:
+                    del self._columns_bytes[key]
         self._tables.move_to_end(version.version)
+        paths = list(paths)
         wanted = [p for p in paths if p not in table.read]
         if wanted:
             read = await asyncio.gather(*(self._column(version, p) for p in wanted))
             table.read.update(zip(wanted, read, strict=True))
+            for path, column in zip(wanted, read, strict=True):
+                self._columns_bytes[(version.version, path)] = column.nbytes
+        for path in paths:
+            self._columns_bytes.move_to_end((version.version, path))
+        self._keep_within_budget(table, version.version, paths)
         return table
+
+    def _keep_within_budget(self, table: _Table, number: int, using: list[Path]) -> None:
+        """Drop the least recently used columns past COLUMNS_BYTES (never those in use): a
+        filter may name any attribute, and each costs a column of the whole catalog."""
+        while sum(self._columns_bytes.values()) > COLUMNS_BYTES:
+            key = next(
+                (k for k in self._columns_bytes if not (k[0] == number and k[1] in using)), None
+            )
+            if key is None:
+                return
+            del self._columns_bytes[key]
+            held = self._tables.get(key[0])
+            if held is not None:
+                held.read.pop(key[1], None)
 
     async def _column(self, version: IndexVersion, path: Path) -> columns.Column:
         """One field's column for the version: one read shared by concurrent requests."""
-        key = (version.version, path)
+        key = (version.version, path, self._epoch)
         task = self._reading.get(key)
         if task is None:
             task = asyncio.create_task(self._read_column(version, path))

@@ -63,6 +63,8 @@ class Scenarios:
         self.filters = filters
         self.held: dict[str, Placement] = {}
         self._poll: asyncio.Task[None] | None = None
+        # One read at a time: a slower read of older rows never replaces a newer one.
+        self._reading = asyncio.Lock()
 
     async def start(self, poll_seconds: float) -> None:
         try:
@@ -76,6 +78,10 @@ class Scenarios:
             await cancel([self._poll])
 
     async def reload(self) -> None:
+        async with self._reading:
+            await self._reload()
+
+    async def _reload(self) -> None:
         found = await stored.list_scenarios(self.pool)
         held = {}
         for scenario in found:

@@ -187,12 +187,13 @@ _FIELD_COLUMNS = {
 
 async def field_values(pool: asyncpg.Pool, path: Sequence[str]) -> list[tuple[str, Any]]:
     """Every live item's value of one field (`("tags",)`, `("attributes", "year")`), as
-    (item_id, value); a value is None where the item lacks it."""
+    (item_id, value); a value is None where the item lacks it. An attribute's inner names
+    are read here, object keys only (`#>` would read `0` as an array's index, and a filter
+    does not)."""
     if path[0] == "attributes":
-        query = (
-            "SELECT item_id, attributes #> $1::text[] AS value FROM items WHERE deleted_at IS NULL"
-        )
-        args: list[Any] = [list(path[1:])]
+        query = """SELECT item_id, attributes -> $1::text AS value
+                   FROM items WHERE deleted_at IS NULL"""
+        args: list[Any] = [path[1]]
     else:
         column = _FIELD_COLUMNS[path[0]]  # a KeyError here is a caller's bug, not input
         query = f"SELECT item_id, {column} AS value FROM items WHERE deleted_at IS NULL"
@@ -200,24 +201,38 @@ async def field_values(pool: asyncpg.Pool, path: Sequence[str]) -> list[tuple[st
     with database_errors():
         async with pool.acquire() as conn:
             rows = await conn.fetch(query, *args)
-    return [(r["item_id"], r["value"]) for r in rows]
+    inner = path[2:] if path[0] == "attributes" else ()
+    return [(r["item_id"], _inside(r["value"], inner)) for r in rows]
+
+
+def _inside(value: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 async def changed_since(
     pool: asyncpg.Pool, when: datetime
-) -> tuple[list[tuple[str, Item | None]], datetime]:
-    """Items written or deleted after `when` (None for a deleted one), and the database's
-    time as it read them."""
+) -> tuple[list[tuple[str, Item | None, datetime]], datetime]:
+    """Items written or deleted after `when` (None for a deleted one) with when each last
+    changed, and the database's time as it read them."""
     with database_errors():
         async with pool.acquire() as conn:
             now = await conn.fetchval("SELECT now()")
             rows = await conn.fetch(
-                f"""SELECT {_COLUMNS}, deleted_at IS NOT NULL AS deleted FROM items
-                    WHERE updated_at > $1 OR deleted_at > $1""",
+                f"""SELECT {_COLUMNS}, deleted_at IS NOT NULL AS deleted,
+                           greatest(updated_at, deleted_at) AS changed_at
+                    FROM items WHERE updated_at > $1 OR deleted_at > $1""",
                 when,
             )
     found = [
-        (r["item_id"], None if r["deleted"] else Item(**{k: r[k] for k in _COLUMN_NAMES}))
+        (
+            r["item_id"],
+            None if r["deleted"] else Item(**{k: r[k] for k in _COLUMN_NAMES}),
+            r["changed_at"],
+        )
         for r in rows
     ]
     return found, now

@@ -6,6 +6,8 @@ scored beside it where the list did not reach them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 
 from common.errors import NotFound
@@ -16,12 +18,29 @@ from indexing.artifacts import IndexVersion
 from indexing.profiles import Profile
 from service import profiles
 from service.application import Application
+from service.usecases import rules
 from service.usecases.list_sources import Ask, rank_now
 
 
-async def explain(app: Application, user_id: str, item_id: str) -> Explanation:
+async def explain(
+    app: Application, user_id: str, item_id: str, scenario: str | None = None
+) -> Explanation:
     """Each source's raw and scaled score for the item, its trust and weight, and the
-    item's rank in the user's default list."""
+    item's rank in the user's default list; with a scenario, which of its boosters would
+    move the item, and by how much in all (`boost`)."""
+    kept_to = rules.rules_for(app, None, None, scenario)
+    found = await _explain(app, user_id, item_id)
+    if kept_to.boosters:
+        # Each booster's filter judges the one item (no subset of the catalog is needed).
+        applied = rules.Applied(kept_to, app.serving.current, None, datetime.now(UTC))
+        _, moved_by = await rules.boosted(app, applied, [(item_id, found.score)])
+        boosts = moved_by.get(item_id, [])
+        found.components["boost"] = round(float(np.prod([b.weight for b in boosts])), 6)
+        found.reasons += rules.boost_reasons(boosts)
+    return found
+
+
+async def _explain(app: Application, user_id: str, item_id: str) -> Explanation:
     version = app.serving.current
     if version is None or item_id not in version.item_row:
         raise NotFound(f"item {item_id!r} is not in the served index")

@@ -52,6 +52,7 @@ class Ask:
     experiment_id: str | None = None
     variant: str | None = None
     fresh: bool = False  # the answer cache is skipped (and the new list kept)
+    generation: int = 0  # the catalog's, where the rules read items' fields
 
     @property
     def cache_key(self) -> Key:
@@ -59,7 +60,7 @@ class Ask:
         return (
             self.user_id,
             number,
-            self.rules.key,
+            (*self.rules.key, self.generation),
             self.exclude_seen,
             self.experiment_id,
             self.variant,

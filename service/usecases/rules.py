@@ -35,9 +35,6 @@ from service.application import Application
 from service.scenarios import Boost, Placement
 
 Pairs = list[tuple[str, float]]
-# How deep a list that boosters reorder is found, where nothing else says (similar items,
-# search): a booster can lift an item from this far down.
-BOOSTED_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -66,6 +63,11 @@ class Rules:
     @property
     def boosters(self) -> tuple[Boost, ...]:
         return self.scenario.boosters if self.scenario else ()
+
+    @property
+    def reads_fields(self) -> bool:
+        """Whether items' fields decide the list (so it is stale once one changes)."""
+        return self.filter is not None or self.category is not None or bool(self.boosters)
 
 
 NO_RULES = Rules()
@@ -154,31 +156,45 @@ async def filled(
 
 async def boosted(
     app: Application, applied: Applied, pairs: Pairs
-) -> tuple[Pairs, dict[str, list[str]]]:
+) -> tuple[Pairs, dict[str, list[Boost]]]:
     """`pairs` reordered by the scenario's boosters (see the module's docstring), and for
-    each item a booster moved, which ones did."""
-    boosters = applied.rules.boosters
+    each item a booster moved, which ones did. They reorder the first
+    INDEX_PRECOMPUTE_DEPTH pairs, whatever page is asked, so that pages of one list never
+    overlap; any after those follow as they were (their scores capped)."""
+    boosters = [b for b in applied.rules.boosters if b.weight != 1.0]
     if not boosters or not pairs:
         return pairs, {}
+    window = app.settings.index.precompute_depth
+    pairs, rest = pairs[:window], pairs[window:]
     ids = [item_id for item_id, _ in pairs]
     factor = np.ones(len(pairs), dtype=np.float64)
-    said: dict[str, list[str]] = {}
+    moved_by: dict[str, list[Boost]] = {}
     fields, version = app.catalog_fields, applied.version
     for boost in boosters:
         subset = None
         if version is not None:
             subset = await fields.subset(version, boost.filter, None, applied.now)
         passing = await fields.passing(version, subset, boost.filter, None, ids, applied.now)
-        if boost.weight == 1.0:
-            continue
         for n, item_id in enumerate(ids):
             if item_id in passing:
                 factor[n] *= boost.weight
-                said.setdefault(item_id, []).append(
-                    f"boosted x{boost.weight:g} by {boost.filter.text}"
-                )
+                moved_by.setdefault(item_id, []).append(boost)
     scores = np.array([score for _, score in pairs], dtype=np.float64)
     spread = float(scores.std()) or 1.0
     moved = scores + spread * np.log(factor)
     order = sorted(range(len(pairs)), key=lambda n: (-moved[n], n))
-    return [(ids[n], float(moved[n])) for n in order], said
+    reordered = [(ids[n], float(moved[n])) for n in order]
+    last = reordered[-1][1]
+    return reordered + [(i, min(score, last)) for i, score in rest], moved_by
+
+
+def boosted_depth(app: Application, rules: Rules, count: int) -> int:
+    """How deep a list is found and filled: with boosters, as deep as they reorder (the
+    first INDEX_PRECOMPUTE_DEPTH items, as deep as a kept list holds), else the page's
+    end."""
+    return max(count, app.settings.index.precompute_depth) if rules.boosters else count
+
+
+def boost_reasons(moved_by: list[Boost]) -> list[str]:
+    """What `explain` says of the boosters that moved an item."""
+    return [f"boosted x{boost.weight:g} by {boost.filter.text}" for boost in moved_by]

@@ -34,7 +34,7 @@ async def search(
     query = await query_vector(app, version, text)
     applied = await rules.resolve(app, kept_to, version)
     deleted = app.serving.deleted_rows(version)
-    depth = max(limit, rules.BOOSTED_DEPTH) if kept_to.boosters else limit
+    depth = rules.boosted_depth(app, kept_to, limit)
     ranked = await app.rank(
         lambda: ranking.similar_items(
             version, query, limit=depth, among=applied.subset, excluded=deleted, text=True

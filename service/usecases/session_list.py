@@ -65,6 +65,7 @@ async def session_list(
     unknown = sorted({i.item_id for i in items} - {i.item_id for i in known})
     profile = session_profile(app, version, known) if version is not None else Profile()
     count = offset + limit
+    depth = rules.boosted_depth(app, kept_to, count)
     applied = await rules.resolve(app, kept_to, version)
     params = placed(DEFAULT, kept_to.scenario)
     ask = Ask(
@@ -74,10 +75,10 @@ async def session_list(
     deleted = app.serving.deleted
     # All of it: boosters reorder the whole ranked list, not only the page.
     head = [(i, s) for i, s in pairs if i not in deleted]
-    if len(head) < count:
+    if len(head) < depth:
         touched = {i.item_id for i in items}
         strategy = strategy if head else "popular"
-        head = await rules.filled(app, applied, head, count, deleted, profile.negative, touched)
+        head = await rules.filled(app, applied, head, depth, deleted, profile.negative, touched)
     head, _ = await rules.boosted(app, applied, head)
     return SessionList(
         pairs=head[offset:count],

@@ -43,7 +43,7 @@ async def similar_items(
     if item_id in app.serving.deleted:
         raise NotFound(f"item {item_id!r} does not exist")
     applied = await rules.resolve(app, kept_to, version)
-    depth = max(limit, rules.BOOSTED_DEPTH) if kept_to.boosters else limit
+    depth = rules.boosted_depth(app, kept_to, limit)
     found = await _similar_items(app, item_id, depth, applied)
     found, _ = await rules.boosted(app, applied, found)
     answer = SimilarItems(

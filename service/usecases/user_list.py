@@ -67,8 +67,7 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         exclude_seen = placement.exclude_seen if placement else None
     exclude_seen = True if exclude_seen is None else exclude_seen
     applied = await rules.resolve(app, kept_to, version)
-    # Boosters reorder the whole ranked list, not only the page.
-    depth = max(count, app.settings.index.ranking_depth) if kept_to.boosters else count
+    depth = rules.boosted_depth(app, kept_to, count)
     ask = Ask(
         user_id=user_id,
         version=version,
@@ -80,6 +79,8 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         experiment_id=request.experiment_id if variant else None,
         variant=variant.name if variant else None,
         fresh=request.fresh,
+        # A list kept to rules is cached only while no item has changed since.
+        generation=app.catalog_fields.generation if kept_to.reads_fields else 0,
     )
     user = UserProfile(app, version, user_id)
     found = await find_list(app, ask, user)
@@ -87,13 +88,14 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
     deleted = app.serving.deleted
     head = live(found.pairs, deleted, depth)
     filled_ids: set[str] = set()
-    if len(head) < count:
-        # Short once deleted items are gone: filled from live popularity (service/fill.py).
+    if len(head) < depth:
+        # Short once deleted items are gone: filled from live popularity (service/fill.py),
+        # as deep as boosters reorder, so that every page is cut from the same list.
         profile = await user.profile()
         seen = profile.seen if exclude_seen else frozenset()
         strategy = strategy if head else "popular"
         ranked = {i for i, _ in head}
-        head = await rules.filled(app, applied, head, count, deleted, profile.negative, seen)
+        head = await rules.filled(app, applied, head, depth, deleted, profile.negative, seen)
         filled_ids = {i for i, _ in head} - ranked
     head, boosts = await rules.boosted(app, applied, head)
     page = head[request.offset : count]
@@ -104,7 +106,7 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         said = await explain.reasons(app, version, profile, shown, strategy, params)
         for item in items:
             item.reasons = said.get(item.item_id, ["popular right now"])
-            item.reasons += boosts.get(item.item_id, [])
+            item.reasons += rules.boost_reasons(boosts.get(item.item_id, []))
     await item_fields.add(app, items, names)
     if variant is not None and request.experiment_id is not None and variant.counted:
         number = version.version if version else 0

@@ -145,6 +145,19 @@ def _holds(op: str, left: Any, right: Any) -> bool:
     }[op]
 
 
+def _typed(left: Any, right: Any) -> bool:
+    """Whether the two compare at all (their types agree, as the contract reads them)."""
+    if left is None:
+        return False
+    if _as_time(left) is not None and _as_time(right) is not None:
+        return True
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool)
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return True
+    return isinstance(left, str) and isinstance(right, str)
+
+
 def _any(op: str, field: Any, value: Any) -> bool:
     elements = field if isinstance(field, list) else [field]
     return any(e is not None and _holds(op, e, value) for e in elements)
@@ -165,8 +178,12 @@ def evaluate(tree: Any, item: dict[str, Any]) -> bool:
         return False
     if kind == "in":
         return any(_any("=", field, v) for v in tree[2])
-    if kind == "not in":
-        return not any(_any("=", field, v) for v in tree[2])
+    elements = field if isinstance(field, list) else [field]
+    if kind in ("!=", "not in"):
+        # Something compares, and nothing equals: tags != "kids" leaves out what is tagged kids.
+        values = tree[2] if kind == "not in" else [tree[2]]
+        typed = any(_typed(e, v) for e in elements for v in values)
+        return typed and not any(_any("=", field, v) for v in values)
     if kind == "contains":
         if isinstance(field, list):
             return _any("=", field, tree[2])

@@ -199,3 +199,47 @@ async def test_another_process_judges_a_changed_item_within_seconds(
                 break
             await asyncio.sleep(0.1)
         assert gone not in after and len(after) == 15
+
+
+async def test_columns_read_attributes_as_filters_do(client: httpx.AsyncClient, db: Any) -> None:
+    """Inner names are object keys only, as a filter reads them: `0` is a key, never a
+    list's index."""
+    items = [
+        {"item_id": "a", "title": "A", "attributes": {"sizes": ["S", "M"], "dims": {"0": 5}}},
+        {"item_id": "b", "title": "B", "attributes": {"sizes": {"0": "S"}}},
+    ]
+    assert (await client.post("/api/v1/items/batch", json={"items": items})).status_code == 200
+    assert sorted(await catalog.field_values(db, ("attributes", "sizes", "0"))) == [
+        ("a", None),
+        ("b", "S"),
+    ]
+    assert sorted(await catalog.field_values(db, ("attributes", "dims", "0"))) == [
+        ("a", 5),
+        ("b", None),
+    ]
+
+
+async def test_a_category_is_judged_by_the_items_category_now(
+    client: httpx.AsyncClient, shop: dict[str, dict[str, Any]]
+) -> None:
+    moved = {**shop["comedy-2"], "category": "Horror"}
+    moved.pop("item_id")
+    assert (await client.put("/api/v1/items/comedy-2", json=moved)).status_code == 200
+    horror = await listed(client, "/api/v1/recommendations/space-fan-0", category="Horror", limit=9)
+    assert "comedy-2" in horror
+    comedy = await listed(client, "/api/v1/recommendations/space-fan-0", category="Comedy", limit=8)
+    assert "comedy-2" not in comedy
+
+
+async def test_a_filtered_answer_kept_a_minute_is_judged_again_once_an_item_changes(
+    client: httpx.AsyncClient, shop: dict[str, dict[str, Any]]
+) -> None:
+    asked = {"filter": "attributes.in_stock = true", "exclude_seen": "false", "limit": 5}
+    first = await client.get("/api/v1/recommendations/horror-fan-0", params=asked)
+    assert (await client.get("/api/v1/recommendations/horror-fan-0", params=asked)).json()["cached"]
+    gone = first.json()["items"][0]["item_id"]
+    sold_out = {**shop[gone], "attributes": {"in_stock": False}}
+    sold_out.pop("item_id")
+    assert (await client.put(f"/api/v1/items/{gone}", json=sold_out)).status_code == 200
+    after = await listed(client, "/api/v1/recommendations/horror-fan-0", **asked)
+    assert gone not in after and len(after) == 5

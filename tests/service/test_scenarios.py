@@ -103,6 +103,14 @@ async def test_boosters_raise_and_lower_and_explain_says_which(
     assert all('boosted x1000 by category = "Comedy"' in i["reasons"] for i in items)
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
+    # The explanation of one item says so too, with the boosters' product.
+    why = await client.get(f"{ITEMS}/explain/comedy-3", params={"scenario": "comedy"})
+    assert why.json()["components"]["boost"] == 1000
+    assert 'boosted x1000 by category = "Comedy"' in why.json()["reasons"]
+    why = await client.get(f"{ITEMS}/explain/horror-5", params={"scenario": "comedy"})
+    assert why.json()["components"]["boost"] == 1 and not any(
+        r.startswith("boosted") for r in why.json()["reasons"]
+    )
     # Below 1 lowers: the fan's own genre sinks under everything else.
     await put(client, "no-horror", boosters=[{"filter": 'category = "Horror"', "weight": 1e-6}])
     lowered = await listed(client, ITEMS, scenario="no-horror", limit=28)  # all unseen
@@ -171,3 +179,19 @@ async def test_an_experiment_variant_may_name_a_scenario(
     asked = {"experiment_id": "rules", "scenario": "comedies", "limit": 4}
     body = (await client.get(ITEMS, params=asked)).json()
     assert {genre(i["item_id"]) for i in body["items"]} == {"western"}
+
+
+async def test_pages_of_a_boosted_list_never_overlap(
+    client: httpx.AsyncClient, shop: dict[str, dict[str, Any]]
+) -> None:
+    boosts = [
+        {"filter": 'category = "Space"', "weight": 3},
+        {"filter": "attributes.price < 100", "weight": 0.5},
+    ]
+    await put(client, "mixed", boosters=boosts)
+    whole = await listed(client, ITEMS, scenario="mixed", limit=24)
+    pages = [
+        await listed(client, ITEMS, scenario="mixed", limit=8, offset=offset)
+        for offset in (0, 8, 16)
+    ]
+    assert [i for page in pages for i in page] == whole

@@ -122,9 +122,10 @@ async def recommend(
 
 
 @router.get("/recommendations/{user_id}/explain/{item_id}")
-async def explain(user_id: Id, item_id: Id, app: AppDep) -> Explanation:
-    """Why an item ranks where it does for a user: each source's score, weight and share."""
-    return await explanation.explain(app, user_id, item_id)
+async def explain(user_id: Id, item_id: Id, app: AppDep, scenario: Scenario = None) -> Explanation:
+    """Why an item ranks where it does for a user: each source's score, weight and share;
+    with a scenario, the boosters that would move it."""
+    return await explanation.explain(app, user_id, item_id, scenario)
 
 
 @router.get("/items/{item_id}/similar")
