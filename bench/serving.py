@@ -506,16 +506,19 @@ async def kept_share(port: int, rows: dict[str, tuple[list[str], str]]) -> None:
                 found[labels] = float(value)
         return found
 
-    print("\nanswered from a kept list (of 300 requests each):")
+    print("\nanswered from a kept list, and answers short of 10 items (of 300 requests each):")
     client = Client("127.0.0.1", port)
     for label, (paths, headers) in rows.items():
         before = counts()
+        short = 0
         for path in paths[:300]:
-            await client.get(path, headers)
+            _, body = await client.get(path, headers)
+            short += body.count(b'"item_id"') < 10
         after = counts()
         moved = {k: after[k] - before.get(k, 0.0) for k in after}
         kept = sum(v for k, v in moved.items() if 'source="kept list"' in k)
-        print(f"  {label:22} {kept / max(1.0, sum(moved.values())):6.1%}", flush=True)
+        share = kept / max(1.0, sum(moved.values()))
+        print(f"  {label:22} kept {share:6.1%}   short {short}", flush=True)
 
 
 async def until_served(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 async def cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -17,3 +20,16 @@ async def cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run `work` every `seconds` until cancelled; a failure is logged (as `what` that could
+    not be done) and the next round comes as usual."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("could not %s", what, exc_info=True)

@@ -30,7 +30,7 @@ from indexing import columns
 from indexing.artifacts import IndexVersion
 from indexing.filters import Filter, Path
 from indexing.subsets import Subset
-from service.background import cancel
+from service.background import cancel, every
 from storage import catalog
 
 log = logging.getLogger(__name__)
@@ -92,21 +92,13 @@ class CatalogFields:
             self._since = await catalog.database_now(self.pool) - OVERLAP
         except Exception:
             log.warning("could not read the catalog's time; the watch tries again", exc_info=True)
-        self._watch = asyncio.create_task(self._poll(poll_seconds), name="catalog-fields")
+        self._watch = asyncio.create_task(
+            every(poll_seconds, self.refresh, "read the catalog's changes"), name="catalog-fields"
+        )
 
     async def stop(self) -> None:
         if self._watch is not None:
             await cancel([self._watch])
-
-    async def _poll(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("could not read the catalog's changes", exc_info=True)
 
     def forget(self) -> None:
         """Drop everything held (a catalog emptied behind this process's back: tests)."""

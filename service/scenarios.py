@@ -13,7 +13,7 @@ import asyncpg
 from common.errors import UnknownScenario
 from common.models import Scenario
 from indexing.filters import Filter, Filters
-from service.background import cancel
+from service.background import cancel, every
 from storage import scenarios as stored
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ class Scenarios:
             await self.reload()
         except Exception:
             log.warning("could not read the scenarios; the poll tries again", exc_info=True)
-        self._poll = asyncio.create_task(self._watch(poll_seconds), name="scenarios")
+        self._poll = asyncio.create_task(
+            every(poll_seconds, self.reload, "read the scenarios"), name="scenarios"
+        )
 
     async def stop(self) -> None:
         if self._poll is not None:
@@ -96,13 +98,3 @@ class Scenarios:
         if found is None:
             raise UnknownScenario(f"scenario {scenario_id!r} does not exist")
         return found
-
-    async def _watch(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.reload()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("could not read the scenarios", exc_info=True)

@@ -1,9 +1,12 @@
 """A user's list: what GET /recommendations/{user_id} answers.
 
-The version and ranking come from the user's experiment variant, if any; the list from the
-chain of list sources (service/usecases/list_sources.py); deleted items are removed, a list
-left short is filled from live popularity (service/fill.py), and the page is cut. Under a
-running experiment the shown items count as the variant's impressions.
+The version and ranking come from the user's experiment variant, if any, and what the list
+keeps to from the request's category, filter and scenario (service/usecases/rules.py; a
+variant may name the scenario); the list from the chain of list sources
+(service/usecases/list_sources.py); deleted items are removed, a list left short is filled
+from live popularity within the rules (service/fill.py), the scenario's boosters reorder it,
+and the page is cut. Under a running experiment the shown items count as the variant's
+impressions.
 """
 
 from __future__ import annotations
@@ -62,10 +65,7 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         kept_to = _variant_scenario(app, request, variant.params.scenario, kept_to)
     placement = kept_to.scenario
     params = placed(variant.params if variant else DEFAULT, placement)
-    exclude_seen = request.exclude_seen
-    if exclude_seen is None:
-        exclude_seen = placement.exclude_seen if placement else None
-    exclude_seen = True if exclude_seen is None else exclude_seen
+    exclude_seen = _exclude_seen(request, placement)
     applied = await rules.resolve(app, kept_to, version)
     depth = rules.boosted_depth(app, kept_to, count)
     ask = Ask(
@@ -121,6 +121,15 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         experiment_state=state,
         cached=found.cached,
     )
+
+
+def _exclude_seen(request: ListRequest, placement: Placement | None) -> bool:
+    """The request's own, else the scenario's, else true."""
+    if request.exclude_seen is not None:
+        return request.exclude_seen
+    if placement is not None and placement.exclude_seen is not None:
+        return placement.exclude_seen
+    return True
 
 
 def placed(params: Params, placement: Placement | None) -> Params:
