@@ -243,3 +243,17 @@ async def test_a_filtered_answer_kept_a_minute_is_judged_again_once_an_item_chan
     assert (await client.put(f"/api/v1/items/{gone}", json=sold_out)).status_code == 200
     after = await listed(client, "/api/v1/recommendations/horror-fan-0", **asked)
     assert gone not in after and len(after) == 5
+
+
+async def test_a_filter_is_never_code_to_a_store(
+    client: httpx.AsyncClient, shop: dict[str, dict[str, Any]]
+) -> None:
+    hostile = [
+        'title = "\'; DROP TABLE items; --"',
+        "attributes.x-1 = 1 or attributes.__proto__ exists",
+        'category = "*" or tags contains "%"',
+    ]
+    for text in hostile:
+        found = await listed(client, "/api/v1/items/horror-1/similar", filter=text)
+        assert found == []
+    assert (await client.get("/api/v1/items/horror-1")).status_code == 200
