@@ -49,6 +49,12 @@ class InvalidInput(ClientError):
     status = 422
 
 
+class TooManySessionItems(ClientError):
+    """A session names more items than a session may."""
+
+    code = "too_many_items"
+
+
 class UnknownItems(ClientError):
     """Interactions that name items the catalog does not hold (or no longer holds)."""
 

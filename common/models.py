@@ -728,3 +728,38 @@ class Scenario(ScenarioIn):
 
 class ScenarioList(BaseModel):
     scenarios: list[Scenario]
+
+
+# A session names at most this many items (its newest last); more is a 400.
+MAX_SESSION_ITEMS = 200
+
+
+class SessionItemIn(_In):
+    item_id: Id
+    # One of the configured interaction types (not `rating`, which needs a value).
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32), Text] = "view"
+
+
+class SessionIn(_In):
+    """An anonymous session's items, newest last: ids, or {item_id, type} (a plain id is a
+    view). Nothing is stored, and no user is created."""
+
+    items: Annotated[
+        list[Id | SessionItemIn],
+        Field(min_length=1, json_schema_extra={"maxItems": MAX_SESSION_ITEMS}),
+    ]
+    limit: Annotated[int, Field(ge=1, le=200), *AnyInteger] = 10
+    offset: Annotated[int, Field(ge=0, le=10_000), *AnyInteger] = 0
+    category: Tag | None = None
+    filter: FilterText | None = None
+    scenario: Tag | None = None
+    fields: list[ItemField] | None = Field(default=None, max_length=len(ITEM_FIELDS))
+    explain: bool = False
+
+
+class SessionRecommendations(BaseModel):
+    items: list[Scored]
+    index_version: int | None
+    strategy: str
+    # The items the session named that the served version does not know.
+    unknown_items: list[str]

@@ -34,11 +34,12 @@ from common.errors import (
     NotFound,
     RecsError,
     TooManyRequests,
+    TooManySessionItems,
     Unauthorized,
     UnknownItems,
     UnknownScenario,
 )
-from common.models import ErrorAnswer, Role
+from common.models import MAX_SESSION_ITEMS, ErrorAnswer, Role
 from indexing.filters import InvalidFilter
 from service.api.deps import required_role
 from service.api.errors import BATCH_TOO_LARGE, INVALID_JSON
@@ -64,6 +65,11 @@ class Answer:
 _NO_SCENARIO = "the scenario named is not stored"
 _FILTER_REFUSED = "the filter is malformed or names an unknown field (`details` say where)"
 RAISES: dict[tuple[str, str], tuple[Answer, ...]] = {
+    ("POST", "/api/v1/recommendations"): (
+        Answer.of(InvalidFilter, _FILTER_REFUSED),
+        Answer.of(UnknownScenario, _NO_SCENARIO),
+        Answer.of(TooManySessionItems, f"more than {MAX_SESSION_ITEMS} items"),
+    ),
     ("POST", "/api/v1/search"): (
         Answer.of(InvalidFilter, _FILTER_REFUSED),
         Answer.of(UnknownScenario, _NO_SCENARIO),

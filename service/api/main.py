@@ -79,7 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, registry=app.state.registry)
     for module in (health, recommendations, items, users, keys, index, experiments, scenarios):
         app.include_router(module.router)
-    document_bodies(app, {("InteractionIn", "type"): sorted(settings.interactions.types)})
+    document_bodies(
+        app,
+        {
+            ("InteractionIn", "type"): sorted(settings.interactions.types),
+            # A session's item has no value, so no rating.
+            ("SessionItemIn", "type"): sorted(settings.interactions.interaction_weights),
+        },
+    )
     document_variant_params(app)
     document_security(app, API + "/")
     document_errors(app, API + "/")

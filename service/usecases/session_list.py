@@ -16,15 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import InvalidInput, TooManySessionItems
+from common.models import MAX_SESSION_ITEMS, SessionIn, SessionRecommendations
 from embeddings.encoder import normalise
 from experiments.design import DEFAULT
 from indexing.artifacts import IndexVersion
 from indexing.profiles import Profile, type_weights
 from indexing.ranking import newest_first, rows_in_order
 from service.application import Application
-from service.usecases import rules
+from service.usecases import explain, item_fields, rules
 from service.usecases.list_sources import Ask, rank_now
-from service.usecases.user_list import placed
+from service.usecases.user_list import placed, scored
 
 Pairs = list[tuple[str, float]]
 # What an item of a session counts as when its type is not given.
@@ -119,4 +121,45 @@ def session_profile(
         count=len(items),
         liked=liked,
         evidence=strength,
+    )
+
+
+async def recommend_session(app: Application, body: SessionIn) -> SessionRecommendations:
+    """POST /recommendations: the session's list page, with reasons and item fields where
+    asked. More than MAX_SESSION_ITEMS items, or an item type that is not configured (or
+    `rating`, which needs a value), is refused, naming it."""
+    if len(body.items) > MAX_SESSION_ITEMS:
+        raise TooManySessionItems(
+            f"a session names at most {MAX_SESSION_ITEMS} items, newest last; "
+            f"this one names {len(body.items)}"
+        )
+    types = set(app.settings.interactions.interaction_weights)
+    touched = [
+        SessionItem(i) if isinstance(i, str) else SessionItem(i.item_id, i.type) for i in body.items
+    ]
+    for n, touch in enumerate(touched):
+        if touch.type not in types:
+            raise InvalidInput(
+                f"items[{n}].type: {touch.type!r} is not one of {', '.join(sorted(types))}",
+                details=[{"field": f"items[{n}].type", "message": "not a configured type"}],
+            )
+    names = item_fields.parse(body.fields)
+    found = await session_list(
+        app, touched, body.limit, body.offset, body.category, body.filter, body.scenario
+    )
+    items = [scored(i, s) for i, s in found.pairs]
+    if body.explain:
+        version = app.serving.current
+        known = [t for t in touched if version is not None and t.item_id in version.item_row]
+        profile = session_profile(app, version, known) if version is not None else Profile()
+        shown = [i.item_id for i in items]
+        said = await explain.reasons(app, version, profile, shown, found.strategy)
+        for item in items:
+            item.reasons = said.get(item.item_id, ["popular right now"])
+    await item_fields.add(app, items, names)
+    return SessionRecommendations(
+        items=items,
+        index_version=found.index_version,
+        strategy=found.strategy,
+        unknown_items=found.unknown_items,
     )

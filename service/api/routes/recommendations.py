@@ -17,6 +17,8 @@ from common.models import (
     Recommendations,
     SearchIn,
     SearchResults,
+    SessionIn,
+    SessionRecommendations,
     SimilarItems,
     SimilarUsers,
     Text,
@@ -26,7 +28,7 @@ from service.api.deps import AppDep, Guarded, require
 from service.api.routes import API, ERRORS
 from service.usecases import explain as explanation
 from service.usecases import search as searching
-from service.usecases import similar, trending
+from service.usecases import session_list, similar, trending
 from service.usecases.user_list import ListRequest, user_list
 
 router = APIRouter(
@@ -119,6 +121,15 @@ async def recommend(
     experiment the list is the user's variant's, and its items count as that variant's
     impressions."""
     return await user_list(app, query.request(user_id, cache_control))
+
+
+@router.post("/recommendations")
+async def recommend_session(body: SessionIn, app: AppDep) -> SessionRecommendations:
+    """Recommendations for a visitor who has not signed in, from the items their session
+    touched (newest last): ranked as a user's list is, from a profile made on the spot. No
+    user is created and nothing is stored; items the served version does not know are
+    listed in `unknown_items`."""
+    return await session_list.recommend_session(app, body)
 
 
 @router.get("/recommendations/{user_id}/explain/{item_id}")
