@@ -763,3 +763,18 @@ class SessionRecommendations(BaseModel):
     strategy: str
     # The items the session named that the served version does not know.
     unknown_items: list[str]
+
+
+class InteractionOut(BaseModel):
+    item_id: str
+    type: str
+    value: float | None
+    timestamp: datetime
+    event_id: str | None
+
+
+class InteractionPage(BaseModel):
+    """A page of a user's interactions, newest first; `next_cursor` asks for the next."""
+
+    interactions: list[InteractionOut]
+    next_cursor: str | None

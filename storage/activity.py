@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
-from common.errors import NotFound, UnknownItems
-from common.models import InteractionIn, User
+from common.errors import InvalidInput, NotFound, UnknownItems
+from common.models import InteractionIn, InteractionOut, User
 from storage.db import database_errors, transaction
 
 # How many unknown rows an error lists; the message still gives the total.
@@ -169,3 +172,56 @@ def _unknown_items(interactions: Sequence[InteractionIn], unknown: set[str]) -> 
         f"{len(rows)} interaction(s) name items the catalog does not hold: {shown}{more}",
         details=rows[:_REPORTED_ROWS],
     )
+
+
+async def user_interactions(
+    pool: asyncpg.Pool, user_id: str, limit: int, cursor: str | None
+) -> tuple[list[InteractionOut], str | None]:
+    """A page of the user's interactions, newest first (ties by arrival, newest first), and
+    the cursor of the next page (None at the end). An unknown user is a NotFound."""
+    after = _decode_cursor(cursor) if cursor else None
+    with database_errors():
+        async with pool.acquire() as conn:
+            if not await conn.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id):
+                raise NotFound(f"user {user_id!r} does not exist")
+            rows = await conn.fetch(
+                """SELECT interaction_id, item_id, type, value, occurred_at, event_id
+                   FROM interactions
+                   WHERE user_id = $1
+                     AND ($2::timestamptz IS NULL OR (occurred_at, interaction_id) < ($2, $3))
+                   ORDER BY occurred_at DESC, interaction_id DESC LIMIT $4""",
+                user_id,
+                after[0] if after else None,
+                after[1] if after else 0,
+                limit + 1,
+            )
+    page = [
+        InteractionOut(
+            item_id=r["item_id"],
+            type=r["type"],
+            value=r["value"],
+            timestamp=r["occurred_at"],
+            event_id=r["event_id"],
+        )
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    last = rows[limit - 1] if more else None
+    return page, _encode_cursor(last["occurred_at"], last["interaction_id"]) if last else None
+
+
+def _encode_cursor(at: datetime, interaction_id: int) -> str:
+    said = {"at": at.isoformat(), "id": interaction_id}
+    return base64.urlsafe_b64encode(orjson.dumps(said)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        said = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        at, interaction_id = datetime.fromisoformat(said["at"]), said["id"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("cursor is not one this service issued") from exc
+    if not isinstance(interaction_id, int) or at.tzinfo is None:
+        raise InvalidInput("cursor is not one this service issued")
+    return at, interaction_id

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.errors import CacheUnavailable, InvalidInput, UnknownItems
-from common.models import FUTURE_TOLERANCE, Accepted, InteractionIn, User
+from common.models import FUTURE_TOLERANCE, Accepted, InteractionIn, InteractionPage, User
 from service.application import Application
 from storage import activity
 
@@ -90,3 +90,11 @@ def check(types: frozenset[str], interactions: list[InteractionIn]) -> None:
         for n, problem in problems[:100]
     ]
     raise InvalidInput(first, details=details)
+
+
+async def history(
+    app: Application, user_id: str, limit: int, cursor: str | None
+) -> InteractionPage:
+    """A user's interactions, newest first, a page at a time."""
+    found, next_cursor = await activity.user_interactions(app.pool, user_id, limit, cursor)
+    return InteractionPage(interactions=found, next_cursor=next_cursor)

@@ -46,11 +46,10 @@ def _unknown_items_in_a_batch(case: Case, response: Response) -> bool:
 
 
 def _a_cursor_not_issued(case: Case, response: Response) -> bool:
-    # API.md, Catalog: `cursor` is the `next_cursor` of an earlier page, opaque to clients;
-    # one made up is refused.
-    return case.path == "/api/v1/items" and _messages(response) == [
-        "cursor is not one this service issued"
-    ]
+    # API.md, Catalog and history: `cursor` is the `next_cursor` of an earlier page, opaque
+    # to clients; one made up is refused.
+    paged = ("/api/v1/items", "/api/v1/users/{user_id}/interactions")
+    return case.path in paged and _messages(response) == ["cursor is not one this service issued"]
 
 
 def _variants_across_rows(case: Case, response: Response) -> bool:

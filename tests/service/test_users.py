@@ -202,3 +202,47 @@ async def test_batch_caps_at_ten_thousand_rows(
     assert answer.json() == {"accepted": 10_000, "duplicates": 0}
     user = (await client.get("/api/v1/users/u7")).json()
     assert user["interaction_count"] == 100
+
+
+async def test_a_users_history_pages_newest_first(client: httpx.AsyncClient) -> None:
+    items = [item(f"h{n}") for n in range(5)]
+    assert (await client.post("/api/v1/items/batch", json={"items": items})).status_code == 200
+    rows = [
+        {
+            "user_id": "reader",
+            "item_id": f"h{n % 5}",
+            "type": "rating" if n == 3 else "view",
+            "value": 4 if n == 3 else None,
+            "timestamp": f"2026-01-0{1 + n // 2}T00:00:00Z",  # pairs share a time
+            "event_id": f"e{n}",
+        }
+        for n in range(7)
+    ]
+    for row in rows:
+        if row["value"] is None:
+            del row["value"]
+    answer = await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    assert answer.status_code == 202
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = await client.get("/api/v1/users/reader/interactions", params=params)
+        assert page.status_code == 200, page.text
+        pages.append(page.json()["interactions"])
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    seen = [i["event_id"] for p in pages for i in p]
+    assert seen == ["e6", "e5", "e4", "e3", "e2", "e1", "e0"]  # newest first, ties by arrival
+    rated = next(i for p in pages for i in p if i["event_id"] == "e3")
+    assert rated == {
+        "item_id": "h3",
+        "type": "rating",
+        "value": 4.0,
+        "timestamp": "2026-01-02T00:00:00Z",
+        "event_id": "e3",
+    }
+    assert_error(await client.get("/api/v1/users/nobody/interactions"), 404)
+    refused = await client.get("/api/v1/users/reader/interactions", params={"cursor": "x"})
+    assert_error(refused, 422)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from common.models import (
     Accepted,
     Addressable,
     InteractionBatch,
     InteractionIn,
+    InteractionPage,
     Text,
     User,
     UserFields,
@@ -41,6 +42,18 @@ async def put_user(user_id: UserId, fields: UserFields, app: AppDep) -> User:
 async def get_user(user_id: UserId, app: AppDep) -> User:
     """A user with how many interactions it has and when it last acted."""
     return await interactions.get_user(app, user_id)
+
+
+@router.get("/users/{user_id}/interactions")
+async def user_interactions(
+    user_id: UserId,
+    app: AppDep,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512), Text] = None,
+) -> InteractionPage:
+    """A user's interactions, newest first; pass `next_cursor` back as `cursor` for the
+    next page."""
+    return await interactions.history(app, user_id, limit, cursor)
 
 
 @router.post("/interactions", status_code=202)
