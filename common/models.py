@@ -778,3 +778,13 @@ class InteractionPage(BaseModel):
 
     interactions: list[InteractionOut]
     next_cursor: str | None
+
+
+class ItemIdsIn(_In):
+    item_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ItemsDeleted(BaseModel):
+    deleted: int
+    # The ids that name no live item (never stored, or deleted before).
+    unknown: list[str]

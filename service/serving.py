@@ -193,7 +193,10 @@ class Serving:
         self._deleted_rows = {}
 
     def item_deleted(self, item_id: str) -> None:
-        self.deleted.add(item_id)
+        self.items_deleted([item_id])
+
+    def items_deleted(self, item_ids: list[str]) -> None:
+        self.deleted.update(item_ids)
         self._deleted_rows = {}
 
     def item_restored(self, item_id: str) -> None:
@@ -369,6 +372,8 @@ class Serving:
                 self._read_parts_soon(held)
         elif kind == "item_deleted":
             self.item_deleted(event["item_id"])
+        elif kind == "items_deleted":
+            self.items_deleted(list(event["item_ids"]))
         elif kind == "item_restored":
             for item_id in event["item_ids"]:
                 self.item_restored(item_id)

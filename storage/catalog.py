@@ -108,6 +108,17 @@ async def delete_item(pool: asyncpg.Pool, item_id: str) -> None:
         raise NotFound(f"item {item_id!r} does not exist")
 
 
+async def delete_items(pool: asyncpg.Pool, item_ids: Sequence[str]) -> list[str]:
+    """Mark the live items among `item_ids` deleted, in one statement; returns those."""
+    with database_errors():
+        rows = await pool.fetch(
+            """UPDATE items SET deleted_at = now()
+               WHERE item_id = ANY($1::text[]) AND deleted_at IS NULL RETURNING item_id""",
+            list(set(item_ids)),
+        )
+    return [r["item_id"] for r in rows]
+
+
 async def list_items(
     pool: asyncpg.Pool, *, category: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Item], str | None]:

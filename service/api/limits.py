@@ -14,8 +14,13 @@ class PayloadTooLarge(ClientError):
     status = 413
 
 
+# Routes that take up to 10,000 rows in one body.
+BATCH_PATHS = ("/batch", "/items/delete")
+
+
 class BodyLimit:
-    """`batch_bytes` for the batch routes (paths ending in /batch), `max_bytes` elsewhere."""
+    """`batch_bytes` for the batch routes (paths ending in BATCH_PATHS), `max_bytes`
+    elsewhere."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, batch_bytes: int) -> None:
         self.app = app
@@ -26,7 +31,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.batch_bytes if scope["path"].endswith("/batch") else self.max_bytes
+        limit = self.batch_bytes if scope["path"].endswith(BATCH_PATHS) else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _refuse(send, PayloadTooLarge(f"the body is over {limit} bytes"))

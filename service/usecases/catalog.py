@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from common.models import Item, ItemFields, ItemIn, ItemPage
+from common.models import Item, ItemFields, ItemIn, ItemPage, ItemsDeleted
 from service.application import Application
 from storage import catalog, trending
 from workers.factory import EMBED_TASK, TRENDING_TASK
@@ -61,6 +61,19 @@ async def delete_item(app: Application, item_id: str) -> None:
     app.serving.item_deleted(item_id)
     await app.serving.announce("item_deleted", item_id=item_id)
     app.in_background(_ask_for_popular(app))
+
+
+async def delete_items(app: Application, item_ids: list[str]) -> ItemsDeleted:
+    """DELETE of each, in one transaction: the items leave every answer at once."""
+    deleted = await catalog.delete_items(app.pool, item_ids)
+    app.catalog_fields.noted([(item_id, None) for item_id in deleted])
+    app.serving.items_deleted(deleted)
+    if deleted:
+        await app.serving.announce("items_deleted", item_ids=deleted)
+        app.in_background(_ask_for_popular(app))
+    gone = set(deleted)
+    unknown = sorted({i for i in item_ids if i not in gone})
+    return ItemsDeleted(deleted=len(deleted), unknown=unknown)
 
 
 async def _written(app: Application, item_ids: list[str], revived: list[str]) -> None:

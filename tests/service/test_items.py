@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from tests.helpers import assert_error, item
+from common.settings import Settings
+from tests.helpers import assert_error, item, running
 
 
 async def count_items(db: asyncpg.Pool) -> int:
@@ -183,3 +187,38 @@ async def test_bad_listing_parameters_are_refused(
     client: httpx.AsyncClient, params: dict[str, object]
 ) -> None:
     assert_error(await client.get("/api/v1/items", params=params), 422)
+
+
+async def test_items_are_deleted_in_bulk_as_one_by_one(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    items = [item(f"bulk{n}") for n in range(6)]
+    assert (await client.post("/api/v1/items/batch", json={"items": items})).status_code == 200
+    assert (await client.delete("/api/v1/items/bulk5")).status_code == 204
+    answer = await client.post(
+        "/api/v1/items/delete",
+        json={"item_ids": ["bulk0", "bulk1", "bulk1", "bulk5", "never"]},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"deleted": 2, "unknown": ["bulk5", "never"]}
+    assert {"bulk0", "bulk1"} <= app.state.application.serving.deleted
+    for gone in ("bulk0", "bulk1"):
+        assert_error(await client.get(f"/api/v1/items/{gone}"), 404)
+    assert (await client.get("/api/v1/items/bulk2")).status_code == 200
+    assert_error(await client.post("/api/v1/items/delete", json={"item_ids": []}), 422)
+
+
+async def test_another_process_hears_of_a_bulk_deletion(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    items = [item(f"far{n}") for n in range(3)]
+    assert (await client.post("/api/v1/items/batch", json={"items": items})).status_code == 200
+    async with running(settings) as (peer, _):
+        serving = peer.state.application.serving
+        answer = await client.post("/api/v1/items/delete", json={"item_ids": ["far0", "far2"]})
+        assert answer.json()["deleted"] == 2
+        for _ in range(200):  # the announcement arrives within milliseconds; 10 s at most
+            if {"far0", "far2"} <= serving.deleted:
+                break
+            await asyncio.sleep(0.05)
+        assert {"far0", "far2"} <= serving.deleted and "far1" not in serving.deleted

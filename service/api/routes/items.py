@@ -6,7 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from common.models import Addressable, Item, ItemBatch, ItemFields, ItemPage, Text, Upserted
+from common.models import (
+    Addressable,
+    Item,
+    ItemBatch,
+    ItemFields,
+    ItemIdsIn,
+    ItemPage,
+    ItemsDeleted,
+    Text,
+    Upserted,
+)
 from service.api.body import body_schema, json_body
 from service.api.deps import AppDep, Guarded, require
 from service.api.routes import API, ERRORS
@@ -33,6 +43,15 @@ async def put_item(item_id: ItemId, fields: ItemFields, app: AppDep) -> Item:
 async def put_items(batch: Annotated[ItemBatch, json_body(ItemBatch)], app: AppDep) -> Upserted:
     """Create or replace up to 10,000 items in one transaction: all or nothing."""
     return Upserted(upserted=await catalog.put_items(app, batch.items))
+
+
+@router.post("/delete", openapi_extra=body_schema(ItemIdsIn))
+async def delete_items(
+    body: Annotated[ItemIdsIn, json_body(ItemIdsIn)], app: AppDep
+) -> ItemsDeleted:
+    """Delete up to 10,000 items in one transaction, as DELETE of each: they leave every
+    answer at once. Ids that name no live item are listed in `unknown`."""
+    return await catalog.delete_items(app, body.item_ids)
 
 
 @router.get("/{item_id}")
