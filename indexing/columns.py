@@ -27,7 +27,6 @@ from indexing.filters import (
     Filter,
     Node,
     Not,
-    Now,
     Path,
     Test,
     Value,
@@ -248,6 +247,3 @@ def _test(test: Test, column: Column, now: datetime) -> Mask:
         # `!=` and `not in`: something of the field compares, and no element equals.
         return hit if test.op == "in" else column.rows(typed) & ~hit
     return column.rows(column.compare(test.op, resolved[0]))
-
-
-__all__ = ["Column", "Mask", "Now", "Table", "mask", "micros"]

@@ -76,10 +76,3 @@ class Subset:
             end = bisect.bisect_left(ordered, True, key=lambda r: bool(popularity[r] <= 0))
             self._engaged = ordered[:end]
         return self._engaged
-
-
-def everything_in(n: int, rows: Rows, key: str) -> Subset:
-    """The subset of exactly `rows` among `n`."""
-    member = np.zeros(n, dtype=bool)
-    member[rows] = True
-    return Subset(member, key)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from common.errors import InvalidInput, NotFound, UnknownItems
 from common.models import InteractionIn, InteractionOut, User
+from storage import cursors
 from storage.db import database_errors, transaction
 
 # How many unknown rows an error lists; the message still gives the total.
@@ -211,17 +209,15 @@ async def user_interactions(
 
 
 def _encode_cursor(at: datetime, interaction_id: int) -> str:
-    said = {"at": at.isoformat(), "id": interaction_id}
-    return base64.urlsafe_b64encode(orjson.dumps(said)).decode().rstrip("=")
+    return cursors.encode({"at": at.isoformat(), "id": interaction_id})
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    position = cursors.decode(cursor)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        said = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        at, interaction_id = datetime.fromisoformat(said["at"]), said["id"]
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("cursor is not one this service issued") from exc
+        at, interaction_id = datetime.fromisoformat(position["at"]), position["id"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(cursors.NOT_ISSUED) from exc
     if not isinstance(interaction_id, int) or at.tzinfo is None:
-        raise InvalidInput("cursor is not one this service issued")
+        raise InvalidInput(cursors.NOT_ISSUED)
     return at, interaction_id

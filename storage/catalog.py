@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,6 +12,7 @@ import orjson
 from common.errors import InvalidInput, NotFound
 from common.models import Item, ItemFields, ItemIn
 from common.text import content_hash, item_text
+from storage import cursors
 from storage.db import database_errors, transaction
 
 _COLUMNS = (
@@ -141,17 +140,13 @@ async def list_items(
 
 
 def encode_cursor(item_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": item_id})).decode().rstrip("=")
+    return cursors.encode({"after": item_id})
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        after = orjson.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput("cursor is not one this service issued") from exc
+    after = cursors.decode(cursor).get("after")
     if not isinstance(after, str):
-        raise InvalidInput("cursor is not one this service issued")
+        raise InvalidInput(cursors.NOT_ISSUED)
     return after
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from common.settings import IndexSettings
 from indexing import ann
-from indexing.subsets import Subset, everything_in
+from indexing.subsets import Subset
 
 N, DIM = 20_000, 32
 
@@ -37,11 +37,17 @@ def test_nearest_within_a_subset_are_full_and_its_own(index: object, share: floa
         assert (np.diff(scores) <= 0).all()
 
 
+def everything_in(n: int, rows: list[int], key: str) -> Subset:
+    member = np.zeros(n, dtype=bool)
+    member[rows] = True
+    return Subset(member, key)
+
+
 def test_a_subset_reads_its_popular_rows_sorted_once() -> None:
     popularity = np.array([0, 5, 3, 0, 9, 3], dtype=np.float32)
-    subset = everything_in(6, np.array([0, 1, 2, 3, 5]), "some")
+    subset = everything_in(6, [0, 1, 2, 3, 5], "some")
     assert subset.engaged(popularity).tolist() == [1, 2, 5]
-    both = subset & everything_in(6, np.array([2, 3, 4, 5]), "others")
+    both = subset & everything_in(6, [2, 3, 4, 5], "others")
     assert both.rows.tolist() == [2, 3, 5] and both.contains(np.array([4, 5])).tolist() == [
         False,
         True,
