@@ -112,3 +112,10 @@ class CacheUnavailable(DependencyError):
 
 class ObjectStoreUnavailable(DependencyError):
     code = "object_store_unavailable"
+
+
+class NotReady(ClientError):
+    """Asked for what a job has not finished making (an export's file, say)."""
+
+    code = "not_ready"
+    status = 409

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -368,6 +369,9 @@ class InteractionIn(_In):
     value: Annotated[Value, Field(allow_inf_nan=False)] | None = None
     timestamp: Timestamp | None = None
     event_id: Id | None = None
+    # The recommendation_id of the answer whose list the item was chosen from: experiments
+    # then attribute the interaction to that list exactly.
+    recommendation_id: Id | None = None
 
     def problem(self, types: frozenset[str], now: datetime) -> str | None:
         """What is wrong with this interaction given the configured types, or None."""
@@ -429,7 +433,19 @@ class Scored(BaseModel):
     published_at: datetime | MISSING | None = MISSING
 
 
-class Recommendations(BaseModel):
+def new_recommendation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ListAnswer(BaseModel):
+    """An answer that is a list shown to someone. Its `recommendation_id` is new on every
+    answer, cached or not; an interaction may carry it back (InteractionIn), and an
+    experiment then attributes that interaction to the list exactly."""
+
+    recommendation_id: str = Field(default_factory=new_recommendation_id)
+
+
+class Recommendations(ListAnswer):
     user_id: str
     items: list[Scored]
     index_version: int | None
@@ -441,13 +457,13 @@ class Recommendations(BaseModel):
     cached: bool
 
 
-class SimilarItems(BaseModel):
+class SimilarItems(ListAnswer):
     item_id: str
     items: list[Scored]
     index_version: int | None
 
 
-class TrendingList(BaseModel):
+class TrendingList(ListAnswer):
     variant: str
     category: str | None
     window_hours: int
@@ -459,7 +475,7 @@ class SimilarUser(BaseModel):
     similarity: float
 
 
-class SimilarUsers(BaseModel):
+class SimilarUsers(ListAnswer):
     user_id: str
     users: list[SimilarUser]
     index_version: int | None
@@ -474,7 +490,7 @@ class SearchIn(_In):
     scenario: Tag | None = None
 
 
-class SearchResults(BaseModel):
+class SearchResults(ListAnswer):
     items: list[Scored]
     index_version: int | None
 
@@ -757,7 +773,7 @@ class SessionIn(_In):
     explain: bool = False
 
 
-class SessionRecommendations(BaseModel):
+class SessionRecommendations(ListAnswer):
     items: list[Scored]
     index_version: int | None
     strategy: str
@@ -788,3 +804,37 @@ class ItemsDeleted(BaseModel):
     deleted: int
     # The ids that name no live item (never stored, or deleted before).
     unknown: list[str]
+
+
+# Ids an export may list; without `ids` it walks every user or item.
+MAX_EXPORT_IDS = 100_000
+
+
+class ExportIn(_In):
+    """Lists for many users (`recommendations`) or items (`similar_items`): those in `ids`,
+    or all; the same lists the live endpoints answer, under the same filter and scenario."""
+
+    kind: Literal["recommendations", "similar_items"]
+    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_EXPORT_IDS)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200), *AnyInteger] = 10
+    filter: FilterText | None = None
+    scenario: Tag | None = None
+
+
+class ExportQueued(BaseModel):
+    export_id: str
+
+
+class Export(BaseModel):
+    export_id: str
+    kind: Literal["recommendations", "similar_items"]
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    rows: int
+    # How many ids it walks; known once it starts.
+    total: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

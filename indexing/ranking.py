@@ -255,13 +255,17 @@ def similar_users(
     *,
     limit: int,
     min_similarity: float | None,
-    exclude: int | None,
+    exclude: Collection[int] = (),
 ) -> tuple[Rows, Floats]:
-    k = min(limit + 1, version.user_index.ntotal)
+    """The users nearest `query`, leaving out the rows in `exclude` (the user asking,
+    users erased since the build)."""
+    k = min(limit + len(exclude), version.user_index.ntotal)
     if k == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     scores, rows = ann.search(version.user_index, query[None, :], k)
-    keep = (rows[0] >= 0) & (rows[0] != (exclude if exclude is not None else -2))
+    keep = rows[0] >= 0
+    if exclude:
+        keep &= ~np.isin(rows[0], np.fromiter(exclude, np.int64, len(exclude)))
     if min_similarity is not None:
         keep &= scores[0] >= min_similarity
     ranked_rows, ranked_scores = _ordered(rows[0][keep], scores[0][keep], limit)

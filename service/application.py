@@ -138,9 +138,12 @@ class Application:
         await self.refresher.ranked()
 
 
-async def open_application(settings: Settings, registry: CollectorRegistry) -> Application:
-    """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each."""
-    if settings.api.admin_api_key is None:
+async def open_application(
+    settings: Settings, registry: CollectorRegistry, *, serves_requests: bool = True
+) -> Application:
+    """Connect to PostgreSQL (migrating it), Redis and S3, waiting a bounded time for each.
+    A worker opens one too, to run use cases (`serves_requests` False: no admin key needed)."""
+    if serves_requests and settings.api.admin_api_key is None:
         raise ConfigError("ADMIN_API_KEY: not set; the service needs a first admin key")
     pool = await create_pool(settings.database)
     redis: Redis = Redis.from_url(

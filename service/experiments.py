@@ -151,14 +151,23 @@ class Experiments:
         return "running", held.design
 
     def record(
-        self, experiment_id: str, variant: str, user_id: str, items: Sequence[str], version: int
+        self,
+        experiment_id: str,
+        variant: str,
+        user_id: str,
+        items: Sequence[str],
+        version: int,
+        recommendation_id: str,
     ) -> None:
-        """Impressions of one answer, sent to the stream with the next push."""
+        """Impressions of one answer, named by its recommendation_id, sent to the stream
+        with the next push."""
         if not items:
             return
         if len(self._buffer) == self._buffer.maxlen:
             self._dropped.inc()
-        self._buffer.append((experiment_id, variant, user_id, list(items), version, time.time()))
+        self._buffer.append(
+            (experiment_id, variant, user_id, list(items), version, time.time(), recommendation_id)
+        )
         self._recorded.labels(experiment_id, variant).inc(len(items))
 
     async def push(self) -> None:

@@ -174,6 +174,14 @@ class ProfileStamps:
                 if user_id in self._reads:
                     self._drop(user_id)
 
+    def forget(self, user_ids: Iterable[str]) -> None:
+        """These users were erased: they have no stored profile now."""
+        for user_id in user_ids:
+            self.stamps.pop(user_id, None)
+            self._same_as_build.pop(user_id, None)
+            if user_id in self._reads:
+                self._drop(user_id)
+
     def unchanged_since_build(self, user_id: str, version: int, at: float) -> bool:
         """Whether the user's profile is surely what `version` (its snapshot at `at`) holds:
         none stored since, or the newest stored says the same (`record_same_as_build`)."""

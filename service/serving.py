@@ -29,6 +29,7 @@ from indexing.artifacts import IndexVersion, KeptLists
 from service import lists, profiles
 from service.answers import AnswerCache
 from service.background import cancel
+from service.erasures import ErasedUsers
 from storage import builds, catalog, events
 from storage import profiles as stored_profiles
 from storage.blob import BlobStore
@@ -69,6 +70,7 @@ class Serving:
         self._tasks: list[asyncio.Task[None]] = []
         # Who has a stored profile (service/profiles.py), read again on each subscription.
         self.profile_stamps = profiles.ProfileStamps(settings.api.held_profile_bytes)
+        self.erased = ErasedUsers(pool)
         self._subscription = 0  # counts subscriptions and losses of the channel
         self._subscribed = False
         self._stamps_read_at: float | None = None  # when the last read of the stamps began
@@ -199,6 +201,13 @@ class Serving:
         self.deleted.update(item_ids)
         self._deleted_rows = {}
 
+    def users_erased(self, user_ids: list[str]) -> None:
+        """These users were erased: no held version, and no cached answer, knows them."""
+        held = [v for v in (self.current, *self.pinned.values()) if v is not None]
+        self.erased.forget(held, user_ids)
+        self.answers.drop(user_ids)
+        self.profile_stamps.forget(user_ids)
+
     def item_restored(self, item_id: str) -> None:
         self.deleted.discard(item_id)
         self._deleted_rows = {}
@@ -298,7 +307,12 @@ class Serving:
         folder, manifest = await asyncio.to_thread(
             publish.download, self.store, version, data_dir, offline=offline
         )
-        return await asyncio.to_thread(IndexVersion.load, folder, manifest)
+        loaded = await asyncio.to_thread(IndexVersion.load, folder, manifest)
+        try:
+            await self.erased.catch_up([loaded])
+        except Exception as exc:  # the poll catches up; the version serves meanwhile
+            log.warning("version %d: could not read the erasures since its build: %s", version, exc)
+        return loaded
 
     async def serve(self, loaded: IndexVersion) -> None:
         """Serve a prepared version (if another has not taken its place meanwhile)."""
@@ -374,6 +388,8 @@ class Serving:
             self.item_deleted(event["item_id"])
         elif kind == "items_deleted":
             self.items_deleted(list(event["item_ids"]))
+        elif kind == "users_erased":
+            self.users_erased(list(event["user_ids"]))
         elif kind == "item_restored":
             for item_id in event["item_ids"]:
                 self.item_restored(item_id)
@@ -407,11 +423,14 @@ class Serving:
                     await self._read_stamps(full=True)
                 if since_deleted >= DELETED_RESYNC_SECONDS:
                     # A part whose announcement was lost, or that could not be read.
-                    for held in (self.current, *self.pinned.values()):
-                        if held is not None:
-                            self._read_parts_soon(held)
+                    held = [v for v in (self.current, *self.pinned.values()) if v is not None]
+                    for version in held:
+                        self._read_parts_soon(version)
                     await self._read_stamps(full=False)
                     await self.reload_deleted()
+                    # An erasure whose announcement was lost.
+                    await self.erased.catch_up(held)
+                    self.erased.keep_only({v.version for v in held})
                     since_deleted = 0.0
             except asyncio.CancelledError:
                 raise

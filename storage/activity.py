@@ -10,8 +10,8 @@ import asyncpg
 
 from common.errors import InvalidInput, NotFound, UnknownItems
 from common.models import InteractionIn, InteractionOut, User
-from storage import cursors
-from storage.db import database_errors, transaction
+from storage import cursors, erasures, experiments
+from storage.db import Connection, database_errors, transaction
 
 # How many unknown rows an error lists; the message still gives the total.
 _REPORTED_ROWS = 100
@@ -54,14 +54,41 @@ async def record_interactions(
     """Store interactions all or nothing; returns (accepted, duplicates).
 
     A row whose event_id is already stored (or repeats one earlier in the batch) is a duplicate
-    and changes nothing. Unknown users are created; an unknown or deleted item fails the whole
-    call with UnknownItems, whose details name each offending row.
+    and changes nothing; so is a late copy of an erased user's interaction (`_dropped`).
+    Unknown users are created; an unknown or deleted item fails the whole call with
+    UnknownItems, whose details name each offending row.
     """
     now = datetime.now(UTC)
+    async with transaction(pool) as conn:
+        await erasures.hold_off(conn)
+        unknown = await conn.fetch(
+            """SELECT id FROM unnest($1::text[]) AS id
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM items WHERE item_id = id AND deleted_at IS NULL)""",
+            list({r.item_id for r in interactions}),
+        )
+        if unknown:
+            raise _unknown_items(interactions, {r["id"] for r in unknown})
+        erased = await erasures.tombstones(conn, (r.user_id for r in interactions))
+        kept = [r for r in interactions if not _dropped(r, erased, now)] if erased else interactions
+        accepted = await _insert(conn, kept, now) if kept else 0
+    return accepted, len(interactions) - accepted
+
+
+def _dropped(row: InteractionIn, erased: dict[str, datetime], now: datetime) -> bool:
+    """Whether `row` is a late copy of an erased user's interaction: timestamped at or
+    before the erasure (a redelivery, a retried batch)."""
+    at = erased.get(row.user_id)
+    return at is not None and (row.timestamp or now) <= at
+
+
+async def _insert(conn: Connection, interactions: Sequence[InteractionIn], now: datetime) -> int:
+    """Write the rows, create their users and queue their profiles' refresh; returns how
+    many rows were new."""
     # Rows are written in event_id order so that concurrent batches sharing event ids lock
     # them in the same order and cannot deadlock; the users are sorted for the same reason.
     order = sorted(range(len(interactions)), key=lambda n: interactions[n].event_id or "\uffff")
-    event_ids, users, items, types, values, times = [], [], [], [], [], []
+    event_ids, users, items, types, values, times, lists = [], [], [], [], [], [], []
     for n in order:
         row = interactions[n]
         event_ids.append(row.event_id)
@@ -70,41 +97,50 @@ async def record_interactions(
         types.append(row.type)
         values.append(row.value)
         times.append(row.timestamp or now)
-
-    async with transaction(pool) as conn:
-        unknown = await conn.fetch(
-            """SELECT id FROM unnest($1::text[]) AS id
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM items WHERE item_id = id AND deleted_at IS NULL)""",
-            list(set(items)),
-        )
-        if unknown:
-            raise _unknown_items(interactions, {r["id"] for r in unknown})
+        lists.append(row.recommendation_id)
+    await conn.execute(
+        "INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        sorted(set(users)),
+    )
+    status = await conn.execute(
+        """INSERT INTO interactions
+               (event_id, user_id, item_id, type, value, occurred_at, recommendation_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                $5::float8[], $6::timestamptz[], $7::text[])
+           ON CONFLICT (event_id) DO NOTHING""",
+        event_ids,
+        users,
+        items,
+        types,
+        values,
+        times,
+        lists,
+    )
+    accepted = int(status.rsplit(" ", 1)[1])
+    if accepted:
+        # Sorted, like the users above: concurrent batches lock these rows in one order.
         await conn.execute(
-            "INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            """INSERT INTO profile_refresh (user_id) SELECT unnest($1::text[])
+               ON CONFLICT (user_id) DO UPDATE SET queued_at = clock_timestamp()""",
             sorted(set(users)),
         )
-        status = await conn.execute(
-            """INSERT INTO interactions (event_id, user_id, item_id, type, value, occurred_at)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                    $5::float8[], $6::timestamptz[])
-               ON CONFLICT (event_id) DO NOTHING""",
-            event_ids,
-            users,
-            items,
-            types,
-            values,
-            times,
-        )
-        accepted = int(status.rsplit(" ", 1)[1])
-        if accepted:
-            # Sorted, like the users above: concurrent batches lock these rows in one order.
-            await conn.execute(
-                """INSERT INTO profile_refresh (user_id) SELECT unnest($1::text[])
-                   ON CONFLICT (user_id) DO UPDATE SET queued_at = clock_timestamp()""",
-                sorted(set(users)),
-            )
-    return accepted, len(interactions) - accepted
+    return accepted
+
+
+async def erase_user(
+    pool: asyncpg.Pool, user_id: str, conversion_types: Sequence[str], window_hours: float
+) -> datetime:
+    """Erase the user from PostgreSQL in one transaction: their row, interactions (with
+    their event ids) and queued refresh; their experiment exposures stay counted under a
+    pseudonym (storage/experiments.py). Leaves the tombstone; returns the erasure's time."""
+    async with transaction(pool) as conn:
+        await erasures.exclude_writes(conn)
+        erased_at, pseudonym = await erasures.record(conn, user_id)
+        await experiments.pseudonymize(conn, user_id, pseudonym, conversion_types, window_hours)
+        await conn.execute("DELETE FROM interactions WHERE user_id = $1", user_id)
+        await conn.execute("DELETE FROM profile_refresh WHERE user_id = $1", user_id)
+        await conn.execute("DELETE FROM users WHERE user_id = $1", user_id)
+    return erased_at
 
 
 async def recent_history(

@@ -21,8 +21,9 @@ from redis.asyncio import Redis
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.models import Experiment, ExperimentIn, Variant
+from storage import erasures
 from storage.cache import redis_errors
-from storage.db import database_errors, transaction
+from storage.db import Connection, database_errors, transaction
 
 STREAM = "recs:experiments:impressions"
 _COLUMNS = """experiment_id, description, variants, salt, guardrail, created_at, stopped_at,
@@ -184,12 +185,25 @@ async def save_results(pool: asyncpg.Pool, experiment_id: str, results: dict[str
         )
 
 
-Impression = tuple[str, str, str, Sequence[str], int, float]
+# Whether exposure `x` converted, for conversion types $2 and a window of $3 seconds.
+CONVERTED = """x.converted OR EXISTS (
+    SELECT 1 FROM interactions i
+    WHERE i.user_id = x.user_id AND i.item_id = x.item_id AND i.type = ANY($2::text[])
+      AND CASE WHEN i.recommendation_id IS NULL THEN
+              i.occurred_at >= x.first_shown_at
+              AND i.occurred_at <= x.last_shown_at + make_interval(secs => $3)
+          ELSE EXISTS (
+              SELECT 1 FROM experiment_lists l
+              WHERE l.recommendation_id = i.recommendation_id
+                AND l.experiment_id = x.experiment_id AND x.item_id = ANY(l.item_ids))
+          END)"""
+
+Impression = tuple[str, str, str, Sequence[str], int, float, str]
 
 
 async def append_impressions(redis: Redis, shown: Sequence[Impression], maxlen: int) -> None:
     """Add answers' impressions to the stream: (experiment, variant, user, item ids, index
-    version, epoch seconds) each, in one round trip."""
+    version, epoch seconds, recommendation_id) each, in one round trip."""
     with redis_errors(redis, "recording experiment impressions"):
         async with redis.pipeline(transaction=False) as pipe:
             for entry in shown:
@@ -215,9 +229,16 @@ async def flush(pool: asyncpg.Pool, redis: Redis, limit: int = 20_000) -> int:
             return 0
         exposures: dict[tuple[str, str, str], list[Any]] = {}
         served: dict[tuple[str, str, int], int] = defaultdict(int)
-        for _, fields in entries:
-            experiment, variant, user, items, version, at = orjson.loads(fields[b"d"])  # type: ignore[index]
+        lists: list[tuple[str, str, str, str, list[str], datetime]] = []
+        decoded = [orjson.loads(fields[b"d"]) for _, fields in entries]  # type: ignore[index]
+        # A user erased since their answer was shown counts under their pseudonym.
+        erased = await erasures.pseudonyms(conn, (entry[2] for entry in decoded))
+        for entry in decoded:
+            experiment, variant, user, items, version, at = entry[:6]
+            user = erased.get(user, user)
             when = datetime.fromtimestamp(at, UTC)
+            if len(entry) > 6:  # entries appended before lists were named have no id
+                lists.append((entry[6], experiment, variant, user, items, when))
             served[(experiment, variant, version)] += len(items)
             for item in items:
                 found = exposures.get((experiment, user, item))
@@ -261,36 +282,73 @@ async def flush(pool: asyncpg.Pool, redis: Redis, limit: int = 20_000) -> int:
             [k[2] for k in served],
             list(served.values()),
         )
+        await conn.executemany(
+            """INSERT INTO experiment_lists
+                   (recommendation_id, experiment_id, variant, user_id, item_ids, shown_at)
+               SELECT $1, $2, $3, $4, $5, $6 FROM experiments WHERE experiment_id = $2
+               ON CONFLICT DO NOTHING""",
+            lists,
+        )
         last_id = entries[-1][0]
         newest = last_id.decode() if isinstance(last_id, bytes) else str(last_id)
         await conn.execute(
             "UPDATE experiment_flush SET last_id = $2 WHERE stream = $1", STREAM, newest
         )
-    # Copied and committed: what the stream holds up to here is no longer needed.
+    # Copied and committed: what the stream holds up to here, this entry included (it may
+    # name a user erased since), is no longer needed. MINID keeps ids from the one given.
+    ms, seq = newest.split("-")
     with redis_errors(redis, "trimming experiment impressions"):
-        await redis.xtrim(STREAM, minid=newest, approximate=False)
+        await redis.xtrim(STREAM, minid=f"{ms}-{int(seq) + 1}", approximate=False)
     return len(entries)
+
+
+async def pseudonymize(
+    conn: Connection,
+    user_id: str,
+    pseudonym: str,
+    conversion_types: Sequence[str],
+    window_hours: float,
+) -> None:
+    """Within an erasure: the user's exposures and lists stay counted under `pseudonym`,
+    with whether each exposure converted fixed now (the interactions that say so go)."""
+    await conn.execute(
+        f"""UPDATE experiment_exposures x SET converted = {CONVERTED}, user_id = $4
+            WHERE x.user_id = $1""",
+        user_id,
+        list(conversion_types),
+        window_hours * 3600.0,
+        pseudonym,
+    )
+    await conn.execute(
+        "UPDATE experiment_lists SET user_id = $2 WHERE user_id = $1", user_id, pseudonym
+    )
+
+
+async def drain(pool: asyncpg.Pool, redis: Redis) -> None:
+    """Flush until the stream is empty."""
+    limit = 20_000
+    while await flush(pool, redis, limit) == limit:
+        pass
 
 
 async def counts(
     pool: asyncpg.Pool, experiment_id: str, conversion_types: Sequence[str], window_hours: float
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """Per variant: users, impressions, clicks (shown items the user then converted on,
-    within the window) and converted users; and impressions by index version."""
+    """Per variant: users, impressions, clicks (shown items the user then converted on) and
+    converted users; and impressions by index version.
+
+    An interaction that names the list it came from (its recommendation_id) converts exactly
+    the items of that list, if the experiment showed it; one that names none converts an
+    item shown within the window before it. An erased user's exposures keep what was
+    fixed at erasure (`converted`)."""
     with database_errors():
         rows = await pool.fetch(
-            """SELECT x.variant, count(DISTINCT x.user_id) AS users,
+            f"""SELECT x.variant, count(DISTINCT x.user_id) AS users,
                       sum(x.impressions)::bigint AS impressions,
                       count(*) FILTER (WHERE c.hit) AS clicks,
                       count(DISTINCT x.user_id) FILTER (WHERE c.hit) AS converted_users
                FROM experiment_exposures x
-               CROSS JOIN LATERAL (SELECT EXISTS (
-                   SELECT 1 FROM interactions i
-                   WHERE i.user_id = x.user_id AND i.item_id = x.item_id
-                     AND i.type = ANY($2::text[])
-                     AND i.occurred_at >= x.first_shown_at
-                     AND i.occurred_at <= x.last_shown_at + make_interval(secs => $3))
-                   AS hit) c
+               CROSS JOIN LATERAL (SELECT {CONVERTED} AS hit) c
                WHERE x.experiment_id = $1
                GROUP BY x.variant""",
             experiment_id,

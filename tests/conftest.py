@@ -27,7 +27,8 @@ ADMIN_KEY = "test-admin-key-0123456789"
 TABLES = (
     "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
     " profile_refresh, experiments, experiment_variant_stops, experiment_exposures,"
-    " experiment_served, experiment_flush, version_lists, scenarios"
+    " experiment_served, experiment_flush, version_lists, scenarios, experiment_lists, erasures,"
+    " exports"
 )
 
 
@@ -74,6 +75,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     """The app's pool, on tables emptied before the test."""
     pool: asyncpg.Pool = app.state.application.pool
+    # An earlier test's background work (a popular-list query, say) would lock the tables in
+    # another order than TRUNCATE does: let it finish first.
+    await app.state.application.drain()
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     await app.state.application.redis.flushdb()
     app.state.application.auth.forget()

@@ -16,6 +16,7 @@ TRENDING_TASK = "recs.refresh_trending"
 NIGHTLY_TASK = "recs.nightly_build"
 EXPERIMENTS_TASK = "recs.experiments_tick"
 FILL_TASK = "recs.fill_lists"
+EXPORT_TASK = "recs.export_lists"
 
 
 def make_celery(settings: Settings) -> Celery:

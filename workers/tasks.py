@@ -19,13 +19,17 @@ from typing import Any, TypeVar
 import asyncpg
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from common.errors import DependencyError
 from common.settings import Settings, get_settings
 from embeddings.encoder import Encoder, configured
 from experiments import results
+from service.application import close_application, open_application
+from service.usecases import exports
 from storage import builds
+from storage import exports as stored_exports
 from storage.blob import BlobStore, open_store
 from storage.db import create_pool
 from workers import pipeline
@@ -36,6 +40,7 @@ from workers.factory import (
     BUILD_TASK,
     EMBED_TASK,
     EXPERIMENTS_TASK,
+    EXPORT_TASK,
     FILL_TASK,
     NIGHTLY_TASK,
     TRENDING_TASK,
@@ -155,7 +160,7 @@ async def _build(conns: Connections, build_id: str, activate: bool, claims: list
     context = BuildContext(
         conns.pool, build_id, conns.redis, conns.settings.event_namespace, queue=celery_app
     )
-    async with _heartbeat(conns, build_id):
+    async with _heartbeat(conns.settings, lambda: builds.heartbeat(conns.pool, build_id)):
         outcome = await build_version(
             conns.pool,
             conns.store,
@@ -241,15 +246,17 @@ def fill_lists(self: FillTask, version: int | None = None, until: float | None =
 
 
 @asynccontextmanager
-async def _heartbeat(conns: Connections, build_id: str) -> AsyncIterator[None]:
-    """Keep the build's heartbeat fresh while its body runs (CPU work runs in threads)."""
-    every = max(conns.settings.index.heartbeat_timeout / 4, 0.5)
+async def _heartbeat(
+    settings: Settings, send: Callable[[], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Keep a job's heartbeat fresh (`send`) while its body runs (CPU work runs in threads)."""
+    every = max(settings.index.heartbeat_timeout / 4, 0.5)
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
             with contextlib.suppress(DependencyError):
-                await builds.heartbeat(conns.pool, build_id)
+                await send()
 
     task = asyncio.create_task(beat())
     try:
@@ -258,6 +265,47 @@ async def _heartbeat(conns: Connections, build_id: str) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@celery_app.task(
+    name=EXPORT_TASK,
+    bind=True,
+    acks_late=True,
+    max_retries=SETTINGS.index.build_retries,
+    time_limit=SETTINGS.index.build_time_limit + 60,
+    soft_time_limit=SETTINGS.index.build_time_limit,
+)
+def export_lists(self: Any, export_id: str) -> None:
+    """Write an export's JSON lines (service/usecases/exports.py). A worker lost meanwhile
+    has the task delivered again (acks late), and the export goes on from its last part."""
+    try:
+        asyncio.run(_export(export_id))
+        return
+    except DependencyError as exc:
+        if self.request.retries < SETTINGS.index.build_retries:
+            log.warning("export %s: %s; retrying", export_id, exc)
+            raise self.retry(exc=exc, countdown=SETTINGS.index.build_retry_seconds) from exc
+        error = f"gave up after {self.request.retries + 1} attempts: {exc}"
+    except SoftTimeLimitExceeded:
+        error = "the export ran past its time limit (INDEX_BUILD_TIME_LIMIT)"
+    except Exception as exc:
+        log.exception("export %s failed", export_id)
+        error = f"{type(exc).__name__}: {exc}"
+    run(lambda conns: stored_exports.finish(conns.pool, export_id, error))
+
+
+async def _export(export_id: str) -> None:
+    """Run the export's use case in an application of this worker's own: the lists are
+    made by the code that answers the live endpoints, over the active version."""
+    app = await open_application(SETTINGS, CollectorRegistry(), serves_requests=False)
+    try:
+        active = await builds.active_version(app.pool)
+        if active is not None and app.serving.current is None:
+            raise DependencyError(f"the active version {active} could not be loaded")
+        async with _heartbeat(SETTINGS, lambda: stored_exports.heartbeat(app.pool, export_id)):
+            await exports.write(app, export_id)
+    finally:
+        await close_application(app)
 
 
 async def _fail(conns: Connections, build_id: str, error: str) -> None:

@@ -32,6 +32,7 @@ from common.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    NotReady,
     RecsError,
     TooManyRequests,
     TooManySessionItems,
@@ -73,6 +74,13 @@ RAISES: dict[tuple[str, str], tuple[Answer, ...]] = {
     ("POST", "/api/v1/search"): (
         Answer.of(InvalidFilter, _FILTER_REFUSED),
         Answer.of(UnknownScenario, _NO_SCENARIO),
+    ),
+    ("POST", "/api/v1/exports"): (
+        Answer.of(InvalidFilter, _FILTER_REFUSED),
+        Answer.of(UnknownScenario, _NO_SCENARIO),
+    ),
+    ("GET", "/api/v1/exports/{export_id}/download"): (
+        Answer.of(NotReady, "the export has not succeeded (yet)"),
     ),
     ("POST", "/api/v1/interactions"): (
         Answer.of(UnknownItems, "the interaction names an item the catalog does not hold"),

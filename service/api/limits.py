@@ -15,7 +15,7 @@ class PayloadTooLarge(ClientError):
 
 
 # Routes that take up to 10,000 rows in one body.
-BATCH_PATHS = ("/batch", "/items/delete")
+BATCH_PATHS = ("/batch", "/items/delete", "/exports")
 
 
 class BodyLimit:

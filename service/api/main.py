@@ -22,6 +22,7 @@ from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import (
     API,
     experiments,
+    exports,
     health,
     index,
     items,
@@ -77,7 +78,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batch_bytes=settings.api.max_body_bytes,
     )
     app.add_middleware(RequestMetrics, registry=app.state.registry)
-    for module in (health, recommendations, items, users, keys, index, experiments, scenarios):
+    for module in (
+        health,
+        recommendations,
+        items,
+        users,
+        keys,
+        index,
+        experiments,
+        scenarios,
+        exports,
+    ):
         app.include_router(module.router)
     document_bodies(
         app,

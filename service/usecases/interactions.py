@@ -14,7 +14,8 @@ from typing import Any
 from common.errors import CacheUnavailable, InvalidInput, UnknownItems
 from common.models import FUTURE_TOLERANCE, Accepted, InteractionIn, InteractionPage, User
 from service.application import Application
-from storage import activity
+from storage import activity, erasures
+from storage import experiments as stored_experiments
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,27 @@ async def history(
     """A user's interactions, newest first, a page at a time."""
     found, next_cursor = await activity.user_interactions(app.pool, user_id, limit, cursor)
     return InteractionPage(interactions=found, next_cursor=next_cursor)
+
+
+async def erase(app: Application, user_id: str) -> None:
+    """Erase a user at once: their row, interactions (with their event ids), stored profile,
+    kept lists and cached answers; every process forgets them in the versions it holds, so
+    they leave similar-users answers and get the cold-start answer. Impressions already
+    counted stay in experiment figures under a pseudonym. A tombstone drops any interaction
+    for the id timestamped at or before now that arrives later.
+
+    Redis is cleared first, so that with Redis down the erasure is refused before anything
+    has changed; and again after PostgreSQL, for a profile refreshed meanwhile."""
+    await app.experiments.push()
+    await stored_experiments.drain(app.pool, app.redis)  # the stream names the user until then
+    await erasures.clear_redis(app.redis, user_id)
+    rules = app.settings.experiment
+    await activity.erase_user(
+        app.pool, user_id, rules.conversion_types or (), rules.attribution_hours
+    )
+    app.serving.users_erased([user_id])
+    try:
+        await erasures.clear_redis(app.redis, user_id)
+    except CacheUnavailable:
+        log.warning("Redis went away during an erasure; a profile refreshed meanwhile expires")
+    await app.serving.announce("users_erased", user_ids=[user_id])

@@ -136,7 +136,7 @@ async def similar_users(
             vector,
             limit=limit,
             min_similarity=min_similarity,
-            exclude=version.user_row.get(user_id),
+            exclude=_left_out(app, version, user_id),
         )
     )
     return SimilarUsers(
@@ -147,3 +147,10 @@ async def similar_users(
         ],
         index_version=version.version,
     )
+
+
+def _left_out(app: Application, version: IndexVersion, user_id: str) -> set[int]:
+    """The rows a similar-users answer leaves out: the user's own, and erased users'."""
+    erased = app.serving.erased.rows(version)
+    own = version.user_row.get(user_id)
+    return erased | {own} if own is not None else erased

@@ -108,11 +108,7 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
             item.reasons = said.get(item.item_id, ["popular right now"])
             item.reasons += rules.boost_reasons(boosts.get(item.item_id, []))
     await item_fields.add(app, items, names)
-    if variant is not None and request.experiment_id is not None and variant.counted:
-        number = version.version if version else 0
-        shown = [i.item_id for i in items]
-        app.experiments.record(request.experiment_id, variant.name, user_id, shown, number)
-    return Recommendations(
+    answer = Recommendations(
         user_id=user_id,
         items=items,
         index_version=version.version if version else None,
@@ -121,6 +117,13 @@ async def user_list(app: Application, request: ListRequest) -> Recommendations:
         experiment_state=state,
         cached=found.cached,
     )
+    if variant is not None and request.experiment_id is not None and variant.counted:
+        number = version.version if version else 0
+        shown = [i.item_id for i in items]
+        app.experiments.record(
+            request.experiment_id, variant.name, user_id, shown, number, answer.recommendation_id
+        )
+    return answer
 
 
 def _exclude_seen(request: ListRequest, placement: Placement | None) -> bool:

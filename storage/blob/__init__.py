@@ -9,6 +9,7 @@ development and one machine. The same contract suite runs on both
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +36,10 @@ class BlobStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """Raise NotFound when the key is absent."""
+
+    def read_chunks(self, key: str, size: int) -> Iterator[bytes]:
+        """The object in chunks of at most `size` bytes, read as they are asked for (never
+        whole in memory); raise NotFound when the key is absent."""
 
     def list(self, prefix: str) -> list[str]:
         """Every key under `prefix`, recursively, sorted."""

@@ -73,6 +73,14 @@ class LocalStore:
         with _disk_errors(f"object {key!r}"):
             return source.read_bytes()
 
+    def read_chunks(self, key: str, size: int) -> Iterator[bytes]:
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(f"object {key!r} does not exist")
+        with _disk_errors(f"object {key!r}"), source.open("rb") as read:
+            while chunk := read.read(size):
+                yield chunk
+
     def list(self, prefix: str) -> list[str]:
         with _disk_errors(f"prefix {prefix!r}"):
             return sorted(

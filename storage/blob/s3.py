@@ -83,6 +83,16 @@ class S3Store:
                 response.close()
                 response.release_conn()
 
+    def read_chunks(self, key: str, size: int) -> Iterator[bytes]:
+        with _s3_errors(f"object {key!r}"):
+            response = self.client.get_object(self.bucket, key)
+        try:
+            with _s3_errors(f"object {key!r}"):
+                yield from response.stream(size)
+        finally:
+            response.close()
+            response.release_conn()
+
     def list(self, prefix: str) -> list[str]:
         with _s3_errors(f"prefix {prefix!r}"):
             objects = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)

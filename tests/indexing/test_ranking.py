@@ -219,7 +219,7 @@ def test_a_category_list_scores_each_sources_best_not_the_whole_category(
 def test_similar_users_leave_out_the_user(version: IndexVersion) -> None:
     fan_a = profile_of(version, "fan-a")
     assert fan_a.vector is not None
-    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=None, exclude=0)
+    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=None, exclude={0})
     assert rows.tolist() == [1]
-    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=0.9, exclude=0)
+    rows, _ = similar_users(version, fan_a.vector, limit=5, min_similarity=0.9, exclude={0})
     assert rows.tolist() == []

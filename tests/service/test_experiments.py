@@ -261,6 +261,50 @@ async def test_clicks_on_shown_items_within_the_window_are_conversions(
     assert (await results_of(client, "exp"))["control"]["clicks"] == 2
 
 
+async def test_an_interaction_naming_its_list_is_attributed_to_that_list_exactly(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await fans(client, app, 20)
+    await start(client, experiment(variants=variants(("control", 1e6, {}), ("never", 1e-6, {}))))
+    first = await recs(client, "fan-0", limit=3, experiment_id="exp")
+    second = await recs(client, "fan-0", limit=3, experiment_id="exp")
+    assert first["recommendation_id"] != second["recommendation_id"], "one id per answer"
+    shown = [i["item_id"] for i in first["items"]]
+    # Shown two days ago: outside the window, so only the list's id can attribute a click.
+    await app.state.application.pool.execute(
+        """UPDATE experiment_exposures SET first_shown_at = now() - interval '2 days',
+                                           last_shown_at = now() - interval '2 days'"""
+    )
+    similar = (await client.get(f"/api/v1/items/{shown[1]}/similar")).json()
+    rows = [
+        # From the experiment's list: a conversion, however late.
+        {"user_id": "fan-0", "item_id": shown[0], "type": "click", **named(first)},
+        # An item the experiment showed, clicked from another list: not the experiment's.
+        {"user_id": "fan-0", "item_id": shown[1], "type": "click", **named(similar)},
+        # A list that never held the item: no conversion either.
+        {"user_id": "fan-0", "item_id": unshown(shown), "type": "click", **named(first)},
+    ]
+    answer = await client.post("/api/v1/interactions/batch", json={"interactions": rows})
+    assert answer.status_code == 202, answer.text
+    control = (await results_of(client, "exp"))["control"]
+    assert control["clicks"] == 1 and control["converted_users"] == 1
+    stored_ids = await app.state.application.pool.fetch(
+        "SELECT recommendation_id FROM interactions ORDER BY interaction_id DESC LIMIT 3"
+    )
+    assert {r["recommendation_id"] for r in stored_ids} == {
+        first["recommendation_id"],
+        similar["recommendation_id"],
+    }
+
+
+def named(answer: dict[str, Any]) -> dict[str, str]:
+    return {"recommendation_id": answer["recommendation_id"]}
+
+
+def unshown(shown: list[str]) -> str:
+    return next(f"{g}-{k}" for g in GENRES for k in range(PER_GENRE) if f"{g}-{k}" not in shown)
+
+
 async def test_a_simulated_population_shows_the_better_variant_significant(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
@@ -436,7 +480,7 @@ async def test_pushes_running_together_send_each_answer_once(
 ) -> None:
     held = app.state.application.experiments
     for n in range(300):
-        held.record("exp", "control", f"u{n}", ["a", "b"], 1)
+        held.record("exp", "control", f"u{n}", ["a", "b"], 1, f"list-{n}")
     await asyncio.gather(*(held.push() for _ in range(5)))
     assert await app.state.application.redis.xlen(stored.STREAM) == 300
 

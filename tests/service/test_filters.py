@@ -156,7 +156,7 @@ async def test_fields_are_added_in_one_lookup(
         asked = {"fields": "title,attributes", "limit": 5}
         answer = await peer.get("/api/v1/recommendations/horror-fan-0", params=asked)
         again = await peer.get("/api/v1/recommendations/horror-fan-0", params=asked)
-    assert again.json() == answer.json()
+    assert again.json()["items"] == answer.json()["items"]
     items = answer.json()["items"]
     assert len(items) == 5 and lookups == [5]
     for item in items:

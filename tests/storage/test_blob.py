@@ -50,7 +50,17 @@ def test_files_round_trip(store: BlobStore, tmp_path: Path) -> None:
     assert target.read_bytes() == source.read_bytes()
 
 
+def test_an_object_is_read_in_chunks(store: BlobStore) -> None:
+    data = bytes(range(256)) * 1_000
+    store.put_bytes("suite/chunked.bin", data)
+    chunks = list(store.read_chunks("suite/chunked.bin", 65_536))
+    assert b"".join(chunks) == data
+    assert max(len(c) for c in chunks) <= 65_536 and len(chunks) >= 4
+
+
 def test_a_missing_key_is_not_found(store: BlobStore, tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        list(store.read_chunks("suite/absent", 1_024))
     with pytest.raises(NotFound):
         store.get_bytes("suite/absent")
     with pytest.raises(NotFound):

@@ -44,6 +44,15 @@ async def get_user(user_id: UserId, app: AppDep) -> User:
     return await interactions.get_user(app, user_id)
 
 
+@router.delete("/users/{user_id}", status_code=204)
+async def erase_user(user_id: UserId, app: AppDep) -> None:
+    """Erase a user at once: interactions, profile, kept lists and experiment assignments.
+    They leave similar-users answers and every version built afterwards; their id gets the
+    cold-start answer; an interaction for it timestamped at or before now that arrives later
+    (a redelivery) is dropped. Erasing an id that names no user still leaves the tombstone."""
+    await interactions.erase(app, user_id)
+
+
 @router.get("/users/{user_id}/interactions")
 async def user_interactions(
     user_id: UserId,
