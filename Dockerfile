@@ -21,6 +21,7 @@ COPY experiments ./experiments
 COPY service ./service
 COPY workers ./workers
 COPY devstack ./devstack
+COPY recs_client ./recs_client
 RUN pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
