@@ -28,11 +28,22 @@ def pop(x: sp.csr_matrix) -> Scores:
 
 def item_knn(x: sp.csr_matrix, users: list[int], k: int = 100) -> Scores:
     """(len(users), n_items) scores."""
-    return np.asarray((x[users] @ cosine(x, k, 0.0)).todense(), dtype=np.float32)
+    return item_knn_for(x, x[users], k)
+
+
+def item_knn_for(x: sp.csr_matrix, queries: sp.csr_matrix, k: int = 100) -> Scores:
+    """Scores for rows of items other than X's own (an anonymous session's, say), with the
+    neighbours learnt from X."""
+    return np.asarray((queries @ cosine(x, k, 0.0)).todense(), dtype=np.float32)
 
 
 def ease(x: sp.csr_matrix, users: list[int], lam: float = 500.0) -> Scores:
     """(len(users), n_items) scores from the full dense B (items no one has are left out)."""
+    return ease_for(x, x[users], lam)
+
+
+def ease_for(x: sp.csr_matrix, queries: sp.csr_matrix, lam: float = 500.0) -> Scores:
+    """Scores for rows of items other than X's own, with B learnt from X."""
     n_items = x.shape[1]
     active = np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() > 0)
     sub = sp.csr_matrix(x[:, active], dtype=np.float32)
@@ -43,8 +54,8 @@ def ease(x: sp.csr_matrix, users: list[int], lam: float = 500.0) -> Scores:
     del lower, gram
     weights = inverse / -np.diag(inverse)[None, :]
     weights[np.diag_indices_from(weights)] = 0.0
-    scores = np.zeros((len(users), n_items), dtype=np.float32)
-    scores[:, active] = np.asarray(sub[users] @ weights, dtype=np.float32)
+    scores = np.zeros((queries.shape[0], n_items), dtype=np.float32)
+    scores[:, active] = np.asarray(sp.csr_matrix(queries)[:, active] @ weights, dtype=np.float32)
     return scores
 
 

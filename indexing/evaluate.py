@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from common.settings import Settings, load_settings
 from common.snapshot import Snapshot
 from embeddings.encoder import configured
-from indexing import baselines, datasets, holdout
+from indexing import baselines, datasets, holdout, sessions
 from indexing.build import fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -85,7 +85,11 @@ def _baseline(
     return baselines.ease(x, users, float(name.split("=")[1]))
 
 
-def in_process(settings: Settings, dataset: datasets.Dataset, k: int) -> Figures:
+def in_process(
+    settings: Settings, dataset: datasets.Dataset, k: int, session_items: int = 0
+) -> tuple[Figures, Figures | None]:
+    """The figures of the users' lists and, with `session_items`, of sessions of that many
+    items (indexing/sessions.py) ranked by the same version."""
     encoder = configured(settings.embedding)
     vectors = datasets.embed(dataset, encoder, settings.index.data_dir / "evaluation")
     whole, test = datasets.snapshot(dataset, vectors)
@@ -97,7 +101,12 @@ def in_process(settings: Settings, dataset: datasets.Dataset, k: int) -> Figures
     figures = holdout.evaluate(
         version, settings, truth, k=k, progress=lambda name: _say(f"ranking: {name}")
     )
-    return figures | baseline_figures(train, truth, k, dataset.kinds[0] == "rating", _say)
+    figures |= baseline_figures(train, truth, k, dataset.kinds[0] == "rating", _say)
+    if not session_items:
+        return figures, None
+    return figures, sessions.evaluate(
+        version, settings, train, truth, k=k, size=session_items, say=_say
+    )
 
 
 def over_http(settings: Settings, dataset: datasets.Dataset, k: int, url: str, key: str) -> Figures:
@@ -228,6 +237,14 @@ def main(argv: list[str] | None = None) -> None:
         "--dataset", choices=datasets.NAMES, action="append", help="default: all (in process)"
     )
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score sessions of each user's newest N training items (next-item "
+        "prediction, as POST /api/v1/recommendations ranks them), beside the baselines",
+    )
     parser.add_argument("--http", metavar="URL", help="evaluate a running service instead")
     parser.add_argument("--key", default=os.environ.get("ADMIN_API_KEY"), help="admin API key")
     args = parser.parse_args(argv)
@@ -239,11 +256,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--http needs an admin key (--key or ADMIN_API_KEY)")
     for name in names:
         dataset = datasets.load(name, args.data)
+        session_figures = None
         if args.http:
             figures = over_http(settings, dataset, args.k, args.http, args.key)
         else:
-            figures = in_process(settings, dataset, args.k)
+            figures, session_figures = in_process(settings, dataset, args.k, args.sessions)
         print(f"## {name}\n{table(figures, args.k)}\n", flush=True)
+        if session_figures is not None:
+            heading = f"## {name}, sessions of {args.sessions}"
+            print(f"{heading}\n{table(session_figures, args.k)}\n", flush=True)
 
 
 if __name__ == "__main__":

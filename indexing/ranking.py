@@ -7,6 +7,7 @@ row, so that `offset` pages through one stable list.
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,11 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.settings import RankingSettings
+from common.settings import InteractionSettings, RankingSettings
 from embeddings.encoder import normalise
 from indexing import ann, hybrid, sources
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Floats, Profile, evidence
+from indexing.profiles import Floats, Profile, evidence, type_weights
 from indexing.subsets import Subset
 
 Rows = npt.NDArray[np.int64]
@@ -225,6 +226,46 @@ def positives_in(version: IndexVersion, profile: Profile) -> tuple[Rows, Floats]
     return (
         np.array([r for r, _ in pairs], dtype=np.int64),
         np.array([e for _, e in pairs], dtype=np.float32),
+    )
+
+
+def session_profile(
+    version: IndexVersion,
+    item_ids: Sequence[str],
+    types: Sequence[str],
+    interactions: InteractionSettings,
+) -> Profile:
+    """The profile of an anonymous session that touched `item_ids` (newest last; those the
+    version knows) with these interaction types, as a user's is made from their history:
+    each item's net weight by type, the order standing for time, no decay (a session is
+    minutes long). What POST /recommendations ranks, and what the offline session
+    evaluation ranks (indexing/evaluate.py)."""
+    if not item_ids:
+        return Profile()
+    weights = type_weights(list(types), [None] * len(types), interactions)
+    net: dict[str, float] = defaultdict(float)
+    newest: dict[str, float] = {}
+    for n, (item_id, weight) in enumerate(zip(item_ids, weights.tolist(), strict=True)):
+        net[item_id] += weight
+        newest[item_id] = float(n)
+    ids = list(net)
+    liked, strength = newest_first(
+        ids,
+        np.fromiter(net.values(), dtype=np.float32, count=len(ids)),
+        np.fromiter((newest[i] for i in ids), dtype=np.float64, count=len(ids)),
+        0.0,
+    )
+    rows = rows_in_order(version, ids)
+    vector = normalise(
+        (np.array([net[i] for i in ids], dtype=np.float32) @ version.item_vectors[rows])[None, :]
+    )[0]
+    return Profile(
+        vector=vector,
+        seen=frozenset(ids),
+        negative=frozenset(i for i, w in net.items() if w < 0),
+        count=len(item_ids),
+        liked=liked,
+        evidence=strength,
     )
 
 

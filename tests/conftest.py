@@ -75,10 +75,17 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def db(app: FastAPI) -> AsyncIterator[asyncpg.Pool]:
     """The app's pool, on tables emptied before the test."""
     pool: asyncpg.Pool = app.state.application.pool
-    # An earlier test's background work (a popular-list query, say) would lock the tables in
-    # another order than TRUNCATE does: let it finish first.
+    # An earlier test's background work (a popular-list query, say) locks the tables in
+    # another order than TRUNCATE does: let what can be awaited finish, and where a query
+    # still running deadlocks with the TRUNCATE (PostgreSQL cancels the TRUNCATE), again.
     await app.state.application.drain()
-    await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    for attempt in range(5):
+        try:
+            await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            break
+        except asyncpg.DeadlockDetectedError:
+            if attempt == 4:
+                raise
     await app.state.application.redis.flushdb()
     app.state.application.auth.forget()
     app.state.application.trending.forget()

@@ -2,27 +2,24 @@
 their session touched.
 
 The session's profile is made on the spot as a user's is made from their history
-(service/profiles.py): each item weighed by its interaction type, the newest last, its taste
-vector the weighted sum of the items' vectors; then it is ranked by the same code as a
+(indexing/ranking.py, session_profile: the offline session evaluation ranks the same): each
+item weighed by its interaction type, the newest last, its taste vector the weighted sum of
+the items' vectors; then it is ranked by the same code as a
 user's list (service/lists.py), with the items it touched left out. No user is created and
 nothing is stored. Items the served version does not know are reported, not ranked.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from common.errors import InvalidInput, TooManySessionItems
 from common.models import MAX_SESSION_ITEMS, SessionIn, SessionRecommendations
-from embeddings.encoder import normalise
 from experiments.design import DEFAULT
 from indexing.artifacts import IndexVersion
-from indexing.profiles import Profile, type_weights
-from indexing.ranking import newest_first, rows_in_order
+from indexing.profiles import Profile
+from indexing.ranking import session_profile
 from service.application import Application
 from service.usecases import explain, item_fields, rules
 from service.usecases.list_sources import Ask, rank_now
@@ -65,7 +62,7 @@ async def session_list(
     version = app.serving.current
     known = [i for i in items if version is not None and i.item_id in version.item_row]
     unknown = sorted({i.item_id for i in items} - {i.item_id for i in known})
-    profile = session_profile(app, version, known) if version is not None else Profile()
+    profile = _profile(app, version, items)
     count = offset + limit
     depth = rules.boosted_depth(app, kept_to, count)
     applied = await rules.resolve(app, kept_to, version)
@@ -90,37 +87,15 @@ async def session_list(
     )
 
 
-def session_profile(
-    app: Application, version: IndexVersion, items: Sequence[SessionItem]
+def _profile(
+    app: Application, version: IndexVersion | None, items: Sequence[SessionItem]
 ) -> Profile:
-    """A profile of the session's items (known to `version`), as a user's is made: each
-    item's net weight by type, the newest last, with no decay (a session is minutes long)."""
-    if not items:
+    """The session's profile over the items `version` knows."""
+    if version is None:
         return Profile()
-    weights = type_weights([i.type for i in items], [None] * len(items), app.settings.interactions)
-    net: dict[str, float] = defaultdict(float)
-    newest: dict[str, float] = {}
-    for n, (item, weight) in enumerate(zip(items, weights.tolist(), strict=True)):
-        net[item.item_id] += weight
-        newest[item.item_id] = float(n)  # the order they came in stands for their times
-    ids = list(net)
-    liked, strength = newest_first(
-        ids,
-        np.fromiter(net.values(), dtype=np.float32, count=len(ids)),
-        np.fromiter((newest[i] for i in ids), dtype=np.float64, count=len(ids)),
-        0.0,
-    )
-    rows = rows_in_order(version, ids)
-    vector = normalise(
-        (np.array([net[i] for i in ids], dtype=np.float32) @ version.item_vectors[rows])[None, :]
-    )[0]
-    return Profile(
-        vector=vector,
-        seen=frozenset(ids),
-        negative=frozenset(i for i, w in net.items() if w < 0),
-        count=len(items),
-        liked=liked,
-        evidence=strength,
+    known = [i for i in items if i.item_id in version.item_row]
+    return session_profile(
+        version, [i.item_id for i in known], [i.type for i in known], app.settings.interactions
     )
 
 
@@ -150,8 +125,7 @@ async def recommend_session(app: Application, body: SessionIn) -> SessionRecomme
     items = [scored(i, s) for i, s in found.pairs]
     if body.explain:
         version = app.serving.current
-        known = [t for t in touched if version is not None and t.item_id in version.item_row]
-        profile = session_profile(app, version, known) if version is not None else Profile()
+        profile = _profile(app, version, touched)
         shown = [i.item_id for i in items]
         said = await explain.reasons(app, version, profile, shown, found.strategy)
         for item in items:
