@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack import demo
 from devstack.servers import Stack, port_open
+from recs_client import Client, Unauthorized
 from tests.helpers import free_port, fresh_database
 
 pytestmark = pytest.mark.slow
@@ -73,21 +73,15 @@ def test_run_serves_demo_data_and_stops_everything_on_ctrl_c(run_env: dict[str, 
         banner = "".join(lines)
         assert f"http://127.0.0.1:{port}" in banner
         assert run_env["ADMIN_API_KEY"] in banner
-        headers = {"Authorization": f"Bearer {run_env['ADMIN_API_KEY']}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
-            first = client.get("/api/v1/items", params={"limit": 5}).json()
-            assert len(first["items"]) == 5
+        url = f"http://127.0.0.1:{port}"
+        with Client(url, run_env["ADMIN_API_KEY"]) as recs:
+            assert len(recs.items_page(limit=5)["items"]) == 5
             expected = demo.catalog()[0]
-            stored = client.get(f"/api/v1/items/{expected['item_id']}").json()
-            assert stored["title"] == expected["title"]
-            user = client.get("/api/v1/users/user-0000").json()
-            assert user["interaction_count"] > 0
-            assert client.get("/health/ready").status_code == 200
-            assert client.get("/api/v1/items").status_code == 200
-            assert (
-                client.get("/api/v1/items", headers={"Authorization": "Bearer no"}).status_code
-                == 401
-            )
+            assert recs.get_item(expected["item_id"])["title"] == expected["title"]
+            assert recs.get_user("user-0000")["interaction_count"] > 0
+            assert recs.ready()["status"] == "ready"
+        with Client(url, "no") as stranger, pytest.raises(Unauthorized):
+            stranger.items_page()
     finally:
         if process.poll() is None:
             rest = interrupt(process, port)
@@ -104,9 +98,8 @@ def test_demo_data_can_be_skipped(run_env: dict[str, str]) -> None:
     port = int(run_env["PORT"])
     try:
         assert "demo data skipped" in "".join(lines)
-        headers = {"Authorization": f"Bearer {run_env['ADMIN_API_KEY']}"}
-        items = httpx.get(f"http://127.0.0.1:{port}/api/v1/items", headers=headers).json()
-        assert items == {"items": [], "next_cursor": None}
+        with Client(f"http://127.0.0.1:{port}", run_env["ADMIN_API_KEY"]) as recs:
+            assert recs.items_page() == {"items": [], "next_cursor": None}
     finally:
         interrupt(process, port)
 
@@ -148,15 +141,14 @@ def test_a_killed_worker_is_restarted_while_the_api_serves_and_beat_runs_once(
     # Every server is configured here: the state folder must still be made for beat.
     process, _ = start(run_env | {"DEMO_DATA": "0"})
     port = int(run_env["PORT"])
-    headers = {"Authorization": f"Bearer {run_env['ADMIN_API_KEY']}"}
     try:
         before = _children(process.pid)
         assert len(before["worker"]) == 1 and len(before["beat"]) == 1, before
         os.kill(before["worker"][0], signal.SIGKILL)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
+        with Client(f"http://127.0.0.1:{port}", run_env["ADMIN_API_KEY"]) as recs:
             deadline = time.monotonic() + 60
             while True:
-                assert client.get("/health").status_code == 200
+                assert recs.health()["status"] == "ok"
                 now = _children(process.pid)
                 if now["worker"] and now["worker"] != before["worker"]:
                     break
@@ -164,14 +156,8 @@ def test_a_killed_worker_is_restarted_while_the_api_serves_and_beat_runs_once(
                 time.sleep(0.2)
             assert now["beat"] == before["beat"] and now["api"] == before["api"]
             # The new worker takes tasks: a build queued now succeeds.
-            items = demo.catalog(items_per_genre=2)
-            client.post("/api/v1/items/batch", json={"items": items}).raise_for_status()
-            build = client.post("/api/v1/index/builds").raise_for_status().json()
-            deadline = time.monotonic() + 180
-            while build["state"] not in ("succeeded", "failed"):
-                assert time.monotonic() < deadline, build
-                time.sleep(0.5)
-                build = client.get(f"/api/v1/index/builds/{build['build_id']}").json()
+            recs.put_items(demo.catalog(items_per_genre=2))
+            build = recs.wait_for_build(recs.request_build()["build_id"], timeout=180)
             assert build["state"] == "succeeded", build
     finally:
         rest = interrupt(process, port)
