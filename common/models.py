@@ -838,3 +838,28 @@ class Export(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class DeadLetter(BaseModel):
+    """A message the consumers could not accept: the raw text, why, and where it came from."""
+
+    position: str
+    original: str | None
+    error: dict[str, Any] | None
+    topic: str | None
+    at: str | None
+
+
+class DeadLetters(BaseModel):
+    letters: list[DeadLetter]
+
+
+class ReplayIn(_In):
+    limit: Annotated[int, Field(ge=1, le=100_000), *AnyInteger] = 10_000
+
+
+class Replayed(BaseModel):
+    replayed: int
+    by_topic: dict[str, int]
+    # Letters that named no incoming topic (or were not letters): dropped.
+    unreadable: int

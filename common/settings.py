@@ -472,6 +472,51 @@ class ExperimentSettings(_Section):
     refresh_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
 
 
+class EventSettings(_Section):
+    """Events in and out (docs/events.md): the transport, the topics' names, and how the
+    consumers take their messages."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTS_")
+
+    # The transport: unset, Redis Streams in REDIS_URL's database; kafka://host:port[,...]
+    # a Kafka cluster (kafka+ssl:// for TLS).
+    url: str | None = None
+    # Topic (stream) names start with this: <prefix>.events, .interactions, .items, .dead.
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "recs"
+    # SASL credentials for Kafka; both or neither.
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # SASL mechanism for Kafka, where credentials are given.
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    # A CA bundle to verify the brokers' certificates with (kafka+ssl://); unset: the system's.
+    ssl_ca_file: Path | None = None
+    # Redis Streams: entries kept per stream, older ones trimmed (approximately).
+    stream_maxlen: Annotated[int, Field(ge=1_000)] = 1_000_000
+    # The consumer group the consumers of one deployment share: each message is taken by one.
+    group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "recs"
+    # Messages a consumer takes at once; they are stored in one batch.
+    batch: Annotated[int, Field(ge=1, le=10_000)] = 1_000
+    # An interaction naming an item not known yet is tried again for this long (the item may
+    # be on its way on <prefix>.items) before it is dead-lettered.
+    unknown_item_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # How often the outbox is looked at for events to publish, should a wake-up be missed.
+    outbox_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Kafka's consumer session timeout: a consumer silent this long leaves its group.
+    session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = 30_000
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> EventSettings:
+        if (self.sasl_username is None) != (self.sasl_password is None):
+            raise ValueError("EVENTS_SASL_USERNAME and EVENTS_SASL_PASSWORD go together")
+        if self.url is not None and urlsplit(self.url).scheme not in ("kafka", "kafka+ssl"):
+            raise ValueError("EVENTS_URL: kafka://host:port[,host:port] or kafka+ssl://...")
+        return self
+
+    def topic(self, name: str) -> str:
+        """A topic's full name: `events`, `interactions`, `items` or `dead`."""
+        return f"{self.prefix}.{name}"
+
+
 class InteractionSettings(_Section):
     """Interaction types and the weight each one gives an item in a user's profile."""
 
@@ -531,6 +576,7 @@ class Settings(BaseSettings):
     ranking: RankingSettings = Field(default_factory=RankingSettings)
     collaborative: CollaborativeSettings = Field(default_factory=CollaborativeSettings)
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -570,15 +616,20 @@ class Settings(BaseSettings):
         return self.blob.url or f"s3://{self.s3.bucket}"
 
     @property
+    def deployment(self) -> str:
+        """The deployment's name: DEPLOYMENT_NAME, or else made from where its PostgreSQL
+        database and S3 bucket are."""
+        if self.deployment_name is not None:
+            return self.deployment_name
+        database = urlsplit(self.database.url)
+        where = f"{database.hostname or 'localhost'}:{database.port or 5432}"
+        return f"{where}{database.path or '/'}+{self.s3.endpoint}/{self.s3.bucket}"
+
+    @property
     def event_namespace(self) -> str:
-        """What this deployment's events carry and its channel is named by: the Redis
-        database number and the deployment's name."""
-        name = self.deployment_name
-        if name is None:
-            database = urlsplit(self.database.url)
-            where = f"{database.hostname or 'localhost'}:{database.port or 5432}"
-            name = f"{where}{database.path or '/'}+{self.s3.endpoint}/{self.s3.bucket}"
-        return f"{_redis_database(self.redis.url)}:{name}"
+        """What this deployment's announcements carry and its channel is named by: the
+        Redis database number and the deployment's name."""
+        return f"{_redis_database(self.redis.url)}:{self.deployment}"
 
 
 def _redis_database(url: str) -> int:
@@ -602,6 +653,7 @@ _SECTION_PREFIX: dict[type[BaseSettings], str] = {
     RankingSettings: "RANKING_",
     CollaborativeSettings: "COLLABORATIVE_",
     ExperimentSettings: "EXPERIMENT_",
+    EventSettings: "EVENTS_",
 }
 
 

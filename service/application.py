@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from embeddings.encoder import Encoder, Vectors, configured, embed_items
 from indexing.filters import Filters
 from service.auth import Authenticator
 from service.catalog_fields import CatalogFields
+from service.event_lag import EventLag
 from service.experiments import Experiments
 from service.ratelimit import RateLimiter
 from service.refresher import Refresher
@@ -39,6 +42,7 @@ from service.trending import Trending
 from storage import cache
 from storage.blob import BlobStore, open_store
 from storage.blob.s3 import StoreProbe
+from storage.bus import Bus, open_bus
 from storage.db import create_pool
 from workers.factory import make_celery
 
@@ -75,6 +79,10 @@ class Application:
     # Which source answered each personal list (service/usecases/list_sources.py), and
     # whether the list was kept to a category or filter.
     list_sources: Counter
+    # The event transport (storage/bus): dead letters are replayed through it, and its lag
+    # is in /metrics.
+    events: Bus
+    event_lag: EventLag
     _encoder: Encoder | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     # The model runs on one thread of its own: queries wait their turn instead of each
@@ -181,6 +189,10 @@ async def open_application(
         placements = Scenarios(pool, filters)
         await placements.start(settings.index.poll_seconds)
         serving.handlers["scenarios_changed"] = lambda _: placements.reload()
+        bus = open_bus(settings.events, settings.redis.url, f"{socket.gethostname()}-{os.getpid()}")
+        lag = EventLag(settings, bus, registry)
+        if serves_requests:
+            lag.start()
     except BaseException:
         await redis.aclose()
         await pool.close()
@@ -208,6 +220,8 @@ async def open_application(
             ["source", "narrowed"],
             registry=registry,
         ),
+        events=bus,
+        event_lag=lag,
     )
 
 
@@ -219,6 +233,8 @@ async def close_application(res: Application) -> None:
     await res.experiments.stop()
     await res.catalog_fields.stop()
     await res.scenarios.stop()
+    await res.event_lag.stop()
+    await res.events.close()
     await res.serving.stop()
     await res.redis.aclose()
     await res.pool.close()

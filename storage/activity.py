@@ -10,7 +10,7 @@ import asyncpg
 
 from common.errors import InvalidInput, NotFound, UnknownItems
 from common.models import InteractionIn, InteractionOut, User
-from storage import cursors, erasures, experiments
+from storage import cursors, erasures, experiments, outbox
 from storage.db import Connection, database_errors, transaction
 
 # How many unknown rows an error lists; the message still gives the total.
@@ -140,6 +140,7 @@ async def erase_user(
         await conn.execute("DELETE FROM interactions WHERE user_id = $1", user_id)
         await conn.execute("DELETE FROM profile_refresh WHERE user_id = $1", user_id)
         await conn.execute("DELETE FROM users WHERE user_id = $1", user_id)
+        await outbox.emit(conn, "user.erased", user_id=user_id)
     return erased_at
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from common.errors import NotFound
+from storage import outbox
 from storage.db import database_errors, transaction
 
 # A queued build that no worker took within this long is marked failed.
@@ -30,8 +31,8 @@ async def request_build(
     """Queue a build, or return the one already queued or running. (build, created)."""
     await fail_stale(pool, queue_timeout=queue_timeout, heartbeat_timeout=heartbeat_timeout)
     build_id = "b_" + secrets.token_hex(8)
-    with database_errors():
-        row = await pool.fetchrow(
+    async with transaction(pool) as conn:
+        row = await conn.fetchrow(
             f"""INSERT INTO builds (build_id, state, reason, force) VALUES ($1, 'queued', $2, $3)
                 ON CONFLICT ((true)) WHERE state IN ('queued', 'running') DO NOTHING
                 RETURNING {_BUILD}""",
@@ -40,8 +41,9 @@ async def request_build(
             force,
         )
         if row is not None:
+            await outbox.emit(conn, "build.queued", build_id=build_id, reason=reason, force=force)
             return dict(row), True
-        running = await pool.fetchrow(
+        running = await conn.fetchrow(
             f"SELECT {_BUILD} FROM builds WHERE state IN ('queued', 'running')"
         )
     if running is None:  # it finished between the two statements: ask again
@@ -66,32 +68,37 @@ async def get_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any]:
 
 async def fail_stale(pool: asyncpg.Pool, *, queue_timeout: float, heartbeat_timeout: float) -> int:
     """Mark failed the builds whose worker fell silent, or that no worker took up."""
-    with database_errors():
-        status = await pool.execute(
+    async with transaction(pool) as conn:
+        failed = await conn.fetch(
             """UPDATE builds SET state = 'failed', finished_at = now(),
                    error = CASE state
                        WHEN 'running' THEN 'the worker stopped reporting (lost or killed)'
                        ELSE 'no worker took the build up in time' END
                WHERE (state = 'running'
                       AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1))
-                  OR (state = 'queued' AND created_at < now() - make_interval(secs => $2))""",
+                  OR (state = 'queued' AND created_at < now() - make_interval(secs => $2))
+               RETURNING build_id, error""",
             heartbeat_timeout,
             queue_timeout,
         )
-    return int(status.rsplit(" ", 1)[1])
+        for row in failed:
+            await outbox.emit(conn, "build.failed", build_id=row["build_id"], error=row["error"])
+    return len(failed)
 
 
 async def start_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any] | None:
     """Claim a queued build for this worker, counting the attempt; None when it is no longer
     queued or running (it failed meanwhile, or this is a redelivery of a finished one)."""
-    with database_errors():
-        row = await pool.fetchrow(
+    async with transaction(pool) as conn:
+        row = await conn.fetchrow(
             f"""UPDATE builds SET state = 'running', stage = 'starting', attempts = attempts + 1,
                    started_at = coalesce(started_at, now()), heartbeat_at = now()
                 WHERE build_id = $1 AND state IN ('queued', 'running')
                 RETURNING {_BUILD}""",
             build_id,
         )
+        if row is not None:
+            await outbox.emit(conn, "build.started", build_id=build_id, attempt=row["attempts"])
     return dict(row) if row else None
 
 
@@ -118,18 +125,23 @@ async def finish_build(
     pool: asyncpg.Pool, build_id: str, *, version: int | None, error: str | None, stage: str
 ) -> None:
     """Record how a build ended, once: a build already finished keeps its outcome."""
-    with database_errors():
-        await pool.execute(
+    state = "failed" if error else "succeeded"
+    async with transaction(pool) as conn:
+        status = await conn.execute(
             """UPDATE builds SET state = $2, stage = $3, error = $4, version = $5,
                    progress = CASE WHEN $4::text IS NULL THEN 1 ELSE progress END,
                    finished_at = now()
                WHERE build_id = $1 AND state IN ('queued', 'running')""",
             build_id,
-            "failed" if error else "succeeded",
+            state,
             stage,
             error,
             version,
         )
+        if not status.endswith(" 0"):
+            await outbox.emit(
+                conn, f"build.{state}", build_id=build_id, version=version, stage=stage, error=error
+            )
 
 
 async def next_version(pool: asyncpg.Pool) -> int:
@@ -143,8 +155,13 @@ async def record_version(
     """Record a version whose artifacts are all uploaded: only now can it be activated.
 
     `rejected` records one the quality gate held back: activated only when asked for."""
-    with database_errors():
-        await pool.execute(
+    async with transaction(pool) as conn:
+        if state == "rejected":
+            gate = manifest.get("gate") or {}
+            await outbox.emit(
+                conn, "version.rejected", version=manifest["version"], reason=gate.get("reason")
+            )
+        await conn.execute(
             """INSERT INTO index_versions (version, state, created_at, items, users, manifest,
                                            metrics)
                VALUES ($1, $7, $2, $3, $4, $5, $6)""",
@@ -161,8 +178,8 @@ async def record_version(
 async def activate(pool: asyncpg.Pool, version: int) -> None:
     """Point every API process at `version`: one row, changed in one statement. A rejected
     version asked for by name becomes ready: someone chose to serve it."""
-    with database_errors():
-        status = await pool.execute(
+    async with transaction(pool) as conn:
+        status = await conn.execute(
             """WITH chosen AS (
                    UPDATE index_versions SET state = 'ready'
                    WHERE version = $1 AND state IN ('ready', 'rejected') RETURNING version)
@@ -172,6 +189,8 @@ async def activate(pool: asyncpg.Pool, version: int) -> None:
                SET version = EXCLUDED.version, changed_at = now()""",
             version,
         )
+        if not status.endswith(" 0"):
+            await outbox.emit(conn, "version.activated", version=version)
     if status.endswith(" 0"):
         raise NotFound(f"version {version} does not exist or was removed")
 

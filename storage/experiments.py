@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from common.errors import Conflict, InvalidInput, NotFound
 from common.models import Experiment, ExperimentIn, Variant
-from storage import erasures
+from storage import erasures, outbox
 from storage.cache import redis_errors
 from storage.db import Connection, database_errors, transaction
 
@@ -99,6 +99,12 @@ async def create(pool: asyncpg.Pool, body: ExperimentIn, salt: str, pinned: set[
         )
         if status.endswith(" 0"):
             raise Conflict(f"experiment {body.experiment_id!r} exists already")
+        await outbox.emit(
+            conn,
+            "experiment.started",
+            experiment_id=body.experiment_id,
+            variants=[v["name"] for v in variants],
+        )
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM experiments WHERE experiment_id = $1", body.experiment_id
         )
@@ -144,12 +150,16 @@ async def to_serve(pool: asyncpg.Pool, stopped: int) -> ToServe:
 async def stop(pool: asyncpg.Pool, experiment_id: str, reason: str | None) -> Experiment:
     """End an experiment (a second stop keeps the first's time and reason)."""
     async with transaction(pool) as conn:
-        await conn.execute(
+        status = await conn.execute(
             """UPDATE experiments SET stopped_at = now(), stop_reason = $2
                WHERE experiment_id = $1 AND stopped_at IS NULL""",
             experiment_id,
             reason or "stopped",
         )
+        if not status.endswith(" 0"):
+            await outbox.emit(
+                conn, "experiment.stopped", experiment_id=experiment_id, reason=reason or "stopped"
+            )
         row = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM experiments WHERE experiment_id = $1", experiment_id
         )
@@ -162,8 +172,8 @@ async def stop_variant(
     pool: asyncpg.Pool, experiment_id: str, variant: str, reason: str, figures: dict[str, Any]
 ) -> bool:
     """Take one variant out of a running experiment; False if it was out already."""
-    with database_errors():
-        status = await pool.execute(
+    async with transaction(pool) as conn:
+        status = await conn.execute(
             """INSERT INTO experiment_variant_stops (experiment_id, variant, reason, figures)
                SELECT $1, $2, $3, $4 FROM experiments
                WHERE experiment_id = $1 AND stopped_at IS NULL
@@ -173,6 +183,14 @@ async def stop_variant(
             reason,
             figures,
         )
+        if not status.endswith(" 0"):
+            await outbox.emit(
+                conn,
+                "experiment.stopped",
+                experiment_id=experiment_id,
+                variant=variant,
+                reason=reason,
+            )
     return not status.endswith(" 0")
 
 

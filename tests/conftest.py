@@ -28,7 +28,7 @@ TABLES = (
     "items, users, interactions, api_keys, builds, active_index, index_versions, item_embeddings,"
     " profile_refresh, experiments, experiment_variant_stops, experiment_exposures,"
     " experiment_served, experiment_flush, version_lists, scenarios, experiment_lists, erasures,"
-    " exports"
+    " exports, event_outbox"
 )
 
 

@@ -17,7 +17,7 @@ PACKAGES = (
     "workers",
     "devstack",
 )
-DRIVERS = ("asyncpg", "redis", "minio", "urllib3")
+DRIVERS = ("asyncpg", "redis", "minio", "urllib3", "confluent_kafka")
 
 
 def _imports(path: Path, *, deferred: bool, typed: bool = False) -> set[str]:

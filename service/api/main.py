@@ -21,6 +21,7 @@ from service.api.lookups import Lookups
 from service.api.metrics import RequestMetrics, access_log
 from service.api.routes import (
     API,
+    events,
     experiments,
     exports,
     health,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         experiments,
         scenarios,
         exports,
+        events,
     ):
         app.include_router(module.router)
     document_bodies(

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from common.settings import Settings
+from service.events.relay import Relay
 from tests.helpers import build_now, running
 from tests.service.test_experiments import experiment, fans, recs, results_of, start, variants
 
@@ -98,8 +100,16 @@ async def test_an_erased_user_leaves_postgres_redis_and_every_process_at_once(
             assert cold["strategy"] == "popular"
             assert similar_to(await asked.get(f"/api/v1/users/{ERASED}/similar")) == []
 
+    # The one trace left: the user.erased event that names whom it erased, for the systems
+    # downstream (published from the outbox, which then holds nothing of them either).
+    res = app.state.application
+    await res.events.ensure([res.settings.events.topic("events")])
+    await Relay(res, res.events).publish_pending()
     assert await traces_in_postgres(app, ERASED) == {}
-    assert await traces_in_redis(app.state.application.redis, ERASED) == []
+    events = res.settings.events.topic("events")
+    assert await traces_in_redis(res.redis, ERASED) == [events]
+    published = [orjson.loads(m.value) for m in await res.events.read(events, 100)]
+    assert [e["type"] for e in published if e.get("user_id") == ERASED] == ["user.erased"]
     assert (await client.get(f"/api/v1/users/{ERASED}")).status_code == 404
     # What was counted stays counted, without the id.
     after = (await results_of(client, "exp"))["control"]
