@@ -14,7 +14,7 @@ it), and from an incoming event into the work it causes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from opentelemetry import context, propagate, trace
@@ -68,6 +68,36 @@ def span(
         yield
 
 
+def on() -> bool:
+    """Whether this process traces (checked before any tracing work, so that none is done
+    where it does not)."""
+    return _configured
+
+
+@contextmanager
+def server_span(method: str, traceparent: str | None) -> Iterator[Callable[[str, int], None]]:
+    """The span of one HTTP request, continuing the caller's trace; the block calls what it
+    yields with the route template and status once they are known."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    tracer = trace.get_tracer("recs")
+    with tracer.start_as_current_span(
+        f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
+    ) as current:
+
+        def named(route: str, status: int) -> None:
+            current.update_name(f"{method} {route}")
+            current.set_attribute("http.route", route)
+            current.set_attribute("http.response.status_code", status)
+
+        yield named
+
+
+def task_headers() -> dict[str, str]:
+    """Headers that carry the current trace into a Celery task; none where tracing is off."""
+    mark = traceparent()
+    return {"traceparent": mark} if mark else {}
+
+
 def traceparent() -> str | None:
     """The current span's context as W3C `traceparent` text; None where tracing is off or
     no span is current."""
@@ -89,3 +119,50 @@ def continued(traceparent: str | None) -> Iterator[None]:
         yield
     finally:
         context.detach(token)
+
+
+class Opened:
+    """A span begun and made current by `begin`, until `end` (Celery's task signals come in
+    pairs, not around a block)."""
+
+    def __init__(self, span: trace.Span, token: object) -> None:
+        self.span, self.token = span, token
+
+
+def begin(name: str, traceparent: str | None = None) -> Opened | None:
+    """Start a span (the child of `traceparent` if given) and make it current."""
+    if not _configured:
+        return None
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    span = trace.get_tracer("recs").start_span(name, context=parent)
+    token = context.attach(trace.set_span_in_context(span))
+    return Opened(span, token)
+
+
+def end(opened: Opened | None) -> None:
+    if opened is None:
+        return
+    context.detach(opened.token)  # type: ignore[arg-type]
+    opened.span.end()
+
+
+class Stages:
+    """One span per stage of a long piece of work (a build), each ending where the next
+    begins; the children of the span current when the first began."""
+
+    def __init__(self) -> None:
+        self._current: trace.Span | None = None
+        self._parent: context.Context | None = None
+
+    def enter(self, stage: str) -> None:
+        if not _configured:
+            return
+        if self._parent is None:
+            self._parent = context.get_current()
+        self.close()
+        self._current = trace.get_tracer("recs").start_span(f"stage {stage}", context=self._parent)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.end()
+            self._current = None

@@ -1,8 +1,8 @@
 """`python -m devstack run`: the whole service on this machine, with what it needs.
 
 Uses the servers the environment names, starts local ones for the rest, runs a Celery worker,
-beat and the API (devstack/supervise.py restarts a worker or beat that exits), loads demo data
-into an empty catalog, and stops all it started on Ctrl-C.
+beat, the events process and the API (devstack/supervise.py restarts any but the API that
+exits), loads demo data into an empty catalog, and stops all it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -62,9 +62,12 @@ def children(env: dict[str, str], host: str, port: int) -> list[Child]:
         f"--pidfile={state / f'celerybeat-{port}.pid'}",
     ]
     api = api_server(host, port)
+    # The event consumers and the outbox's relay (service/events).
+    events = [sys.executable, "-m", "service.events"]
     return [
         Child("worker", worker, env),
         Child("beat", beat, env),
+        Child("events", events, env),
         Child("API", api, env, essential=True),
     ]
 

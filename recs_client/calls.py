@@ -544,6 +544,25 @@ def export_download_path(export_id: str) -> str:
     return f"{API}/exports/{_id(export_id)}/download"
 
 
+# --- Events ----------------------------------------------------------------------------
+
+
+class Replayed(TypedDict):
+    replayed: int
+    by_topic: dict[str, int]
+    unreadable: int
+
+
+def dead_letters(*, limit: int = 100) -> Call[dict[str, Any]]:
+    """The oldest dead letters: `{letters: [{position, original, error, topic, at}]}`."""
+    return Call("GET", f"{API}/events/dead", params={"limit": limit})
+
+
+def replay_dead(*, limit: int = 10_000) -> Call[Replayed]:
+    """Publish the dead letters' originals to their topics again, and drop the letters."""
+    return Call("POST", f"{API}/events/dead/replay", json={"limit": limit})
+
+
 # --- Service ---------------------------------------------------------------------------
 
 

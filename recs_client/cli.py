@@ -38,6 +38,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+events_app = typer.Typer(help="Events: dead letters (admin).", no_args_is_help=True)
+app.add_typer(events_app, name="events")
 out = Console()
 err = Console(stderr=True)
 
@@ -333,6 +335,38 @@ def revoke_key(key_id: str) -> None:
     with client() as recs:
         recs.revoke_key(key_id)
     out.print(f"key {key_id} revoked")
+
+
+@events_app.command("dead")
+def dead_letters(limit: int = 20) -> None:
+    """The oldest dead letters, with why each was refused."""
+    with client() as recs:
+        found = recs.dead_letters(limit=limit)
+
+    def table() -> Table:
+        shown = Table("topic", "at", "error", "original")
+        for letter in found["letters"]:
+            error = letter.get("error") or {}
+            shown.add_row(
+                str(letter.get("topic")),
+                str(letter.get("at"))[:19],
+                f"{error.get('code')}: {error.get('message')}",
+                str(letter.get("original"))[:60],
+            )
+        return shown
+
+    show(found, table)
+
+
+@events_app.command("replay-dead")
+def replay_dead(limit: int = 10_000) -> None:
+    """Publish the dead letters' originals to their topics again (once the cause is fixed)."""
+    with client() as recs:
+        done = recs.replay_dead(limit=limit)
+    counts = ", ".join(f"{topic} {n}" for topic, n in sorted(done["by_topic"].items()))
+    out.print(
+        f"{done['replayed']:,} replayed ({counts or 'none'}); {done['unreadable']} unreadable"
+    )
 
 
 def main() -> None:

@@ -186,6 +186,8 @@ class Client:
     revoke_key = _sync(calls.revoke_key)
     create_export = _sync(calls.create_export)
     get_export = _sync(calls.get_export)
+    dead_letters = _sync(calls.dead_letters)
+    replay_dead = _sync(calls.replay_dead)
     health = _sync(calls.health)
     ready = _sync(calls.ready)
 
@@ -323,6 +325,8 @@ class AsyncClient:
     revoke_key = _async(calls.revoke_key)
     create_export = _async(calls.create_export)
     get_export = _async(calls.get_export)
+    dead_letters = _async(calls.dead_letters)
+    replay_dead = _async(calls.replay_dead)
     health = _async(calls.health)
     ready = _async(calls.ready)
 

@@ -52,6 +52,11 @@ def test_worker_and_beat_run_the_celery_app() -> None:
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers.app", "beat"]
 
 
+def test_the_events_process_runs_beside_them() -> None:
+    services = compose()["services"]
+    assert services["events"]["command"] == ["python", "-m", "service.events"]
+
+
 def test_dockerfile_is_multi_stage_non_root_and_installs_dependencies_before_source() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2

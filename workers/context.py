@@ -12,6 +12,7 @@ import asyncpg
 from celery import Celery
 from redis.asyncio import Redis
 
+from common import tracing
 from common.errors import CacheUnavailable
 from indexing import trending
 from storage import builds, events
@@ -41,11 +42,17 @@ class BuildContext:
     namespace: str = ""
     queue: Celery | None = None
     stages: list[str] = field(default_factory=list)
+    # A span per stage, where tracing is on (common/tracing.py); `finished` ends the last.
+    traced: tracing.Stages = field(default_factory=tracing.Stages)
+
+    def finished(self) -> None:
+        self.traced.close()
 
     async def report(self, stage: str, progress: float) -> None:
         """The build is at `stage`, `progress` (0 to 1) of the way through."""
         if not self.stages or self.stages[-1] != stage:
             self.stages.append(stage)
+            self.traced.enter(stage)
         if self.pool is not None and self.build_id is not None:
             await builds.report(self.pool, self.build_id, stage, progress)
 

@@ -161,15 +161,18 @@ async def _build(conns: Connections, build_id: str, activate: bool, claims: list
         conns.pool, build_id, conns.redis, conns.settings.event_namespace, queue=celery_app
     )
     async with _heartbeat(conns.settings, lambda: builds.heartbeat(conns.pool, build_id)):
-        outcome = await build_version(
-            conns.pool,
-            conns.store,
-            encoder(),
-            conns.settings,
-            context,
-            force=bool(claimed["force"]),
-            activate=activate,
-        )
+        try:
+            outcome = await build_version(
+                conns.pool,
+                conns.store,
+                encoder(),
+                conns.settings,
+                context,
+                force=bool(claimed["force"]),
+                activate=activate,
+            )
+        finally:
+            context.finished()
     await builds.finish_build(
         conns.pool, build_id, version=outcome.version, error=None, stage=outcome.final
     )

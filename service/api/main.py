@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from common import tracing
 from common.settings import Settings, get_settings
 from service.api import errors
 from service.api.body import document_bodies
@@ -50,6 +51,7 @@ def _access_log(enabled: bool) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    tracing.configure("recs-api")  # where OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

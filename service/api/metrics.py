@@ -15,6 +15,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import tracing
+
 access_log = logging.getLogger("recs.access")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -65,7 +67,16 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, record_status)
+            if tracing.on():
+                incoming = dict(scope["headers"]).get(b"traceparent", b"").decode() or None
+                with tracing.server_span(scope["method"], incoming) as named:
+                    try:
+                        await self.app(scope, receive, record_status)
+                    finally:
+                        route = getattr(scope.get("route"), "path", None) or "unmatched"
+                        named(route, status)
+            else:
+                await self.app(scope, receive, record_status)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

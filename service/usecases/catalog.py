@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from common import tracing
 from common.models import Item, ItemFields, ItemIn, ItemPage, ItemsDeleted
 from service.application import Application
 from storage import catalog, trending
@@ -106,7 +107,9 @@ async def _ask_for_popular(app: Application) -> None:
 
 async def _schedule_embedding(app: Application, item_ids: list[str]) -> None:
     try:
-        await asyncio.to_thread(app.celery.send_task, EMBED_TASK, args=[item_ids])
+        await asyncio.to_thread(
+            app.celery.send_task, EMBED_TASK, args=[item_ids], headers=tracing.task_headers()
+        )
     except Exception:
         # The next build embeds whatever is missing: a lost hint costs time, not data.
         log.warning("could not schedule embedding of %d items", len(item_ids), exc_info=True)

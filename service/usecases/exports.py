@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import orjson
 
+from common import tracing
 from common.errors import DependencyError, NotFound, NotReady
 from common.models import Export, ExportIn, ExportQueued
 from service.application import Application
@@ -130,7 +131,9 @@ async def _line(app: Application, asked: ExportIn, one: str) -> bytes:
 
 async def _queue(app: Application, export_id: str) -> None:
     try:
-        await asyncio.to_thread(app.celery.send_task, EXPORT_TASK, args=[export_id])
+        await asyncio.to_thread(
+            app.celery.send_task, EXPORT_TASK, args=[export_id], headers=tracing.task_headers()
+        )
     except Exception as exc:
         await exports.finish(app.pool, export_id, f"could not queue: {exc}")
         raise DependencyError(f"the task queue is unavailable: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from common import tracing
 from common.errors import DependencyError, InvalidInput, NotFound
 from common.models import (
     Activated,
@@ -40,6 +41,8 @@ async def request_build(app: Application, body: BuildIn, request_id: str | None)
                 BUILD_TASK,
                 args=[build["build_id"]],
                 kwargs={"activate": body.activate, "request_id": request_id},
+                # The build continues this request's trace (common/tracing.py).
+                headers=tracing.task_headers(),
             )
         except Exception as exc:
             await builds.finish_build(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from common.settings import EventSettings
 from storage.bus import Message
 
 T = TypeVar("T")
+# librdkafka's own log lines (a broker unreachable, say) go to this logger, not to stderr.
+log = logging.getLogger(__name__)
 # How long a publish waits for the brokers before it fails (the outbox keeps the events).
 PUBLISH_SECONDS = 10.0
 # Where a replay of the dead letters records how far it got (Kafka keeps its messages).
@@ -61,7 +64,7 @@ def client_config(settings: EventSettings) -> dict[str, Any]:
 class KafkaBus:
     def __init__(self, settings: EventSettings, consumer: str) -> None:
         self.settings, self.name = settings, consumer
-        self.config = client_config(settings)
+        self.config = client_config(settings) | {"logger": log}
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
         self._subscribed: tuple[str, ...] = ()
@@ -147,6 +150,9 @@ class KafkaBus:
                     "auto.offset.reset": "earliest",
                     "session.timeout.ms": self.settings.session_timeout_ms,
                     "heartbeat.interval.ms": max(100, self.settings.session_timeout_ms // 10),
+                    # A rebalance waits this long for members to rejoin: a batch is stored
+                    # (or a pause for PostgreSQL ends) well within it.
+                    "max.poll.interval.ms": 2 * self.settings.session_timeout_ms,
                 }
             )
         if tuple(topics) != self._subscribed:
@@ -244,28 +250,45 @@ class KafkaBus:
         )
 
         def drain() -> list[Message]:
+            # Assigned, not subscribed: no group join to wait for. It starts where the
+            # replay's group committed (`remove`), and stops at the end of each partition.
             found: list[Message] = []
             try:
-                reader.subscribe([topic])
-                quiet = 0
-                while len(found) < limit and quiet < 3:
-                    batch = reader.consume(limit - len(found), 1.0)
-                    quiet = quiet + 1 if not batch else 0
+                metadata = reader.list_topics(topic, timeout=PUBLISH_SECONDS).topics
+                if topic not in metadata or metadata[topic].error is not None:
+                    return found
+                partitions = [TopicPartition(topic, p) for p in metadata[topic].partitions]
+                starts = reader.committed(partitions, timeout=PUBLISH_SECONDS)
+                ends: dict[int, int] = {}
+                for start in starts:
+                    low, high = reader.get_watermark_offsets(start, timeout=PUBLISH_SECONDS)
+                    if start.offset < 0:
+                        start.offset = low
+                    if start.offset < high:
+                        ends[start.partition] = high
+                reader.assign([p for p in starts if p.partition in ends])
+                while ends and len(found) < limit:
+                    batch = reader.consume(min(500, limit - len(found)), 1.0)
+                    if not batch:
+                        break
                     for record in batch:
                         where = (record.partition(), record.offset())
-                        if record.error() is None and where[0] is not None and where[1] is not None:
-                            found.append(
-                                Message(
-                                    topic,
-                                    f"{where[0]}:{where[1]}",
-                                    record.value() or b"",
-                                    partition=where[0],
-                                    offset=where[1],
-                                )
+                        if record.error() is not None or where[0] is None or where[1] is None:
+                            continue
+                        found.append(
+                            Message(
+                                topic,
+                                f"{where[0]}:{where[1]}",
+                                record.value() or b"",
+                                partition=where[0],
+                                offset=where[1],
                             )
+                        )
+                        if where[1] + 1 >= ends.get(where[0], 0):
+                            ends.pop(where[0], None)
             finally:
                 reader.close()
-            return found
+            return found[:limit]
 
         return await self._run(drain)
 

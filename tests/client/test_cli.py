@@ -128,3 +128,5 @@ async def test_a_first_session_with_the_command(
     assert recs(service, "import", "items", str(tmp_path / "absent.csv")).returncode == 66
     assert recs(f"http://127.0.0.1:{free_port()}", "versions").returncode == 69
     assert recs(service, "activate", "999").returncode == 1
+    replayed = recs(service, "events", "replay-dead")
+    assert replayed.returncode == 0 and "0 replayed" in replayed.stdout

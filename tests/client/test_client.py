@@ -106,6 +106,8 @@ async def test_every_route_answers_through_the_library(
     assert (await recs.delete_items(["extra", "ghost"])) == {"deleted": 1, "unknown": ["ghost"]}
     await recs.delete_item("horror-5")
     await recs.erase_user("u 1")
+    assert (await recs.dead_letters())["letters"] == []
+    assert (await recs.replay_dead())["replayed"] == 0
     assert (await recs.health())["status"] == "ok"
     assert (await recs.ready())["status"] == "ready"
 
