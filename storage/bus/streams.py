@@ -60,23 +60,33 @@ class StreamsBus:
                 await pipe.execute()
 
     async def take(self, topics: Sequence[str], limit: int, wait_seconds: float) -> list[Message]:
-        found: list[Message] = []
         with redis_errors(self.redis, "taking events", pause=False):
-            for topic in topics:
-                # Entries of a consumer that stopped without acknowledging them.
-                claimed: Any = await self.redis.xautoclaim(
-                    topic, self.group, self.consumer, CLAIM_IDLE_MS, "0-0", count=limit
-                )
-                found += [self._message(topic, entry) for entry in claimed[1] if entry[1]]
-            if len(found) >= limit:
-                return found[:limit]
-            new: Any = await self.redis.xreadgroup(
-                self.group,
-                self.consumer,
-                dict.fromkeys(topics, ">"),
-                count=limit - len(found),
-                block=max(1, int(wait_seconds * 1000)) if not found else None,
+            try:
+                return await self._take(topics, limit, wait_seconds)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+            # A Redis that came back empty (it keeps nothing): the streams and group again.
+            await self.ensure(topics)
+            return await self._take(topics, limit, wait_seconds)
+
+    async def _take(self, topics: Sequence[str], limit: int, wait_seconds: float) -> list[Message]:
+        found: list[Message] = []
+        for topic in topics:
+            # Entries of a consumer that stopped without acknowledging them.
+            claimed: Any = await self.redis.xautoclaim(
+                topic, self.group, self.consumer, CLAIM_IDLE_MS, "0-0", count=limit
             )
+            found += [self._message(topic, entry) for entry in claimed[1] if entry[1]]
+        if len(found) >= limit:
+            return found[:limit]
+        new: Any = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(topics, ">"),
+            count=limit - len(found),
+            block=max(1, int(wait_seconds * 1000)) if not found else None,
+        )
         for topic, entries in new or []:
             found += [self._message(_text(topic), entry) for entry in entries]
         return found

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,12 +21,14 @@ from fastapi import FastAPI
 from common.errors import DatabaseUnavailable
 from common.models import ItemIn
 from common.settings import Settings
+from devstack.servers import port_open, stop_process
 from service.events.consumer import Consumer
 from service.events.relay import Relay
 from service.usecases import catalog, interactions
+from storage import outbox
 from storage.bus import Bus, open_bus
 from storage.bus import streams as stream_bus
-from tests.helpers import item
+from tests.helpers import free_port, item
 
 TOPICS = ("events", "interactions", "items", "dead")
 
@@ -254,3 +259,60 @@ async def _true(value: bool) -> bool:
 async def _lag(bus: Bus, settings: Settings) -> int:
     found = await bus.lag([settings.events.topic("interactions"), settings.events.topic("items")])
     return sum(found.values())
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on a free port, that keeps nothing on disk."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if port_open("127.0.0.1", self.port):
+                return
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not listen")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, grace=5)
+            self.process = None
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+async def test_a_broker_that_goes_away_delays_events_and_the_consumer_goes_on_after(
+    app: FastAPI, settings: Settings, db: object
+) -> None:
+    server = OwnRedis()
+    await asyncio.to_thread(server.start)
+    own = open_bus(settings.events, f"redis://127.0.0.1:{server.port}/0", "own")
+    application = app.state.application
+    relay, consumer = Relay(application, own), Consumer(application, own)
+    await stock(app, "i")
+    await own.ensure([settings.events.topic(t) for t in TOPICS])
+    relaying = asyncio.create_task(relay.run())
+    consuming_task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.to_thread(server.stop)
+        async with application.pool.acquire() as conn:
+            await outbox.emit(conn, "version.activated", version=3)
+        await asyncio.sleep(1.5)
+        assert relay.published == 0  # the broker is away: the event waits in the outbox
+        await asyncio.to_thread(server.start)  # back, empty
+        await until(lambda: _true(relay.published == 1))
+        await own.publish(settings.events.topic("interactions"), [orjson.dumps(view("i"))])
+        await until(lambda: _equals(count(app), 1))
+        published = await own.read(settings.events.topic("events"), 10)
+    finally:
+        relay.stop()
+        consumer.stop()
+        await asyncio.gather(relaying, consuming_task, return_exceptions=True)
+        await own.close()
+        await asyncio.to_thread(server.stop)
+    assert [orjson.loads(m.value)["type"] for m in published] == ["version.activated"]
