@@ -178,7 +178,11 @@ async def open_application(
         held = Trending(settings, pool, redis)
         await held.start()
         refresher = Refresher(pool, redis, settings, serving, held)
-        refresher.start()
+        if serves_requests:
+            # The API processes refresh the profiles of the users any process queued: a
+            # worker or the events process announces its writes (`profiles_queued`).
+            refresher.start()
+            serving.handlers["profiles_queued"] = lambda _: _woken(refresher)
         serving.handlers["trending_changed"] = lambda event: held.reload(event.get("generation"))
         trials = Experiments(settings, pool, redis, serving, registry)
         await trials.start()
@@ -223,6 +227,10 @@ async def open_application(
         events=bus,
         event_lag=lag,
     )
+
+
+async def _woken(refresher: Refresher) -> None:
+    refresher.mark()
 
 
 async def close_application(res: Application) -> None:

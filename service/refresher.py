@@ -64,6 +64,8 @@ class Refresher:
         self._task = asyncio.create_task(self._run(), name="profile-refresher")
 
     async def stop(self) -> None:
+        if self._task is None:  # never started (a process that serves no one)
+            return
         self._stopping = True  # the last refreshes rank nothing ahead
         if self._task is not None:
             await cancel([self._task])

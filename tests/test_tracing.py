@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis as redis_client
 from fastapi import FastAPI
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -128,6 +130,40 @@ def traced_build(settings: Settings, collector: Collector, tmp_path: Path) -> No
         log.close()
 
 
+INCOMING = "0af7651916cd43dd8448eb211c80319c"
+
+
+def traced_consumption(collector: Collector, tmp_path: Path) -> None:
+    """An events process exporting to `collector`, given a message that carries a trace."""
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    log = (tmp_path / "events.log").open("wb")
+    events = subprocess.Popen(
+        [sys.executable, "-m", "service.events"],
+        cwd=ROOT,
+        env=os.environ | traced,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        message = {
+            "user_id": "traced",
+            "item_id": demo.catalog(items_per_genre=3)[0]["item_id"],
+            "type": "view",
+            "traceparent": f"00-{INCOMING}-b7ad6b7169203331-01",
+        }
+        redis = redis_client.Redis.from_url(os.environ["REDIS_URL"])
+        redis.xadd("recs.interactions", {"data": orjson.dumps(message)})
+        redis.close()
+        deadline = time.monotonic() + 60
+        while ("recs-events", "events.consume") not in collector.of(INCOMING):
+            assert events.poll() is None, (tmp_path / "events.log").read_text()
+            assert time.monotonic() < deadline, collector.spans
+            time.sleep(0.2)
+    finally:
+        stop_process(events)
+        log.close()
+
+
 async def test_a_request_its_build_task_and_the_stages_are_one_trace(
     db: object, app: FastAPI, settings: Settings, collector: Collector, tmp_path: Path
 ) -> None:
@@ -144,3 +180,5 @@ async def test_a_request_its_build_task_and_the_stages_are_one_trace(
     published = [orjson.loads(m.value) for m in await res.events.read("recs.events", 100)]
     queued = next(e for e in published if e["type"] == "build.queued")
     assert TRACE_ID in queued["traceparent"]
+    # An incoming message's trace is taken up by the consumer that stores it.
+    await asyncio.to_thread(traced_consumption, collector, tmp_path)

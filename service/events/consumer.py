@@ -168,6 +168,9 @@ class Consumer:
                     [(p.message, Refused("unknown_item", _unknown(p))) for p in overdue]
                 )
             done = [p.message for p in items + stored]
+            if stored:
+                # The API processes refresh these users' profiles (this one serves no one).
+                await self.app.serving.announce("profiles_queued")
             if done:
                 await self.bus.commit(done)
             if self.held:

@@ -167,7 +167,15 @@ class KafkaBus:
 
     async def take(self, topics: Sequence[str], limit: int, wait_seconds: float) -> list[Message]:
         consumer = self._consumer_for(topics)
-        polled = await self._run(lambda: consumer.consume(limit, wait_seconds))
+        def poll() -> list[Any]:
+            # The first message as soon as it comes (consume() would wait out its timeout for
+            # a full batch), then whatever else is ready.
+            first = consumer.poll(wait_seconds)
+            if first is None:
+                return []
+            return [first, *consumer.consume(limit - 1, 0.005)] if limit > 1 else [first]
+
+        polled = await self._run(poll)
         found = []
         for record in polled:
             error = record.error()

@@ -316,3 +316,16 @@ async def test_a_broker_that_goes_away_delays_events_and_the_consumer_goes_on_af
         await own.close()
         await asyncio.to_thread(server.stop)
     assert [orjson.loads(m.value)["type"] for m in published] == ["version.activated"]
+
+
+async def test_streams_are_capped(settings: Settings, db: object) -> None:
+    capped = settings.events.model_copy(update={"stream_maxlen": 1_000, "prefix": "capped"})
+    bus = open_bus(capped, settings.redis.url, "capper")
+    try:
+        topic = capped.topic("events")
+        for _ in range(5):
+            await bus.publish(topic, [b"{}"] * 1_000)
+        # Approximate trimming: whole blocks of entries go, so a little more than the cap stays.
+        assert 1_000 <= await bus.redis.xlen(topic) < 2_000  # type: ignore[attr-defined]
+    finally:
+        await bus.close()
