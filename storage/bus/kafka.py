@@ -167,6 +167,7 @@ class KafkaBus:
 
     async def take(self, topics: Sequence[str], limit: int, wait_seconds: float) -> list[Message]:
         consumer = self._consumer_for(topics)
+
         def poll() -> list[Any]:
             # The first message as soon as it comes (consume() would wait out its timeout for
             # a full batch), then whatever else is ready.
