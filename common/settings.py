@@ -163,6 +163,11 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     # The port the API listens on.
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # The port the API process serves gRPC on (proto/recs/v1/recs.proto), at the same host;
+    # 0 turns gRPC off.
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] = 50051
+    # At shutdown, gRPC calls in flight get this long to finish.
+    grpc_grace_seconds: Annotated[float, Field(ge=0, le=300)] = 10.0
     # The first admin token (16 characters or more): the API does not start without it.
     admin_api_key: Annotated[SecretStr | None, Field(min_length=16)] = None
     # When set, HS256 JWTs signed with it are accepted as tokens (32 characters or more).

@@ -47,6 +47,8 @@ def _point_at_test_servers() -> None:
     # Tests send many requests from one address; tests/service/test_rate_limits.py turns the
     # limits on for its own.
     os.environ["RATE_LIMIT_ENABLED"] = "false"
+    # No gRPC in every test's application; tests/grpc starts its own on a free port.
+    os.environ["GRPC_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")

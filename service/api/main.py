@@ -35,6 +35,7 @@ from service.api.routes import (
 )
 from service.api.variant_params import document_variant_params
 from service.application import close_application, open_application
+from service.grpc.server import GrpcDoor
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.application = await open_application(settings, app.state.registry)
+        door = None
         try:
+            if settings.api.grpc_port:
+                # gRPC in this process: the same application, version and caches as HTTP.
+                door = GrpcDoor(app.state.application, settings.api.grpc_port, settings.api.host)
+                await door.start()
+                app.state.grpc = door
             yield
         finally:
+            if door is not None:
+                await door.stop(settings.api.grpc_grace_seconds)
             await close_application(app.state.application)
 
     app = FastAPI(
