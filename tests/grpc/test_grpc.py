@@ -216,10 +216,11 @@ async def test_health_follows_readiness_and_reflection_lists_the_service(
     asked = health_pb2.HealthCheckRequest(service="recs.v1.Recommendations")
     assert (await checker.Check(asked)).status == health_pb2.HealthCheckResponse.SERVING
 
-    async def unready(_: Any) -> dict[str, Any]:
-        return {"status": "unavailable", "checks": {"database": "error: down"}}
+    async def down(_: Any) -> None:
+        raise DatabaseUnavailable("PostgreSQL is unavailable")
 
-    monkeypatch.setattr("service.grpc.server.readiness.readiness", unready)
+    # The database stops answering readiness's ping: the health service follows.
+    monkeypatch.setattr("service.usecases.health.db.ping", down)
     await door.app.state.grpc.follow_readiness()
     assert (await checker.Check(asked)).status == health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -279,6 +280,31 @@ async def test_fuzzed_requests_never_meet_an_internal_error(door: Door) -> None:
             if exc.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
                 bad.append(f"{kind}: {exc.details()}")
     assert bad == []
+
+
+async def test_shutdown_lets_a_call_in_flight_finish(
+    settings: Settings, db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = asyncio.Event()
+    real = user_list_module.user_list
+
+    async def slow(app: Any, request: Any) -> Any:
+        started.set()
+        await asyncio.sleep(0.5)
+        return await real(app, request)
+
+    monkeypatch.setattr("service.grpc.server.user_list", slow)
+    port = free_port()
+    on = settings.model_copy(update={"api": settings.api.model_copy(update={"grpc_port": port})})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = recs_pb2_grpc.RecommendationsStub(channel)
+        async with running(on):
+            call = asyncio.create_task(
+                stub.Recommend(pb.RecommendRequest(user_id="u"), metadata=ADMIN)
+            )
+            await asyncio.wait_for(started.wait(), 5)
+        # The process stopped only after answering the call it had begun.
+        assert (await call).strategy == "popular"
 
 
 def test_the_checked_in_stubs_match_the_proto(tmp_path: Path) -> None:

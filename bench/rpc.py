@@ -1,0 +1,202 @@
+"""gRPC beside HTTP, on this machine, in one run: Recommend over gRPC, the same request over
+HTTP, and /health, against one API process at the same concurrency.
+
+    .venv/bin/python bench/rpc.py
+    .venv/bin/python bench/rpc.py --seconds 5 --rounds 2     # quicker
+
+It uses its own database (`recs_bench_grpc`), Redis database 10 and bucket `recs-bench-grpc`
+on the local servers (started if missing). It loads a catalog and histories (bench/serving.py's
+generator), builds a version, starts one API process serving HTTP and gRPC, and then, for
+`--rounds` rounds, drives each target for `--seconds` at `--concurrency`: `/health` and
+`GET /api/v1/recommendations/{user}` with bench/serving.py's light keep-alive HTTP client, and
+`Recommend` for the same users over one gRPC channel (grpc.aio). Lists are asked with
+`Cache-Control: no-cache` over HTTP and are the users' kept lists either way. It prints req/s,
+p50 and p99 per round and the median over the rounds. The clients run on the same 2 cores as
+the server: a client's own cost lowers its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import serving  # bench/serving.py: the catalog, the build and the servers it starts
+
+from devstack.servers import api_server, bring_up, port_open, stop_process
+from recs.v1 import recs_pb2 as pb
+from recs.v1 import recs_pb2_grpc
+from storage.db import create_pool
+
+ROOT = serving.ROOT
+ADMIN = serving.ADMIN
+HERE = ROOT / ".stack" / "bench-grpc"
+
+
+async def grpc_load(
+    port: int, users: list[str], concurrency: int, seconds: float
+) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    metadata = (("authorization", f"Bearer {ADMIN}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = recs_pb2_grpc.RecommendationsStub(channel)
+
+        async def caller(n: int) -> None:
+            rng = random.Random(n)
+            while time.perf_counter() < deadline:
+                asked = pb.RecommendRequest(user_id=rng.choice(users), limit=10)
+                started = time.perf_counter()
+                await stub.Recommend(asked, metadata=metadata)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(n) for n in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "s": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU time so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(pid: int, work: Any) -> dict[str, float]:
+    """A load's figures, with the server's CPU per request (the client's cost left out)."""
+    before = cpu_seconds(pid)
+    found: dict[str, float] = await work
+    found["cpu_us"] = 1e6 * (cpu_seconds(pid) - before) / max(1.0, found["rps"] * found["s"])
+    return found
+
+
+async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
+    env = (
+        os.environ
+        | servers
+        | {
+            "ADMIN_API_KEY": ADMIN,
+            "EMBEDDING_MODEL": "hashing-384",
+            "HF_HUB_OFFLINE": "1",
+            "INDEX_DATA_DIR": str(HERE / "index"),
+            "ACCESS_LOG": "false",
+            "GRPC_PORT": str(args.grpc_port),
+        }
+    )
+    os.environ.update(env)
+    settings = serving.load_settings()
+    await serving.wipe(settings)
+    pool = await create_pool(
+        settings.database.model_copy(
+            update={"command_timeout": float(settings.index.build_time_limit)}
+        )
+    )
+    HERE.mkdir(parents=True, exist_ok=True)
+    api = None
+    try:
+        await serving.load_items(pool, serving.make_items(args.items))
+        shape = (args.items, args.users, 20)
+        await serving.load_interactions(pool, serving.interaction_chunks(*shape, lambda n: True))
+        seconds, outcome = await serving.timed_build(pool, settings)
+        await serving.timed_fill(pool, settings, outcome)
+        print(f"build {seconds:.0f} s -> version {outcome.version}", flush=True)
+        with (HERE / "api.log").open("wb") as log:
+            api = subprocess.Popen(
+                api_server("127.0.0.1", args.port, "--log-level", "warning"),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        for _ in range(600):
+            if port_open("127.0.0.1", args.port) and port_open("127.0.0.1", args.grpc_port):
+                break
+            await asyncio.sleep(0.2)
+        rng = random.Random(5)
+        users = [f"user-{rng.randrange(args.users)}" for _ in range(2_000)]
+        fresh = "Cache-Control: no-cache\r\n"
+        rows: dict[str, list[dict[str, float]]] = {"/health": [], "HTTP": [], "gRPC": []}
+        await serving.load("127.0.0.1", args.port, ["/health"], args.concurrency, 2)  # warm
+        await grpc_load(args.grpc_port, users, args.concurrency, 2)
+        paths = [f"/api/v1/recommendations/{u}?limit=10" for u in users]
+        for round_ in range(args.rounds):
+            health = serving.load(
+                "127.0.0.1", args.port, ["/health"], args.concurrency, args.seconds
+            )
+            rows["/health"].append(await measured(api.pid, _timed(health, args.seconds)))
+            http = serving.load(
+                "127.0.0.1", args.port, paths, args.concurrency, args.seconds, fresh
+            )
+            rows["HTTP"].append(await measured(api.pid, _timed(http, args.seconds)))
+            rpc = grpc_load(args.grpc_port, users, args.concurrency, args.seconds)
+            rows["gRPC"].append(await measured(api.pid, rpc))
+            print(
+                f"round {round_ + 1}: "
+                + "; ".join(
+                    f"{name} {r[-1]['rps']:,.0f} req/s p99 {r[-1]['p99_ms']:.1f} ms"
+                    for name, r in rows.items()
+                ),
+                flush=True,
+            )
+        print(
+            f"\nconcurrency {args.concurrency}, {args.rounds} rounds of {args.seconds:.0f} s,"
+            " median over rounds (min..max)"
+        )
+        for name, found in rows.items():
+            rps = [r["rps"] for r in found]
+            p99 = [r["p99_ms"] for r in found]
+            p50 = [r["p50_ms"] for r in found]
+            cpu = statistics.median(r["cpu_us"] for r in found)
+            print(
+                f"  {name:8} {statistics.median(rps):8,.0f} req/s"
+                f" ({min(rps):,.0f}..{max(rps):,.0f})"
+                f"  p50 {statistics.median(p50):5.1f} ms  p99 {statistics.median(p99):6.1f} ms"
+                f" ({min(p99):.1f}..{max(p99):.1f})  server CPU {cpu:5.0f} us/request",
+                flush=True,
+            )
+    finally:
+        if api is not None:
+            stop_process(api)
+        await pool.close()
+
+
+async def _timed(load: Any, seconds: float) -> dict[str, float]:
+    """bench/serving.py's load, with its duration (it runs for `seconds`)."""
+    found: dict[str, float] = await load
+    return {**found, "s": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8768)
+    parser.add_argument("--grpc-port", type=int, default=50061)
+    args = parser.parse_args()
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
+        os.environ.pop(name, None)
+    stack = bring_up(HERE, database="recs_bench_grpc", redis_db=10, bucket="recs-bench-grpc")
+    try:
+        asyncio.run(run(args, stack.env))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
