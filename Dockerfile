@@ -22,6 +22,7 @@ COPY service ./service
 COPY workers ./workers
 COPY devstack ./devstack
 COPY recs_client ./recs_client
+COPY recs ./recs
 RUN pip install --no-deps .
 
 FROM python:3.11-slim AS runtime

@@ -299,7 +299,7 @@ async def test_shutdown_lets_a_call_in_flight_finish(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = recs_pb2_grpc.RecommendationsStub(channel)
         async with running(on):
-            call = asyncio.create_task(
+            call = asyncio.ensure_future(
                 stub.Recommend(pb.RecommendRequest(user_id="u"), metadata=ADMIN)
             )
             await asyncio.wait_for(started.wait(), 5)
