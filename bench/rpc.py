@@ -10,7 +10,9 @@ generator), builds a version, starts one API process serving HTTP and gRPC, and 
 `--rounds` rounds, drives each target for `--seconds` at `--concurrency`: `/health` and
 `GET /api/v1/recommendations/{user}` with bench/serving.py's light keep-alive HTTP client, and
 `Recommend` for the same users over one gRPC channel (grpc.aio). Lists are asked with
-`Cache-Control: no-cache` over HTTP and are the users' kept lists either way. It prints req/s,
+`Cache-Control: no-cache` over HTTP and are the users' kept lists either way. "gRPC floor" is
+a grpc.aio server of its own answering ten fixed items to the same client: what a call costs
+before any of this project's work. It prints req/s,
 p50 and p99 per round and the median over the rounds. The clients run on the same 2 cores as
 the server: a client's own cost lowers its figures.
 """
@@ -23,6 +25,7 @@ import os
 import random
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,24 @@ async def grpc_load(
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
     }
+
+
+class Floor(recs_pb2_grpc.RecommendationsServicer):  # type: ignore[misc]
+    """A Recommend that answers ten fixed items at once: what grpc.aio itself costs a call."""
+
+    async def Recommend(self, request: Any, context: Any) -> Any:
+        items = [pb.ScoredItem(item_id=f"item-{n}", score=1.0) for n in range(10)]
+        return pb.RecommendResponse(
+            user_id=request.user_id, items=items, strategy="hybrid", recommendation_id="x"
+        )
+
+
+async def serve_floor(port: int) -> None:
+    server = grpc.aio.server()
+    recs_pb2_grpc.add_RecommendationsServicer_to_server(Floor(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -128,7 +149,20 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         rng = random.Random(5)
         users = [f"user-{rng.randrange(args.users)}" for _ in range(2_000)]
         fresh = "Cache-Control: no-cache\r\n"
-        rows: dict[str, list[dict[str, float]]] = {"/health": [], "HTTP": [], "gRPC": []}
+        rows: dict[str, list[dict[str, float]]] = {
+            "/health": [],
+            "HTTP": [],
+            "gRPC": [],
+            "gRPC floor": [],
+        }
+        floor_port = args.grpc_port + 1
+        floor = subprocess.Popen(
+            [sys.executable, __file__, "--serve-floor", str(floor_port)], cwd=ROOT, env=env
+        )
+        for _ in range(100):
+            if port_open("127.0.0.1", floor_port):
+                break
+            await asyncio.sleep(0.1)
         await serving.load("127.0.0.1", args.port, ["/health"], args.concurrency, 2)  # warm
         await grpc_load(args.grpc_port, users, args.concurrency, 2)
         paths = [f"/api/v1/recommendations/{u}?limit=10" for u in users]
@@ -143,6 +177,8 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
             rows["HTTP"].append(await measured(api.pid, _timed(http, args.seconds)))
             rpc = grpc_load(args.grpc_port, users, args.concurrency, args.seconds)
             rows["gRPC"].append(await measured(api.pid, rpc))
+            bare = grpc_load(floor_port, users, args.concurrency, args.seconds)
+            rows["gRPC floor"].append(await measured(floor.pid, bare))
             print(
                 f"round {round_ + 1}: "
                 + "; ".join(
@@ -167,6 +203,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 f" ({min(p99):.1f}..{max(p99):.1f})  server CPU {cpu:5.0f} us/request",
                 flush=True,
             )
+        stop_process(floor)
     finally:
         if api is not None:
             stop_process(api)
@@ -188,7 +225,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=8768)
     parser.add_argument("--grpc-port", type=int, default=50061)
+    parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_floor:
+        asyncio.run(serve_floor(args.serve_floor))
+        return
     for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
         os.environ.pop(name, None)
     stack = bring_up(HERE, database="recs_bench_grpc", redis_db=10, bucket="recs-bench-grpc")
