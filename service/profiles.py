@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import asyncpg
 import numpy as np
@@ -57,6 +58,7 @@ async def refresh(
     history costs no more than one with that many.
     """
     now = time.time()
+    began = datetime.now(UTC)
     rows = await activity.recent_history(pool, user_ids, settings.index.profile_history)
     position = {user_id: n for n, user_id in enumerate(user_ids)}
     weights = type_weights(
@@ -96,11 +98,14 @@ async def refresh(
             ),
         }
         encoded[user_id] = orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY)
+    # A user erased while this ran: what was read of them is gone, and nothing is stored.
+    for user_id in await activity.erased_since(pool, list(encoded), began):
+        del encoded[user_id]
     await stored_profiles.save(redis, encoded, PROFILE_SECONDS, now)
     if stored is not None:
-        stored.record(user_ids, now)
+        stored.record(list(encoded), now)
     await publish(
-        redis, settings.event_namespace, "profiles_changed", user_ids=list(user_ids), at=now
+        redis, settings.event_namespace, "profiles_changed", user_ids=list(encoded), at=now
     )
     return encoded
 

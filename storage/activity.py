@@ -75,6 +75,16 @@ async def record_interactions(
     return accepted, len(interactions) - accepted
 
 
+async def erased_since(pool: asyncpg.Pool, user_ids: Sequence[str], since: datetime) -> list[str]:
+    """Those of `user_ids` erased after `since`."""
+    if not user_ids:
+        return []
+    with database_errors():
+        async with pool.acquire() as conn:
+            found = await erasures.tombstones(conn, user_ids)
+    return [user_id for user_id, at in found.items() if at > since]
+
+
 def _dropped(row: InteractionIn, erased: dict[str, datetime], now: datetime) -> bool:
     """Whether `row` is a late copy of an erased user's interaction: timestamped at or
     before the erasure (a redelivery, a retried batch)."""

@@ -328,7 +328,17 @@ async def pseudonymize(
     window_hours: float,
 ) -> None:
     """Within an erasure: the user's exposures and lists stay counted under `pseudonym`,
-    with whether each exposure converted fixed now (the interactions that say so go)."""
+    with whether each exposure converted fixed now (the interactions that say so go).
+
+    It waits for a flush in flight (it holds the stream's row): one that read the
+    pseudonyms before this erasure committed has its rows re-keyed here, and one that
+    starts after reads the pseudonym."""
+    await conn.execute(
+        """INSERT INTO experiment_flush (stream, last_id) VALUES ($1, '0-0')
+           ON CONFLICT DO NOTHING""",
+        STREAM,
+    )
+    await conn.execute("SELECT 1 FROM experiment_flush WHERE stream = $1 FOR UPDATE", STREAM)
     await conn.execute(
         f"""UPDATE experiment_exposures x SET converted = {CONVERTED}, user_id = $4
             WHERE x.user_id = $1""",

@@ -147,20 +147,22 @@ class SimilarItemsResponse(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., index_version: _Optional[int] = ..., recommendation_id: _Optional[str] = ...) -> None: ...
 
 class TrendingRequest(_message.Message):
-    __slots__ = ("variant", "category", "limit", "window_hours", "filter", "fields")
+    __slots__ = ("variant", "category", "limit", "window_hours", "filter", "fields", "scenario")
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_HOURS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    SCENARIO_FIELD_NUMBER: _ClassVar[int]
     variant: str
     category: str
     limit: int
     window_hours: int
     filter: str
     fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, variant: _Optional[str] = ..., category: _Optional[str] = ..., limit: _Optional[int] = ..., window_hours: _Optional[int] = ..., filter: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    scenario: str
+    def __init__(self, variant: _Optional[str] = ..., category: _Optional[str] = ..., limit: _Optional[int] = ..., window_hours: _Optional[int] = ..., filter: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., scenario: _Optional[str] = ...) -> None: ...
 
 class TrendingResponse(_message.Message):
     __slots__ = ("variant", "category", "window_hours", "items", "recommendation_id")

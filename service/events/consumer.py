@@ -52,6 +52,8 @@ class Parsed:
     upserts: list[ItemIn] = field(default_factory=list)
     deletions: list[str] = field(default_factory=list)
     first_seen: float = field(default_factory=time.monotonic)
+    # Why it can never be stored as it is: it goes to the dead topic.
+    refused: Refused | None = None
 
 
 class Refused(Exception):
@@ -98,14 +100,12 @@ class Consumer:
         wait = WAIT_SECONDS if not self.held else min(WAIT_SECONDS, 0.5)
         taken = await self.bus.take([self.interactions_topic, self.items_topic], events.batch, wait)
         parsed = []
-        refused = []
         for message in taken:
             try:
                 parsed.append(self.parse(message))
             except Refused as exc:
-                refused.append((message, exc))
-        if refused:
-            await self._dead_letter(refused)
+                # Dead-lettered in `handle`, which a failed publish retries with the batch.
+                parsed.append(Parsed(message, refused=exc))
         return parsed
 
     async def _sleep(self, seconds: float) -> None:
@@ -158,6 +158,11 @@ class Consumer:
         """Store the batch and the held messages, commit what is stored, dead-letter what
         waited too long for its items."""
         with tracing.span("events.consume", _traceparent(batch), messages=len(batch)):
+            refused = [p for p in batch if p.refused is not None]
+            if refused:
+                await self._dead_letter([(p.message, p.refused) for p in refused if p.refused])
+                # In place: a retry of this batch (PostgreSQL down) does not send them again.
+                batch[:] = [p for p in batch if p.refused is None]
             items = [p for p in batch if p.message.topic == self.items_topic]
             await self._store_items(items)
             waiting = [p for p in batch if p.message.topic != self.items_topic]

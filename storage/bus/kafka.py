@@ -70,6 +70,8 @@ class KafkaBus:
         self._subscribed: tuple[str, ...] = ()
         # Per (topic, partition): offsets taken and not yet committed.
         self._open: dict[tuple[str, int], set[int]] = defaultdict(set)
+        # Per (topic, partition): the highest offset taken, so a commit never moves back.
+        self._taken: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
 
     async def _run(self, work: Callable[[], T]) -> T:
@@ -164,6 +166,7 @@ class KafkaBus:
         # Another consumer takes these over from their committed offsets.
         for partition in partitions:
             self._open.pop((partition.topic, partition.partition), None)
+            self._taken.pop((partition.topic, partition.partition), None)
 
     async def take(self, topics: Sequence[str], limit: int, wait_seconds: float) -> list[Message]:
         consumer = self._consumer_for(topics)
@@ -181,14 +184,17 @@ class KafkaBus:
         for record in polled:
             error = record.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise BrokerUnavailable(f"Kafka: {error}")
+                # An error event among the records (a broker gone, say) is logged and passed
+                # over: the records beside it are still this consumer's to store.
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Kafka: %s", error)
+                continue
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             assert topic is not None and partition is not None and offset is not None
             headers = dict(record.headers() or [])
             mark = headers.get("traceparent")
             self._open[(topic, partition)].add(offset)
+            self._taken[(topic, partition)] = max(self._taken.get((topic, partition), -1), offset)
             found.append(
                 Message(
                     topic,
@@ -208,15 +214,17 @@ class KafkaBus:
         """Mark these stored, and commit each partition up to its first open message."""
         if self._consumer is None or not messages:
             return
-        done: dict[tuple[str, int], int] = {}
+        touched = set()
         for message in messages:
             key = (message.topic, message.partition)
             self._open[key].discard(message.offset)
-            done[key] = max(done.get(key, -1), message.offset)
+            touched.add(key)
         offsets = []
-        for key, highest in done.items():
+        for key in touched:
+            # Up to the first message still open, else past the highest taken: never back
+            # over what an earlier commit passed.
             still = self._open.get(key)
-            upto = min(still) if still else highest + 1
+            upto = min(still) if still else self._taken.get(key, -1) + 1
             offsets.append(TopicPartition(key[0], key[1], upto))
         consumer = self._consumer
         await self._run(lambda: consumer.commit(offsets=offsets, asynchronous=False))
