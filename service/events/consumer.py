@@ -148,6 +148,10 @@ class Consumer:
         if row.get("event_id") is None:
             # Where the message sits names the event: taken again, it counts once.
             row = {**row, "event_id": f"{message.topic}@{message.position}#{n}"}
+        if row.get("timestamp") is None and message.at is not None:
+            # When the broker took it, not when it is stored: a redelivery after an erasure
+            # is then as old as it is, and the tombstone drops it.
+            row = {**row, "timestamp": datetime.fromtimestamp(message.at, UTC).isoformat()}
         interaction = InteractionIn.model_validate(row)
         problem = interaction.problem(self.app.settings.interactions.types, datetime.now(UTC))
         if problem is not None:

@@ -29,6 +29,8 @@ class Message:
     traceparent: str | None = None
     partition: int = 0
     offset: int = 0
+    # When the broker took it (epoch seconds), where it says.
+    at: float | None = None
 
 
 class Bus(Protocol):

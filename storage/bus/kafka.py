@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from common.errors import DependencyError
@@ -193,6 +200,7 @@ class KafkaBus:
             assert topic is not None and partition is not None and offset is not None
             headers = dict(record.headers() or [])
             mark = headers.get("traceparent")
+            kind, millis = record.timestamp()
             self._open[(topic, partition)].add(offset)
             self._taken[(topic, partition)] = max(self._taken.get((topic, partition), -1), offset)
             found.append(
@@ -203,6 +211,7 @@ class KafkaBus:
                     mark.decode() if isinstance(mark, bytes) else None,
                     partition,
                     offset,
+                    millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else None,
                 )
             )
         return found

@@ -93,7 +93,10 @@ class StreamsBus:
 
     def _message(self, topic: str, entry: Any) -> Message:
         position, fields = entry
-        return Message(topic, _text(position), bytes(fields.get(b"data", b"")))
+        text = _text(position)
+        # An entry's id starts with the milliseconds at which Redis added it.
+        at = int(text.split("-", 1)[0]) / 1000
+        return Message(topic, text, bytes(fields.get(b"data", b"")), at=at)
 
     async def hold(self, messages: Sequence[Message]) -> None:
         """Keep these (taken, not committed) from being claimed by another consumer."""

@@ -329,3 +329,27 @@ async def test_streams_are_capped(settings: Settings, db: object) -> None:
         assert 1_000 <= await bus.redis.xlen(topic) < 2_000  # type: ignore[attr-defined]
     finally:
         await bus.close()
+
+
+async def test_a_message_redelivered_after_its_user_was_erased_is_dropped(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    settings: Settings,
+    bus: Bus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await stock(app, "i")
+    # No timestamp: the broker's time of the message stands for it.
+    await publish(
+        bus, settings, "interactions", {"user_id": "leaver", "item_id": "i", "type": "view"}
+    )
+    crashed = open_bus(settings.events, settings.redis.url, "crashed")
+    doomed = Consumer(app.state.application, crashed)
+    await doomed._store_interactions(await doomed._next_batch())
+    await crashed.close()  # stored, never committed
+    assert (await client.delete("/api/v1/users/leaver")).status_code == 204
+    monkeypatch.setattr(stream_bus, "CLAIM_IDLE_MS", 0)
+    async with consuming(app, settings, "heir"):
+        await until(lambda: _equals(_lag(bus, settings), 0))
+    assert (await client.get("/api/v1/users/leaver")).status_code == 404
+    assert await count(app) == 0
