@@ -153,6 +153,8 @@ class Loader:
         self._rejected: list[tuple[int, Any, str]] = []
 
     async def load(self, path: Path) -> Summary:
+        """Send the file; a batch that fails for good (a wrong key, the service away after
+        the retries) stops the load, and the rows set aside so far are written all the same."""
         slots = asyncio.Semaphore(self.parallel)
         tasks: set[asyncio.Task[None]] = set()
         pending: list[Row] = []
@@ -163,21 +165,32 @@ class Loader:
             finally:
                 slots.release()
 
-        for row in rows(path, self.kind):
-            self.summary.read += 1
-            if isinstance(row, tuple):
-                self._reject(row[0], None, row[1])
-                continue
-            pending.append(row)
-            if len(pending) == self.batch:
-                await slots.acquire()
-                tasks.add(asyncio.create_task(send(pending)))
-                pending = []
-        if pending:
+        async def start(batch: list[Row]) -> None:
             await slots.acquire()
-            tasks.add(asyncio.create_task(send(pending)))
-        await asyncio.gather(*tasks)
-        self._write_rejected(path)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    slots.release()
+                    raise task.exception()  # type: ignore[misc]
+            tasks.add(asyncio.create_task(send(batch)))
+
+        try:
+            for row in rows(path, self.kind):
+                self.summary.read += 1
+                if isinstance(row, tuple):
+                    self._reject(row[0], None, row[1])
+                    continue
+                pending.append(row)
+                if len(pending) == self.batch:
+                    await start(pending)
+                    pending = []
+            if pending:
+                await start(pending)
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._write_rejected(path)
         return self.summary
 
     async def _send(self, batch: list[Row]) -> None:

@@ -5,9 +5,11 @@ retries on 429 and 503."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -20,9 +22,11 @@ from recs_client import (
     Forbidden,
     NotFound,
     TooManyRequests,
+    Unauthorized,
     Unavailable,
 )
 from recs_client import client as client_module
+from recs_client.importer import Loader
 from service.usecases import exports
 from tests.helpers import build_now, genre_catalog
 
@@ -218,3 +222,29 @@ def test_backoff_grows_and_is_capped() -> None:
     backoff = Backoff(retries=10, base=1.0, cap=4.0)
     assert all(0 <= backoff.delay(n, None) <= min(4.0, 2**n) for n in range(10))
     assert backoff.delay(0, 9.0) == 9.0
+
+
+async def test_an_import_stops_at_a_refusal_for_good_and_keeps_what_it_set_aside(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "events.jsonl"
+    rows = [b"{not json\n"] + [
+        orjson.dumps({"user_id": f"u{n}", "item_id": "i", "type": "view"}) + b"\n"
+        for n in range(30_000)
+    ]
+    source.write_bytes(b"".join(rows))
+    asked: list[str] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(401, json={"error": {"code": "unauthorized", "message": "no"}})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(refuse), base_url="http://recs.test")
+    loader = Loader(
+        AsyncClient(http=http, backoff=Backoff(retries=0)), "interactions", batch=1_000, parallel=2
+    )
+    with pytest.raises(Unauthorized):
+        await loader.load(source)
+    assert len(asked) <= 4, "it went on sending after the key was refused"
+    rejected = (tmp_path / "events.jsonl.rejected.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(r)["row"] for r in rejected] == [1]
