@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,8 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
+
+from common.ids import new_id
 
 MAX_BATCH = 10_000
 # Clocks differ: a timestamp this far ahead of ours is still taken as now-ish.
@@ -433,16 +434,12 @@ class Scored(BaseModel):
     published_at: datetime | MISSING | None = MISSING
 
 
-def new_recommendation_id() -> str:
-    return uuid.uuid4().hex
-
-
 class ListAnswer(BaseModel):
     """An answer that is a list shown to someone. Its `recommendation_id` is new on every
     answer, cached or not; an interaction may carry it back (InteractionIn), and an
     experiment then attributes that interaction to the list exactly."""
 
-    recommendation_id: str = Field(default_factory=new_recommendation_id)
+    recommendation_id: str = Field(default_factory=new_id)
 
 
 class Recommendations(ListAnswer):

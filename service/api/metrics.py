@@ -6,8 +6,6 @@ caller's key id, never the token."""
 from __future__ import annotations
 
 import logging
-import os
-import random
 import re
 import time
 
@@ -16,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import tracing
+from common.ids import new_id
 
 access_log = logging.getLogger("recs.access")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -53,7 +52,7 @@ class RequestMetrics:
         started = time.perf_counter()
         status = 500
         given = dict(scope["headers"]).get(b"x-request-id", b"")
-        request_id = given.decode() if _REQUEST_ID.match(given) else _new_request_id()
+        request_id = given.decode() if _REQUEST_ID.match(given) else new_id()
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def record_status(message: Message) -> None:
@@ -95,14 +94,3 @@ class RequestMetrics:
                     "key": getattr(principal, "subject", None),
                 }
                 access_log.info(orjson.dumps(line).decode())
-
-
-# Request ids need to be unique, not secret: drawn from a generator seeded once per process,
-# with no system call (uuid4's read of the OS's random source let the event loop wait for
-# the GIL behind ranking threads: 11% of a loaded API's samples under py-spy).
-_IDS = random.Random()
-os.register_at_fork(after_in_child=_IDS.seed)  # a forked process draws its own
-
-
-def _new_request_id() -> str:
-    return f"{_IDS.getrandbits(128):032x}"
