@@ -82,14 +82,14 @@ async def erased_since(pool: asyncpg.Pool, user_ids: Sequence[str], since: datet
     with database_errors():
         async with pool.acquire() as conn:
             found = await erasures.tombstones(conn, user_ids)
-    return [user_id for user_id, at in found.items() if at > since]
+    return [user_id for user_id, stone in found.items() if stone.erased_at > since]
 
 
-def _dropped(row: InteractionIn, erased: dict[str, datetime], now: datetime) -> bool:
+def _dropped(row: InteractionIn, erased: dict[str, erasures.Tombstone], now: datetime) -> bool:
     """Whether `row` is a late copy of an erased user's interaction: timestamped at or
     before the erasure (a redelivery, a retried batch)."""
-    at = erased.get(row.user_id)
-    return at is not None and (row.timestamp or now) <= at
+    stone = erased.get(row.user_id)
+    return stone is not None and (row.timestamp or now) <= stone.erased_at
 
 
 async def _insert(conn: Connection, interactions: Sequence[InteractionIn], now: datetime) -> int:

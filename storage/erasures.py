@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -55,24 +56,22 @@ async def exclude_writes(conn: Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ERASURE_LOCK)
 
 
-async def tombstones(conn: Connection, user_ids: Iterable[str]) -> dict[str, datetime]:
-    """When each of these ids was last erased, for those ever erased."""
-    by_hash = {user_hash(u): u for u in set(user_ids)}
-    rows = await conn.fetch(
-        "SELECT user_hash, erased_at FROM erasures WHERE user_hash = ANY($1::bytea[])",
-        list(by_hash),
-    )
-    return {by_hash[bytes(r["user_hash"])]: r["erased_at"] for r in rows}
+@dataclass(frozen=True)
+class Tombstone:
+    erased_at: datetime
+    pseudonym: str
 
 
-async def pseudonyms(conn: Connection, user_ids: Iterable[str]) -> dict[str, str]:
-    """The pseudonym of each of these ids that was erased."""
+async def tombstones(conn: Connection, user_ids: Iterable[str]) -> dict[str, Tombstone]:
+    """The tombstone of each of these ids that was ever erased: when, and the pseudonym its
+    experiment figures count under."""
     by_hash = {user_hash(u): u for u in set(user_ids)}
     rows = await conn.fetch(
-        "SELECT user_hash, pseudonym FROM erasures WHERE user_hash = ANY($1::bytea[])",
+        """SELECT user_hash, erased_at, pseudonym FROM erasures
+           WHERE user_hash = ANY($1::bytea[])""",
         list(by_hash),
     )
-    return {by_hash[bytes(r["user_hash"])]: r["pseudonym"] for r in rows}
+    return {by_hash[bytes(r["user_hash"])]: Tombstone(r["erased_at"], r["pseudonym"]) for r in rows}
 
 
 async def erased_since(pool: asyncpg.Pool, since: datetime) -> list[bytes]:

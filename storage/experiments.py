@@ -250,7 +250,8 @@ async def flush(pool: asyncpg.Pool, redis: Redis, limit: int = 20_000) -> int:
         lists: list[tuple[str, str, str, str, list[str], datetime]] = []
         decoded = [orjson.loads(fields[b"d"]) for _, fields in entries]  # type: ignore[index]
         # A user erased since their answer was shown counts under their pseudonym.
-        erased = await erasures.pseudonyms(conn, (entry[2] for entry in decoded))
+        stones = await erasures.tombstones(conn, (entry[2] for entry in decoded))
+        erased = {user: stone.pseudonym for user, stone in stones.items()}
         for entry in decoded:
             experiment, variant, user, items, version, at = entry[:6]
             user = erased.get(user, user)

@@ -54,6 +54,8 @@ class Parsed:
     first_seen: float = field(default_factory=time.monotonic)
     # Why it can never be stored as it is: it goes to the dead topic.
     refused: Refused | None = None
+    # The trace it carried: a Kafka header, or a `traceparent` property of its body.
+    traceparent: str | None = None
 
 
 class Refused(Exception):
@@ -124,11 +126,11 @@ class Consumer:
         rows = body if isinstance(body, list) else [body]
         if not rows or not all(isinstance(r, dict) for r in rows):
             raise Refused("invalid_message", "expected a JSON object or an array of objects")
-        parsed = Parsed(message)
+        marks = [row.pop("traceparent", None) for row in rows]
+        parsed = Parsed(message, traceparent=message.traceparent or _first_text(marks))
         try:
             if message.topic == self.items_topic:
                 for row in rows:
-                    row.pop("traceparent", None)
                     if row.get("deleted") is True:
                         parsed.deletions.append(_ID.validate_python(row.get("item_id")))
                     else:
@@ -144,7 +146,6 @@ class Consumer:
         return parsed
 
     def _interaction(self, message: Message, n: int, row: dict[str, Any]) -> InteractionIn:
-        row.pop("traceparent", None)
         if row.get("event_id") is None:
             # Where the message sits names the event: taken again, it counts once.
             row = {**row, "event_id": f"{message.topic}@{message.position}#{n}"}
@@ -161,7 +162,8 @@ class Consumer:
     async def handle(self, batch: list[Parsed]) -> None:
         """Store the batch and the held messages, commit what is stored, dead-letter what
         waited too long for its items."""
-        with tracing.span("events.consume", _traceparent(batch), messages=len(batch)):
+        mark = next((p.traceparent for p in batch if p.traceparent), None)
+        with tracing.span("events.consume", mark, messages=len(batch)):
             refused = [p for p in batch if p.refused is not None]
             if refused:
                 await self._dead_letter([(p.message, p.refused) for p in refused if p.refused])
@@ -263,16 +265,5 @@ def _unknown(parsed: Parsed) -> str:
     return f"names items not in the catalog after the wait: {', '.join(items[:10])}"
 
 
-def _traceparent(batch: list[Parsed]) -> str | None:
-    """The trace the batch continues: its first message's that carried one."""
-    for parsed in batch:
-        if parsed.message.traceparent:
-            return parsed.message.traceparent
-        try:
-            body = orjson.loads(parsed.message.value)
-        except orjson.JSONDecodeError:
-            continue
-        mark = body.get("traceparent") if isinstance(body, dict) else None
-        if isinstance(mark, str):
-            return mark
-    return None
+def _first_text(values: list[Any]) -> str | None:
+    return next((v for v in values if isinstance(v, str)), None)
