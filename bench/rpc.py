@@ -3,26 +3,37 @@ HTTP, and /health, against one API process at the same concurrency.
 
     .venv/bin/python bench/rpc.py
     .venv/bin/python bench/rpc.py --seconds 5 --rounds 2     # quicker
+    .venv/bin/python bench/rpc.py --client python            # without h2load
 
 It uses its own database (`recs_bench_grpc`), Redis database 10 and bucket `recs-bench-grpc`
 on the local servers (started if missing). It loads a catalog and histories (bench/serving.py's
 generator), builds a version, starts one API process serving HTTP and gRPC, and then, for
-`--rounds` rounds, drives each target for `--seconds` at `--concurrency`: `/health` and
-`GET /api/v1/recommendations/{user}` with bench/serving.py's light keep-alive HTTP client, and
-`Recommend` for the same users over one gRPC channel (grpc.aio). Lists are asked with
-`Cache-Control: no-cache` over HTTP and are the users' kept lists either way. "gRPC floor" is
-a grpc.aio server of its own answering ten fixed items to the same client: what a call costs
-before any of this project's work. It prints req/s,
-p50 and p99 per round and the median over the rounds. The clients run on the same 2 cores as
-the server: a client's own cost lowers its figures.
+`--rounds` rounds, drives each target for `--seconds` at `--concurrency`.
+
+The default client is h2load (Debian's nghttp2-client: `apt-get install nghttp2-client`), a
+C client whose own cost is small and the same for both protocols, so that on these shared
+cores the figures are the server's: HTTP/1.1 over `--concurrency` keep-alive connections, gRPC
+as as many streams on one HTTP/2 connection (one channel). It sends one body, so both ask for
+one user's list (`GET /api/v1/recommendations/{user}?limit=10` and `Recommend{user_id,
+limit: 10}`), answered as a client asking again is answered. `--client python` drives 2,000
+users instead, HTTP with bench/serving.py's keep-alive client and `Cache-Control: no-cache`,
+gRPC with grpc.aio; both clients then take CPU from the server.
+
+"gRPC floor" is a grpc.aio server of its own, on uvloop as the API is, answering ten fixed
+items: what a call costs before any of this project's work. The server's CPU per request is
+read from /proc around each load. It prints req/s, p50 and p99 per round and the median
+over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +43,7 @@ from typing import Any
 
 import grpc
 import serving  # bench/serving.py: the catalog, the build and the servers it starts
+import uvloop
 
 from devstack.servers import api_server, bring_up, port_open, stop_process
 from recs.v1 import recs_pb2 as pb
@@ -41,6 +53,7 @@ from storage.db import create_pool
 ROOT = serving.ROOT
 ADMIN = serving.ADMIN
 HERE = ROOT / ".stack" / "bench-grpc"
+RECOMMEND = "/recs.v1.Recommendations/Recommend"
 
 
 async def grpc_load(
@@ -70,6 +83,54 @@ async def grpc_load(
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
     }
+
+
+def h2load_run(
+    uri: str,
+    concurrency: int,
+    seconds: float,
+    *,
+    grpc_body: bytes | None = None,
+    headers: tuple[str, ...] = (),
+) -> dict[str, float]:
+    """One load from h2load (nghttp2's C client, so the client's own cost is small and the
+    same for both protocols): HTTP/1.1 over `concurrency` connections, or gRPC as
+    `concurrency` streams on one HTTP/2 connection (one channel). p50 and p99 come from its
+    per-request log; a request that did not answer 200 fails the run."""
+    log_file = HERE / "h2load.log"
+    log_file.unlink(missing_ok=True)  # h2load appends to it
+    command = ["h2load", "-t", "1", "-D", str(int(seconds))]
+    command += ["--log-file", str(log_file)]
+    for header in headers:
+        command += ["-H", header]
+    if grpc_body is None:
+        command += ["--h1", "-c", str(concurrency), "-m", "1"]
+    else:
+        body = HERE / "grpc-body.bin"
+        body.write_bytes(grpc_body)
+        command += ["-c", "1", "-m", str(concurrency), "-d", str(body)]
+        command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    out = subprocess.run([*command, uri], capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in log_file.read_text().splitlines()]
+    bad = [r for r in rows if r[1] != "200"]
+    if bad or "0 failed" not in out:
+        raise RuntimeError(f"h2load: {len(bad)} requests not answered 200\n{out}")
+    latencies = sorted(int(r[2]) / 1e6 for r in rows)
+    finished = re.search(r"finished in ([\d.]+)(m?s)", out)
+    assert finished, out
+    elapsed = float(finished[1]) / (1000 if finished[2] == "ms" else 1)
+    return {
+        "s": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def grpc_frame(message: Any) -> bytes:
+    """A message as gRPC sends it: not compressed, its length, its bytes."""
+    data = message.SerializeToString()
+    return b"\x00" + len(data).to_bytes(4, "big") + data
 
 
 class Floor(recs_pb2_grpc.RecommendationsServicer):  # type: ignore[misc]
@@ -166,19 +227,44 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         await serving.load("127.0.0.1", args.port, ["/health"], args.concurrency, 2)  # warm
         await grpc_load(args.grpc_port, users, args.concurrency, 2)
         paths = [f"/api/v1/recommendations/{u}?limit=10" for u in users]
+        # h2load sends one body: one user's list, asked the same way over both protocols
+        # (no Cache-Control over HTTP, so both are answered as a client asking again would be).
+        one = users[0]
+        body = grpc_frame(pb.RecommendRequest(user_id=one, limit=10))
+        auth = f"authorization: Bearer {ADMIN}"
+        base = f"http://127.0.0.1:{args.port}"
+        list_uri = f"{base}/api/v1/recommendations/{one}?limit=10"
+        rpc_uri = f"http://127.0.0.1:{args.grpc_port}{RECOMMEND}"
+        floor_uri = f"http://127.0.0.1:{floor_port}{RECOMMEND}"
         for round_ in range(args.rounds):
-            health = serving.load(
-                "127.0.0.1", args.port, ["/health"], args.concurrency, args.seconds
-            )
-            rows["/health"].append(await measured(api.pid, _timed(health, args.seconds)))
-            http = serving.load(
-                "127.0.0.1", args.port, paths, args.concurrency, args.seconds, fresh
-            )
-            rows["HTTP"].append(await measured(api.pid, _timed(http, args.seconds)))
-            rpc = grpc_load(args.grpc_port, users, args.concurrency, args.seconds)
-            rows["gRPC"].append(await measured(api.pid, rpc))
-            bare = grpc_load(floor_port, users, args.concurrency, args.seconds)
-            rows["gRPC floor"].append(await measured(floor.pid, bare))
+            if args.client == "h2load":
+                load = functools.partial(
+                    h2load_run, concurrency=args.concurrency, seconds=args.seconds
+                )
+                loads = {
+                    "/health": (api.pid, functools.partial(load, f"{base}/health")),
+                    "HTTP": (api.pid, functools.partial(load, list_uri, headers=(auth,))),
+                    "gRPC": (
+                        api.pid,
+                        functools.partial(load, rpc_uri, grpc_body=body, headers=(auth,)),
+                    ),
+                    "gRPC floor": (floor.pid, functools.partial(load, floor_uri, grpc_body=body)),
+                }
+                for name, (pid, drive) in loads.items():
+                    rows[name].append(await measured(pid, asyncio.to_thread(drive)))
+            else:
+                health = serving.load(
+                    "127.0.0.1", args.port, ["/health"], args.concurrency, args.seconds
+                )
+                rows["/health"].append(await measured(api.pid, _timed(health, args.seconds)))
+                http = serving.load(
+                    "127.0.0.1", args.port, paths, args.concurrency, args.seconds, fresh
+                )
+                rows["HTTP"].append(await measured(api.pid, _timed(http, args.seconds)))
+                rpc = grpc_load(args.grpc_port, users, args.concurrency, args.seconds)
+                rows["gRPC"].append(await measured(api.pid, rpc))
+                bare = grpc_load(floor_port, users, args.concurrency, args.seconds)
+                rows["gRPC floor"].append(await measured(floor.pid, bare))
             print(
                 f"round {round_ + 1}: "
                 + "; ".join(
@@ -225,11 +311,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=8768)
     parser.add_argument("--grpc-port", type=int, default=50061)
+    parser.add_argument(
+        "--client",
+        choices=("h2load", "python"),
+        default="h2load",
+        help="h2load (nghttp2-client) for every target, or the Python clients",
+    )
     parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor:
-        asyncio.run(serve_floor(args.serve_floor))
+        uvloop.run(serve_floor(args.serve_floor))  # the loop uvicorn runs the API on
         return
+    if args.client == "h2load" and shutil.which("h2load") is None:
+        sys.exit("h2load not found: apt-get install nghttp2-client, or use --client python")
     for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
         os.environ.pop(name, None)
     stack = bring_up(HERE, database="recs_bench_grpc", redis_db=10, bucket="recs-bench-grpc")
