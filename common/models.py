@@ -150,7 +150,9 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=128), Text, Addre
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=128), Text]
 # A filter expression (indexing/filters.py), bounded beyond a filter's own limit, so that
 # one too long is refused as a filter (invalid_filter).
-FilterText = Annotated[str, StringConstraints(max_length=4_000), Text]
+# The longest filter text taken (query string, scenario, body alike).
+FILTER_TEXT = 4_000
+FilterText = Annotated[str, StringConstraints(max_length=FILTER_TEXT), Text]
 
 
 class AttributeValue(
@@ -541,6 +543,13 @@ class Build(BaseModel):
     gate: Gate | None = None
 
 
+class BuildList(BaseModel):
+    """Builds newest first; `next` is the `before` that asks for the page after."""
+
+    builds: list[Build]
+    next: datetime | None = None
+
+
 class VersionSummary(BaseModel):
     version: int
     created_at: datetime
@@ -635,6 +644,27 @@ class Experiment(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[Experiment]
+
+
+class TimelinePoint(BaseModel):
+    """Users first shown a list under the variant up to `at` (the step's end), and the share
+    of them who converted: the conversion rate as it stood then."""
+
+    at: datetime
+    users: int
+    converted_users: int
+    conversion_rate: float
+
+
+class VariantTimeline(BaseModel):
+    name: str
+    points: list[TimelinePoint]
+
+
+class ExperimentTimeline(BaseModel):
+    experiment_id: str
+    step_seconds: int
+    variants: list[VariantTimeline]
 
 
 class StopIn(_In):

@@ -176,6 +176,12 @@ class ApiSettings(_Section):
     jwt_issuer: Annotated[str | None, Field(min_length=1)] = None
     # When set, a JWT must name this audience (aud).
     jwt_audience: Annotated[str | None, Field(min_length=1)] = None
+    # Signs the console's session cookies (32 characters or more); every API process must
+    # share it. Unset: derived from ADMIN_API_KEY, or, without one, random per process (a
+    # session then holds only in the process that signed it in).
+    console_secret: Annotated[SecretStr | None, Field(min_length=32)] = None
+    # A console session ends this long after sign-in.
+    console_session_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
     # One JSON line per request on stderr (the `recs.access` logger): method, route template,
     # status, duration, request id (X-Request-ID, kept or made, and returned) and key id,
     # never the token.

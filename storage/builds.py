@@ -66,6 +66,23 @@ async def get_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+async def recent_builds(
+    pool: asyncpg.Pool, limit: int, before: datetime | None
+) -> list[dict[str, Any]]:
+    """Builds newest first, `limit` of them, created before `before` where given (a page)."""
+    with database_errors():
+        rows = await pool.fetch(
+            f"""SELECT {_BUILD},
+                       (SELECT v.manifest->'gate' FROM index_versions v
+                        WHERE v.version = builds.version) AS gate
+                FROM builds WHERE $2::timestamptz IS NULL OR created_at < $2
+                ORDER BY created_at DESC LIMIT $1""",
+            limit,
+            before,
+        )
+    return [dict(r) for r in rows]
+
+
 async def fail_stale(pool: asyncpg.Pool, *, queue_timeout: float, heartbeat_timeout: float) -> int:
     """Mark failed the builds whose worker fell silent, or that no worker took up."""
     async with transaction(pool) as conn:

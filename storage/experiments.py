@@ -360,6 +360,37 @@ async def drain(pool: asyncpg.Pool, redis: Redis) -> None:
         pass
 
 
+async def timeline(
+    pool: asyncpg.Pool,
+    experiment_id: str,
+    conversion_types: Sequence[str],
+    window_hours: float,
+    step_seconds: float,
+) -> list[tuple[str, datetime, int, int]]:
+    """Per variant and step (by each user's first exposure): the users first shown a list
+    then, and how many of them converted (by `counts`' rule). (variant, start, users,
+    converted) in time order."""
+    with database_errors():
+        rows = await pool.fetch(
+            f"""WITH per_user AS (
+                    SELECT x.variant, x.user_id, min(x.first_shown_at) AS first_at,
+                           bool_or(c.hit) AS hit
+                    FROM experiment_exposures x
+                    CROSS JOIN LATERAL (SELECT {CONVERTED} AS hit) c
+                    WHERE x.experiment_id = $1
+                    GROUP BY x.variant, x.user_id)
+                SELECT variant,
+                       date_bin(make_interval(secs => $4), first_at, 'epoch') AS at,
+                       count(*) AS users, count(*) FILTER (WHERE hit) AS converted
+                FROM per_user GROUP BY 1, 2 ORDER BY 2, 1""",
+            experiment_id,
+            list(conversion_types),
+            window_hours * 3600.0,
+            step_seconds,
+        )
+    return [(r["variant"], r["at"], int(r["users"]), int(r["converted"])) for r in rows]
+
+
 async def counts(
     pool: asyncpg.Pool, experiment_id: str, conversion_types: Sequence[str], window_hours: float
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:

@@ -35,6 +35,7 @@ from service.api.routes import (
 )
 from service.api.variant_params import document_variant_params
 from service.application import close_application, open_application
+from service.console.mount import install as install_console
 from service.grpc.server import GrpcDoor
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
     ):
         app.include_router(module.router)
+    install_console(app, settings.api)
     document_bodies(
         app,
         {

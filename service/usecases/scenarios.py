@@ -22,6 +22,11 @@ def _check_filters(app: Application, body: ScenarioIn) -> None:
                 raise refused.named(field) from None
 
 
+def check_filter(app: Application, text: str) -> None:
+    """Whether a filter parses: raises InvalidFilter saying where it does not."""
+    app.filters.compiled(text)
+
+
 async def put_scenario(app: Application, scenario_id: str, body: ScenarioIn) -> Scenario:
     _check_filters(app, body)
     scenario = await stored.put_scenario(app.pool, scenario_id, body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from common import tracing
 from common.errors import DependencyError, InvalidInput, NotFound
@@ -10,6 +11,7 @@ from common.models import (
     Activated,
     Build,
     BuildIn,
+    BuildList,
     ListsAfterBuild,
     VersionDetail,
     VersionList,
@@ -64,6 +66,19 @@ async def get_build(app: Application, build_id: str) -> Build:
         heartbeat_timeout=app.settings.index.heartbeat_timeout,
     )
     return Build(**await builds.get_build(app.pool, build_id))
+
+
+async def list_builds(app: Application, limit: int, before: datetime | None = None) -> BuildList:
+    """Builds newest first, a page of `limit`; stale ones are failed first, as `get_build`
+    does."""
+    await builds.fail_stale(
+        app.pool,
+        queue_timeout=builds.QUEUE_TIMEOUT_SECONDS,
+        heartbeat_timeout=app.settings.index.heartbeat_timeout,
+    )
+    found = [Build(**b) for b in await builds.recent_builds(app.pool, limit + 1, before)]
+    more = len(found) > limit
+    return BuildList(builds=found[:limit], next=found[limit - 1].created_at if more else None)
 
 
 async def list_versions(app: Application) -> VersionList:

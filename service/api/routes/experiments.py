@@ -12,6 +12,7 @@ from common.models import (
     ExperimentIn,
     ExperimentList,
     ExperimentResults,
+    ExperimentTimeline,
     StopIn,
     Text,
 )
@@ -64,3 +65,10 @@ async def experiment_results(experiment_id: ExperimentId, app: AppDep) -> Experi
     """Per variant: users, impressions, clicks, CTR, conversions, and the test against
     control. Impressions still waiting in Redis are counted first."""
     return await experiments.results_of(app, experiment_id)
+
+
+@router.get("/{experiment_id}/timeline")
+async def experiment_timeline(experiment_id: ExperimentId, app: AppDep) -> ExperimentTimeline:
+    """Each variant's conversion rate over the experiment's life (users by their first
+    exposure, converted by the results' rule), in about 48 steps."""
+    return await experiments.timeline(app, experiment_id)

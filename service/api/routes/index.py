@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from common.models import Activated, Build, BuildIn, VersionDetail, VersionList
+from common.models import Activated, Build, BuildIn, BuildList, VersionDetail, VersionList
 from service.api.deps import AppDep, Guarded, require
 from service.api.metrics import request_id_of
 from service.api.routes import API, ERRORS
@@ -27,6 +28,16 @@ router = APIRouter(
 async def request_build(request: Request, app: AppDep, body: BuildIn | None = None) -> Build:
     """Queue a build; while one is queued or running, that one is returned instead."""
     return await versions.request_build(app, body or BuildIn(), request_id_of(request.scope))
+
+
+@router.get("/builds")
+async def list_builds(
+    app: AppDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: datetime | None = None,
+) -> BuildList:
+    """Builds newest first; `next`, where there are more, is the `before` of the next page."""
+    return await versions.list_builds(app, limit, before)
 
 
 @router.get("/builds/{build_id}")

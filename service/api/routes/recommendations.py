@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 
 from common.models import (
+    FILTER_TEXT,
     ITEM_FIELDS,
     Addressable,
     Explanation,
@@ -46,8 +47,6 @@ _FIELD = f"({'|'.join(ITEM_FIELDS)})?"
 # Names of item fields, comma-separated (blanks between are allowed, and nothing between
 # two commas).
 FIELD_LIST = f"^ *{_FIELD} *(, *{_FIELD} *)*$"
-# Longer than a filter may be, so that one too long is refused as a filter (invalid_filter).
-FILTER_TEXT = 4_000
 Filter = Annotated[
     str | None,
     Query(
