@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help venv run test check lint types bench-ingest clean
+.PHONY: help venv run test check lint types browser bench-ingest clean
 
 help:
 	@echo "make run          serve the API at http://127.0.0.1:8000 (starts what is missing)"
@@ -29,8 +29,15 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/python -m devstack run
 
-test: venv check
+test: venv check browser
 	$(BIN)/python -m pytest
+
+# The console's browser tests drive Debian's Chromium (never `playwright install`'s download).
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the console's browser tests"; \
+		$$(command -v sudo) apt-get install -y --no-install-recommends chromium \
+		|| { $$(command -v sudo) apt-get update && $$(command -v sudo) apt-get install -y --no-install-recommends chromium; }; }
 
 check: lint types
 

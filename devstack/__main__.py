@@ -173,6 +173,7 @@ def run() -> int:
         print(
             f"\nrecs is serving at {url}  (API docs: {url}/docs)\n"
             f"  admin key:       {key}\n"
+            f"  console:         {url}/console  (sign in with the admin key)\n"
             f"  servers started: {started}\n"
             f"  {loaded}\n"
             f"  {index}\n"
