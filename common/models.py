@@ -647,8 +647,9 @@ class ExperimentList(BaseModel):
 
 
 class TimelinePoint(BaseModel):
-    """Users first shown a list under the variant up to `at` (the step's end), and the share
-    of them who converted: the conversion rate as it stood then."""
+    """The users first shown a list under the variant up to `at` (the step's end), and how
+    many of them have converted by now: the cohort's rate, growing as users join it. The
+    last point is the results' figures."""
 
     at: datetime
     users: int

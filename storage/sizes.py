@@ -28,7 +28,7 @@ async def table_sizes(pool: asyncpg.Pool) -> dict[str, tuple[int, bool]]:
             rows_of = await conn.fetch(
                 "SELECT relname, reltuples::bigint AS rows FROM pg_class"
                 " WHERE relname = ANY($1::text[]) AND relkind = 'r'"
-                " AND relnamespace = 'public'::regnamespace",
+                " AND relnamespace = current_schema()::regnamespace",
                 list(_TABLES),
             )
             estimates = {r["relname"]: int(r["rows"]) for r in rows_of}

@@ -124,6 +124,7 @@ def _empty(title: str) -> Markup:
 
 def _nice(top: float) -> float:
     """A round axis top at or above `top`: 1, 2 or 5 times a power of ten."""
+    top = max(top, 1e-9)  # the charts draw rates and counts: nothing below zero
     scale = 10.0 ** len(str(int(top))) / 10 if top >= 1 else 1.0
     while scale > top:
         scale /= 10

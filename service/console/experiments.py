@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Response
-from fastapi.responses import RedirectResponse
 
 from common.errors import InvalidInput
 from common.models import ExperimentIn
 from service.console import charts
-from service.console.web import PREFIX, Ctx, page
+from service.console.web import PREFIX, Ctx, go, page
 from service.usecases import experiments
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -44,7 +43,7 @@ async def create(ctx: Ctx) -> Response:
         }
     )
     created = await experiments.create(ctx.app, body)
-    return RedirectResponse(f"{PREFIX}/experiments/{created.experiment_id}", status_code=303)
+    return go("experiments", created.experiment_id)
 
 
 @router.get("/experiments/{experiment_id}")
@@ -69,4 +68,4 @@ async def experiment_page(ctx: Ctx) -> Response:
 async def stop(ctx: Ctx) -> Response:
     experiment_id = ctx.path_id("experiment_id")
     await experiments.stop(ctx.app, experiment_id, ctx.form.get("reason") or None)
-    return RedirectResponse(f"{PREFIX}/experiments/{experiment_id}", status_code=303)
+    return go("experiments", experiment_id)

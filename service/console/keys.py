@@ -4,10 +4,9 @@ Admin pages, as /api/v1/keys is."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import RedirectResponse
 
 from common.models import ApiKeyIn
-from service.console.web import PREFIX, Ctx, page
+from service.console.web import PREFIX, Ctx, go, page
 from service.usecases import keys
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -35,6 +34,5 @@ async def create(ctx: Ctx) -> Response:
 @router.post("/keys/{key_id}/revoke")
 @page("admin", "DELETE", "/api/v1/keys")
 async def revoke(ctx: Ctx) -> Response:
-    key_id = ctx.request.path_params["key_id"]
-    await keys.revoke_key(ctx.app, key_id[:64])
-    return RedirectResponse(f"{PREFIX}/keys", status_code=303)
+    await keys.revoke_key(ctx.app, ctx.path_id("key_id"))
+    return go("keys")

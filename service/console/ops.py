@@ -7,17 +7,19 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from common.errors import InvalidInput
-from common.models import BuildIn, VersionSummary
+from common.models import BuildIn, Timestamp, VersionSummary
 from service.console import charts
 from service.console.figures import RequestFigures
-from service.console.web import PREFIX, Ctx, page
+from service.console.web import PREFIX, Ctx, go, page
 from service.usecases import versions
 from service.usecases.overview import overview as overview_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+_TIME: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 VERSIONS_PAGE = 20
 BUILDS_PAGE = 20
 # The held-out figures a version records per source (indexing/tuning.py), compared by name.
@@ -47,7 +49,7 @@ async def versions_page(ctx: Ctx) -> Response:
     page_no = max(0, _int(ctx.query("page"), 0))
     shown = listed.versions[page_no * VERSIONS_PAGE : (page_no + 1) * VERSIONS_PAGE]
     numbers = [v.version for v in listed.versions]
-    a, b = _int(ctx.query("a"), None), _int(ctx.query("b"), None)
+    a, b = (_version(v) if v else None for v in (ctx.query("a"), ctx.query("b")))
     if a is None and b is None and len(numbers) >= 2:
         a, b = (listed.active or numbers[0]), next(n for n in numbers if n != listed.active)
     compared = [await versions.get_version(ctx.app, n) for n in (a, b) if n is not None]
@@ -81,20 +83,15 @@ async def versions_page(ctx: Ctx) -> Response:
 @router.post("/versions/{version}/activate")
 @page("admin", "POST", "/api/v1/index/versions/activate")
 async def activate(ctx: Ctx) -> Response:
-    version = _int(ctx.request.path_params["version"], None)
-    if version is None or version < 1:
-        raise InvalidInput("version: not a version number")
+    version = _version(ctx.request.path_params["version"])
     await versions.activate(ctx.app, version)
-    return RedirectResponse(f"{PREFIX}/versions?activated={version}", status_code=303)
+    return go("versions", query=f"activated={version}")
 
 
 @router.get("/builds")
 @page("admin", "GET", "/api/v1/index/builds")
 async def builds_page(ctx: Ctx) -> Response:
-    before = ctx.query("before")
-    listed = await versions.list_builds(
-        ctx.app, BUILDS_PAGE, datetime.fromisoformat(before) if before else None
-    )
+    listed = await versions.list_builds(ctx.app, BUILDS_PAGE, _when(ctx.query("before")))
     return ctx.render("builds.html", listed=listed, started=ctx.query("started"))
 
 
@@ -103,16 +100,14 @@ async def builds_page(ctx: Ctx) -> Response:
 async def start_build(ctx: Ctx) -> Response:
     body = BuildIn(reason=ctx.form.get("reason") or None, force=ctx.form.get("force") == "on")
     build = await versions.request_build(ctx.app, body, None)
-    return RedirectResponse(f"{PREFIX}/builds?started={build.build_id}", status_code=303)
+    return go("builds", query=f"started={build.build_id}")
 
 
 @router.get("/builds/{build_id}/state")
 @page("admin", "GET", "/api/v1/index/builds/state")
 async def build_state(ctx: Ctx) -> Response:
     """What the Builds page's script polls: the build as /api/v1 shows it."""
-    build_id = ctx.request.path_params["build_id"]
-    if len(build_id) > 64:
-        raise InvalidInput("build_id: longer than 64 characters")
+    build_id = ctx.path_id("build_id")
     build = await versions.get_build(ctx.app, build_id)
     return JSONResponse(build.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
@@ -122,6 +117,19 @@ def _int(text: str | None, default: Any) -> Any:
         return int(text) if text is not None else default
     except ValueError:
         raise InvalidInput(f"{text!r} is not a whole number") from None
+
+
+def _version(text: str) -> int:
+    """A version number as /api/v1 takes one (PostgreSQL's bigint)."""
+    number = _int(text, None)
+    if number is None or not 1 <= number <= 2**63 - 1:
+        raise InvalidInput(f"version: {text[:40]!r} is not a version number")
+    return int(number)
+
+
+def _when(text: str | None) -> datetime | None:
+    """`before`, read as /api/v1 reads it (a bad one is a 422 naming it)."""
+    return _TIME.validate_python(text) if text is not None else None
 
 
 def _figure(metrics: dict[str, Any], source: str, name: str) -> float:

@@ -7,11 +7,11 @@ from typing import get_args
 
 import orjson
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 
 from common.errors import ClientError, InvalidInput, NotFound
 from common.models import FILTER_TEXT, ScenarioIn, ScenarioStrategy
-from service.console.web import PREFIX, Ctx, page
+from service.console.web import PREFIX, Ctx, go, page
 from service.usecases import scenarios
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -23,7 +23,7 @@ STRATEGIES: tuple[str, ...] = get_args(ScenarioStrategy)
 async def scenarios_page(ctx: Ctx) -> Response:
     wanted = ctx.query_id("scenario_id")
     if wanted is not None:
-        return RedirectResponse(f"{PREFIX}/scenarios/{wanted}", status_code=303)
+        return go("scenarios", wanted)
     listed = await scenarios.list_scenarios(ctx.app)
     return ctx.render("scenarios.html", listed=listed.scenarios)
 
@@ -58,7 +58,7 @@ async def save(ctx: Ctx) -> Response:
         await scenarios.put_scenario(ctx.app, scenario_id, body)
     except ClientError as exc:
         return _editor(ctx, scenario_id, None, exc.message, False, status=exc.status)
-    return RedirectResponse(f"{PREFIX}/scenarios/{scenario_id}?saved=1", status_code=303)
+    return go("scenarios", scenario_id, query="saved=1")
 
 
 @router.post("/filters/check")

@@ -65,7 +65,7 @@ class Sessions:
         if not cookie or cookie.count(".") != 1:
             return None
         body, signature = cookie.split(".")
-        if not hmac.compare_digest(signature, self._sign(body.encode())):
+        if not _same(signature, self._sign(body.encode())):
             return None
         try:
             fields = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -78,10 +78,15 @@ class Sessions:
         return self._sign(b"csrf\0" + session.nonce.encode())
 
     def csrf_ok(self, session: Session, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given, self.csrf(session))
+        return given is not None and _same(given, self.csrf(session))
 
     def _sign(self, data: bytes) -> str:
         return _b64(hmac.new(self._secret, data, hashlib.sha256).digest())
+
+
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison that takes any text (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
 def _b64(data: bytes) -> str:

@@ -3,6 +3,8 @@ and never kept: the session cookie names it by its digest (service/console/sessi
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -19,8 +21,10 @@ from service.console.web import (
     read_form,
     render,
     same_origin,
+    secure,
     sessions,
 )
+from storage import console_sessions
 from storage.keys import token_digest
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -76,7 +80,7 @@ async def sign_in(request: Request) -> Response:
         path=PREFIX,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure(request),
     )
     return response
 
@@ -84,6 +88,12 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 @page("read", "GET", "/console")
 async def sign_out(ctx: Ctx) -> Response:
+    """End the session here and everywhere: its nonce is remembered until it would have
+    ended, so a copy of the cookie opens nothing."""
+    left = ctx.session.expires - int(time.time())
+    await console_sessions.end(
+        ctx.app.redis, ctx.app.settings.event_namespace, ctx.session.nonce, left
+    )
     response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -27,8 +27,10 @@ from common.models import Id, Role
 from service.application import Application
 from service.auth import RANK, Principal
 from service.console.session import COOKIE, Session, Sessions
+from storage import console_sessions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 PREFIX = "/console"
@@ -71,12 +73,24 @@ class Ctx:
         return value or None
 
     def path_id(self, name: str) -> str:
-        """An id from the path, checked as /api/v1 checks ids (a 400 names what is wrong)."""
-        return _ID.validate_python(self.request.path_params[name])
+        """An id from the path, checked as /api/v1 checks ids (a refusal names it)."""
+        try:
+            return _ID.validate_python(self.request.path_params[name])
+        except ValidationError as exc:
+            raise InvalidInput(f"{name}: {exc.errors(include_url=False)[0]['msg']}") from None
 
     def query_id(self, name: str) -> str | None:
+        return self.query_as(name, _ID)
+
+    def query_as(self, name: str, adapter: TypeAdapter[T]) -> T | None:
+        """A query parameter checked by the type /api/v1 checks it with; a refusal names it."""
         value = self.query(name)
-        return _ID.validate_python(value) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InvalidInput(f"{name}: {exc.errors(include_url=False)[0]['msg']}") from None
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return render(self.request, template, status, ctx=self, **values)
@@ -114,11 +128,25 @@ def peer(request: Request) -> str:
 
 
 def same_origin(request: Request) -> bool:
-    """A POST from a page of this origin: where the browser names one, it must be ours."""
+    """A POST from a page of this origin: where the browser names one, it must be ours (the
+    host the browser asked for, which a proxy passes on as X-Forwarded-Host)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    asked = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
+    return urlsplit(origin).netloc == asked.split(",")[0].strip()
+
+
+def secure(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS (directly, or through a TLS proxy)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def go(*parts: str, query: str = "") -> RedirectResponse:
+    """A redirect to PREFIX/parts..., each part quoted whole (an id may hold ? # / or %)."""
+    path = "/".join([PREFIX, *(quote(part, safe="") for part in parts)])
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -150,6 +178,9 @@ def page(role: Role, method: str, api_path: str) -> Callable[[Page], Callable[[R
                 return _refused(request, exc, None)
             ctx = Ctx(request, app, principal, session, signer.csrf(session), {})
             try:
+                namespace = app.settings.event_namespace
+                if await console_sessions.ended(app.redis, namespace, session.nonce):
+                    return _to_sign_in(request)
                 if request.method == "POST":
                     ctx.form = await read_form(request)
                     given = ctx.form.get("csrf") or request.headers.get("x-csrf-token")
@@ -162,7 +193,7 @@ def page(role: Role, method: str, api_path: str) -> Callable[[Page], Callable[[R
                 return await handler(ctx)
             except RecsError as exc:
                 return _refused(request, exc, ctx)
-            except ValidationError as exc:
+            except ValidationError as exc:  # a form read into a body model
                 first = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in first["loc"]) or "form"
                 return _refused(request, InvalidInput(f"{where}: {first['msg']}"), ctx)

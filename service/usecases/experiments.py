@@ -68,8 +68,9 @@ MIN_STEP_SECONDS = 60
 
 
 async def timeline(app: Application, experiment_id: str) -> ExperimentTimeline:
-    """Each variant's conversion rate over the experiment's life, step by step: users by
-    their first exposure, counted by the same rule as the results. Impressions still
+    """Each variant's conversion rate over the experiment's life, step by step: the users
+    first exposed up to each step and how many of them have converted (by the results'
+    rule), so the last step is the results. Impressions still
     waiting in Redis are counted first."""
     experiment = await stored.get(app.pool, experiment_id)
     with contextlib.suppress(CacheUnavailable):

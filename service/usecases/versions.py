@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 
 from common import tracing
 from common.errors import DependencyError, InvalidInput, NotFound
@@ -22,6 +22,8 @@ from service.application import Application
 from storage import builds
 from workers.factory import BUILD_TASK
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 # An activation asks the store first: a hung one would hold the download for its timeouts.
 STORE_CHECK_SECONDS = 3.0
 
@@ -76,6 +78,8 @@ async def list_builds(app: Application, limit: int, before: datetime | None = No
         queue_timeout=builds.QUEUE_TIMEOUT_SECONDS,
         heartbeat_timeout=app.settings.index.heartbeat_timeout,
     )
+    if before is not None:  # a time outside what PostgreSQL holds asks for all, or none
+        before = min(max(before, EARLIEST), LATEST)
     found = [Build(**b) for b in await builds.recent_builds(app.pool, limit + 1, before)]
     more = len(found) > limit
     return BuildList(builds=found[:limit], next=found[limit - 1].created_at if more else None)

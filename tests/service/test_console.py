@@ -136,6 +136,8 @@ async def test_a_read_key_sees_trending_similar_items_and_try_it_but_no_history(
         assert user.status_code == 200
         assert "Their list" in user.text and "History" not in user.text
         assert "space-3" not in user.text.split("Their list")[0]
+        # Reasons such as "because you liked X" would name their history.
+        assert "because you liked" not in user.text and "Why" not in user.text
         item = await browser.get("/console/items/horror-1")
         assert item.status_code == 200 and "Similar items" in item.text
         assert "Attributes" not in item.text  # the item's record needs write
@@ -214,7 +216,14 @@ async def test_an_experiments_page_draws_its_conversion_over_time(
 
 
 @pytest.mark.parametrize(
-    "page", ["/console/items/" + "x" * 200, "/console/versions?a=x", "/console/users/%00"]
+    "page",
+    [
+        "/console/items/" + "x" * 200,
+        "/console/versions?a=x",
+        "/console/users/%00",
+        "/console/builds?before=yesterday",
+        "/console/items?cursor=%%%",
+    ],
 )
 async def test_bad_input_in_a_console_url_is_a_400_page(
     app: FastAPI, client: httpx.AsyncClient, page: str
@@ -223,3 +232,81 @@ async def test_bad_input_in_a_console_url_is_a_400_page(
         answer = await browser.get(page)
         assert answer.status_code in (400, 422), answer.text[:500]
         assert "Refused" in answer.text
+
+
+async def test_an_experiment_is_started_and_stopped_from_the_console(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    variants = (
+        '[{"name": "control", "weight": 1},'
+        ' {"name": "pop", "weight": 1, "params": {"strategy": "popular"}}]'
+    )
+    async with signed_in(app, ADMIN_KEY) as browser:
+        csrf = csrf_of(await browser.get("/console/experiments"))
+        bad = await browser.post(
+            "/console/experiments",
+            data={
+                "csrf": csrf,
+                "experiment_id": "e1",
+                "variants": '[{"name": "solo", "weight": 1}]',
+            },
+        )
+        assert bad.status_code == 422 and "variants" in bad.text
+        assert (await client.get("/api/v1/experiments")).json()["experiments"] == []
+        made = await browser.post(
+            "/console/experiments",
+            data={
+                "csrf": csrf,
+                "experiment_id": "e1",
+                "variants": variants,
+                "description": "<b>x</b>",
+            },
+        )
+        assert made.status_code == 303 and made.headers["location"] == "/console/experiments/e1"
+        page = await browser.get("/console/experiments/e1")
+        assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text
+        assert 'data-confirm="stop-experiment"' in page.text
+        stopped = await browser.post(
+            "/console/experiments/e1/stop", data={"csrf": csrf, "reason": "done"}
+        )
+        assert stopped.status_code == 303
+    found = (await client.get("/api/v1/experiments/e1")).json()
+    assert found["active"] is False and found["stop_reason"] == "done"
+
+
+async def test_odd_cookies_tokens_and_ids_get_no_server_error(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
+    ) as stranger:
+        odd = [(b"cookie", "recs_console=a.\u00e9".encode())]
+        assert (await stranger.get("/console/keys", headers=odd)).status_code == 303
+    async with signed_in(app, ADMIN_KEY) as browser:
+        refused = await browser.post(
+            "/console/keys", data={"name": "x", "role": "read", "csrf": "\u00e9"}
+        )
+        assert refused.status_code == 403
+        # An id with ? and # in it is sent on whole, not cut at them.
+        moved = await browser.get("/console/users", params={"user_id": "a?b#c"})
+        assert moved.headers["location"] == "/console/users/a%3Fb%23c"
+        shown = await browser.get(moved.headers["location"])
+        assert shown.status_code == 200 and "User a?b#c" in shown.text
+        assert "No record" in shown.text  # a new user: the list, no history to page
+        far = await browser.get("/console/builds", params={"before": "0001-01-01T00:00:00+01:00"})
+        assert far.status_code == 200 and "No builds yet" in far.text
+
+
+async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    async with signed_in(app, ADMIN_KEY) as browser:
+        page = await browser.get("/console/keys")
+        copy = browser.cookies["recs_console"]
+        out = await browser.post("/console/sign-out", data={"csrf": csrf_of(page)})
+        assert out.status_code == 303
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
+    ) as replay:
+        replay.cookies.set("recs_console", copy, path="/console")
+        assert (await replay.get("/console/keys")).headers["location"] == "/console/sign-in"

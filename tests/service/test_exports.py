@@ -174,3 +174,22 @@ async def test_bad_exports_are_refused_before_anything_is_queued(
     assert_error(refused, 403, "forbidden")
     assert_error(await client.get("/api/v1/exports/x_unknown"), 404, "not_found")
     assert queued == []
+
+
+async def test_an_export_answer_links_to_its_state_and_its_download(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    operations = {
+        o["operationId"]: path
+        for path, methods in schema["paths"].items()
+        for o in methods.values()
+    }
+    links = schema["paths"]["/api/v1/exports"]["post"]["responses"]["202"]["links"]
+    assert {operations[link["operationId"]] for link in links.values()} == {
+        "/api/v1/exports/{export_id}",
+        "/api/v1/exports/{export_id}/download",
+    }
+    assert all(
+        link["parameters"] == {"export_id": "$response.body#/export_id"} for link in links.values()
+    )

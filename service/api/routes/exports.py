@@ -23,7 +23,23 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=202, openapi_extra=body_schema(ExportIn))
+# Where an answer's export_id leads (OpenAPI links, which generated clients and fuzzers follow
+# instead of guessing from names).
+_FOLLOW = {
+    name: {"operationId": operation, "parameters": {"export_id": "$response.body#/export_id"}}
+    for name, operation in (
+        ("state", "get_export_api_v1_exports__export_id__get"),
+        ("download", "download_export_api_v1_exports__export_id__download_get"),
+    )
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=body_schema(ExportIn),
+    responses={202: {"description": "Queued", "links": _FOLLOW}},
+)
 async def create_export(
     body: Annotated[ExportIn, json_body(ExportIn)], app: AppDep
 ) -> ExportQueued:

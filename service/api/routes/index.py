@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from common.models import Activated, Build, BuildIn, BuildList, VersionDetail, VersionList
+from common.models import (
+    Activated,
+    Build,
+    BuildIn,
+    BuildList,
+    Timestamp,
+    VersionDetail,
+    VersionList,
+)
 from service.api.deps import AppDep, Guarded, require
 from service.api.metrics import request_id_of
 from service.api.routes import API, ERRORS
@@ -34,7 +41,7 @@ async def request_build(request: Request, app: AppDep, body: BuildIn | None = No
 async def list_builds(
     app: AppDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: datetime | None = None,
+    before: Timestamp | None = None,
 ) -> BuildList:
     """Builds newest first; `next`, where there are more, is the `before` of the next page."""
     return await versions.list_builds(app, limit, before)
