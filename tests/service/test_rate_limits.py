@@ -168,3 +168,20 @@ def test_the_sliding_minute() -> None:
     assert wait_seconds(5, 0, 20.0, 5) == 40
     # Over because of the previous minute: room comes once enough of it slid out.
     assert wait_seconds(2, 10, 30.0, 5) == 12  # 2 + 10 * (1 - t/60) < 5 from t = 42 s
+
+
+async def test_console_pages_count_against_the_keys_limits_as_the_api_does(
+    app: FastAPI, client: httpx.AsyncClient, limits: RateLimiter
+) -> None:
+    limits.settings = rules(read_per_minute=3)
+    token = await new_key(client)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
+    ) as browser:
+        assert (await browser.post("/console/sign-in", data={"token": token})).status_code == 303
+        shown = [(await browser.get("/console/trending")).status_code for _ in range(3)]
+        assert shown == [200, 200, 200]
+        refused = await browser.get("/console/trending")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        # The same key's budget, through /api/v1: spent already.
+        assert (await client.get("/api/v1/trending", headers=bearer(token))).status_code == 429
