@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -39,8 +38,7 @@ import httpx
 import orjson
 import serving  # bench/serving.py: the catalog, the build and the servers it starts
 
-from devstack.servers import api_server, bring_up, celery_worker, port_open, stop_process
-from storage.db import create_pool
+from devstack.servers import celery_worker, stop_process
 
 ROOT = serving.ROOT
 ADMIN = serving.ADMIN
@@ -110,39 +108,13 @@ def export_rate(base: str, body: dict[str, Any]) -> tuple[int, float]:
 
 
 async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
-    env = (
-        os.environ
-        | servers
-        | {
-            "ADMIN_API_KEY": ADMIN,
-            "EMBEDDING_MODEL": "hashing-384",
-            "HF_HUB_OFFLINE": "1",
-            "INDEX_DATA_DIR": str(HERE / "index"),
-            "ACCESS_LOG": "false",
-        }
-    )
-    os.environ.update(env)
-    settings = serving.load_settings()
-    await serving.wipe(settings)
-    timeout = float(settings.index.build_time_limit)
-    pool = await create_pool(settings.database.model_copy(update={"command_timeout": timeout}))
-    HERE.mkdir(parents=True, exist_ok=True)
+    env = serving.bench_env(servers, HERE)
+    settings, pool = await serving.fresh_start(env, HERE)
     api = worker = None
     base = f"http://127.0.0.1:{args.port}"
     try:
         await serving.load_items(pool, serving.make_items(args.items))
-        with (HERE / "api.log").open("wb") as log:
-            api = subprocess.Popen(
-                api_server("127.0.0.1", args.port, "--log-level", "warning"),
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if port_open("127.0.0.1", args.port):
-                break
-            await asyncio.sleep(0.2)
+        api = await serving.start_api(args.port, env, HERE / "api.log")
 
         reference = interactions("ref", args.users, args.rows, args.items)
         bodies = [
@@ -238,13 +210,9 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=2_000, help="users (and items) exported live")
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
-    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
-        os.environ.pop(name, None)
-    stack = bring_up(HERE, database="recs_bench_client", redis_db=12, bucket="recs-bench-client")
-    try:
-        asyncio.run(run(args, stack.env))
-    finally:
-        stack.stop()
+    serving.on_own_stack(
+        HERE, "recs_bench_client", 12, "recs-bench-client", lambda env: run(args, env)
+    )
 
 
 if __name__ == "__main__":

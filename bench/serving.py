@@ -46,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,13 @@ from common.models import InteractionIn, ItemIn  # noqa: E402
 from common.settings import load_settings  # noqa: E402
 from common.text import item_labels, item_text  # noqa: E402
 from devstack import demo  # noqa: E402
-from devstack.servers import api_server, bring_up, celery_worker, stop_process  # noqa: E402
+from devstack.servers import (  # noqa: E402
+    api_server,
+    bring_up,
+    celery_worker,
+    port_open,
+    stop_process,
+)
 from embeddings.encoder import LABELLED, make_encoder  # noqa: E402
 from storage import activity, builds, catalog  # noqa: E402
 from storage.blob import open_store  # noqa: E402
@@ -642,6 +648,75 @@ async def act_after_build(
         )
     finally:
         await redis.aclose()
+
+
+def bench_env(servers: dict[str, str], here: Path, **extra: str) -> dict[str, str]:
+    """The environment a bench script's processes share: the servers `bring_up` gave, the
+    admin key, the fast hashing encoder, an index folder of the script's own, no access log
+    (each line costs a request's time), and what the script adds."""
+    return (
+        dict(os.environ)
+        | servers
+        | {
+            "ADMIN_API_KEY": ADMIN,
+            "EMBEDDING_MODEL": "hashing-384",
+            "HF_HUB_OFFLINE": "1",
+            "INDEX_DATA_DIR": str(here / "index"),
+            "ACCESS_LOG": "false",
+        }
+        | extra
+    )
+
+
+async def fresh_start(env: dict[str, str], here: Path) -> tuple[Any, asyncpg.Pool]:
+    """Take `env` as this process's, empty the script's database and Redis database, and
+    open a pool whose statements may last as long as a build: (settings, pool)."""
+    os.environ.update(env)
+    settings = load_settings()
+    await wipe(settings)
+    timeout = float(settings.index.build_time_limit)
+    pool = await create_pool(settings.database.model_copy(update={"command_timeout": timeout}))
+    here.mkdir(parents=True, exist_ok=True)
+    return settings, pool
+
+
+async def start_api(
+    port: int, env: dict[str, str], log: Path, also: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """An API process on `port`, its output in `log`, once it listens there (and on `also`,
+    a gRPC port say)."""
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            api_server("127.0.0.1", port, "--log-level", "warning"),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    for _ in range(600):
+        if all(port_open("127.0.0.1", p) for p in (port, *also)):
+            return api
+        assert api.poll() is None, log.read_text()
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the API did not listen on {port} within 2 minutes: {log}")
+
+
+def on_own_stack(
+    here: Path,
+    database: str,
+    redis_db: int,
+    bucket: str,
+    body: Callable[[dict[str, str]], Coroutine[Any, Any, None]],
+) -> None:
+    """Run `body` on servers of the script's own (its database, Redis database and bucket on
+    the local servers, started if missing), never on those the shell points at."""
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
+        os.environ.pop(name, None)
+    stack = bring_up(here, database=database, redis_db=redis_db, bucket=bucket)
+    try:
+        asyncio.run(body(stack.env))
+    finally:
+        stack.stop()
 
 
 async def wipe(settings: Any) -> None:
