@@ -544,10 +544,10 @@ class Build(BaseModel):
 
 
 class BuildList(BaseModel):
-    """Builds newest first; `next` is the `before` that asks for the page after."""
+    """A page of builds, newest first; `next_cursor` asks for the next."""
 
     builds: list[Build]
-    next: datetime | None = None
+    next_cursor: str | None
 
 
 class VersionSummary(BaseModel):

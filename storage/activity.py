@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from common.errors import InvalidInput, NotFound, UnknownItems
+from common.errors import NotFound, UnknownItems
 from common.models import InteractionIn, InteractionOut, User
 from storage import cursors, erasures, experiments, outbox
 from storage.db import Connection, database_errors, transaction
@@ -224,7 +224,7 @@ async def user_interactions(
 ) -> tuple[list[InteractionOut], str | None]:
     """A page of the user's interactions, newest first (ties by arrival, newest first), and
     the cursor of the next page (None at the end). An unknown user is a NotFound."""
-    after = _decode_cursor(cursor) if cursor else None
+    after = cursors.decode_keyset(cursor, int) if cursor else None
     with database_errors():
         async with pool.acquire() as conn:
             if not await conn.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id):
@@ -252,19 +252,5 @@ async def user_interactions(
     ]
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
-    return page, _encode_cursor(last["occurred_at"], last["interaction_id"]) if last else None
-
-
-def _encode_cursor(at: datetime, interaction_id: int) -> str:
-    return cursors.encode({"at": at.isoformat(), "id": interaction_id})
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    position = cursors.decode(cursor)
-    try:
-        at, interaction_id = datetime.fromisoformat(position["at"]), position["id"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(cursors.NOT_ISSUED) from exc
-    if not isinstance(interaction_id, int) or at.tzinfo is None:
-        raise InvalidInput(cursors.NOT_ISSUED)
-    return at, interaction_id
+    following = cursors.encode_keyset(last["occurred_at"], last["interaction_id"]) if last else None
+    return page, following

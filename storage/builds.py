@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from common.errors import NotFound
-from storage import outbox
+from storage import cursors, outbox
 from storage.db import database_errors, transaction
 
 # A queued build that no worker took within this long is marked failed.
@@ -67,20 +67,26 @@ async def get_build(pool: asyncpg.Pool, build_id: str) -> dict[str, Any]:
 
 
 async def recent_builds(
-    pool: asyncpg.Pool, limit: int, before: datetime | None
-) -> list[dict[str, Any]]:
-    """Builds newest first, `limit` of them, created before `before` where given (a page)."""
+    pool: asyncpg.Pool, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of builds, newest first (ties by id), and the cursor of the next page (None at
+    the end)."""
+    after = cursors.decode_keyset(cursor) if cursor else None
     with database_errors():
         rows = await pool.fetch(
             f"""SELECT {_BUILD},
                        (SELECT v.manifest->'gate' FROM index_versions v
                         WHERE v.version = builds.version) AS gate
-                FROM builds WHERE $2::timestamptz IS NULL OR created_at < $2
-                ORDER BY created_at DESC LIMIT $1""",
-            limit,
-            before,
+                FROM builds
+                WHERE $2::timestamptz IS NULL OR (created_at, build_id) < ($2, $3)
+                ORDER BY created_at DESC, build_id DESC LIMIT $1""",
+            limit + 1,
+            after[0] if after else None,
+            after[1] if after else "",
         )
-    return [dict(r) for r in rows]
+    last = rows[limit - 1] if len(rows) > limit else None
+    following = cursors.encode_keyset(last["created_at"], last["build_id"]) if last else None
+    return [dict(r) for r in rows[:limit]], following
 
 
 async def fail_stale(pool: asyncpg.Pool, *, queue_timeout: float, heartbeat_timeout: float) -> int:

@@ -3,15 +3,13 @@ builds followed live. Admin pages: the same role as /api/v1/index."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
 
 from common.errors import InvalidInput
-from common.models import BuildIn, Timestamp, VersionSummary
+from common.models import BuildIn, VersionSummary
 from service.console import charts
 from service.console.figures import RequestFigures
 from service.console.web import PREFIX, Ctx, go, page
@@ -19,7 +17,6 @@ from service.usecases import versions
 from service.usecases.overview import overview as overview_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-_TIME: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 VERSIONS_PAGE = 20
 BUILDS_PAGE = 20
 # The held-out figures a version records per source (indexing/tuning.py), compared by name.
@@ -91,7 +88,7 @@ async def activate(ctx: Ctx) -> Response:
 @router.get("/builds")
 @page("admin", "GET", "/api/v1/index/builds")
 async def builds_page(ctx: Ctx) -> Response:
-    listed = await versions.list_builds(ctx.app, BUILDS_PAGE, _when(ctx.query("before")))
+    listed = await versions.list_builds(ctx.app, BUILDS_PAGE, ctx.query("cursor"))
     return ctx.render("builds.html", listed=listed, started=ctx.query("started"))
 
 
@@ -125,11 +122,6 @@ def _version(text: str) -> int:
     if number is None or not 1 <= number <= 2**63 - 1:
         raise InvalidInput(f"version: {text[:40]!r} is not a version number")
     return int(number)
-
-
-def _when(text: str | None) -> datetime | None:
-    """`before`, read as /api/v1 reads it (a bad one is a 422 naming it)."""
-    return _TIME.validate_python(text) if text is not None else None
 
 
 def _figure(metrics: dict[str, Any], source: str, name: str) -> float:

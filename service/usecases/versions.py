@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from common import tracing
 from common.errors import DependencyError, InvalidInput, NotFound
@@ -22,8 +21,6 @@ from service.application import Application
 from storage import builds
 from workers.factory import BUILD_TASK
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 # An activation asks the store first: a hung one would hold the download for its timeouts.
 STORE_CHECK_SECONDS = 3.0
 
@@ -70,19 +67,15 @@ async def get_build(app: Application, build_id: str) -> Build:
     return Build(**await builds.get_build(app.pool, build_id))
 
 
-async def list_builds(app: Application, limit: int, before: datetime | None = None) -> BuildList:
-    """Builds newest first, a page of `limit`; stale ones are failed first, as `get_build`
-    does."""
+async def list_builds(app: Application, limit: int, cursor: str | None = None) -> BuildList:
+    """A page of builds, newest first; stale ones are failed first, as `get_build` does."""
     await builds.fail_stale(
         app.pool,
         queue_timeout=builds.QUEUE_TIMEOUT_SECONDS,
         heartbeat_timeout=app.settings.index.heartbeat_timeout,
     )
-    if before is not None:  # a time outside what PostgreSQL holds asks for all, or none
-        before = min(max(before, EARLIEST), LATEST)
-    found = [Build(**b) for b in await builds.recent_builds(app.pool, limit + 1, before)]
-    more = len(found) > limit
-    return BuildList(builds=found[:limit], next=found[limit - 1].created_at if more else None)
+    found, next_cursor = await builds.recent_builds(app.pool, limit, cursor)
+    return BuildList(builds=[Build(**b) for b in found], next_cursor=next_cursor)
 
 
 async def list_versions(app: Application) -> VersionList:

@@ -188,3 +188,27 @@ async def test_an_activation_while_the_store_is_down_is_a_503_and_changes_nothin
     monkeypatch.undo()
     assert (await client.post(f"/api/v1/index/versions/{old}/activate")).status_code == 200
     assert res.serving.current.version == old
+
+
+async def test_builds_are_listed_newest_first_a_page_at_a_time_ties_and_all(
+    client: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    # Seven finished builds, four of them created in the same instant.
+    await db.execute(
+        """INSERT INTO builds (build_id, state, stage, progress, created_at)
+           SELECT 'b_' || n, 'failed', 'failed', 1,
+                  '2026-01-01T00:00:00Z'::timestamptz + make_interval(secs => least(n, 3))
+           FROM generate_series(0, 6) AS n"""
+    )
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/api/v1/index/builds", params=params)).json()
+        seen += [b["build_id"] for b in page["builds"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["b_6", "b_5", "b_4", "b_3", "b_2", "b_1", "b_0"]
+    refused = await client.get("/api/v1/index/builds", params={"cursor": "not-ours"})
+    assert_error(refused, 422, "invalid_request")

@@ -11,7 +11,6 @@ from common.models import (
     Build,
     BuildIn,
     BuildList,
-    Timestamp,
     VersionDetail,
     VersionList,
 )
@@ -41,10 +40,11 @@ async def request_build(request: Request, app: AppDep, body: BuildIn | None = No
 async def list_builds(
     app: AppDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Timestamp | None = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> BuildList:
-    """Builds newest first; `next`, where there are more, is the `before` of the next page."""
-    return await versions.list_builds(app, limit, before)
+    """A page of builds, newest first; `next_cursor`, where there are more, asks for the
+    next page."""
+    return await versions.list_builds(app, limit, cursor)
 
 
 @router.get("/builds/{build_id}")
