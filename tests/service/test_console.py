@@ -30,12 +30,15 @@ PAGES = (
 )
 
 
+def stranger(app: FastAPI) -> httpx.AsyncClient:
+    """A browser-like client: no Authorization header, no session yet."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://recs.test")
+
+
 @asynccontextmanager
 async def signed_in(app: FastAPI, token: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser-like client (no Authorization header) signed in with `token`."""
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
-    ) as browser:
+    """A browser-like client signed in with `token`."""
+    async with stranger(app) as browser:
         answer = await browser.post("/console/sign-in", data={"token": token})
         assert answer.status_code == 303, answer.text
         yield browser
@@ -50,8 +53,7 @@ def csrf_of(page: httpx.Response) -> str:
 async def test_signing_in_sets_a_signed_httponly_strict_cookie_that_holds_no_key(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    browser = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://recs.test")
-    async with browser:
+    async with stranger(app) as browser:
         assert (await browser.get("/console/overview")).headers["location"] == "/console/sign-in"
         form = await browser.get("/console/sign-in")
         assert 'type="password"' in form.text and "Sign in" in form.text
@@ -278,11 +280,9 @@ async def test_an_experiment_is_started_and_stopped_from_the_console(
 async def test_odd_cookies_tokens_and_ids_get_no_server_error(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
-    ) as stranger:
+    async with stranger(app) as nobody:
         odd = [(b"cookie", "recs_console=a.\u00e9".encode())]
-        assert (await stranger.get("/console/keys", headers=odd)).status_code == 303
+        assert (await nobody.get("/console/keys", headers=odd)).status_code == 303
     async with signed_in(app, ADMIN_KEY) as browser:
         refused = await browser.post(
             "/console/keys", data={"name": "x", "role": "read", "csrf": "\u00e9"}
@@ -307,8 +307,6 @@ async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(
         copy = browser.cookies["recs_console"]
         out = await browser.post("/console/sign-out", data={"csrf": csrf_of(page)})
         assert out.status_code == 303
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://recs.test"
-    ) as replay:
+    async with stranger(app) as replay:
         replay.cookies.set("recs_console", copy, path="/console")
         assert (await replay.get("/console/keys")).headers["location"] == "/console/sign-in"
