@@ -48,7 +48,7 @@ def _unknown_items_in_a_batch(case: Case, response: Response) -> bool:
 def _a_cursor_not_issued(case: Case, response: Response) -> bool:
     # API.md, Catalog and history: `cursor` is the `next_cursor` of an earlier page, opaque
     # to clients; one made up is refused.
-    paged = ("/api/v1/items", "/api/v1/users/{user_id}/interactions")
+    paged = ("/api/v1/items", "/api/v1/users/{user_id}/interactions", "/api/v1/index/builds")
     return case.path in paged and _messages(response) == ["cursor is not one this service issued"]
 
 
