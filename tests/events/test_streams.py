@@ -42,8 +42,11 @@ async def bus(db: object, settings: Settings) -> AsyncIterator[Bus]:
 
 
 @contextlib.asynccontextmanager
-async def consuming(app: FastAPI, settings: Settings, name: str = "c1") -> AsyncIterator[Consumer]:
-    """A consumer of its own (its own bus connection) running until the block ends."""
+async def consuming(
+    app: FastAPI, settings: Settings, name: str = "c1", seconds: float = 10.0
+) -> AsyncIterator[Consumer]:
+    """A consumer of its own (its own bus connection) running until the block ends, given
+    `seconds` to finish its batch and stop."""
     own = open_bus(settings.events, settings.redis.url, name)
     consumer = Consumer(app.state.application, own)
     task = asyncio.create_task(consumer.run())
@@ -51,7 +54,7 @@ async def consuming(app: FastAPI, settings: Settings, name: str = "c1") -> Async
         yield consumer
     finally:
         consumer.stop()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, seconds)
         await own.close()
 
 
