@@ -161,6 +161,11 @@ async def test_an_operator_walks_the_console_in_chromium(
         await page.get_by_role("button", name="Similar items").click()
         await expect(page.get_by_text("Similar items", exact=True)).to_be_visible()
         await snap("item")
+        # An item in a list links to that item's own page.
+        first_alike = page.get_by_role("table").get_by_role("link").first
+        name = await first_alike.inner_text()
+        await first_alike.click()
+        await expect(page.get_by_role("heading", name=f"Item {name}")).to_be_visible()
 
         # A key, its token shown once.
         await page.get_by_role("link", name="Keys", exact=True).click()

@@ -310,3 +310,30 @@ async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(
     async with stranger(app) as replay:
         replay.cookies.set("recs_console", copy, path="/console")
         assert (await replay.get("/console/keys")).headers["location"] == "/console/sign-in"
+
+
+def listed_ids(html: str) -> list[str]:
+    """The item ids a page's first items table links to, in order."""
+    table = html.split("<table", 1)[1].split("</table>", 1)[0]
+    return re.findall(r'href="/console/items/([^"]+)"', table)
+
+
+async def test_the_console_lists_what_the_api_answers(
+    app: FastAPI, client: httpx.AsyncClient, shop: dict[str, dict[str, Any]]
+) -> None:
+    """Each page calls the route's use case: the same items, in the same order."""
+    fresh = {"Cache-Control": "no-cache"}
+    api = {
+        "/console/trending": (await client.get("/api/v1/trending?limit=20")).json(),
+        "/console/items/horror-1": (
+            await client.get("/api/v1/items/horror-1/similar?limit=20")
+        ).json(),
+        "/console/users/horror-fan-0": (
+            await client.get("/api/v1/recommendations/horror-fan-0?limit=20", headers=fresh)
+        ).json(),
+    }
+    async with signed_in(app, ADMIN_KEY) as browser:
+        for page, answer in api.items():
+            shown = listed_ids((await browser.get(page)).text)
+            assert shown == [i["item_id"] for i in answer["items"]], page
+            assert shown, page
