@@ -48,7 +48,8 @@ async def versions_page(ctx: Ctx) -> Response:
     numbers = [v.version for v in listed.versions]
     a, b = (_version(v) if v else None for v in (ctx.query("a"), ctx.query("b")))
     if a is None and b is None and len(numbers) >= 2:
-        a, b = (listed.active or numbers[0]), next(n for n in numbers if n != listed.active)
+        a = listed.active or numbers[0]  # the active version beside the newest other
+        b = next(n for n in numbers if n != a)
     compared = [await versions.get_version(ctx.app, n) for n in (a, b) if n is not None]
     rejected = {
         v.version: (await versions.get_version(ctx.app, v.version)).manifest.get("gate") or {}
